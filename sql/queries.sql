@@ -1,0 +1,37 @@
+-- Named queries used by the daemons and lhctl. Each starts with "-- name: NAME"; parameters are
+-- $1..$n, always bound (never formatted into the text).
+
+-- name: materialize_batch
+SELECT lh_materialize($1, $2::jsonb, $3::jsonb);
+
+-- name: consumer_offsets_get
+SELECT partition, next_offset FROM consumer_offsets WHERE consumer = $1 AND topic = $2;
+
+-- name: plan_get
+SELECT plan_id, tenant, goal, status, version, tasks_total, tasks_succeeded, input_tokens,
+       output_tokens, cached_tokens, reasoning_tokens, cost_usd, created_at, updated_at,
+       finished_at, output::text, reason
+  FROM plans WHERE plan_id = $1::uuid;
+
+-- name: plan_tasks
+SELECT t.task_no, t.kind, t.tier, t.status, t.attempts,
+       coalesce(sum(a.input_tokens), 0) AS input_tokens,
+       coalesce(sum(a.output_tokens), 0) AS output_tokens,
+       coalesce(sum(a.cost_usd), 0) AS cost_usd,
+       left(t.instructions, 200) AS instructions,
+       (SELECT string_agg(d.depends_on::text, ',' ORDER BY d.depends_on)
+          FROM task_dependencies d WHERE d.plan_id = t.plan_id AND d.task_no = t.task_no) AS deps
+  FROM tasks t LEFT JOIN task_attempts a ON a.plan_id = t.plan_id AND a.task_no = t.task_no
+ WHERE t.plan_id = $1::uuid
+ GROUP BY t.plan_id, t.task_no ORDER BY t.task_no;
+
+-- name: plan_list
+SELECT plan_id, status, tasks_succeeded, tasks_total, created_at, left(goal, 80)
+  FROM plans WHERE tenant = $1 ORDER BY created_at DESC LIMIT $2::integer;
+
+-- name: blob_put
+INSERT INTO blobs (sha256, content_type, size, bytes) VALUES ($1, $2, $3::bigint, $4::bytea)
+ON CONFLICT (sha256) DO NOTHING;
+
+-- name: blob_get
+SELECT content_type, bytes FROM blobs WHERE sha256 = $1;
