@@ -10,11 +10,10 @@ import sys
 
 
 def c_string(text):
-    out = []
-    for line in text.splitlines(True):
-        esc = line.replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n').replace('\t', '\\t')
-        out.append('"%s"' % esc)
-    return '\n\t'.join(out) if out else '""'
+    """A brace-enclosed byte list: ISO C limits string literals to 4095 bytes."""
+    data = text.encode('utf-8') + b'\0'
+    rows = [', '.join(str(b) for b in data[i:i + 24]) for i in range(0, len(data), 24)]
+    return '(const char[]){\n\t' + ',\n\t'.join(rows) + '}'
 
 
 def main():

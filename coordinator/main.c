@@ -1,0 +1,400 @@
+/* lh-coordinator — folds lh.events into plan state, decides, dispatches.
+ *
+ * One libevent loop. The consumer (group "lh-coordinator") reads lh.events from the beginning of
+ * each assigned partition (snapshots arrive with the coordinator issue), folds every event, and once
+ * a partition has caught up to the high watermark it had at assignment, reconciles its plans. */
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "config.h"
+#include "kafka.h"
+#include "log.h"
+#include "reconcile.h"
+#include "state.h"
+
+#define MAX_PARTS 1024
+
+typedef struct coord_cfg {
+	lh_common_cfg_t common; /* first: the common table's offsets assume it */
+	char *group;
+	char *default_tier;
+	int64_t max_attempts;
+	int64_t max_tasks;
+	int64_t max_instructions;
+	int64_t stats_interval_s;
+} coord_cfg_t;
+
+#define C(f) offsetof(coord_cfg_t, f)
+static const lh_cfg_def_t coord_table[] = {
+	{"coordinator.group", LH_CFG_STR, "lh-coordinator", 0, 0, NULL, "LH_COORDINATOR_GROUP",
+	 "group", false, false, "consumer group shared by all coordinators", C(group)},
+	{"coordinator.default_tier", LH_CFG_STR, "standard", 0, 0, NULL, "LH_DEFAULT_TIER",
+	 "default-tier", false, false, "tier of plan and join tasks, and of tasks that name none",
+	 C(default_tier)},
+	{"coordinator.max_attempts", LH_CFG_INT, "3", 1, 100, NULL, "LH_MAX_ATTEMPTS", "max-attempts",
+	 false, false, "attempts per task before the plan fails", C(max_attempts)},
+	{"coordinator.max_tasks", LH_CFG_INT, "200", 1, 100000, NULL, "LH_MAX_TASKS", "max-tasks",
+	 false, false, "most tasks a planner may return", C(max_tasks)},
+	{"coordinator.max_instructions", LH_CFG_INT, "65536", 64, 1048576, NULL, NULL, NULL, false,
+	 false, "longest task instructions, in bytes", C(max_instructions)},
+	{"coordinator.stats_interval_s", LH_CFG_INT, "30", 0, 86400, NULL, "LH_STATS_INTERVAL",
+	 "stats-interval", true, false, "seconds between stats log lines (0: never)",
+	 C(stats_interval_s)},
+	LH_CFG_END,
+};
+
+static const lh_cfg_spec_t coord_spec = {
+	.prog = "lh-coordinator",
+	.usage = "[options]",
+	.summary = "Folds the event log (lh.events) into plan state, decides what happens next and "
+		   "dispatches ready tasks to lh.tasks.<tier>. Run any number: they split the "
+		   "partitions of lh.events as one consumer group. Never calls an LLM.",
+	.tables = {lh_config_common_table, coord_table, NULL},
+};
+
+typedef struct part {
+	bool assigned;
+	bool live;	     /* caught up: decisions allowed */
+	int64_t target;	     /* high watermark at assignment */
+	int64_t next_offset; /* next offset to fold */
+} part_t;
+
+/* The daemon's one context. */
+static struct coord {
+	coord_cfg_t cfg;
+	struct event_base *base;
+	lh_kafka_t *consumer, *producer;
+	lh_state_t st;
+	lh_emitter_t em;
+	char events_topic[LH_TOPIC_MAX], dlq_topic[LH_TOPIC_MAX];
+	char actor_id[128];
+	const char *tiers[LH_MAX_TIERS];
+	char tiers_buf[1024];
+	int ntiers;
+	part_t parts[MAX_PARTS];
+	lh_buf_t scratch;
+	struct event *ev_reconcile, *ev_retry, *ev_stats, *ev_sigint, *ev_sigterm;
+	uint64_t emitted, orders, dead_letters, produce_errors;
+	int exit_code;
+} co;
+
+typedef struct pending_ack {
+	lh_id_t plan_id;
+	int64_t task_no, attempt;
+} pending_ack_t;
+
+static void schedule_reconcile(void) { event_active(co.ev_reconcile, EV_TIMEOUT, 0); }
+
+static void emit_cb(void *opaque, lh_cplan_t *p, lh_event_t *ev)
+{
+	lh_error_t err = {0};
+	pending_ack_t *ack = NULL;
+	char reason[256];
+	if (ev->type == LH_EV_TASK_DISPATCHED) {
+		ack = malloc(sizeof(*ack));
+		if (!ack)
+			abort();
+		ack->plan_id = p->plan_id;
+		ack->task_no = ev->task_no;
+		ack->attempt = ev->attempt;
+	}
+	/* Produce first: the event may borrow from the state that applying it changes. */
+	if (lh_bus_emit(co.producer, co.events_topic, ev, false, &co.scratch, ack, &err)) {
+		free(ack);
+		co.produce_errors++;
+		lh_log_warn("coordinator.produce_failed", err.msg, "type", lh_event_type_name(ev->type));
+		/* Not applied: the plan stays as it was and is reconciled again shortly. */
+		lh_state_mark_dirty(&co.st, p);
+		if (!evtimer_pending(co.ev_retry, NULL)) {
+			struct timeval tv = {0, 100000};
+			evtimer_add(co.ev_retry, &tv);
+		}
+		return;
+	}
+	co.emitted++;
+	if (lh_state_apply(&co.st, ev, p->partition, reason, sizeof(reason)) == LH_APPLY_REJECTED)
+		lh_log_error("coordinator.bug", "own event rejected by apply", "type",
+			     lh_event_type_name(ev->type), "reason", reason);
+}
+
+static void send_order_cb(void *opaque, lh_cplan_t *p, lh_ctask_t *t)
+{
+	lh_arena_t *arena = lh_arena_new(0);
+	lh_error_t err = {0};
+	lh_event_t ev;
+	char topic[LH_TOPIC_MAX];
+	lh_reconcile_order(&co.st, p, t, arena, &ev);
+	if (lh_topic_tasks(co.cfg.common.topic_prefix, t->tier, topic, &err) ||
+	    lh_bus_emit(co.producer, topic, &ev, true, &co.scratch, NULL, &err)) {
+		co.produce_errors++;
+		lh_log_warn("coordinator.order_failed", err.msg, "tier", t->tier);
+		lh_state_mark_dirty(&co.st, p); /* reconcile re-sends (order_sent still false) */
+		if (!evtimer_pending(co.ev_retry, NULL)) {
+			struct timeval tv = {0, 100000};
+			evtimer_add(co.ev_retry, &tv);
+		}
+	} else {
+		t->order_sent = true;
+		co.orders++;
+	}
+	lh_arena_free(arena);
+}
+
+static void on_delivery(void *opaque, void *msg_opaque, lh_err_t rc, const lh_error_t *err,
+			int32_t partition, int64_t offset)
+{
+	pending_ack_t *ack = msg_opaque;
+	lh_cplan_t *p;
+	if (rc) {
+		/* With message.timeout.ms=0 only a fatal producer error gets here. The state already
+		 * holds the event; the only safe way on is to rebuild it from the log. */
+		lh_log_error("coordinator.delivery_failed",
+			     err ? err->msg : "delivery failed", "action", "exit; restart recovers from the log");
+		co.exit_code = 2;
+		free(ack);
+		event_base_loopbreak(co.base);
+		return;
+	}
+	if (!ack)
+		return;
+	p = lh_state_plan(&co.st, &ack->plan_id);
+	if (p && ack->task_no >= 0 && ack->task_no < p->ntasks) {
+		lh_ctask_t *t = &p->tasks[ack->task_no];
+		if (t->attempt == ack->attempt) {
+			t->await_ack = false;
+			if (t->status == LH_TASK_DISPATCHED && !t->order_sent)
+				send_order_cb(NULL, p, t); /* write ahead: the decision is in the log */
+		}
+	}
+	free(ack);
+}
+
+static void go_live(int32_t partition)
+{
+	size_t it = 0;
+	lh_cplan_t *p;
+	char ps[24];
+	co.parts[partition].live = true;
+	while ((p = lh_idmap_next(&co.st.plans, &it)))
+		if (p->partition == partition)
+			lh_state_mark_dirty(&co.st, p);
+	lh_log_info("coordinator.partition_live", "caught up; deciding", "partition",
+		    lh_log_i64(ps, partition));
+	schedule_reconcile();
+}
+
+static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, int n)
+{
+	for (int i = 0; i < n; i++) {
+		int32_t pn = parts[i].partition;
+		char ps[24], hs[24];
+		if (pn < 0 || pn >= MAX_PARTS) {
+			lh_log_error("coordinator.partition_range", "partition number out of range",
+				     "partition", lh_log_i64(ps, pn));
+			continue;
+		}
+		if (assigned) {
+			lh_error_t err = {0};
+			int64_t hi = 0;
+			part_t *pt = &co.parts[pn];
+			parts[i].offset = LH_KAFKA_OFFSET_BEGINNING; /* fold the whole history */
+			if (lh_kafka_watermarks(co.producer, co.events_topic, pn, 10000, NULL, &hi,
+						&err)) {
+				lh_log_warn("coordinator.watermark", err.msg, "partition",
+					    lh_log_i64(ps, pn));
+				hi = INT64_MAX; /* stay not-live until we know; retried below */
+			}
+			*pt = (part_t){.assigned = true, .target = hi, .next_offset = 0};
+			lh_log_info("coordinator.assigned", "partition assigned; folding its history",
+				    "partition", lh_log_i64(ps, pn), "high_watermark",
+				    lh_log_i64(hs, hi == INT64_MAX ? -1 : hi));
+			if (hi == 0)
+				go_live(pn);
+		} else {
+			lh_state_drop_partition(&co.st, pn);
+			co.parts[pn] = (part_t){0};
+			lh_log_info("coordinator.revoked", "partition revoked; its plans dropped",
+				    "partition", lh_log_i64(ps, pn));
+		}
+	}
+}
+
+static void on_message(void *opaque, const lh_kafka_msg_t *msg)
+{
+	lh_event_t *ev = NULL;
+	lh_error_t err = {0};
+	char reason[256];
+	part_t *pt = msg->partition >= 0 && msg->partition < MAX_PARTS ? &co.parts[msg->partition]
+								       : NULL;
+	lh_apply_result_t r;
+
+	if (!pt)
+		return;
+	pt->next_offset = msg->offset + 1;
+	if (lh_event_decode(msg->payload, msg->len, &ev, &err)) {
+		lh_error_t derr = {0};
+		co.dead_letters++;
+		lh_log_warn("coordinator.undecodable", err.msg, "action", "sent to dead-letter topic");
+		if (lh_bus_dead_letter(co.producer, co.dlq_topic, msg, co.cfg.group, err.msg, &derr))
+			lh_log_error("coordinator.dlq_failed", derr.msg);
+		goto out_check_live;
+	}
+	r = lh_state_apply(&co.st, ev, msg->partition, reason, sizeof(reason));
+	if (r == LH_APPLY_REJECTED)
+		lh_log_warn("coordinator.rejected", reason, "type", lh_event_type_name(ev->type));
+	if (r == LH_APPLY_CHANGED && pt->live)
+		schedule_reconcile();
+	lh_event_free(ev);
+out_check_live:
+	if (!pt->live && pt->next_offset >= pt->target)
+		go_live(msg->partition);
+}
+
+static void on_reconcile(evutil_socket_t fd, short what, void *arg)
+{
+	lh_cplan_t *p = lh_state_take_dirty(&co.st), *next;
+	for (; p; p = next) {
+		next = p->next_dirty;
+		if (p->partition >= 0 && p->partition < MAX_PARTS && co.parts[p->partition].live)
+			lh_reconcile(&co.st, p, &co.em);
+	}
+	/* Plans dirtied while reconciling (a failed produce) wait for the retry timer. */
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	/* Watermarks we could not read at assignment. */
+	for (int i = 0; i < MAX_PARTS; i++)
+		if (co.parts[i].assigned && co.parts[i].target == INT64_MAX) {
+			int64_t hi;
+			if (lh_kafka_watermarks(co.producer, co.events_topic, i, 5000, NULL, &hi,
+						NULL) == LH_OK) {
+				co.parts[i].target = hi;
+				if (co.parts[i].next_offset >= hi)
+					go_live(i);
+			}
+		}
+	on_reconcile(-1, 0, NULL);
+	if (co.st.dirty_head) {
+		struct timeval tv = {0, 100000};
+		evtimer_add(co.ev_retry, &tv);
+	}
+}
+
+static void on_stats(evutil_socket_t fd, short what, void *arg)
+{
+	char a[24], b[24], c[24], d[24], e[24], f[24];
+	lh_log_info("coordinator.stats", "counters", "plans", lh_log_i64(a, (long long)co.st.plans.n),
+		    "applied", lh_log_i64(b, (long long)co.st.applied), "emitted",
+		    lh_log_i64(c, (long long)co.emitted), "orders", lh_log_i64(d, (long long)co.orders),
+		    "dead_letters", lh_log_i64(e, (long long)co.dead_letters), "produce_errors",
+		    lh_log_i64(f, (long long)co.produce_errors));
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	lh_log_info("coordinator.stopping", sig == SIGINT ? "interrupted" : "terminated");
+	event_base_loopbreak(co.base);
+}
+
+int main(int argc, char **argv)
+{
+	lh_error_t err = {0};
+	lh_state_opts_t so;
+	const char *topics[2];
+	char host[64] = "?";
+	lh_kafka_opts_t ko;
+	int rc;
+
+	lh_log_init("lh-coordinator", LH_LOG_INFO, NULL);
+	rc = lh_config_load(&coord_spec, &co.cfg, argc, argv, NULL, NULL, &err);
+	if (rc == LH_ERR_NOT_FOUND)
+		return 0; /* --help */
+	if (rc || lh_config_apply_logging(&co.cfg.common, &err)) {
+		fprintf(stderr, "lh-coordinator: %s\n", err.msg);
+		return 2;
+	}
+	co.ntiers = lh_config_split(co.cfg.common.tiers, co.tiers_buf, sizeof(co.tiers_buf), co.tiers,
+				    LH_MAX_TIERS);
+	if (co.ntiers <= 0) {
+		fprintf(stderr, "lh-coordinator: tiers: give 1 to %d names separated by commas\n",
+			LH_MAX_TIERS);
+		return 2;
+	}
+	if (lh_topic(co.cfg.common.topic_prefix, "events", co.events_topic, &err) ||
+	    lh_topic(co.cfg.common.topic_prefix, "dlq", co.dlq_topic, &err)) {
+		fprintf(stderr, "lh-coordinator: %s\n", err.msg);
+		return 2;
+	}
+	gethostname(host, sizeof(host) - 1);
+	snprintf(co.actor_id, sizeof(co.actor_id), "lh-coordinator@%s:%d", host, (int)getpid());
+	so = (lh_state_opts_t){.default_tier = co.cfg.default_tier, .tiers = co.tiers,
+			       .ntiers = co.ntiers, .max_tasks = (int)co.cfg.max_tasks,
+			       .max_attempts = (int)co.cfg.max_attempts,
+			       .max_instructions = (size_t)co.cfg.max_instructions};
+	lh_state_init(&co.st, &so);
+	lh_buf_init(&co.scratch);
+	co.em = (lh_emitter_t){.emit = emit_cb, .send_order = send_order_cb, .actor_id = co.actor_id,
+			       .topic_prefix = co.cfg.common.topic_prefix};
+	co.base = event_base_new();
+
+	ko = (lh_kafka_opts_t){.brokers = co.cfg.common.brokers, .client_id = "lh-coordinator",
+			       .on_delivery = on_delivery};
+	if (lh_kafka_new(&ko, &co.producer, &err) ||
+	    lh_kafka_wait_ready(co.producer, 15000, &err) ||
+	    lh_bus_ensure_topics(co.producer, co.cfg.common.topic_prefix, co.tiers, co.ntiers,
+				 (int)co.cfg.common.events_partitions, 4, &err)) {
+		lh_log_error("coordinator.start_failed", err.msg);
+		fprintf(stderr, "lh-coordinator: %s\n", err.msg);
+		return 1;
+	}
+	topics[0] = co.events_topic;
+	topics[1] = NULL;
+	ko = (lh_kafka_opts_t){.brokers = co.cfg.common.brokers, .client_id = "lh-coordinator",
+			       .group_id = co.cfg.group, .topics = topics, .on_message = on_message,
+			       .on_rebalance = on_rebalance};
+	if (lh_kafka_new(&ko, &co.consumer, &err) || lh_kafka_attach(co.producer, co.base, &err) ||
+	    lh_kafka_attach(co.consumer, co.base, &err)) {
+		lh_log_error("coordinator.start_failed", err.msg);
+		fprintf(stderr, "lh-coordinator: %s\n", err.msg);
+		return 1;
+	}
+	co.ev_reconcile = event_new(co.base, -1, 0, on_reconcile, NULL);
+	co.ev_retry = evtimer_new(co.base, on_retry, NULL);
+	co.ev_sigint = evsignal_new(co.base, SIGINT, on_signal, NULL);
+	co.ev_sigterm = evsignal_new(co.base, SIGTERM, on_signal, NULL);
+	event_add(co.ev_sigint, NULL);
+	event_add(co.ev_sigterm, NULL);
+	if (co.cfg.stats_interval_s > 0) {
+		struct timeval tv = {co.cfg.stats_interval_s, 0};
+		co.ev_stats = event_new(co.base, -1, EV_PERSIST, on_stats, NULL);
+		event_add(co.ev_stats, &tv);
+	}
+	lh_log_info("coordinator.started", "consuming", "topic", co.events_topic, "group",
+		    co.cfg.group, "id", co.actor_id);
+	event_base_dispatch(co.base);
+
+	/* Orderly stop: deliver what was emitted, leave the group. */
+	if (lh_kafka_flush(co.producer, 10000, &err))
+		lh_log_warn("coordinator.flush", err.msg);
+	co.consumer = lh_kafka_free(co.consumer);
+	co.producer = lh_kafka_free(co.producer);
+	event_free(co.ev_reconcile);
+	event_free(co.ev_retry);
+	event_free(co.ev_sigint);
+	event_free(co.ev_sigterm);
+	if (co.ev_stats)
+		event_free(co.ev_stats);
+	event_base_free(co.base);
+	lh_state_finish(&co.st);
+	lh_buf_finish(&co.scratch);
+	lh_config_finish(&coord_spec, &co.cfg);
+	lh_log_info("coordinator.stopped", "bye");
+	return co.exit_code;
+}
