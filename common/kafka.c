@@ -523,6 +523,21 @@ lh_err_t lh_kafka_pause(lh_kafka_t *k, const char *topic, int32_t partition, boo
 	return LH_OK;
 }
 
+lh_err_t lh_kafka_assign(lh_kafka_t *k, const lh_kafka_part_t *parts, int n, lh_error_t *err)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+	rd_kafka_resp_err_t e;
+	for (int i = 0; i < n; i++)
+		rd_kafka_topic_partition_list_add(l, parts[i].topic, parts[i].partition)->offset =
+			parts[i].offset;
+	e = rd_kafka_assign(k->rk, l);
+	rd_kafka_topic_partition_list_destroy(l);
+	if (e)
+		return lh_error_set(err, LH_ERR_KAFKA, "could not assign partitions: %s",
+				    rd_kafka_err2str(e));
+	return LH_OK;
+}
+
 char *lh_kafka_member_id(lh_kafka_t *k) { return rd_kafka_memberid(k->rk); }
 
 struct lh_kafka_mock {

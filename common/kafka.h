@@ -118,6 +118,9 @@ lh_err_t lh_kafka_commit(lh_kafka_t *k, const char *topic, int32_t partition, in
 /* Pause or resume fetching a partition (tracked: resuming one not paused is a no-op, #4636). */
 lh_err_t lh_kafka_pause(lh_kafka_t *k, const char *topic, int32_t partition, bool pause,
 			lh_error_t *err);
+/* Consumer: read the given partitions from the given offsets, without group management (create
+ * the consumer with a group_id and no topics). Replaces any previous assignment. */
+lh_err_t lh_kafka_assign(lh_kafka_t *k, const lh_kafka_part_t *parts, int n, lh_error_t *err);
 /* Consumer: the group's member id, for logs. New string (free). */
 char *lh_kafka_member_id(lh_kafka_t *k);
 
