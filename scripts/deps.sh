@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# scripts/deps.sh — install every Debian 12 package Longhaul needs to build and
+# test.  Idempotent: when everything is installed already it does not call apt
+# at all.  Needs root (or sudo) only when something is missing.
+#
+#   scripts/deps.sh           install what is missing
+#   scripts/deps.sh --check   list what is missing; exit 1 if anything is
+#
+# The Kafka broker's jars are not Debian packages: scripts/kafka.sh fetch gets them.
+set -euo pipefail
+
+packages=(
+	build-essential pkg-config meson ninja-build
+	librdkafka-dev libpq-dev libcurl4-openssl-dev libmsgpack-dev libevent-dev
+	libjansson-dev libssl-dev
+	postgresql postgresql-contrib
+	kafkacat
+	valgrind clang
+	openjdk-17-jre-headless maven
+	python3 ca-certificates
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	[[ $status == installed ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+	echo "deps.sh: all ${#packages[@]} packages are installed"
+	exit 0
+fi
+
+if [[ ${1:-} == --check ]]; then
+	echo "deps.sh: missing: ${missing[*]}"
+	exit 1
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+	command -v sudo >/dev/null 2>&1 || {
+		echo "deps.sh: missing ${missing[*]}; run as root to install them" >&2
+		exit 1
+	}
+	sudo=(sudo)
+fi
+
+echo "deps.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+	"${missing[@]}" </dev/null
+
+still=()
+for p in "${missing[@]}"; do
+	status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	[[ $status == installed ]] || still+=("$p")
+done
+if ((${#still[@]})); then
+	echo "deps.sh: still missing after apt-get install: ${still[*]}" >&2
+	exit 1
+fi
+echo "deps.sh: installed ${missing[*]}"
