@@ -1,0 +1,817 @@
+/* fakellm — a scripted OpenAI-compatible HTTP server for the tests (libevent evhttp).
+ *
+ *   fakellm --port N [--host 127.0.0.1] [--latency-ms N] [--script FILE] [--api-key KEY]
+ *
+ * Prints "listening on HOST:PORT" on stdout once it accepts connections (--port 0 picks a free
+ * port). Endpoints:
+ *   POST /v1/chat/completions  answers like the in-process scripted provider
+ *                              (lh_llm_scripted_answer): the task kind comes from the first
+ *                              system message ("You are the planner" / "You are the joiner" /
+ *                              anything else = act), the goal from a "Goal: ..." line of the
+ *                              user message. Faults come from the script (see README.md).
+ *   GET  /health               200 {"status":"ok"}
+ *   GET  /stats                request counters as JSON (so tests can count HTTP calls)
+ *   POST /reset                zero the counters and the rules' hit counts
+ * Latency is an event timer per request: concurrent requests overlap, nothing sleeps. Bad
+ * requests get 400 with an OpenAI-style error body. One process-wide context struct (srv_t),
+ * created in main and passed to every callback. */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+#include "llm.h"
+
+enum action { ACT_ANSWER = 0, ACT_HANG, ACT_TRUNCATE, ACT_MALFORMED };
+
+typedef struct rule {
+	long from, to;	  /* request numbers (1-based, inclusive); 0 = any */
+	char *match;	  /* substring of a user message; NULL = any */
+	long times;	  /* how many times the rule may fire; -1 = always */
+	long hits;
+	int status;	  /* 0 = 200 for answers, an error otherwise */
+	json_t *headers;  /* {"name": "value"} added to the response */
+	char *body;	  /* raw body replacing the generated one */
+	enum action action;
+	char *content;	  /* fixed answer text */
+	char *refusal;
+	json_t *tool_calls; /* [{"id"?, "name", "arguments": object or string}] */
+	char *finish_reason;
+	long latency_ms;  /* -1 = the server's */
+} rule_t;
+
+typedef struct srv srv_t;
+
+typedef struct pending {
+	srv_t *srv;
+	struct evhttp_request *req;
+	struct event *timer; /* NULL for a hung request */
+	int status;
+	json_t *headers;     /* borrowed from the rule */
+	char *body;
+	size_t len;
+	bool truncate;
+	struct pending *prev, *next;
+} pending_t;
+
+struct srv {
+	struct event_base *base;
+	struct evhttp *http;
+	long latency_ms;
+	const char *api_key;
+	rule_t *rules;
+	size_t n_rules;
+	pending_t *pending;
+	/* counters */
+	long requests;	    /* POST /v1/chat/completions received */
+	long http_requests; /* everything */
+	long bad_requests;
+	long hung, truncated, malformed, faults;
+	long in_flight, max_in_flight;
+	json_t *by_status;  /* {"200": n} */
+};
+
+/* ---- sending ----------------------------------------------------------------------------- */
+
+static const char *reason_for(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Payload Too Large";
+	case 429:
+		return "Too Many Requests";
+	case 500:
+		return "Internal Server Error";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	case 529:
+		return "Overloaded";
+	default:
+		return "Status";
+	}
+}
+
+static void count_status(srv_t *srv, int status)
+{
+	char key[16];
+	json_t *v;
+	snprintf(key, sizeof(key), "%d", status);
+	v = json_object_get(srv->by_status, key);
+	json_object_set_new(srv->by_status, key,
+			    json_integer(v ? json_integer_value(v) + 1 : 1));
+}
+
+/* Send and count. headers may be NULL. With truncate, Content-Length announces len bytes but
+ * only half are sent before the connection closes. */
+static void send_reply(srv_t *srv, struct evhttp_request *req, int status, json_t *headers,
+		       const char *body, size_t len, bool truncate)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	struct evbuffer *buf = evbuffer_new();
+	const char *key;
+	json_t *v;
+
+	evhttp_add_header(out, "Content-Type", "application/json");
+	json_object_foreach(headers, key, v)
+	{
+		char num[32];
+		const char *s = json_string_value(v);
+		if (!s && json_is_integer(v)) {
+			snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
+			s = num;
+		}
+		if (s)
+			evhttp_add_header(out, key, s);
+	}
+	if (truncate) {
+		char cl[32];
+		snprintf(cl, sizeof(cl), "%zu", len);
+		evhttp_add_header(out, "Content-Length", cl);
+		evhttp_add_header(out, "Connection", "close");
+		len /= 2;
+	}
+	if (buf)
+		evbuffer_add(buf, body, len);
+	count_status(srv, status);
+	evhttp_send_reply(req, status, reason_for(status), buf);
+	if (buf)
+		evbuffer_free(buf);
+}
+
+static void send_json(srv_t *srv, struct evhttp_request *req, int status, json_t *body)
+{
+	char *s = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	send_reply(srv, req, status, NULL, s ? s : "{}", s ? strlen(s) : 2, false);
+	free(s);
+}
+
+static json_t *error_body(const char *message, const char *type, const char *code)
+{
+	return json_pack("{s:{s:s, s:s, s:n, s:s?}}", "error", "message", message, "type", type,
+			 "param", "code", code);
+}
+
+static void send_error(srv_t *srv, struct evhttp_request *req, int status, const char *message,
+		       const char *type, const char *code)
+{
+	send_json(srv, req, status, error_body(message, type, code));
+}
+
+static void pending_unlink_free(pending_t *p)
+{
+	srv_t *srv = p->srv;
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		srv->pending = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	if (p->timer)
+		event_free(p->timer);
+	free(p->body);
+	free(p);
+}
+
+static void pending_fire(evutil_socket_t fd, short what, void *arg)
+{
+	pending_t *p = arg;
+	srv_t *srv = p->srv;
+	/* if the client went away evhttp detached the request; sending then just frees it */
+	send_reply(srv, p->req, p->status, p->headers, p->body, p->len, p->truncate);
+	srv->in_flight--;
+	pending_unlink_free(p);
+}
+
+/* Reply now or after latency_ms; a hang (latency_ms < 0) never replies. Takes body. */
+static void reply_later(srv_t *srv, struct evhttp_request *req, long latency_ms, int status,
+			json_t *headers, char *body, size_t len, bool truncate)
+{
+	pending_t *p;
+	if (latency_ms == 0) {
+		send_reply(srv, req, status, headers, body, len, truncate);
+		srv->in_flight--;
+		free(body);
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		send_reply(srv, req, 500, NULL, "{}", 2, false);
+		srv->in_flight--;
+		free(body);
+		return;
+	}
+	p->srv = srv;
+	p->req = req;
+	p->status = status;
+	p->headers = headers;
+	p->body = body;
+	p->len = len;
+	p->truncate = truncate;
+	p->next = srv->pending;
+	if (srv->pending)
+		srv->pending->prev = p;
+	srv->pending = p;
+	if (latency_ms > 0) {
+		struct timeval tv = {latency_ms / 1000, (latency_ms % 1000) * 1000};
+		p->timer = evtimer_new(srv->base, pending_fire, p);
+		if (p->timer)
+			evtimer_add(p->timer, &tv);
+	}
+}
+
+/* ---- chat completions -------------------------------------------------------------------- */
+
+/* A message's text: a string, or the concatenated text parts. New string. */
+static char *content_text(json_t *content)
+{
+	lh_buf_t b;
+	size_t i;
+	json_t *part;
+	if (json_is_string(content))
+		return strdup(json_string_value(content));
+	lh_buf_init(&b);
+	lh_buf_appends(&b, "");
+	json_array_foreach(content, i, part)
+	{
+		const char *t = json_string_value(json_object_get(part, "text"));
+		if (t)
+			lh_buf_appends(&b, t);
+	}
+	return lh_buf_steal(&b, NULL);
+}
+
+static bool valid_role(const char *r)
+{
+	static const char *roles[] = {"system", "developer", "user", "assistant", "tool"};
+	for (size_t i = 0; r && i < sizeof(roles) / sizeof(roles[0]); i++)
+		if (strcmp(r, roles[i]) == 0)
+			return true;
+	return false;
+}
+
+static rule_t *find_rule(srv_t *srv, long n, const char *users)
+{
+	for (size_t i = 0; i < srv->n_rules; i++) {
+		rule_t *r = &srv->rules[i];
+		if (r->from && n < r->from)
+			continue;
+		if (r->to && n > r->to)
+			continue;
+		if (r->match && !strstr(users, r->match))
+			continue;
+		if (r->times >= 0 && r->hits >= r->times)
+			continue;
+		r->hits++;
+		return r;
+	}
+	return NULL;
+}
+
+static json_t *default_error(int status)
+{
+	switch (status) {
+	case 429:
+		return error_body("Rate limit reached for requests", "requests",
+				  "rate_limit_exceeded");
+	case 529:
+		return error_body("Overloaded", "overloaded_error", NULL);
+	case 503:
+		return error_body("The engine is currently overloaded, please try again later",
+				  "server_error", NULL);
+	case 401:
+		return error_body("Incorrect API key provided", "invalid_request_error",
+				  "invalid_api_key");
+	case 400:
+		return error_body("Invalid request", "invalid_request_error", NULL);
+	default:
+		if (status >= 500)
+			return error_body("The server had an error while processing your request",
+					  "server_error", NULL);
+		return error_body("Request failed", "invalid_request_error", NULL);
+	}
+}
+
+static json_t *tool_calls_json(json_t *spec, long n)
+{
+	json_t *arr = json_array(), *tc;
+	size_t i;
+	json_array_foreach(spec, i, tc)
+	{
+		json_t *args = json_object_get(tc, "arguments");
+		const char *id = json_string_value(json_object_get(tc, "id"));
+		char idbuf[64], *astr;
+		if (!id) {
+			snprintf(idbuf, sizeof(idbuf), "call_%ld_%zu", n, i);
+			id = idbuf;
+		}
+		astr = json_is_string(args) ? strdup(json_string_value(args))
+					    : json_dumps(args ? args : json_object(),
+							 JSON_COMPACT | JSON_ENCODE_ANY);
+		json_array_append_new(
+			arr, json_pack("{s:s, s:s, s:{s:s?, s:s}}", "id", id, "type", "function",
+				       "function", "name",
+				       json_string_value(json_object_get(tc, "name")), "arguments",
+				       astr ? astr : "{}"));
+		free(astr);
+	}
+	return arr;
+}
+
+/* The chat.completion body for request n. */
+static char *completion_body(srv_t *srv, long n, const char *model, rule_t *r, const char *kind,
+			     const char *goal, const char *user, size_t prompt_bytes,
+			     size_t n_messages)
+{
+	json_t *msg, *root;
+	char *answer = NULL, *out, id[48];
+	const char *finish = "stop";
+	int64_t prompt, ans, reasoning, cached;
+
+	if (r && r->content)
+		answer = strdup(r->content);
+	else if (!(r && (r->tool_calls || r->refusal)))
+		answer = lh_llm_scripted_answer(kind, goal, user);
+	msg = json_pack("{s:s, s:o, s:o}", "role", "assistant", "content",
+			answer ? json_string(answer) : json_null(), "refusal",
+			r && r->refusal ? json_string(r->refusal) : json_null());
+	if (r && r->tool_calls) {
+		json_object_set_new(msg, "tool_calls", tool_calls_json(r->tool_calls, n));
+		finish = "tool_calls";
+	}
+	if (r && r->finish_reason)
+		finish = r->finish_reason;
+	prompt = lh_llm_estimate_tokens(prompt_bytes) + 3 * (int64_t)n_messages;
+	ans = lh_llm_estimate_tokens(answer ? strlen(answer) : 16);
+	reasoning = ans / 2;
+	cached = prompt >= 1024 ? (prompt / 2) / 128 * 128 : 0;
+	snprintf(id, sizeof(id), "chatcmpl-fake-%ld", n);
+	root = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:n, s:s}], s:{s:I, s:I, s:I, "
+			 "s:{s:I, s:i}, s:{s:I, s:i, s:i, s:i}}, s:s}",
+			 "id", id, "object", "chat.completion", "created",
+			 (json_int_t)(1700000000 + n), "model", model, "choices", "index", 0,
+			 "message", msg, "logprobs", "finish_reason", finish, "usage",
+			 "prompt_tokens", (json_int_t)prompt, "completion_tokens",
+			 (json_int_t)(ans + reasoning), "total_tokens",
+			 (json_int_t)(prompt + ans + reasoning), "prompt_tokens_details",
+			 "cached_tokens", (json_int_t)cached, "audio_tokens", 0,
+			 "completion_tokens_details", "reasoning_tokens", (json_int_t)reasoning,
+			 "audio_tokens", 0, "accepted_prediction_tokens", 0,
+			 "rejected_prediction_tokens", 0, "system_fingerprint", "fp_fakellm");
+	out = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	json_decref(root);
+	free(answer);
+	(void)srv;
+	return out;
+}
+
+static void handle_chat(srv_t *srv, struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in), i, prompt_bytes = 0;
+	json_t *root, *msgs, *m;
+	json_error_t jerr;
+	const char *model;
+	char *system = NULL, *last_user = NULL, *goal, *body;
+	lh_buf_t users;
+	long n, latency;
+	rule_t *r;
+	int status;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		send_error(srv, req, 405, "Method not allowed, use POST", "invalid_request_error",
+			   NULL);
+		return;
+	}
+	n = ++srv->requests;
+	if (srv->api_key) {
+		const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req),
+						      "Authorization");
+		if (!auth || strncmp(auth, "Bearer ", 7) != 0 || strcmp(auth + 7, srv->api_key)) {
+			send_error(srv, req, 401, "Incorrect API key provided",
+				   "invalid_request_error", "invalid_api_key");
+			return;
+		}
+	}
+	root = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, &jerr);
+	if (!root) {
+		char msg[256];
+		srv->bad_requests++;
+		snprintf(msg, sizeof(msg), "could not parse the JSON body of your request: %s",
+			 jerr.text);
+		send_error(srv, req, 400, msg, "invalid_request_error", NULL);
+		return;
+	}
+	model = json_string_value(json_object_get(root, "model"));
+	msgs = json_object_get(root, "messages");
+	if (!model || !json_is_array(msgs) || json_array_size(msgs) == 0) {
+		srv->bad_requests++;
+		send_error(srv, req, 400,
+			   !model ? "you must provide a model parameter"
+				  : "messages must be a non-empty array",
+			   "invalid_request_error", NULL);
+		json_decref(root);
+		return;
+	}
+	lh_buf_init(&users);
+	lh_buf_appends(&users, "");
+	json_array_foreach(msgs, i, m)
+	{
+		const char *role = json_string_value(json_object_get(m, "role"));
+		char *text;
+		if (!json_is_object(m) || !valid_role(role)) {
+			char msg[128];
+			srv->bad_requests++;
+			snprintf(msg, sizeof(msg), "invalid role in messages[%zu]", i);
+			send_error(srv, req, 400, msg, "invalid_request_error", NULL);
+			goto out_users;
+		}
+		text = content_text(json_object_get(m, "content"));
+		if (!text)
+			continue;
+		prompt_bytes += strlen(text);
+		if (!system && (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)) {
+			system = text;
+		} else if (strcmp(role, "user") == 0) {
+			lh_buf_appends(&users, text);
+			lh_buf_appends(&users, "\n");
+			free(last_user);
+			last_user = text;
+		} else {
+			free(text);
+		}
+	}
+
+	r = find_rule(srv, n, users.data);
+	latency = r && r->latency_ms >= 0 ? r->latency_ms : srv->latency_ms;
+	status = r && r->status ? r->status : 200;
+	if (r)
+		srv->faults += r->action != ACT_ANSWER || status != 200 || r->body || r->content;
+	if (r && r->action == ACT_HANG) {
+		/* counted in "hung", not in "in_flight": they never end */
+		srv->hung++;
+		reply_later(srv, req, -1, 0, NULL, NULL, 0, false);
+		goto out_users;
+	}
+	srv->in_flight++;
+	if (srv->in_flight > srv->max_in_flight)
+		srv->max_in_flight = srv->in_flight;
+	if (r && r->action == ACT_MALFORMED) {
+		srv->malformed++;
+		body = strdup("{\"id\": \"chatcmpl-broken\", \"choices\": [{\"index\": 0, \"mess");
+	} else if (r && r->body) {
+		body = strdup(r->body);
+	} else if (status < 200 || status > 299) {
+		json_t *e = default_error(status);
+		body = json_dumps(e, JSON_COMPACT);
+		json_decref(e);
+	} else {
+		goal = lh_llm_scripted_goal(last_user);
+		body = completion_body(srv, n, model, r, lh_llm_scripted_kind(system), goal,
+				       last_user, prompt_bytes, json_array_size(msgs));
+		free(goal);
+	}
+	if (!body) {
+		srv->in_flight--;
+		send_error(srv, req, 500, "fakellm could not build the answer", "server_error", NULL);
+		goto out_users;
+	}
+	if (r && r->action == ACT_TRUNCATE)
+		srv->truncated++;
+	reply_later(srv, req, latency, status, r ? r->headers : NULL, body, strlen(body),
+		    r && r->action == ACT_TRUNCATE);
+
+out_users:
+	lh_buf_finish(&users);
+	free(system);
+	free(last_user);
+	json_decref(root);
+}
+
+/* ---- other endpoints --------------------------------------------------------------------- */
+
+static void handle_stats(srv_t *srv, struct evhttp_request *req)
+{
+	json_t *hits = json_array();
+	for (size_t i = 0; i < srv->n_rules; i++)
+		json_array_append_new(hits, json_integer(srv->rules[i].hits));
+	send_json(srv, req, 200,
+		  json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:O, s:o}", "requests",
+			    (json_int_t)srv->requests, "http_requests",
+			    (json_int_t)srv->http_requests, "bad_requests",
+			    (json_int_t)srv->bad_requests, "faults", (json_int_t)srv->faults,
+			    "hung", (json_int_t)srv->hung, "truncated", (json_int_t)srv->truncated,
+			    "malformed", (json_int_t)srv->malformed, "in_flight",
+			    (json_int_t)srv->in_flight, "max_in_flight",
+			    (json_int_t)srv->max_in_flight, "responses", srv->by_status,
+			    "rule_hits", hits));
+}
+
+static void handle_reset(srv_t *srv, struct evhttp_request *req)
+{
+	srv->requests = srv->http_requests = srv->bad_requests = 0;
+	srv->hung = srv->truncated = srv->malformed = srv->faults = 0;
+	srv->max_in_flight = srv->in_flight;
+	json_object_clear(srv->by_status);
+	for (size_t i = 0; i < srv->n_rules; i++)
+		srv->rules[i].hits = 0;
+	send_json(srv, req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	srv_t *srv = arg;
+	const char *uri = evhttp_request_get_uri(req);
+	size_t plen = strcspn(uri ? uri : "", "?#");
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+
+	srv->http_requests++;
+#define PATH_IS(p) (plen == strlen(p) && strncmp(uri, p, plen) == 0)
+	if (PATH_IS("/v1/chat/completions") || PATH_IS("/chat/completions"))
+		handle_chat(srv, req);
+	else if (PATH_IS("/health") && cmd == EVHTTP_REQ_GET)
+		send_json(srv, req, 200, json_pack("{s:s}", "status", "ok"));
+	else if (PATH_IS("/stats") && cmd == EVHTTP_REQ_GET)
+		handle_stats(srv, req);
+	else if (PATH_IS("/reset") && cmd == EVHTTP_REQ_POST)
+		handle_reset(srv, req);
+	else
+		send_error(srv, req, 404, "Unknown request URL", "invalid_request_error",
+			   "unknown_url");
+#undef PATH_IS
+}
+
+/* ---- script ------------------------------------------------------------------------------ */
+
+static int load_rule(json_t *j, rule_t *r, size_t idx)
+{
+	json_error_t jerr;
+	json_int_t request = 0, from = 0, to = 0, times = -1, status = 0, latency = -1;
+	const char *match = NULL, *action = NULL, *content = NULL, *refusal = NULL,
+		   *finish = NULL;
+	json_t *headers = NULL, *body = NULL, *tool_calls = NULL;
+
+	if (json_unpack_ex(j, &jerr, JSON_STRICT,
+			   "{s?I, s?I, s?I, s?s, s?I, s?I, s?o, s?o, s?s, s?s, s?s, s?o, s?s, s?I}",
+			   "request", &request, "from", &from, "to", &to, "match", &match, "times",
+			   &times, "status", &status, "headers", &headers, "body", &body, "action",
+			   &action, "content", &content, "refusal", &refusal, "tool_calls",
+			   &tool_calls, "finish_reason", &finish, "latency_ms", &latency) != 0) {
+		fprintf(stderr, "fakellm: could not load rule %zu: %s\n", idx, jerr.text);
+		return -1;
+	}
+	memset(r, 0, sizeof(*r));
+	r->from = (long)(request ? request : from);
+	r->to = (long)(request ? request : to);
+	r->match = match ? strdup(match) : NULL;
+	r->times = (long)times;
+	r->status = (int)status;
+	r->latency_ms = (long)latency;
+	if (headers && !json_is_object(headers)) {
+		fprintf(stderr, "fakellm: could not load rule %zu: headers must be an object\n", idx);
+		return -1;
+	}
+	r->headers = json_incref(headers);
+	if (body)
+		r->body = json_is_string(body) ? strdup(json_string_value(body))
+					       : json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (tool_calls && !json_is_array(tool_calls)) {
+		fprintf(stderr, "fakellm: could not load rule %zu: tool_calls must be an array\n",
+			idx);
+		return -1;
+	}
+	r->tool_calls = json_incref(tool_calls);
+	r->content = content ? strdup(content) : NULL;
+	r->refusal = refusal ? strdup(refusal) : NULL;
+	r->finish_reason = finish ? strdup(finish) : NULL;
+	if (!action || strcmp(action, "answer") == 0)
+		r->action = ACT_ANSWER;
+	else if (strcmp(action, "hang") == 0)
+		r->action = ACT_HANG;
+	else if (strcmp(action, "truncate") == 0)
+		r->action = ACT_TRUNCATE;
+	else if (strcmp(action, "malformed") == 0)
+		r->action = ACT_MALFORMED;
+	else {
+		fprintf(stderr, "fakellm: could not load rule %zu: unknown action \"%s\"\n", idx,
+			action);
+		return -1;
+	}
+	return 0;
+}
+
+static void rules_free(srv_t *srv)
+{
+	for (size_t i = 0; i < srv->n_rules; i++) {
+		rule_t *r = &srv->rules[i];
+		free(r->match);
+		json_decref(r->headers);
+		free(r->body);
+		free(r->content);
+		free(r->refusal);
+		json_decref(r->tool_calls);
+		free(r->finish_reason);
+	}
+	free(srv->rules);
+	srv->rules = NULL;
+	srv->n_rules = 0;
+}
+
+static int load_script(srv_t *srv, const char *path)
+{
+	json_error_t jerr;
+	json_t *root = json_load_file(path, 0, &jerr), *rules, *j;
+	size_t i;
+
+	if (!root) {
+		fprintf(stderr, "fakellm: could not load script \"%s\": %s (line %d)\n", path,
+			jerr.text, jerr.line);
+		return -1;
+	}
+	rules = json_is_array(root) ? root : json_object_get(root, "rules");
+	if (!json_is_array(rules)) {
+		fprintf(stderr, "fakellm: could not load script \"%s\": no \"rules\" array\n", path);
+		json_decref(root);
+		return -1;
+	}
+	srv->rules = calloc(json_array_size(rules) + 1, sizeof(rule_t));
+	if (!srv->rules) {
+		json_decref(root);
+		return -1;
+	}
+	json_array_foreach(rules, i, j)
+	{
+		srv->n_rules = i + 1;
+		if (load_rule(j, &srv->rules[i], i) != 0) {
+			json_decref(root);
+			return -1;
+		}
+	}
+	json_decref(root);
+	return 0;
+}
+
+/* ---- main -------------------------------------------------------------------------------- */
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	event_base_loopexit(arg, NULL);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: fakellm --port N [--host ADDR] [--latency-ms N] [--script FILE] "
+			"[--api-key KEY]\n");
+}
+
+static bool parse_long(const char *s, long min, long max, long *ret)
+{
+	char *end;
+	long v;
+	if (!s)
+		return false;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		return false;
+	*ret = v;
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	srv_t srv;
+	const char *host = "127.0.0.1", *script = NULL;
+	long port = -1;
+	struct sockaddr_in sin;
+	socklen_t slen = sizeof(sin);
+	struct evconnlistener *lis;
+	struct event *sigterm, *sigint;
+	struct rlimit rl;
+	int rc = 1;
+
+	memset(&srv, 0, sizeof(srv));
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--port") == 0 && parse_long(v, 0, 65535, &port))
+			i++;
+		else if (strcmp(a, "--latency-ms") == 0 &&
+			 parse_long(v, 0, 86400000L, &srv.latency_ms))
+			i++;
+		else if (strcmp(a, "--script") == 0 && v)
+			script = argv[++i];
+		else if (strcmp(a, "--host") == 0 && v)
+			host = argv[++i];
+		else if (strcmp(a, "--api-key") == 0 && v)
+			srv.api_key = argv[++i];
+		else {
+			usage();
+			return 2;
+		}
+	}
+	if (port < 0) {
+		usage();
+		return 2;
+	}
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	if (inet_pton(AF_INET, host, &sin.sin_addr) != 1) {
+		fprintf(stderr, "fakellm: invalid --host \"%s\"\n", host);
+		return 2;
+	}
+	/* many concurrent clients: lift the descriptor limit to the hard limit */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	srv.by_status = json_object();
+	if (script && load_script(&srv, script) != 0)
+		goto out_rules;
+	srv.base = event_base_new();
+	if (!srv.base)
+		goto out_rules;
+	srv.http = evhttp_new(srv.base);
+	if (!srv.http)
+		goto out_base;
+	evhttp_set_max_body_size(srv.http, 32 << 20);
+	evhttp_set_allowed_methods(srv.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+						     EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+	evhttp_set_gencb(srv.http, on_request, &srv);
+	lis = evconnlistener_new_bind(srv.base, NULL, NULL,
+				      LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE |
+					      LEV_OPT_CLOSE_ON_EXEC,
+				      4096, (struct sockaddr *)&sin, sizeof(sin));
+	if (!lis) {
+		fprintf(stderr, "fakellm: could not listen on %s:%ld: %s\n", host, port,
+			strerror(errno));
+		goto out_http;
+	}
+	if (!evhttp_bind_listener(srv.http, lis)) {
+		evconnlistener_free(lis);
+		goto out_http;
+	}
+	if (getsockname(evconnlistener_get_fd(lis), (struct sockaddr *)&sin, &slen) != 0)
+		goto out_http;
+	sigterm = evsignal_new(srv.base, SIGTERM, on_signal, srv.base);
+	sigint = evsignal_new(srv.base, SIGINT, on_signal, srv.base);
+	evsignal_add(sigterm, NULL);
+	evsignal_add(sigint, NULL);
+	printf("listening on %s:%u\n", host, (unsigned)ntohs(sin.sin_port));
+	fflush(stdout);
+
+	event_base_dispatch(srv.base);
+	rc = 0;
+
+	event_free(sigterm);
+	event_free(sigint);
+	/* requests whose client left were detached by evhttp: ours to free; the rest go with
+	 * their connections in evhttp_free */
+	while (srv.pending) {
+		if (!evhttp_request_get_connection(srv.pending->req))
+			evhttp_request_free(srv.pending->req);
+		pending_unlink_free(srv.pending);
+	}
+out_http:
+	evhttp_free(srv.http);
+out_base:
+	event_base_free(srv.base);
+out_rules:
+	rules_free(&srv);
+	json_decref(srv.by_status);
+	return rc;
+}
