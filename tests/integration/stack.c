@@ -1,0 +1,264 @@
+#include "stack.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "bus.h"
+#include "event.h"
+
+static void msleep(int ms)
+{
+	struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&t, NULL);
+}
+
+int ts_init(ts_stack_t *ts, const char *build_root)
+{
+	lh_error_t err = {0};
+	lh_kafka_opts_t ko = {0};
+	const char *logs = getenv("LH_TEST_LOGS");
+	lh_id_t r = lh_uuid7_new();
+	char hex[33];
+	memset(ts, 0, sizeof(*ts));
+	ts->brokers = getenv("LH_KAFKA_BROKERS");
+	ts->pg_url = getenv("LH_PG_URL");
+	if (!ts->brokers || !*ts->brokers || !ts->pg_url || !*ts->pg_url) {
+		printf("SKIP: LH_KAFKA_BROKERS and LH_PG_URL must name a real Kafka broker and "
+		       "PostgreSQL server (scripts/kafka.sh, scripts/pg.sh)\n");
+		return TS_SKIP;
+	}
+	lh_hex(r.b + 10, 4, hex);
+	snprintf(ts->prefix, sizeof(ts->prefix), "t%s.", hex);
+	snprintf(ts->build_root, sizeof(ts->build_root), "%s", build_root);
+	snprintf(ts->log_dir, sizeof(ts->log_dir), "%s/%s", logs ? logs : "/tmp/lh-test-logs",
+		 ts->prefix);
+	mkdir(logs ? logs : "/tmp/lh-test-logs", 0755);
+	mkdir(ts->log_dir, 0755);
+	ko.brokers = ts->brokers;
+	ko.client_id = "lh-test";
+	if (lh_kafka_new(&ko, &ts->producer, &err) || lh_kafka_wait_ready(ts->producer, 20000, &err)) {
+		printf("FAIL: kafka: %s\n", err.msg);
+		return 1;
+	}
+	{
+		const char *tiers[] = {"fast", "standard", "frontier"};
+		if (lh_bus_ensure_topics(ts->producer, ts->prefix, tiers, 3, 8, 4, &err)) {
+			printf("FAIL: topics: %s\n", err.msg);
+			return 1;
+		}
+	}
+	ts->pg = PQconnectdb(ts->pg_url);
+	if (PQstatus(ts->pg) != CONNECTION_OK) {
+		printf("FAIL: postgresql: %s", PQerrorMessage(ts->pg));
+		return 1;
+	}
+	printf("# stack: prefix %s, logs in %s\n", ts->prefix, ts->log_dir);
+	return 0;
+}
+
+static void start(ts_stack_t *ts, ts_proc_t *p)
+{
+	char logf[700];
+	pid_t pid;
+	snprintf(logf, sizeof(logf), "%s/%s.log", ts->log_dir, p->name);
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		int fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		execv(p->exe, p->argv);
+		fprintf(stderr, "could not exec %s: %s\n", p->exe, strerror(errno));
+		_exit(127);
+	}
+	p->pid = pid;
+}
+
+int ts_spawn(ts_stack_t *ts, const char *name, const char *exe, ...)
+{
+	ts_proc_t *p = &ts->procs[ts->nprocs];
+	va_list ap;
+	const char *a;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	snprintf(p->exe, sizeof(p->exe), "%s/%s", ts->build_root, exe);
+	p->argc = 0;
+	p->argv[p->argc++] = strdup(p->exe);
+	p->argv[p->argc++] = strdup("--brokers");
+	p->argv[p->argc++] = strdup(ts->brokers);
+	p->argv[p->argc++] = strdup("--topic-prefix");
+	p->argv[p->argc++] = strdup(ts->prefix);
+	if (strstr(exe, "materializer")) {
+		p->argv[p->argc++] = strdup("--pg-url");
+		p->argv[p->argc++] = strdup(ts->pg_url);
+	}
+	va_start(ap, exe);
+	while ((a = va_arg(ap, const char *)) && p->argc < 22)
+		p->argv[p->argc++] = strdup(a);
+	va_end(ap);
+	p->argv[p->argc] = NULL;
+	start(ts, p);
+	return ts->nprocs++;
+}
+
+int ts_spawn_worker(ts_stack_t *ts, const char *tier)
+{
+	char name[64], group[96];
+	snprintf(name, sizeof(name), "worker-%s", tier);
+	snprintf(group, sizeof(group), "%sworker.%s", ts->prefix, tier);
+	if (ts->fakellm_url[0])
+		return ts_spawn(ts, name, "worker/lh-worker", "--tier", tier, "--group", group,
+				"--llm-base-url", ts->fakellm_url, NULL);
+	return ts_spawn(ts, name, "worker/lh-worker", "--tier", tier, "--group", group,
+			"--provider", "scripted", NULL);
+}
+
+void ts_restart(ts_stack_t *ts, int idx) { start(ts, &ts->procs[idx]); }
+
+void ts_kill(ts_stack_t *ts, int idx, int sig)
+{
+	ts_proc_t *p = &ts->procs[idx];
+	if (p->pid <= 0)
+		return;
+	kill(p->pid, sig);
+	if (sig == SIGKILL) {
+		waitpid(p->pid, NULL, 0);
+		p->pid = 0;
+	}
+}
+
+int ts_wait_exit(ts_stack_t *ts, int idx, int ms)
+{
+	ts_proc_t *p = &ts->procs[idx];
+	int st;
+	for (int waited = 0; waited <= ms; waited += 20) {
+		pid_t r = waitpid(p->pid, &st, WNOHANG);
+		if (r == p->pid) {
+			p->pid = 0;
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
+		msleep(20);
+	}
+	return -1;
+}
+
+int ts_fakellm(ts_stack_t *ts, int latency_ms)
+{
+	int pfd[2];
+	char lat[16], buf[256] = {0}, exe[600], logf[700];
+	pid_t pid;
+	ts_proc_t *p = &ts->procs[ts->nprocs];
+	FILE *f;
+	snprintf(exe, sizeof(exe), "%s/tests/fakellm/fakellm", ts->build_root);
+	snprintf(lat, sizeof(lat), "%d", latency_ms);
+	snprintf(logf, sizeof(logf), "%s/fakellm.log", ts->log_dir);
+	if (pipe(pfd))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		int fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		dup2(pfd[1], 1);
+		if (fd >= 0)
+			dup2(fd, 2);
+		close(pfd[0]);
+		execl(exe, exe, "--port", "0", "--latency-ms", lat, (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	f = fdopen(pfd[0], "r");
+	if (!f || !fgets(buf, sizeof(buf), f)) {
+		printf("FAIL: fakellm did not start\n");
+		return -1;
+	}
+	/* keep the pipe open in the parent: fakellm may print more and must not get SIGPIPE */
+	buf[strcspn(buf, "\n")] = 0;
+	if (strncmp(buf, "listening on ", 13) != 0)
+		return -1;
+	snprintf(ts->fakellm_url, sizeof(ts->fakellm_url), "http://%s/v1", buf + 13);
+	snprintf(p->name, sizeof(p->name), "fakellm");
+	snprintf(p->exe, sizeof(p->exe), "%s", exe);
+	p->pid = pid;
+	ts->nprocs++;
+	return 0;
+}
+
+lh_id_t ts_submit(ts_stack_t *ts, const char *goal)
+{
+	lh_goal_submitted_t g = {.goal = goal};
+	lh_event_t ev = {0};
+	lh_error_t err = {0};
+	lh_buf_t b;
+	char topic[LH_TOPIC_MAX];
+	ev.v = LH_ENVELOPE_VERSION;
+	ev.type = LH_EV_GOAL_SUBMITTED;
+	ev.plan_id = lh_uuid7_new();
+	ev.task_no = LH_NO_TASK;
+	ev.ts_us = lh_now_us();
+	ev.tenant = "default";
+	ev.actor.kind = "cli";
+	ev.actor.id = "lh-test";
+	ev.body = &g;
+	ev.id = lh_event_id_derivef(&ev.plan_id, "goal.submitted", 0, "submit");
+	lh_buf_init(&b);
+	lh_topic(ts->prefix, "events", topic, NULL);
+	if (lh_bus_emit(ts->producer, topic, &ev, false, &b, NULL, &err) ||
+	    lh_kafka_flush(ts->producer, 10000, &err))
+		printf("FAIL: submit: %s\n", err.msg);
+	lh_buf_finish(&b);
+	return ev.plan_id;
+}
+
+const char *ts_sql1(ts_stack_t *ts, const char *sql, const char *param)
+{
+	static char out[4096];
+	const char *params[1] = {param};
+	PGresult *r = PQexecParams(ts->pg, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		printf("# sql error: %s", PQerrorMessage(ts->pg));
+		PQclear(r);
+		if (PQstatus(ts->pg) != CONNECTION_OK)
+			PQreset(ts->pg);
+		return NULL;
+	}
+	snprintf(out, sizeof(out), "%s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+	PQclear(r);
+	return out;
+}
+
+bool ts_wait_sql(ts_stack_t *ts, int ms, const char *sql, const char *param, const char *want)
+{
+	for (int waited = 0; waited <= ms; waited += 50) {
+		const char *v = ts_sql1(ts, sql, param);
+		if (v && strcmp(v, want) == 0)
+			return true;
+		msleep(50);
+	}
+	return false;
+}
+
+void ts_finish(ts_stack_t *ts)
+{
+	for (int i = 0; i < ts->nprocs; i++) {
+		if (ts->procs[i].pid > 0) {
+			kill(ts->procs[i].pid, SIGTERM);
+			if (ts_wait_exit(ts, i, 15000) < 0)
+				ts_kill(ts, i, SIGKILL);
+		}
+		for (int k = 0; ts->procs[i].argv[k]; k++)
+			free(ts->procs[i].argv[k]);
+	}
+	lh_kafka_free(ts->producer);
+	PQfinish(ts->pg);
+}

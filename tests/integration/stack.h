@@ -1,0 +1,71 @@
+/* stack.h — a Longhaul stack for integration tests: daemons as child processes against the real
+ * Kafka broker and PostgreSQL server named by LH_KAFKA_BROKERS and LH_PG_URL.
+ *
+ * Each test gets its own topic prefix and consumer groups, so tests never see each other's
+ * events; rows in the shared tables are told apart by plan id. Daemon logs go to
+ * $LH_TEST_LOGS (default /tmp/lh-test-logs)/PREFIX/NAME.log. Every wait has a deadline. */
+#ifndef LH_TEST_STACK_H
+#define LH_TEST_STACK_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "ids.h"
+#include "kafka.h"
+
+#define TS_MAX_PROCS 32
+#define TS_SKIP 77 /* meson's exit code for a skipped test */
+
+typedef struct ts_proc {
+	char name[64];
+	char exe[512];
+	char *argv[24];
+	int argc;
+	pid_t pid;
+} ts_proc_t;
+
+typedef struct ts_stack {
+	char prefix[32];     /* "t1a2b3c4." */
+	const char *brokers; /* borrowed from the environment */
+	const char *pg_url;
+	char build_root[512];
+	char log_dir[512];
+	ts_proc_t procs[TS_MAX_PROCS];
+	int nprocs;
+	lh_kafka_t *producer;
+	PGconn *pg;
+	char fakellm_url[128];
+} ts_stack_t;
+
+/* Reads the environment; returns 0, or TS_SKIP after printing why (services not configured). */
+int ts_init(ts_stack_t *ts, const char *build_root);
+void ts_finish(ts_stack_t *ts); /* kills every child, frees */
+
+/* Start a daemon: exe relative to the build root ("coordinator/lh-coordinator"); extra
+ * arguments end with NULL. The common flags (--brokers, --pg-url, --topic-prefix) are added.
+ * Returns the process index. */
+int ts_spawn(ts_stack_t *ts, const char *name, const char *exe, ...) __attribute__((sentinel));
+/* A worker of a tier, in a group of its own, answering through fakellm when it runs (else the
+ * scripted model). */
+int ts_spawn_worker(ts_stack_t *ts, const char *tier);
+/* Start it again with the same arguments (after a kill). */
+void ts_restart(ts_stack_t *ts, int idx);
+/* Send sig; for SIGKILL also reap. */
+void ts_kill(ts_stack_t *ts, int idx, int sig);
+/* Wait for a child to exit within ms; returns its exit status or -1 on timeout. */
+int ts_wait_exit(ts_stack_t *ts, int idx, int ms);
+
+/* Start tests/fakellm on a free port with the given latency; sets fakellm_url. */
+int ts_fakellm(ts_stack_t *ts, int latency_ms);
+
+/* Produce goal.submitted for a new plan; returns its id. */
+lh_id_t ts_submit(ts_stack_t *ts, const char *goal);
+
+/* Run SQL with one text parameter (may be NULL for none) and return the first column of the
+ * first row (static buffer; "" when no row; NULL on error). */
+const char *ts_sql1(ts_stack_t *ts, const char *sql, const char *param);
+/* Poll until ts_sql1(sql, param) equals want, or ms pass. */
+bool ts_wait_sql(ts_stack_t *ts, int ms, const char *sql, const char *param, const char *want);
+
+#endif
