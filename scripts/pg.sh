@@ -72,8 +72,7 @@ as_owner() {
 }
 
 ready() {
-	"$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -d lh -U lh -t 2 >/dev/null 2>&1 ||
-		"$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 2 >/dev/null 2>&1
+	"$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -d postgres -U postgres -t 2 >/dev/null 2>&1
 }
 
 # True when process $1 exists and is not a zombie (kill -0 succeeds on zombies).
