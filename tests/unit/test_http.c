@@ -360,6 +360,58 @@ static void test_http_cancel(void)
 	hres_finish(&b);
 }
 
+/* fakellm itself: odd requests get an OpenAI-style 400, never a crash */
+static void test_fakellm_bad_requests(void)
+{
+	static const struct {
+		const char *body;
+		long status;
+	} rows[] = {
+		{"not json", 400},
+		{"{}", 400},
+		{"{\"model\":\"m\"}", 400},
+		{"{\"model\":\"m\",\"messages\":[]}", 400},
+		{"{\"model\":\"m\",\"messages\":[1]}", 400},
+		{"{\"model\":\"m\",\"messages\":[{\"role\":\"wizard\",\"content\":\"x\"}]}", 400},
+		{"{\"model\":7,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 400},
+		{"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", 400},
+		{"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9\"}]}", 400},
+		/* odd but valid: content as parts, as a number, missing */
+		{"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+		 "\"text\",\"text\":\"hi\"}]}]}", 200},
+		{"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":5}]}", 200},
+		{"{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\"}]}", 200},
+	};
+	char url[96];
+	lh_http_req_t req = {.url = url};
+	struct hres h;
+	long before = stat_of(&fk, "bad_requests");
+	long want_bad = 0;
+
+	snprintf(url, sizeof(url), "%s/chat/completions", fk.base_url);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		req.body = rows[i].body;
+		req.body_len = strlen(rows[i].body);
+		T_EQ_INT(do_http(&req, &h), LH_OK);
+		if (h.status != rows[i].status)
+			fprintf(stderr, "row %zu: status %ld\n", i, h.status);
+		T_EQ_INT(h.status, rows[i].status);
+		if (rows[i].status == 400) {
+			json_t *j = h.body ? json_loads(h.body, 0, NULL) : NULL;
+			T_CHECK(json_is_string(json_object_get(json_object_get(j, "error"), "message")));
+			json_decref(j);
+			want_bad++;
+		}
+		hres_finish(&h);
+	}
+	T_EQ_INT(stat_of(&fk, "bad_requests") - before, want_bad);
+	/* GET on the completions path */
+	req.body = NULL;
+	T_EQ_INT(do_http(&req, &h), LH_OK);
+	T_EQ_INT(h.status, 405);
+	hres_finish(&h);
+}
+
 /* ---- the OpenAI provider ----------------------------------------------------------------- */
 
 struct got {
@@ -779,6 +831,7 @@ int main(int argc, char **argv)
 	T_RUN(test_http_connect_refused);
 	T_RUN(test_http_first_byte_timeout);
 	T_RUN(test_http_cancel);
+	T_RUN(test_fakellm_bad_requests);
 	T_RUN(test_llm_success);
 	T_RUN(test_llm_tools_and_length);
 	T_RUN(test_llm_429_then_success);

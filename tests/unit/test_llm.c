@@ -259,6 +259,60 @@ static void test_parse_malformed(void)
 	lh_llm_resp_finish(&r);
 }
 
+/* Deterministic mutations of every recorded answer (byte flips, truncations, spliced JSON
+ * tokens): the parser must either fail cleanly or return a response that frees cleanly. Run
+ * under ASan/valgrind this is the parser's fuzz smoke test. */
+static void test_parse_mutations(void)
+{
+	static const char *names[] = {"response_tool_calls.json", "response_stop.json",
+				      "response_length.json",	  "response_content_filter.json",
+				      "response_refusal.json",	  "response_ollama_object_args.json"};
+	static const char *tokens[] = {"null", "[]", "{}", "\"\"", "1e999", "-1", "\"\\u0000\"",
+				       "[[[[", "true"};
+	uint64_t x = 0x243f6a8885a308d3ULL;
+	int ok = 0, failed = 0;
+
+	for (size_t f = 0; f < sizeof(names) / sizeof(names[0]); f++) {
+		size_t len;
+		char *orig = slurp(names[f], &len);
+		if (!orig)
+			continue;
+		for (int i = 0; i < 3000; i++) {
+			char *m = malloc(len + 16);
+			size_t mlen = len, pos;
+			lh_llm_resp_t r;
+			lh_llm_error_t e;
+			memcpy(m, orig, len);
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			pos = (size_t)(x % len);
+			switch ((x >> 32) % 3) {
+			case 0:
+				m[pos] = (char)(x >> 40);
+				break;
+			case 1:
+				mlen = pos;
+				break;
+			default: {
+				const char *t = tokens[(x >> 48) % (sizeof(tokens) / sizeof(tokens[0]))];
+				size_t tl = strlen(t);
+				if (pos + tl <= len)
+					memcpy(m + pos, t, tl);
+			}
+			}
+			if (lh_llm_openai_parse_response(m, mlen, &r, &e) == LH_OK) {
+				ok++;
+				lh_llm_resp_finish(&r);
+			} else {
+				failed++;
+				T_EQ_INT(e.klass, LH_LLM_ERR_MALFORMED);
+			}
+			free(m);
+		}
+		free(orig);
+	}
+	T_CHECK(ok > 0 && failed > 0);
+}
+
 /* ---- error mapping ----------------------------------------------------------------------- */
 
 static void test_error_table(void)
@@ -584,6 +638,7 @@ int main(int argc, char **argv)
 	T_RUN(test_parse_stop_usage);
 	T_RUN(test_parse_finish_reasons);
 	T_RUN(test_parse_malformed);
+	T_RUN(test_parse_mutations);
 	T_RUN(test_error_table);
 	T_RUN(test_retry_delay);
 	T_RUN(test_retry_after_parse);
