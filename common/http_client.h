@@ -33,7 +33,7 @@ typedef struct lh_http_opts {
 	long first_byte_timeout_ms; /* 0 = none */
 	long total_timeout_ms;	   /* 0 = none */
 	size_t max_response_bytes; /* 0 = 64 MiB */
-	const char *user_agent;	   /* borrowed during lh_http_new; NULL = "longhaul/<version>" */
+	const char *user_agent;	   /* copied; NULL = "longhaul" */
 } lh_http_opts_t;
 
 typedef struct lh_http_req {
@@ -44,7 +44,9 @@ typedef struct lh_http_req {
 	const void *body;	     /* may be NULL */
 	size_t body_len;
 	long connect_timeout_ms;     /* 0 = the client's default */
-	long first_byte_timeout_ms;  /* until the first response byte; 0 = the client's default */
+	long first_byte_timeout_ms;  /* from lh_http_request to the first response byte, time spent
+					queued for a connection (max_connections) included; 0 = the
+					client's default */
 	long total_timeout_ms;	     /* whole transfer; 0 = the client's default */
 	size_t max_response_bytes;   /* body cap; 0 = the client's default */
 } lh_http_req_t;
