@@ -35,3 +35,24 @@ ON CONFLICT (sha256) DO NOTHING;
 
 -- name: blob_get
 SELECT content_type, bytes FROM blobs WHERE sha256 = $1;
+
+-- name: plan_attempts
+-- Every attempt of a plan's tasks (lhctl plan show, GET /v1/plans/{id}/attempts, tests).
+SELECT task_no, attempt, status, tier, worker_id, model, input_tokens, output_tokens,
+       cached_tokens, reasoning_tokens, llm_calls, cost_usd, latency_ms, error_class,
+       error_message, dispatched_at, started_at, finished_at
+  FROM task_attempts WHERE plan_id = $1::uuid ORDER BY task_no, attempt;
+
+-- name: plan_decisions
+-- The decision log of a plan, oldest first.
+SELECT id, ts, actor_kind, actor_id, kind, reasoning, payload::text
+  FROM plan_decisions WHERE plan_id = $1::uuid ORDER BY ts, id;
+
+-- name: plan_versions
+-- Every version of a plan document.
+SELECT version, event_id, created_at, doc::text
+  FROM plan_versions WHERE plan_id = $1::uuid ORDER BY version;
+
+-- name: events_count_by_plan
+-- Events stored per plan, for the plans in a uuid[] literal ('{id,id,...}'); audits and tests.
+SELECT plan_id::text, count(*) FROM events WHERE plan_id = ANY($1::uuid[]) GROUP BY plan_id;

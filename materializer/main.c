@@ -1,0 +1,696 @@
+/* lh-materializer — folds lh.events into PostgreSQL, exactly once, in batches.
+ *
+ * One libevent loop on the main thread. The consumer (group "lh-materializer") starts each assigned
+ * partition at the offset stored in PostgreSQL (consumer_offsets), never at a Kafka-committed one.
+ * Consumed events are kept in a batch; the batch is written when it holds batch_max_events or when
+ * batch_max_ms have passed since its first event, in one transaction that also moves the stored
+ * offsets (writer.h). The write blocks the loop. While PostgreSQL cannot be written the batch stays
+ * in memory, the partitions are paused, and the write is retried with exponential backoff.
+ * See README.md for the exactly-once argument. */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "batch.h"
+#include "bus.h"
+#include "config.h"
+#include "event.h"
+#include "kafka.h"
+#include "log.h"
+#include "pg.h"
+#include "writer.h"
+
+#define MAX_PARTS 1024
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define KAFKA_READY_MS 10000
+#define DLQ_SYNC_MS 10000
+
+typedef struct mat_cfg {
+	lh_common_cfg_t common; /* first: the common table's offsets assume it */
+	char *group;
+	char *consumer;
+	int64_t batch_max_events;
+	int64_t batch_max_ms;
+	int64_t stats_interval_s;
+	int64_t session_timeout_ms;
+	int64_t shutdown_timeout_ms;
+	bool migrate_only;
+} mat_cfg_t;
+
+#define C(f) offsetof(mat_cfg_t, f)
+static const lh_cfg_def_t mat_table[] = {
+	{"materializer.group", LH_CFG_STR, "lh-materializer", 0, 0, NULL, "LH_MATERIALIZER_GROUP",
+	 "group", false, false, "consumer group shared by all materializers", C(group)},
+	{"materializer.consumer", LH_CFG_STR, "", 0, 0, NULL, "LH_MATERIALIZER_CONSUMER", "consumer",
+	 false, false, "name the offsets are stored under in consumer_offsets (default: the group)",
+	 C(consumer)},
+	{"materializer.batch_max_events", LH_CFG_INT, "2000", 1, 100000, NULL, "LH_BATCH_MAX_EVENTS",
+	 "batch-max-events", false, false, "events per transaction, at most", C(batch_max_events)},
+	{"materializer.batch_max_ms", LH_CFG_INT, "50", 1, 60000, NULL, "LH_BATCH_MAX_MS",
+	 "batch-max-ms", false, false,
+	 "longest an event waits in memory before its batch is written, in milliseconds",
+	 C(batch_max_ms)},
+	{"materializer.stats_interval_s", LH_CFG_INT, "30", 0, 86400, NULL, "LH_STATS_INTERVAL",
+	 "stats-interval", false, false, "seconds between stats log lines (0: never)",
+	 C(stats_interval_s)},
+	{"materializer.session_timeout_ms", LH_CFG_INT, "10000", 1000, 300000, NULL, NULL,
+	 "session-timeout-ms", false, false,
+	 "Kafka group session timeout: how soon a crashed materializer's partitions move",
+	 C(session_timeout_ms)},
+	{"materializer.shutdown_timeout_ms", LH_CFG_INT, "10000", 0, 600000, NULL, NULL,
+	 "shutdown-timeout-ms", false, false,
+	 "how long a stop or a partition revocation keeps retrying to write the batch",
+	 C(shutdown_timeout_ms)},
+	{"materializer.migrate_only", LH_CFG_BOOL, "false", 0, 0, NULL, NULL, "migrate-only", false,
+	 false, "apply the database migrations, say what was done, and exit", C(migrate_only)},
+	LH_CFG_END,
+};
+
+static const lh_cfg_spec_t mat_spec = {
+	.prog = "lh-materializer",
+	.usage = "[options]",
+	.summary = "Folds the event log (lh.events) into PostgreSQL tables, exactly once, in "
+		   "batches: events inserted once by id, projections of new events, and the "
+		   "consumer's offsets, in one transaction per batch. Applies the database "
+		   "migrations at start. Run any number: they split the partitions as one group.",
+	.tables = {lh_config_common_table, mat_table, NULL},
+};
+
+typedef struct part {
+	bool assigned;
+	bool known;    /* start offset read from PostgreSQL: messages may be kept */
+	bool paused;   /* by us, while the batch cannot be written */
+	int64_t next;  /* next offset expected (-1: any) */
+} part_t;
+
+/* Signal flags: set by the handler, acted on by the loop (and by blocking waits). */
+static volatile sig_atomic_t stop_signal;
+static int signal_wfd = -1;
+
+/* The daemon's one context. */
+static struct mat {
+	mat_cfg_t cfg;
+	const char *consumer_name;
+	struct event_base *base;
+	lh_kafka_t *consumer, *producer;
+	lh_pg_t *pg;
+	lh_mbatch_t batch;
+	lh_mwriter_t writer;
+	char events_topic[LH_TOPIC_MAX], dlq_topic[LH_TOPIC_MAX];
+	const char *tiers[LH_MAX_TIERS];
+	char tiers_buf[1024];
+	int ntiers;
+	part_t parts[MAX_PARTS];
+	int64_t stored_next[MAX_PARTS]; /* scratch of on_assigned */
+	int signal_rfd;
+	struct event *ev_flush, *ev_retry, *ev_stats, *ev_signal;
+	bool failing;	    /* the batch could not be written: partitions paused, retry armed */
+	int64_t backoff_ms;
+	bool producer_broken; /* a dead letter could not be delivered */
+	uint64_t consumed, dead_letters, pg_errors, dropped_batches;
+	int exit_code;
+} mt;
+
+static void on_signal_handler(int sig)
+{
+	int saved = errno;
+	stop_signal = sig;
+	if (signal_wfd >= 0 && write(signal_wfd, "s", 1) < 0) {
+		/* the pipe is full: a wakeup is already pending */
+	}
+	errno = saved;
+}
+
+/* Sleep up to ms, in slices, returning early when a stop was asked for. */
+static void nap(int64_t ms)
+{
+	while (ms > 0 && !stop_signal) {
+		int slice = ms > 100 ? 100 : (int)ms;
+		poll(NULL, 0, slice);
+		ms -= slice;
+	}
+}
+
+static const char *i64s(char buf[24], long long v) { return lh_log_i64(buf, v); }
+
+/* --- dead letters ------------------------------------------------------------------------- */
+
+static void on_delivery(void *opaque, void *msg_opaque, lh_err_t rc, const lh_error_t *err,
+			int32_t partition, int64_t offset)
+{
+	if (rc == LH_OK)
+		return;
+	/* With message.timeout.ms=0 only a fatal producer error gets here: the dead letter is lost,
+	 * so its offset must never be stored. Stop; a restart re-reads from the stored offsets. */
+	mt.producer_broken = true;
+	lh_log_error("materializer.dlq_failed", err ? err->msg : "dead letter not delivered",
+		     "action", "exit; the restart re-reads from the stored offsets");
+}
+
+static lh_err_t sync_dead_letters(void *opaque, lh_error_t *err)
+{
+	lh_err_t rc;
+	if (mt.producer_broken)
+		goto out_broken;
+	if ((rc = lh_kafka_flush(mt.producer, DLQ_SYNC_MS, err)))
+		return rc; /* retriable: the broker is away; keep the batch */
+	if (mt.producer_broken)
+		goto out_broken;
+	return LH_OK;
+out_broken:
+	rc = lh_error_set(err, LH_ERR_KAFKA, "could not deliver a dead letter to %s", mt.dlq_topic);
+	err->fatal = true;
+	return rc;
+}
+
+static lh_err_t reject_entry(void *opaque, const lh_mentry_t *e, const char *reason,
+			     lh_error_t *err)
+{
+	lh_kafka_msg_t msg = {.topic = mt.events_topic, .partition = e->partition,
+			      .offset = e->offset, .key = e->key, .key_len = e->key_len,
+			      .payload = e->payload, .len = e->len};
+	lh_err_t rc = lh_bus_dead_letter(mt.producer, mt.dlq_topic, &msg, mt.consumer_name, reason,
+					 err);
+	if (rc)
+		return rc;
+	mt.dead_letters++;
+	return sync_dead_letters(NULL, err);
+}
+
+/* --- pausing ------------------------------------------------------------------------------ */
+
+static void pause_all(bool pause)
+{
+	for (int i = 0; i < MAX_PARTS; i++) {
+		part_t *pt = &mt.parts[i];
+		lh_error_t err = {0};
+		char ps[24];
+		if (!pt->assigned || pt->paused == pause)
+			continue;
+		if (lh_kafka_pause(mt.consumer, mt.events_topic, i, pause, &err)) {
+			lh_log_warn("materializer.pause_failed", err.msg, "partition", i64s(ps, i));
+			continue;
+		}
+		pt->paused = pause;
+	}
+}
+
+/* --- writing the batch -------------------------------------------------------------------- */
+
+static void stop_loop(int code)
+{
+	if (!mt.exit_code)
+		mt.exit_code = code;
+	event_base_loopbreak(mt.base);
+}
+
+/* One write attempt. On success the batch is empty afterwards. */
+static lh_err_t write_batch(lh_error_t *err)
+{
+	lh_err_t rc;
+	if (mt.batch.done < mt.batch.n && (rc = lh_mwriter_write(&mt.writer, &mt.batch, err)))
+		return rc;
+	lh_mbatch_clear(&mt.batch);
+	evtimer_del(mt.ev_flush);
+	return LH_OK;
+}
+
+/* Write now; on failure pause, keep the batch and retry later with backoff. */
+static void flush_now(void)
+{
+	lh_error_t err = {0};
+	char ns[24], bs[24];
+	if (mt.exit_code)
+		return;
+	if (write_batch(&err) == LH_OK) {
+		if (mt.failing) {
+			lh_log_info("materializer.recovered", "batch written; resuming partitions");
+			mt.failing = false;
+			mt.backoff_ms = 0;
+			evtimer_del(mt.ev_retry);
+			pause_all(false);
+		}
+		return;
+	}
+	if (err.fatal) {
+		lh_log_error("materializer.fatal", err.msg);
+		stop_loop(2);
+		return;
+	}
+	mt.pg_errors++;
+	mt.backoff_ms = mt.backoff_ms ? mt.backoff_ms * 2 : BACKOFF_MIN_MS;
+	if (mt.backoff_ms > BACKOFF_MAX_MS)
+		mt.backoff_ms = BACKOFF_MAX_MS;
+	if (!mt.failing)
+		pause_all(true);
+	mt.failing = true;
+	lh_log_warn("materializer.write_failed", err.msg, "pending",
+		    i64s(ns, (long long)(mt.batch.n - mt.batch.done)), "retry_in_ms",
+		    i64s(bs, mt.backoff_ms));
+	{
+		struct timeval tv = {mt.backoff_ms / 1000, (mt.backoff_ms % 1000) * 1000};
+		evtimer_add(mt.ev_retry, &tv);
+	}
+}
+
+/* Write with retries until written or timeout_ms pass, blocking (revocation, shutdown). */
+static bool flush_blocking(int64_t timeout_ms)
+{
+	int64_t deadline = lh_mono_us() + timeout_ms * 1000, backoff = BACKOFF_MIN_MS;
+	for (;;) {
+		lh_error_t err = {0};
+		if (write_batch(&err) == LH_OK)
+			return true;
+		if (err.fatal) {
+			lh_log_error("materializer.fatal", err.msg);
+			return false;
+		}
+		mt.pg_errors++;
+		if (lh_mono_us() + backoff * 1000 > deadline) {
+			lh_log_warn("materializer.write_failed", err.msg, "action", "giving up");
+			return false;
+		}
+		lh_log_warn("materializer.write_failed", err.msg, "action", "retrying");
+		nap(backoff);
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+	}
+}
+
+static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
+{
+	if (!mt.failing)
+		flush_now();
+}
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg) { flush_now(); }
+
+/* --- consuming ---------------------------------------------------------------------------- */
+
+/* Stored offsets of every partition of the events topic, retried until PostgreSQL answers or a
+ * stop is asked for. Returns false on stop. next[] is -1 where nothing is stored. */
+static bool read_stored_offsets(int64_t *next, int n)
+{
+	int64_t backoff = BACKOFF_MIN_MS;
+	for (int i = 0; i < n; i++)
+		next[i] = -1;
+	for (;;) {
+		const char *params[2] = {mt.consumer_name, mt.events_topic};
+		lh_pg_res_t *res = NULL;
+		lh_error_t err = {0};
+		if (lh_pg_query(mt.pg, "consumer_offsets_get", 2, params, NULL, NULL, &res, &err) ==
+		    LH_OK) {
+			for (int r = 0; r < lh_pg_nrows(res); r++) {
+				int64_t p = lh_pg_get_i64(res, r, 0);
+				if (p >= 0 && p < n)
+					next[p] = lh_pg_get_i64(res, r, 1);
+			}
+			lh_pg_res_free(res);
+			return true;
+		}
+		mt.pg_errors++;
+		if (stop_signal)
+			return false;
+		/* Blocking the rebalance is the point: no partition may start anywhere else. */
+		lh_log_warn("materializer.offsets_unreadable", err.msg, "action", "retrying");
+		nap(backoff);
+		if (stop_signal)
+			return false;
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+	}
+}
+
+static void on_assigned(lh_kafka_part_t *parts, int n)
+{
+	int64_t *next = mt.stored_next;
+	bool known = read_stored_offsets(next, MAX_PARTS);
+	for (int i = 0; i < n; i++) {
+		int32_t pn = parts[i].partition;
+		char ps[24], os[24];
+		if (pn < 0 || pn >= MAX_PARTS) {
+			lh_log_error("materializer.partition_range", "partition number out of range",
+				     "partition", i64s(ps, pn));
+			continue;
+		}
+		mt.parts[pn] = (part_t){.assigned = true, .known = known, .next = -1};
+		if (known && next[pn] >= 0) {
+			parts[i].offset = next[pn];
+			mt.parts[pn].next = next[pn];
+		} else
+			parts[i].offset = LH_KAFKA_OFFSET_BEGINNING;
+		lh_log_info("materializer.assigned",
+			    known ? "partition assigned" : "partition assigned while stopping; ignored",
+			    "partition", i64s(ps, pn), "start_offset",
+			    known && next[pn] >= 0 ? i64s(os, next[pn]) : "beginning");
+	}
+}
+
+static void on_revoked(lh_kafka_part_t *parts, int n)
+{
+	uint64_t pending = mt.batch.n - mt.batch.done;
+	char ns[24];
+	/* Store what we hold first: the next owner starts where we stopped. */
+	if (pending && !flush_blocking(mt.cfg.shutdown_timeout_ms)) {
+		/* Not lost: the offsets were not stored either, so the next owner re-reads it. */
+		mt.dropped_batches++;
+		lh_log_warn("materializer.batch_dropped", "batch not written before revocation",
+			    "pending", i64s(ns, (long long)(mt.batch.n - mt.batch.done)), "action",
+			    "the partition's next owner re-reads it from the stored offsets");
+	}
+	lh_mbatch_clear(&mt.batch);
+	evtimer_del(mt.ev_flush);
+	evtimer_del(mt.ev_retry);
+	mt.failing = false;
+	mt.backoff_ms = 0;
+	for (int i = 0; i < n; i++) {
+		int32_t pn = parts[i].partition;
+		char ps[24];
+		if (pn < 0 || pn >= MAX_PARTS)
+			continue;
+		if (mt.parts[pn].paused) {
+			/* librdkafka keeps an application pause across reassignment; lh_kafka forgets
+			 * its tracking at revocation, so pause (tracked again) and resume here. */
+			lh_kafka_pause(mt.consumer, parts[i].topic, pn, true, NULL);
+			lh_kafka_pause(mt.consumer, parts[i].topic, pn, false, NULL);
+		}
+		mt.parts[pn] = (part_t){0};
+		lh_log_info("materializer.revoked", "partition revoked", "partition", i64s(ps, pn));
+	}
+}
+
+static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, int n)
+{
+	if (assigned)
+		on_assigned(parts, n);
+	else
+		on_revoked(parts, n);
+}
+
+/* The event's JSON form plus where it was read: new string, NULL on out-of-memory. */
+static char *event_json(const lh_event_t *ev, const lh_kafka_msg_t *msg)
+{
+	json_t *j = lh_event_to_json(ev);
+	char *s;
+	if (!j)
+		return NULL;
+	if (json_object_set_new(j, "topic", json_string(msg->topic)) ||
+	    json_object_set_new(j, "partition", json_integer(msg->partition)) ||
+	    json_object_set_new(j, "offset", json_integer(msg->offset))) {
+		json_decref(j);
+		return NULL;
+	}
+	s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return s;
+}
+
+static void on_message(void *opaque, const lh_kafka_msg_t *msg)
+{
+	part_t *pt = msg->partition >= 0 && msg->partition < MAX_PARTS ? &mt.parts[msg->partition]
+								       : NULL;
+	lh_event_t *ev = NULL;
+	lh_error_t err = {0};
+	char *json;
+
+	if (mt.exit_code)
+		return; /* stopping after an error: store nothing more */
+	if (!pt || !pt->assigned || !pt->known)
+		return; /* not ours, or its start offset is unknown: never store past it */
+	if (pt->next >= 0 && msg->offset < pt->next)
+		return; /* delivered again (after a pause): already in the batch or stored */
+	pt->next = msg->offset + 1;
+	mt.consumed++;
+	if (lh_event_decode(msg->payload, msg->len, &ev, &err)) {
+		lh_error_t derr = {0};
+		char ps[24], os[24];
+		lh_log_warn("materializer.undecodable", err.msg, "partition",
+			    i64s(ps, msg->partition), "offset", i64s(os, msg->offset), "action",
+			    "sent to the dead-letter topic");
+		if (lh_bus_dead_letter(mt.producer, mt.dlq_topic, msg, mt.consumer_name, err.msg,
+				       &derr)) {
+			/* Not in the dlq: its offset must not be stored. Stop; a restart re-reads. */
+			lh_log_error("materializer.dlq_failed", derr.msg);
+			stop_loop(2);
+			return;
+		}
+		mt.dead_letters++;
+		lh_mbatch_add(&mt.batch, msg->partition, msg->offset, NULL, NULL, 0, NULL, 0);
+		goto out_added;
+	}
+	json = event_json(ev, msg);
+	lh_event_free(ev);
+	if (!json)
+		abort(); /* out of memory */
+	lh_mbatch_add(&mt.batch, msg->partition, msg->offset, json, msg->key, msg->key_len,
+		      msg->payload, msg->len);
+out_added:
+	if (mt.batch.n - mt.batch.done == 1 && !mt.failing) {
+		struct timeval tv = {mt.cfg.batch_max_ms / 1000, (mt.cfg.batch_max_ms % 1000) * 1000};
+		evtimer_add(mt.ev_flush, &tv);
+	}
+	if (!mt.failing && mt.batch.n - mt.batch.done >= (size_t)mt.cfg.batch_max_events)
+		flush_now();
+}
+
+/* --- housekeeping ------------------------------------------------------------------------- */
+
+static void on_stats(evutil_socket_t fd, short what, void *arg)
+{
+	char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24];
+	lh_log_info("materializer.stats", "counters", "consumed",
+		    i64s(a, (long long)mt.consumed), "events_written",
+		    i64s(b, (long long)mt.writer.written), "duplicates",
+		    i64s(c, (long long)mt.writer.duplicates), "batches",
+		    i64s(d, (long long)mt.writer.txns), "dead_letters",
+		    i64s(e, (long long)mt.dead_letters), "rejected",
+		    i64s(f, (long long)mt.writer.rejected), "pg_errors",
+		    i64s(g, (long long)mt.pg_errors), "pending",
+		    i64s(h, (long long)(mt.batch.n - mt.batch.done)), "state",
+		    mt.failing ? "paused: postgresql unavailable" : "running");
+}
+
+static void on_signal_event(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[64];
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	if (!stop_signal)
+		return;
+	lh_log_info("materializer.stopping", stop_signal == SIGINT ? "interrupted" : "terminated");
+	event_base_loopbreak(mt.base);
+}
+
+static lh_err_t install_signals(lh_error_t *err)
+{
+	int fds[2];
+	struct sigaction sa;
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+		return lh_error_set(err, LH_ERR_IO, "could not create pipe: %s", strerror(errno));
+	mt.signal_rfd = fds[0];
+	signal_wfd = fds[1];
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal_handler;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return LH_OK;
+}
+
+/* libpq's messages span lines ("...failed: Connection refused\n\tIs the server running...");
+ * a start-up error is one line. */
+static void one_line(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (*r == '\n' || *r == '\t' || *r == '\r') {
+			if (w > s && w[-1] != ' ')
+				*w++ = ' ';
+			continue;
+		}
+		*w++ = *r;
+	}
+	*w = 0;
+}
+
+static int fail(const char *what, lh_error_t *err)
+{
+	one_line(err->msg);
+	lh_log_error("materializer.start_failed", err->msg, "step", what);
+	fprintf(stderr, "lh-materializer: %s\n", err->msg);
+	return 1;
+}
+
+static int migrate(void)
+{
+	lh_error_t err = {0};
+	int applied = 0, version = 0;
+	char as[24], vs[24];
+	if (lh_pg_migrate(mt.pg, &applied, &err)) {
+		if (err.code == LH_ERR_CONFLICT)
+			lh_error_prefix(&err, "refusing to start");
+		return fail("migrate", &err);
+	}
+	if (lh_pg_schema_version(mt.pg, &version, &err))
+		return fail("migrate", &err);
+	lh_log_info("materializer.migrated", applied ? "migrations applied" : "schema up to date",
+		    "applied", i64s(as, applied), "schema_version", i64s(vs, version));
+	if (mt.cfg.migrate_only && applied)
+		printf("lh-materializer: applied %d migration%s; schema version is now %d\n", applied,
+		       applied == 1 ? "" : "s", version);
+	else if (mt.cfg.migrate_only)
+		printf("lh-materializer: schema already at version %d; nothing applied\n", version);
+	return 0;
+}
+
+static int start_kafka(void)
+{
+	lh_error_t err = {0};
+	lh_kafka_opts_t ko;
+	const char *topics[2] = {mt.events_topic, NULL};
+	char ks[24];
+
+	ko = (lh_kafka_opts_t){.brokers = mt.cfg.common.brokers, .client_id = "lh-materializer",
+			       .on_delivery = on_delivery};
+	if (lh_kafka_new(&ko, &mt.producer, &err) ||
+	    lh_kafka_wait_ready(mt.producer, KAFKA_READY_MS, &err) ||
+	    lh_bus_ensure_topics(mt.producer, mt.cfg.common.topic_prefix, mt.tiers, mt.ntiers,
+				 (int)mt.cfg.common.events_partitions, 4, &err))
+		return fail("kafka", &err);
+	ko = (lh_kafka_opts_t){.brokers = mt.cfg.common.brokers, .client_id = "lh-materializer",
+			       .group_id = mt.cfg.group, .topics = topics, .on_message = on_message,
+			       .on_rebalance = on_rebalance, .auto_commit = false,
+			       .session_timeout_ms = (int)mt.cfg.session_timeout_ms};
+	if (lh_kafka_new(&ko, &mt.consumer, &err) || lh_kafka_attach(mt.producer, mt.base, &err) ||
+	    lh_kafka_attach(mt.consumer, mt.base, &err))
+		return fail("kafka", &err);
+	lh_log_info("materializer.started", "consuming", "topic", mt.events_topic, "group",
+		    mt.cfg.group, "consumer", mt.consumer_name, "batch_max_events",
+		    i64s(ks, mt.cfg.batch_max_events));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	lh_error_t err = {0};
+	lh_mwriter_ops_t ops = {.reject = reject_entry, .sync_dead_letters = sync_dead_letters};
+	char **rest = NULL;
+	int nrest = 0, rc;
+
+	lh_log_init("lh-materializer", LH_LOG_INFO, NULL);
+	rc = lh_config_load(&mat_spec, &mt.cfg, argc, argv, &rest, &nrest, &err);
+	if (rc == LH_ERR_NOT_FOUND)
+		return 0; /* --help */
+	if (rc || lh_config_apply_logging(&mt.cfg.common, &err)) {
+		fprintf(stderr, "lh-materializer: %s\n", err.msg);
+		return 2;
+	}
+	if (nrest > 0) {
+		fprintf(stderr, "lh-materializer: unexpected argument \"%s\" (see --help)\n", rest[0]);
+		free(rest);
+		return 2;
+	}
+	free(rest);
+	mt.consumer_name = *mt.cfg.consumer ? mt.cfg.consumer : mt.cfg.group;
+	mt.ntiers = lh_config_split(mt.cfg.common.tiers, mt.tiers_buf, sizeof(mt.tiers_buf),
+				    mt.tiers, LH_MAX_TIERS);
+	if (mt.ntiers <= 0) {
+		fprintf(stderr, "lh-materializer: tiers: give 1 to %d names separated by commas\n",
+			LH_MAX_TIERS);
+		return 2;
+	}
+	if (lh_topic(mt.cfg.common.topic_prefix, "events", mt.events_topic, &err) ||
+	    lh_topic(mt.cfg.common.topic_prefix, "dlq", mt.dlq_topic, &err)) {
+		fprintf(stderr, "lh-materializer: %s\n", err.msg);
+		return 2;
+	}
+	if (!*mt.cfg.common.pg_url) {
+		fprintf(stderr, "lh-materializer: no postgresql url configured: set LH_PG_URL or "
+				"--pg-url\n");
+		return 1;
+	}
+	if (!mt.cfg.migrate_only && !*mt.cfg.common.brokers) {
+		fprintf(stderr, "lh-materializer: no kafka brokers configured: set LH_KAFKA_BROKERS "
+				"or --brokers\n");
+		return 1;
+	}
+	/* Bounded waits: libpq would otherwise wait for the kernel's TCP timeout on a host that
+	 * drops packets. An explicit connect_timeout in the URL or PGCONNECT_TIMEOUT wins. */
+	setenv("PGCONNECT_TIMEOUT", "10", 0);
+	if (lh_pg_connect(mt.cfg.common.pg_url, &mt.pg, &err)) {
+		rc = fail("postgresql", &err);
+		goto out_free_cfg;
+	}
+	if ((rc = migrate()) || mt.cfg.migrate_only)
+		goto out_free_pg;
+
+	if (install_signals(&err)) {
+		rc = fail("signals", &err);
+		goto out_free_pg;
+	}
+	mt.base = event_base_new();
+	if (!mt.base) {
+		fprintf(stderr, "lh-materializer: could not create the event loop\n");
+		rc = 1;
+		goto out_free_pg;
+	}
+	lh_mbatch_init(&mt.batch);
+	lh_mwriter_init(&mt.writer, mt.pg, mt.consumer_name, mt.events_topic, &ops);
+	mt.ev_flush = evtimer_new(mt.base, on_flush_timer, NULL);
+	mt.ev_retry = evtimer_new(mt.base, on_retry_timer, NULL);
+	mt.ev_signal = event_new(mt.base, mt.signal_rfd, EV_READ | EV_PERSIST, on_signal_event, NULL);
+	event_add(mt.ev_signal, NULL);
+	if (mt.cfg.stats_interval_s > 0) {
+		struct timeval tv = {mt.cfg.stats_interval_s, 0};
+		mt.ev_stats = event_new(mt.base, -1, EV_PERSIST, on_stats, NULL);
+		event_add(mt.ev_stats, &tv);
+	}
+	if ((rc = start_kafka()))
+		goto out_free_loop;
+	if (!stop_signal)
+		event_base_dispatch(mt.base);
+
+	/* Orderly stop: write what we hold, then leave the group (the revocation finds the batch
+	 * empty), then make sure every dead letter is out. */
+	if (mt.exit_code == 0 && mt.batch.done < mt.batch.n &&
+	    !flush_blocking(mt.cfg.shutdown_timeout_ms)) {
+		lh_log_warn("materializer.batch_dropped", "batch not written before exit", "action",
+			    "re-read from the stored offsets on restart");
+		mt.exit_code = 1;
+	}
+	if (mt.exit_code)
+		lh_mbatch_clear(&mt.batch); /* never store past what a failed stop left behind */
+	mt.consumer = lh_kafka_free(mt.consumer);
+	if (lh_kafka_flush(mt.producer, (int)mt.cfg.shutdown_timeout_ms, &err))
+		lh_log_warn("materializer.flush", err.msg);
+	on_stats(-1, 0, NULL);
+	rc = mt.exit_code;
+out_free_loop:
+	mt.consumer = lh_kafka_free(mt.consumer);
+	mt.producer = lh_kafka_free(mt.producer);
+	event_free(mt.ev_flush);
+	event_free(mt.ev_retry);
+	event_free(mt.ev_signal);
+	if (mt.ev_stats)
+		event_free(mt.ev_stats);
+	event_base_free(mt.base);
+	lh_mwriter_finish(&mt.writer);
+	lh_mbatch_finish(&mt.batch);
+	close(mt.signal_rfd);
+	close(signal_wfd);
+out_free_pg:
+	mt.pg = lh_pg_free(mt.pg);
+out_free_cfg:
+	lh_config_finish(&mat_spec, &mt.cfg);
+	if (rc == 0)
+		lh_log_info("materializer.stopped", "bye");
+	return rc;
+}
