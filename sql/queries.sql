@@ -36,6 +36,21 @@ ON CONFLICT (sha256) DO NOTHING;
 -- name: blob_get
 SELECT content_type, bytes FROM blobs WHERE sha256 = $1;
 
+-- name: plan_timing
+-- lhctl plan show: how long the plan ran (until now while it runs) and when it started, in UTC.
+SELECT (extract(epoch FROM coalesce(finished_at, now()) - created_at) * 1000)::bigint AS duration_ms,
+       finished_at IS NOT NULL AS finished,
+       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"') AS created_utc
+  FROM plans WHERE plan_id = $1::uuid;
+
+-- name: plan_status
+-- lhctl run: whether the materializer has caught up with a plan's end.
+SELECT status FROM plans WHERE plan_id = $1::uuid;
+
+-- name: dev_database_exists
+-- lhctl dev: does the private cluster already hold the database.
+SELECT 1 FROM pg_database WHERE datname = $1;
+
 -- name: plan_attempts
 -- Every attempt of a plan's tasks (lhctl plan show, GET /v1/plans/{id}/attempts, tests).
 SELECT task_no, attempt, status, tier, worker_id, model, input_tokens, output_tokens,
