@@ -1082,20 +1082,39 @@ lh_event_t *lh_event_free(lh_event_t *ev)
  * msgpack: encode
  * ------------------------------------------------------------------------------------------- */
 
+/* msgpack-c writes many pieces of a few bytes; they are staged here and appended in blocks. */
 typedef struct sink {
 	lh_buf_t *out;
-	size_t start;
+	size_t start; /* out->len before encoding: restored on error */
+	size_t total; /* bytes written so far, staged or not */
 	bool too_large;
+	size_t used;
+	char stage[2048];
 } sink_t;
+
+static void sink_flush(sink_t *s)
+{
+	lh_buf_append(s->out, s->stage, s->used);
+	s->used = 0;
+}
 
 static int sink_write(void *data, const char *p, size_t n)
 {
 	sink_t *s = data;
-	if (s->too_large || s->out->len - s->start + n > LH_EVENT_MAX_BYTES) {
+	if (s->too_large || s->total + n > LH_EVENT_MAX_BYTES) {
 		s->too_large = true;
 		return -1;
 	}
-	lh_buf_append(s->out, p, n);
+	s->total += n;
+	if (n > sizeof(s->stage) - s->used) {
+		sink_flush(s);
+		if (n > sizeof(s->stage)) {
+			lh_buf_append(s->out, p, n);
+			return 0;
+		}
+	}
+	memcpy(s->stage + s->used, p, n);
+	s->used += n;
 	return 0;
 }
 
@@ -1338,7 +1357,11 @@ lh_err_t lh_event_encode(const lh_event_t *ev, lh_buf_t *out, lh_error_t *err)
 	ctx_init(&e.c, NULL, err);
 	if ((rc = check_event(&e.c, ev)))
 		return rc;
-	e.sink = (sink_t){.out = out, .start = out->len};
+	e.sink.out = out;
+	e.sink.start = out->len;
+	e.sink.total = 0;
+	e.sink.used = 0;
+	e.sink.too_large = false;
 	msgpack_packer_init(&e.pk, &e.sink, sink_write);
 	type_name = lh_event_type_name(ev->type);
 
@@ -1383,6 +1406,7 @@ lh_err_t lh_event_encode(const lh_event_t *ev, lh_buf_t *out, lh_error_t *err)
 	pop(&e.c);
 	if (rc)
 		goto out_truncate;
+	sink_flush(&e.sink);
 	if (e.sink.too_large) {
 		rc = lh_error_set(err, LH_ERR_TOO_LARGE,
 				  "could not encode event: larger than the limit of %d bytes",
