@@ -208,7 +208,11 @@ static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, in
 						&err)) {
 				lh_log_warn("coordinator.watermark", err.msg, "partition",
 					    lh_log_i64(ps, pn));
-				hi = INT64_MAX; /* stay not-live until we know; retried below */
+				hi = INT64_MAX; /* stay not-live until we know: on_retry asks again */
+				if (!evtimer_pending(co.ev_retry, NULL)) {
+					struct timeval tv = {0, 200000};
+					evtimer_add(co.ev_retry, &tv);
+				}
 			}
 			*pt = (part_t){.assigned = true, .target = hi, .next_offset = 0};
 			lh_log_info("coordinator.assigned", "partition assigned; folding its history",
@@ -281,7 +285,12 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 			}
 		}
 	on_reconcile(-1, 0, NULL);
-	if (co.st.dirty_head) {
+	for (int i = 0; i < MAX_PARTS && !evtimer_pending(co.ev_retry, NULL); i++)
+		if (co.parts[i].assigned && co.parts[i].target == INT64_MAX) {
+			struct timeval tv = {0, 200000};
+			evtimer_add(co.ev_retry, &tv);
+		}
+	if (co.st.dirty_head && !evtimer_pending(co.ev_retry, NULL)) {
 		struct timeval tv = {0, 100000};
 		evtimer_add(co.ev_retry, &tv);
 	}

@@ -1,0 +1,248 @@
+/* lh-bench NAME [options] — Longhaul's benchmarks. Every figure is printed on its own line as
+ *   figure NAME VALUE UNIT
+ * so scripts can collect them. Benchmarks run against the real Kafka broker and PostgreSQL named
+ * by LH_KAFKA_BROKERS and LH_PG_URL (scripts/kafka.sh and scripts/pg.sh start them).
+ *
+ *   e2e --plans N --width W   N plans of W parallel tasks each (plus the plan and join tasks) on
+ *                             the scripted model; figures tasks_per_s, dispatch_p50_ms,
+ *                             dispatch_p99_ms (a task becoming ready -> its attempt starting),
+ *                             plan_p50_ms (goal submitted -> plan completed). */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "bus.h"
+#include "event.h"
+#include "idmap.h"
+#include "kafka.h"
+#include "stack.h"
+
+typedef struct bplan {
+	int64_t submitted_us, completed_us;
+	int64_t ready_us[512]; /* per task_no, from task.dispatched */
+	bool done;
+} bplan_t;
+
+static struct {
+	lh_idmap_t plans;
+	double *dispatch_ms;
+	size_t ndispatch, capdispatch;
+	int completed, failed, tasks;
+	int64_t first_submit_us, last_complete_us;
+} B;
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, size_t n, double p)
+{
+	if (!n)
+		return NAN;
+	qsort(v, n, sizeof(double), cmp_d);
+	return v[(size_t)fmin((double)n - 1, floor(p * (double)n))];
+}
+
+static void on_event(void *opaque, const lh_kafka_msg_t *msg)
+{
+	lh_event_t *ev;
+	bplan_t *p;
+	if (lh_event_decode(msg->payload, msg->len, &ev, NULL))
+		return;
+	p = lh_idmap_get(&B.plans, &ev->plan_id);
+	if (!p || ev->task_no >= 512) {
+		lh_event_free(ev);
+		return;
+	}
+	switch (ev->type) {
+	case LH_EV_TASK_DISPATCHED:
+		if (ev->attempt == 1 && ev->task_no >= 0)
+			p->ready_us[ev->task_no] =
+				((const lh_task_dispatched_t *)ev->body)->ready_ts_us;
+		break;
+	case LH_EV_ATTEMPT_STARTED:
+		if (ev->attempt == 1 && ev->task_no >= 0 && p->ready_us[ev->task_no]) {
+			if (B.ndispatch == B.capdispatch) {
+				B.capdispatch = B.capdispatch ? B.capdispatch * 2 : 4096;
+				B.dispatch_ms = realloc(B.dispatch_ms, B.capdispatch * sizeof(double));
+			}
+			B.dispatch_ms[B.ndispatch++] =
+				(double)(ev->ts_us - p->ready_us[ev->task_no]) / 1000.0;
+			p->ready_us[ev->task_no] = 0;
+		}
+		break;
+	case LH_EV_ATTEMPT_SUCCEEDED:
+		B.tasks++;
+		break;
+	case LH_EV_PLAN_COMPLETED:
+	case LH_EV_PLAN_FAILED:
+		if (!p->done) {
+			p->done = true;
+			p->completed_us = ev->ts_us;
+			if (ev->type == LH_EV_PLAN_COMPLETED)
+				B.completed++;
+			else
+				B.failed++;
+			if (ev->ts_us > B.last_complete_us)
+				B.last_complete_us = ev->ts_us;
+		}
+		break;
+	default:
+		break;
+	}
+	lh_event_free(ev);
+}
+
+static char *script_goal(int width, int n)
+{
+	lh_buf_t b;
+	lh_buf_init(&b);
+	lh_buf_printf(&b, "Benchmark plan %d\nlh-script: {\"thought\":\"bench\",\"tasks\":[", n);
+	for (int i = 1; i <= width; i++)
+		lh_buf_printf(&b, "%s{\"id\":%d,\"instructions\":\"Step %d of the benchmark\",\"tier\":"
+				  "\"fast\"}",
+			      i > 1 ? "," : "", i, i);
+	lh_buf_appends(&b, "],\"join\":\"Finish\"}\n");
+	return lh_buf_steal(&b, NULL);
+}
+
+static int bench_e2e(int argc, char **argv, const char *build_root)
+{
+	int plans = 100, width = 4, timeout_s = 600;
+	ts_stack_t ts;
+	lh_kafka_t *reader = NULL;
+	lh_kafka_opts_t ko = {0};
+	lh_kafka_part_t parts[8];
+	char topic[LH_TOPIC_MAX], group[64];
+	lh_error_t err = {0};
+	bplan_t *all;
+	double *plan_ms;
+	size_t nplan = 0;
+	int rc, c, spin = 0;
+	static const struct option opts[] = {{"plans", 1, 0, 'p'}, {"width", 1, 0, 'w'},
+					      {"timeout", 1, 0, 't'}, {0, 0, 0, 0}};
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'p')
+			plans = atoi(optarg);
+		else if (c == 'w')
+			width = atoi(optarg);
+		else if (c == 't')
+			timeout_s = atoi(optarg);
+		else {
+			fprintf(stderr, "usage: lh-bench e2e [--plans N] [--width W] [--timeout S]\n");
+			return 2;
+		}
+	}
+	if (plans < 1 || plans > 100000 || width < 1 || width > 500) {
+		fprintf(stderr, "lh-bench e2e: --plans must be 1..100000 and --width 1..500\n");
+		return 2;
+	}
+	if ((rc = ts_init(&ts, build_root)))
+		return rc == TS_SKIP ? 2 : rc;
+	snprintf(group, sizeof(group), "%smaterializer", ts.prefix);
+	ts_spawn(&ts, "materializer", "materializer/lh-materializer", "--group", group, NULL);
+	snprintf(group, sizeof(group), "%scoordinator", ts.prefix);
+	ts_spawn(&ts, "coordinator", "coordinator/lh-coordinator", "--group", group,
+		 "--max-tasks", "1000", NULL);
+	ts_spawn_worker(&ts, "fast");
+	ts_spawn_worker(&ts, "standard");
+
+	lh_idmap_init(&B.plans);
+	all = calloc((size_t)plans, sizeof(*all));
+	lh_topic(ts.prefix, "events", topic, NULL);
+	ko.brokers = ts.brokers;
+	ko.client_id = "lh-bench";
+	ko.group_id = "lh-bench-reader";
+	ko.on_message = on_event;
+	if (lh_kafka_new(&ko, &reader, &err)) {
+		fprintf(stderr, "lh-bench: %s\n", err.msg);
+		ts_finish(&ts);
+		return 1;
+	}
+	for (int i = 0; i < 8; i++)
+		parts[i] = (lh_kafka_part_t){topic, i, LH_KAFKA_OFFSET_BEGINNING};
+	lh_kafka_assign(reader, parts, 8, &err);
+
+	for (int i = 0; i < plans; i++) {
+		char *goal = script_goal(width, i);
+		lh_id_t id;
+		all[i].submitted_us = lh_now_us();
+		if (!B.first_submit_us)
+			B.first_submit_us = all[i].submitted_us;
+		id = ts_submit(&ts, goal);
+		lh_idmap_put(&B.plans, &id, &all[i]);
+		free(goal);
+		lh_kafka_poll(reader, 0);
+	}
+	while (B.completed + B.failed < plans && spin < timeout_s * 10) {
+		if (lh_kafka_poll(reader, 100) == 0)
+			spin++;
+	}
+	plan_ms = calloc((size_t)plans, sizeof(double));
+	for (int i = 0; i < plans; i++)
+		if (all[i].done)
+			plan_ms[nplan++] = (double)(all[i].completed_us - all[i].submitted_us) / 1000.0;
+	{
+		double secs = (double)(B.last_complete_us - B.first_submit_us) / 1e6;
+		int total_tasks = B.completed * (width + 2);
+		printf("# %d plans completed, %d failed, %d of %d plans missing\n", B.completed,
+		       B.failed, plans - B.completed - B.failed, plans);
+		printf("figure plans %d count\n", plans);
+		printf("figure width %d count\n", width);
+		printf("figure tasks_per_s %.1f tasks/s\n", secs > 0 ? total_tasks / secs : 0);
+		printf("figure dispatch_p50_ms %.2f ms\n", pct(B.dispatch_ms, B.ndispatch, 0.50));
+		printf("figure dispatch_p99_ms %.2f ms\n", pct(B.dispatch_ms, B.ndispatch, 0.99));
+		printf("figure plan_p50_ms %.1f ms\n", pct(plan_ms, nplan, 0.50));
+		printf("figure plan_p99_ms %.1f ms\n", pct(plan_ms, nplan, 0.99));
+	}
+	rc = B.completed == plans ? 0 : 1;
+	free(plan_ms);
+	free(all);
+	free(B.dispatch_ms);
+	lh_kafka_free(reader);
+	lh_idmap_finish(&B.plans);
+	ts_finish(&ts);
+	return rc;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: lh-bench NAME [options]\n\n"
+		     "Benchmarks against the real Kafka and PostgreSQL named by LH_KAFKA_BROKERS and "
+		     "LH_PG_URL.\nEach figure is printed as `figure NAME VALUE UNIT`.\n\n"
+		     "  e2e [--plans N] [--width W] [--timeout S]\n"
+		     "      N plans of W parallel tasks on the scripted model: tasks_per_s,\n"
+		     "      dispatch_p50_ms, dispatch_p99_ms, plan_p50_ms\n\n"
+		     "The daemons are taken from the build directory (LH_BUILD_ROOT, default: the\n"
+		     "parent of this executable's directory).\n");
+}
+
+int main(int argc, char **argv)
+{
+	char root[512];
+	const char *env = getenv("LH_BUILD_ROOT");
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (env)
+		snprintf(root, sizeof(root), "%s", env);
+	else {
+		ssize_t n = readlink("/proc/self/exe", root, sizeof(root) - 1);
+		char *slash;
+		root[n > 0 ? n : 0] = 0;
+		for (int i = 0; i < 2 && (slash = strrchr(root, '/')); i++)
+			*slash = 0; /* build/bench/lh-bench -> build */
+	}
+	if (strcmp(argv[1], "e2e") == 0)
+		return bench_e2e(argc - 1, argv + 1, root);
+	fprintf(stderr, "lh-bench: unknown benchmark \"%s\" (see --help)\n", argv[1]);
+	return 2;
+}
