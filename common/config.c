@@ -257,6 +257,11 @@ lh_err_t lh_config_load(const lh_cfg_spec_t *spec, void *cfg, int argc, char **a
 			rc = LH_ERR_NOT_FOUND;
 			goto out_free;
 		}
+		if (strcmp(argv[i], "--config-doc") == 0) { /* docs/configuration.md */
+			lh_config_markdown(spec, stdout);
+			rc = LH_ERR_NOT_FOUND;
+			goto out_free;
+		}
 		if (strcmp(argv[i], "--config") == 0) {
 			if (i + 1 >= argc) {
 				rc = lh_error_set(err, LH_ERR_CONFIG, "--config needs a file name");

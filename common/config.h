@@ -48,10 +48,11 @@ typedef struct lh_cfg_spec {
 	const lh_cfg_def_t *tables[4]; /* NULL-terminated */
 } lh_cfg_spec_t;
 
-/* Load settings into cfg. argv may hold the flags of the tables, --config FILE, --help. Positional
+/* Load settings into cfg. argv may hold the flags of the tables, --config FILE, --help,
+ * --config-doc (prints the tables as Markdown for docs/configuration.md). Positional
  * arguments (and everything after "--") are left for the caller: *ret_rest / *ret_nrest point into
  * argv (borrowed). Returns LH_OK, LH_ERR_CONFIG with err explaining, or LH_ERR_NOT_FOUND when
- * --help was asked (help is printed to stdout then). */
+ * --help or --config-doc was asked (printed to stdout then). */
 lh_err_t lh_config_load(const lh_cfg_spec_t *spec, void *cfg, int argc, char **argv,
 			char ***ret_rest, int *ret_nrest, lh_error_t *err);
 /* Free the strings held in cfg. */
