@@ -335,6 +335,8 @@ def constraint_doc(f):
     bits = []
     if f.required:
         bits.append("required")
+    if f.array:
+        bits.append("each element:")
     if f.enum:
         bits.append("one of " + ", ".join(f.enum))
     if f.kind == "string":
@@ -352,9 +354,11 @@ def constraint_doc(f):
             bits.append(f">= {f.dmin:g}")
         if f.dmax is not None:
             bits.append(f"<= {f.dmax:g}")
+    if f.array and bits[-1] == "each element:":
+        bits.pop()
     if f.doc:
         bits.append(f.doc)
-    return c_comment("; ".join(bits))
+    return c_comment("; ".join(bits).replace(":;", ""))
 
 
 def macro(s):
