@@ -71,3 +71,13 @@ SELECT version, event_id, created_at, doc::text
 -- name: events_count_by_plan
 -- Events stored per plan, for the plans in a uuid[] literal ('{id,id,...}'); audits and tests.
 SELECT plan_id::text, count(*) FROM events WHERE plan_id = ANY($1::uuid[]) GROUP BY plan_id;
+
+-- name: metrics_plans
+SELECT status, count(*) FROM plans GROUP BY status ORDER BY status;
+
+-- name: metrics_usage
+SELECT coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cost_usd), 0)
+  FROM plans;
+
+-- name: metrics_attempts
+SELECT status, count(*) FROM task_attempts GROUP BY status ORDER BY status;
