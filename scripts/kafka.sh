@@ -57,13 +57,21 @@ port_open() {
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# True when process $1 exists and is not a zombie (kill -0 succeeds on zombies).
+alive() {
+	local st
+	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	st=${st##*) }
+	[[ ${st:0:1} != Z ]]
+}
+
 # The broker's pid if the pid file names a live process, else nothing (status 1).
 live_pid() {
 	local pid
 	[[ -f $pid_file ]] || return 1
 	pid=$(<"$pid_file")
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
-	kill -0 "$pid" 2>/dev/null || return 1
+	alive "$pid" || return 1
 	echo "$pid"
 }
 
@@ -200,7 +208,7 @@ cmd_start() {
 	fi
 	t0=$SECONDS
 	while ! answers; do
-		if ! kill -0 "$pid" 2>/dev/null; then
+		if ! alive "$pid"; then
 			rm -f "$pid_file"
 			tail -n 30 "$out_file" >&2 || true
 			tail -n 30 "$log_dir/server.log" >&2 2>/dev/null || true
@@ -220,7 +228,7 @@ cmd_start() {
 # Waits up to $2 seconds for pid $1 to exit; status 1 if it is still alive.
 wait_exit() {
 	local pid=$1 limit=$2 t0=$SECONDS
-	while kill -0 "$pid" 2>/dev/null; do
+	while alive "$pid"; do
 		((SECONDS - t0 < limit)) || return 1
 		sleep 0.2
 	done
