@@ -146,8 +146,7 @@ static int bench_e2e(int argc, char **argv, const char *build_root)
 	}
 	if ((rc = ts_init(&ts, build_root)))
 		return rc == TS_SKIP ? 2 : rc;
-	snprintf(group, sizeof(group), "%smaterializer", ts.prefix);
-	ts_spawn(&ts, "materializer", "materializer/lh-materializer", "--group", group, NULL);
+	ts_spawn_materializer(&ts);
 	snprintf(group, sizeof(group), "%scoordinator", ts.prefix);
 	ts_spawn(&ts, "coordinator", "coordinator/lh-coordinator", "--group", group,
 		 "--max-tasks", "1000", NULL);

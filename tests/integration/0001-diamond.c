@@ -108,8 +108,8 @@ int main(int argc, char **argv)
 		ts_finish(&ts);
 		return 1;
 	}
-	ts_spawn(&ts, "materializer", "materializer/lh-materializer", "--group", ts.prefix, NULL);
-	ts_spawn(&ts, "coordinator", "coordinator/lh-coordinator", "--group", ts.prefix, NULL);
+	ts_spawn_materializer(&ts);
+	ts_spawn_coordinator(&ts);
 	ts_spawn_worker(&ts, "fast");
 	ts_spawn_worker(&ts, "standard");
 	T_RUN(t_plan_completes);

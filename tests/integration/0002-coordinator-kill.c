@@ -59,8 +59,8 @@ int main(int argc, char **argv)
 		ts_finish(&ts);
 		return 1;
 	}
-	ts_spawn(&ts, "materializer", "materializer/lh-materializer", "--group", ts.prefix, NULL);
-	coord = ts_spawn(&ts, "coordinator", "coordinator/lh-coordinator", "--group", ts.prefix, NULL);
+	ts_spawn_materializer(&ts);
+	coord = ts_spawn_coordinator(&ts);
 	ts_spawn_worker(&ts, "fast");
 	ts_spawn_worker(&ts, "standard");
 	T_RUN(t_kill_between_tasks);

@@ -11,7 +11,9 @@
  * and an undecodable message sits in the dead-letter topic.
  *
  * Needs LH_KAFKA_BROKERS and LH_PG_URL (else it is skipped, exit 77). Argument: the build root. */
+#include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,13 +54,16 @@ typedef struct plan_gen {
 typedef struct run {
 	ts_stack_t ts;
 	const char *name;
-	char events_topic[LH_TOPIC_MAX], dlq_topic[LH_TOPIC_MAX], group[64];
+	char events_topic[LH_TOPIC_MAX], dlq_topic[LH_TOPIC_MAX], group[64], batch_max[16];
 	plan_gen_t *plans;
 	int nplans;
 	int mat;	  /* process index of the materializer */
 	lh_pg_t *pg;
 	lh_buf_t scratch;
 	int64_t produced; /* messages on the events topic */
+	lh_arena_t *orphan_arena;
+	lh_event_t orphan; /* plan.created of a plan never submitted: PostgreSQL rejects it */
+	char orphan_id[LH_UUID_STR_LEN + 1];
 } run_t;
 
 static const char *build_root = ".";
@@ -504,6 +509,14 @@ static void check_all(run_t *r)
 	for (int i = 0; i < r->nplans; i++)
 		check_plan(r, &r->plans[i], &bad);
 	T_EQ_INT(bad, 0);
+	/* the rejected event left no row behind (its transaction rolled back) */
+	if (r->orphan_arena) {
+		char orphan[LH_UUID_STR_LEN + 3];
+		snprintf(orphan, sizeof(orphan), "{%s}", r->orphan_id);
+		res = q1(r, "events_count_by_plan", orphan);
+		T_CHECK(res && lh_pg_nrows(res) == 0);
+		lh_pg_res_free(res);
+	}
 }
 
 /* --- the dead-letter topic ------------------------------------------------------------------ */
@@ -521,7 +534,8 @@ static void on_dlq(void *opaque, const lh_kafka_msg_t *msg)
 		s->other++;
 }
 
-static void check_dlq(run_t *r, int want)
+/* want_garbage undecodable messages and want_rejected rejected events in the dlq, nothing else. */
+static void check_dlq(run_t *r, int want_garbage, int want_rejected)
 {
 	dlq_seen_t seen = {0};
 	lh_kafka_t *k = NULL;
@@ -535,7 +549,7 @@ static void check_dlq(run_t *r, int want)
 	snprintf(group, sizeof(group), "%sdlq-reader", r->ts.prefix);
 	ko.group_id = group;
 	T_CHECK(lh_kafka_watermarks(r->ts.producer, r->dlq_topic, 0, 5000, NULL, &hi, &err) == LH_OK);
-	T_EQ_INT(hi, want);
+	T_EQ_INT(hi, want_garbage + want_rejected);
 	if (lh_kafka_new(&ko, &k, &err) || lh_kafka_assign(k, &part, 1, &err)) {
 		printf("# dlq reader: %s\n", err.msg);
 		T_CHECK(false);
@@ -543,14 +557,22 @@ static void check_dlq(run_t *r, int want)
 		return;
 	}
 	deadline = lh_mono_us() + 30000000;
-	while (seen.garbage + seen.other < want && lh_mono_us() < deadline)
+	while (seen.garbage + seen.other < hi && lh_mono_us() < deadline)
 		lh_kafka_poll(k, 100);
 	lh_kafka_free(k);
-	T_EQ_INT(seen.garbage, want);
-	T_EQ_INT(seen.other, 0);
+	T_EQ_INT(seen.garbage, want_garbage);
+	T_EQ_INT(seen.other, want_rejected);
 }
 
 /* --- runs ----------------------------------------------------------------------------------- */
+
+static int spawn_mat(run_t *r, const char *name)
+{
+	return ts_spawn(&r->ts, name, "materializer/lh-materializer", "--group", r->group,
+			"--consumer", r->group, "--batch-max-events", r->batch_max, "--batch-max-ms",
+			"20", "--session-timeout-ms", "6000", "--shutdown-timeout-ms", "3000",
+			"--stats-interval", "5", NULL);
+}
 
 static int run_init(run_t *r, const char *name, int nplans, const char *batch_max)
 {
@@ -571,10 +593,8 @@ static int run_init(run_t *r, const char *name, int nplans, const char *batch_ma
 	r->plans = calloc((size_t)nplans, sizeof(*r->plans));
 	for (int i = 0; i < nplans; i++)
 		gen_plan(&r->plans[i], r, i);
-	r->mat = ts_spawn(&r->ts, "materializer", "materializer/lh-materializer", "--group",
-			  r->group, "--consumer", r->group, "--batch-max-events", batch_max,
-			  "--batch-max-ms", "20", "--session-timeout-ms", "6000", "--stats-interval",
-			  "5", NULL);
+	snprintf(r->batch_max, sizeof(r->batch_max), "%s", batch_max);
+	r->mat = spawn_mat(r, "materializer");
 	printf("# %s: %d plans, %d events, prefix %s\n", name, nplans, nplans * PER_PLAN,
 	       r->ts.prefix);
 	return 0;
@@ -586,19 +606,49 @@ static void run_finish(run_t *r)
 	for (int i = 0; i < r->nplans; i++)
 		lh_arena_free(r->plans[i].arena);
 	free(r->plans);
+	lh_arena_free(r->orphan_arena);
 	lh_buf_finish(&r->scratch);
 	lh_pg_free(r->pg);
 }
 
+/* A valid event PostgreSQL refuses: plan.created of a plan that was never submitted violates
+ * plan_versions' foreign key. The writer isolates it by bisecting and dead-letters it. */
+static void gen_orphan(run_t *r)
+{
+	lh_arena_t *a = r->orphan_arena = lh_arena_new(0);
+	lh_plan_created_t *pc = lh_arena_alloc(a, sizeof(*pc));
+	lh_event_t *ev = &r->orphan;
+	pc->version = 1;
+	pc->tasks.n = 1;
+	pc->tasks.v = lh_arena_alloc(a, sizeof(lh_task_spec_t));
+	pc->tasks.v[0] = (lh_task_spec_t){.task_no = 1, .kind = "act", .tier = "fast",
+					  .instructions = "orphan"};
+	memset(ev, 0, sizeof(*ev));
+	ev->v = LH_ENVELOPE_VERSION;
+	ev->type = LH_EV_PLAN_CREATED;
+	ev->plan_id = lh_uuid7_new();
+	ev->task_no = LH_NO_TASK;
+	ev->ts_us = lh_now_us();
+	ev->actor.kind = "coordinator";
+	ev->actor.id = "lh-test";
+	ev->body = pc;
+	ev->id = lh_event_id_derivef(&ev->plan_id, "plan.created", 0, "orphan");
+	lh_uuid_fmt(&ev->plan_id, r->orphan_id);
+}
+
 /* Duplicates of events already produced (attempt.succeeded among them: projecting one twice
- * would double its tokens), and one message that is not an event. */
+ * would double its tokens), one message that is not an event, and one event PostgreSQL rejects,
+ * amid the duplicates so that it sits inside a batch. */
 static bool produce_dups_and_garbage(run_t *r)
 {
 	lh_error_t err = {0};
+	gen_orphan(r);
 	for (int d = 0; d < NDUPS; d++) {
 		plan_gen_t *p = &r->plans[(d * 7) % r->nplans];
 		int e = d % 2 ? 3 /* task 0 attempt.succeeded */ : PER_PLAN - 10 + d % 10;
 		if (!emit(r, &p->ev[e]))
+			return false;
+		if (d == NDUPS / 2 && !emit(r, &r->orphan))
 			return false;
 	}
 	if (lh_kafka_produce(r->ts.producer, r->events_topic, -1, r->plans[0].id,
@@ -654,8 +704,101 @@ static void t_kill9(void)
 	T_CHECK(wait_caught_up(&r, 120000));
 	stop_mat(&r);
 	check_all(&r);
-	check_dlq(&r, 1);
+	check_dlq(&r, 1, 1);
 	run_finish(&r);
+}
+
+/* Run lh-materializer with args (NULL-terminated) and --log-level off; its stdout and stderr,
+ * merged, go to out. Returns the exit status, or -1 if it ran past timeout_ms (then killed). */
+static int run_mat(char *out, size_t outsz, int timeout_ms, ...)
+{
+	char exe[600], *argv[16];
+	int argc = 0, pfd[2], st = -1;
+	size_t len = 0;
+	int64_t deadline = lh_mono_us() + (int64_t)timeout_ms * 1000;
+	va_list ap;
+	pid_t pid;
+	snprintf(exe, sizeof(exe), "%s/materializer/lh-materializer", build_root);
+	argv[argc++] = exe;
+	argv[argc++] = "--log-level";
+	argv[argc++] = "off";
+	va_start(ap, timeout_ms);
+	while (argc < 15 && (argv[argc] = va_arg(ap, char *)))
+		argc++;
+	va_end(ap);
+	argv[argc] = NULL;
+	if (pipe(pfd))
+		return -1;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		close(pfd[0]);
+		execv(exe, argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+	out[0] = 0;
+	for (;;) {
+		ssize_t n = read(pfd[0], out + len, outsz - 1 - len);
+		if (n > 0) {
+			len += (size_t)n;
+			out[len] = 0;
+		}
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			while (len < outsz - 1 && (n = read(pfd[0], out + len, outsz - 1 - len)) > 0)
+				len += (size_t)n;
+			out[len] = 0;
+			break;
+		}
+		if (lh_mono_us() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			close(pfd[0]);
+			return -1;
+		}
+		msleep(10);
+	}
+	close(pfd[0]);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int count_lines(const char *s)
+{
+	int n = 0;
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* Start-up: missing or unreachable services give one line and exit 1, within bounded time;
+ * --migrate-only migrates and says so. */
+static void t_startup(void)
+{
+	char out[4096];
+	const char *pg = getenv("LH_PG_URL"), *brokers = getenv("LH_KAFKA_BROKERS");
+	char pgflag[600], bflag[600];
+	snprintf(pgflag, sizeof(pgflag), "--pg-url=%s", pg);
+	snprintf(bflag, sizeof(bflag), "--brokers=%s", brokers);
+
+	T_EQ_INT(run_mat(out, sizeof(out), 10000, "--pg-url=", bflag, NULL), 1);
+	T_CHECK(strstr(out, "no postgresql url") && count_lines(out) == 1);
+	T_EQ_INT(run_mat(out, sizeof(out), 10000, pgflag, "--brokers=", NULL), 1);
+	T_CHECK(strstr(out, "no kafka brokers") && count_lines(out) == 1);
+	T_EQ_INT(run_mat(out, sizeof(out), 30000, "--pg-url=postgresql://lh@127.0.0.1:1/lh", bflag,
+			 NULL),
+		 1);
+	T_CHECK(strstr(out, "could not connect to postgresql") && count_lines(out) == 1);
+	T_EQ_INT(run_mat(out, sizeof(out), 60000, pgflag, "--brokers=127.0.0.1:1", NULL), 1);
+	T_CHECK(strstr(out, "could not reach kafka") && count_lines(out) == 1);
+	if (!strstr(out, "could not reach kafka"))
+		printf("# got: %s", out);
+	T_EQ_INT(run_mat(out, sizeof(out), 30000, pgflag, "--migrate-only", NULL), 0);
+	T_CHECK(strstr(out, "schema") && count_lines(out) == 1);
+	T_EQ_INT(run_mat(out, sizeof(out), 10000, pgflag, bflag, "--batch-max-events", "0", NULL),
+		 2);
 }
 
 static int pg_ctl(const char *cmd)
@@ -668,19 +811,48 @@ static int pg_ctl(const char *cmd)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* PostgreSQL restarted (fast shutdown) and crashed (SIGKILL) while the materializer writes, with
- * events arriving meanwhile: it pauses, retries, and loses nothing. */
+/* Occurrences of needle in the log of process idx. */
+static int log_count(run_t *r, int idx, const char *needle)
+{
+	char path[700], line[8192];
+	int n = 0;
+	FILE *f;
+	snprintf(path, sizeof(path), "%s/%s.log", r->ts.log_dir, r->ts.procs[idx].name);
+	if (!(f = fopen(path, "r")))
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, needle) != NULL;
+	fclose(f);
+	return n;
+}
+
+static bool wait_log(run_t *r, int idx, const char *needle, int more_than, int ms)
+{
+	int64_t deadline = lh_mono_us() + (int64_t)ms * 1000;
+	while (lh_mono_us() < deadline) {
+		if (log_count(r, idx, needle) > more_than)
+			return true;
+		msleep(20);
+	}
+	return false;
+}
+
+/* PostgreSQL restarted (fast shutdown) and crashed (SIGKILL) while two materializers write, with
+ * events arriving meanwhile: they pause, retry, and lose nothing. While PostgreSQL is down one
+ * member leaves: the other, paused with a batch it cannot write, has its partitions revoked (the
+ * batch is dropped: its offsets were not stored either) and reassigned; it waits for PostgreSQL to
+ * read the start offsets, and its once-paused partitions must fetch again. */
 static void t_pg_restart(void)
 {
 	run_t r = {0};
 	int64_t now = 0;
 	pid_t pid;
-	int st = -1;
-	int rc = run_init(&r, "pg-restart", 20, "10");
+	int st = -1, m2, failed_before, rc = run_init(&r, "pg-restart", 20, "10");
 	if (rc) {
 		T_CHECK(rc == 0);
 		return;
 	}
+	m2 = spawn_mat(&r, "materializer-2");
 	T_CHECK(produce_range(&r, 0, WAVE_EVENTS));
 	T_CHECK(wait_progress(&r, 0, 90000, &now));
 	/* Restart in the background and keep producing while the server is away. */
@@ -694,18 +866,28 @@ static void t_pg_restart(void)
 	printf("# restarted postgresql with %lld of %lld messages stored\n", (long long)now,
 	       (long long)r.produced);
 	T_CHECK(wait_progress(&r, now, 90000, &now));
-	/* Crash it, produce while it is down, start it again. */
+
+	/* Crash it and produce while it is down: the first member fails to write and pauses. */
+	failed_before = log_count(&r, r.mat, "materializer.write_failed");
 	T_EQ_INT(pg_ctl("kill9"), 0);
 	printf("# killed postgresql with at least %lld of %lld messages stored\n", (long long)now,
 	       (long long)r.produced);
-	T_CHECK(produce_range(&r, 3 * WAVE_EVENTS, PER_PLAN));
+	T_CHECK(produce_range(&r, 3 * WAVE_EVENTS, 4 * WAVE_EVENTS));
+	T_CHECK(wait_log(&r, r.mat, "materializer.write_failed", failed_before, 30000));
+	/* The second member leaves; it cannot write its batch either (exit 1, nothing stored). */
+	ts_kill(&r.ts, m2, SIGTERM);
+	st = ts_wait_exit(&r.ts, m2, 30000);
+	printf("# second member exited with status %d\n", st);
+	T_CHECK(st == 0 || st == 1);
+	T_CHECK(wait_log(&r, r.mat, "materializer.batch_dropped", 0, 30000));
 	T_CHECK(mat_alive(&r));
 	T_EQ_INT(pg_ctl("start"), 0);
+	T_CHECK(produce_range(&r, 4 * WAVE_EVENTS, PER_PLAN));
 	T_CHECK(produce_dups_and_garbage(&r));
 	T_CHECK(wait_caught_up(&r, 120000));
 	stop_mat(&r);
 	check_all(&r);
-	check_dlq(&r, 1);
+	check_dlq(&r, 1, 1);
 	run_finish(&r);
 }
 
@@ -721,6 +903,7 @@ int main(int argc, char **argv)
 		return TS_SKIP;
 	}
 	lh_log_init("0003-materializer", LH_LOG_WARN, NULL);
+	T_RUN(t_startup);
 	T_RUN(t_kill9);
 	if (ctl && *ctl && strstr(ctl, "pg.sh"))
 		T_RUN(t_pg_restart);

@@ -113,6 +113,20 @@ int ts_spawn(ts_stack_t *ts, const char *name, const char *exe, ...)
 	return ts->nprocs++;
 }
 
+int ts_spawn_coordinator(ts_stack_t *ts)
+{
+	char group[96];
+	snprintf(group, sizeof(group), "%scoordinator", ts->prefix);
+	return ts_spawn(ts, "coordinator", "coordinator/lh-coordinator", "--group", group, NULL);
+}
+
+int ts_spawn_materializer(ts_stack_t *ts)
+{
+	char group[96];
+	snprintf(group, sizeof(group), "%smaterializer", ts->prefix);
+	return ts_spawn(ts, "materializer", "materializer/lh-materializer", "--group", group, NULL);
+}
+
 int ts_spawn_worker(ts_stack_t *ts, const char *tier)
 {
 	char name[64], group[96];

@@ -46,6 +46,9 @@ void ts_finish(ts_stack_t *ts); /* kills every child, frees */
  * arguments end with NULL. The common flags (--brokers, --pg-url, --topic-prefix) are added.
  * Returns the process index. */
 int ts_spawn(ts_stack_t *ts, const char *name, const char *exe, ...) __attribute__((sentinel));
+/* The coordinator and the materializer, each in a consumer group of its own. */
+int ts_spawn_coordinator(ts_stack_t *ts);
+int ts_spawn_materializer(ts_stack_t *ts);
 /* A worker of a tier, in a group of its own, answering through fakellm when it runs (else the
  * scripted model). */
 int ts_spawn_worker(ts_stack_t *ts, const char *tier);
