@@ -80,6 +80,10 @@ bool lhctl_proc_alive(pid_t pid);		      /* exists and is not a zombie */
 /* Wait until pid (not necessarily our child) is gone, up to timeout_ms. true when gone. */
 bool lhctl_proc_wait_gone(pid_t pid, int timeout_ms);
 
+/* A TCP port on 127.0.0.1 that is free now: preferred when it is, else one the kernel picks;
+ * 0 on failure. (Whoever binds it next may lose a race; the daemons then fail loudly.) */
+int lhctl_port_pick(int preferred);
+
 /* "12,345" into buf. */
 const char *lhctl_fmt_int(char buf[32], long long v);
 /* "850 ms", "4.1 s", "3 min 12 s", "2 h 5 min" into buf. */

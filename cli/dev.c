@@ -102,6 +102,7 @@ typedef struct dev_stack {
 	const char *tiers[LH_MAX_TIERS];
 	char tiers_buf[1024];
 	int ntiers;
+	int gateway_port; /* chosen here (0: the gateway is absent or LH_GATEWAY_PORT decides) */
 	char **envp;
 	lhctl_sup_t sup;
 	bool json_written;
@@ -193,29 +194,35 @@ static char *find_daemon(const char *name, const char *subdir)
 /* This process's environment with the stack's settings put in place. New array of new strings. */
 static char **child_env(dev_stack_t *d)
 {
-	static const char *const keys[] = {"LH_KAFKA_BROKERS", "LH_PG_URL", "LH_STATE_DIR",
-					   "LH_TIERS", "LH_TOPIC_PREFIX"};
-	const char *vals[5] = {d->brokers, d->pg_url, d->dir, d->cfg.common.tiers,
-			       d->cfg.common.topic_prefix};
+	enum { NKEYS = 6 };
+	static const char *const keys[NKEYS] = {"LH_KAFKA_BROKERS", "LH_PG_URL", "LH_STATE_DIR",
+						"LH_TIERS", "LH_TOPIC_PREFIX", "LH_GATEWAY_PORT"};
+	char gw_port[16];
+	const char *vals[NKEYS] = {d->brokers, d->pg_url, d->dir, d->cfg.common.tiers,
+				   d->cfg.common.topic_prefix, NULL};
 	size_t n = 0, o = 0;
 	char **env;
+	if (d->gateway_port > 0) {
+		snprintf(gw_port, sizeof(gw_port), "%d", d->gateway_port);
+		vals[5] = gw_port;
+	}
 	while (environ[n])
 		n++;
-	env = calloc(n + 6, sizeof(char *));
+	env = calloc(n + NKEYS + 1, sizeof(char *));
 	if (!env)
 		abort();
 	for (size_t i = 0; i < n; i++) {
 		bool replaced = false;
-		for (size_t k = 0; k < 5; k++) {
+		for (size_t k = 0; k < NKEYS; k++) {
 			size_t l = strlen(keys[k]);
-			if (strncmp(environ[i], keys[k], l) == 0 && environ[i][l] == '=')
+			if (vals[k] && strncmp(environ[i], keys[k], l) == 0 && environ[i][l] == '=')
 				replaced = true;
 		}
 		if (!replaced)
 			env[o++] = strdup(environ[i]);
 	}
-	for (size_t k = 0; k < 5; k++)
-		if (asprintf(&env[o++], "%s=%s", keys[k], vals[k]) < 0)
+	for (size_t k = 0; k < NKEYS; k++)
+		if (vals[k] && asprintf(&env[o++], "%s=%s", keys[k], vals[k]) < 0)
 			abort();
 	env[o] = NULL;
 	return env;
@@ -445,24 +452,28 @@ static int add_daemons(dev_stack_t *d)
 	}
 	{
 		const char *a[] = {"lh-coordinator", NULL};
-		lhctl_sup_add(&d->sup, coord, d->log_dir, "coordinator", a, &err);
+		lhctl_sup_add(&d->sup, coord, d->log_dir, "coordinator", a, false, &err);
 	}
 	{
 		const char *a[] = {"lh-materializer", NULL};
-		lhctl_sup_add(&d->sup, mat, d->log_dir, "materializer", a, &err);
+		lhctl_sup_add(&d->sup, mat, d->log_dir, "materializer", a, false, &err);
 	}
 	for (int i = 0; i < d->ntiers; i++) {
 		char log_name[96];
 		const char *a[] = {"lh-worker", "--tier", d->tiers[i], NULL};
 		snprintf(log_name, sizeof(log_name), "worker-%s", d->tiers[i]);
-		if (lhctl_sup_add(&d->sup, worker, d->log_dir, log_name, a, &err)) {
+		if (lhctl_sup_add(&d->sup, worker, d->log_dir, log_name, a, false, &err)) {
 			rc = fail(d, "%s", err.msg);
 			goto out_free;
 		}
 	}
 	if (gw) {
 		const char *a[] = {"lh-gateway", NULL};
-		lhctl_sup_add(&d->sup, gw, d->log_dir, "gateway", a, &err);
+		const char *port = getenv("LH_GATEWAY_PORT");
+		/* Its default port, unless taken (another stack, another program): then any. */
+		if (!port || !*port)
+			d->gateway_port = lhctl_port_pick(8088);
+		lhctl_sup_add(&d->sup, gw, d->log_dir, "gateway", a, true, &err);
 	}
 out_free:
 	free(coord);
@@ -472,16 +483,38 @@ out_free:
 	return rc;
 }
 
+static bool has_gateway(const dev_stack_t *d)
+{
+	for (int i = 0; i < d->sup.n; i++)
+		if (strcmp(d->sup.children[i].log_name, "gateway") == 0)
+			return true;
+	return false;
+}
+
 static void say_summary(dev_stack_t *d)
 {
 	char took[32];
 	lh_buf_t b;
 	lh_buf_init(&b);
-	for (int i = 0; i < d->sup.n; i++)
-		lh_buf_printf(&b, "%s%s (pid %d)", i ? ", " : "", d->sup.children[i].name,
-			      (int)d->sup.children[i].pid);
+	for (int i = 0; i < d->sup.n; i++) {
+		const lhctl_child_t *c = &d->sup.children[i];
+		if (c->pid > 0)
+			lh_buf_printf(&b, "%s%s (pid %d)", i ? ", " : "", c->name, (int)c->pid);
+		else
+			lh_buf_printf(&b, "%s%s (failed to start; retrying)", i ? ", " : "", c->name);
+	}
 	say(d, "daemons: %s", b.data ? b.data : "none");
 	lh_buf_finish(&b);
+	if (has_gateway(d)) {
+		const char *host = getenv("LH_GATEWAY_LISTEN"), *port = getenv("LH_GATEWAY_PORT");
+		char chosen[16];
+		if (d->gateway_port > 0) {
+			snprintf(chosen, sizeof(chosen), "%d", d->gateway_port);
+			port = chosen;
+		}
+		say(d, "gateway: http://%s:%s/ (/healthz, /readyz, /metrics)",
+		    host && *host ? host : "127.0.0.1", port && *port ? port : "8088");
+	}
 	say(d, "ready in %s: state in %s, logs in %s",
 	    lhctl_fmt_dur(took, (lh_mono_us() - d->t0_us) / 1000), d->dir, d->log_dir);
 	say(d, "try:  lhctl run \"plan a weekend trip to Lisbon\"%s%s",

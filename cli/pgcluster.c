@@ -1,16 +1,13 @@
 #include "pgcluster.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
-#include <netinet/in.h>
 #include <openssl/rand.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -118,38 +115,6 @@ static lh_err_t find_bin(int want, char **ret_bin, int *ret_major, lh_error_t *e
 		abort();
 	*ret_major = bestv;
 	return LH_OK;
-}
-
-static bool port_free(int port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-	bool ok;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0)
-		return false;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-	close(fd);
-	return ok;
-}
-
-/* A port the kernel says is free now (the server binds it a moment later). */
-static int pick_port(int previous)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t len = sizeof(a);
-	int fd, port = 0;
-	if (previous > 0 && previous < 65536 && port_free(previous))
-		return previous;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return 0;
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	close(fd);
-	return port;
 }
 
 static void spawn_opts(const lhctl_pgc_t *pgc, lhctl_spawn_t *s, const char *path,
@@ -367,7 +332,7 @@ static lh_err_t start_server(lhctl_pgc_t *pgc, lh_error_t *err)
 	int status = 0;
 	lh_err_t rc;
 
-	pgc->port = pick_port(prev ? atoi(prev) : 0);
+	pgc->port = lhctl_port_pick(prev ? atoi(prev) : 0);
 	if (pgc->port <= 0) {
 		rc = lh_error_set(err, LH_ERR_IO, "could not find a free port on 127.0.0.1");
 		goto out_free;

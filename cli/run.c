@@ -10,6 +10,7 @@
  *    `lhctl plan show` right after agrees with what was printed.
  * Exit: 0 completed, 1 failed or error, 2 bad input, 3 still running at --timeout, 130 on Ctrl-C. */
 #include <errno.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,8 +248,11 @@ static void apply(run_t *r, const lh_event_t *ev)
 			r->done[ev->task_no] = 1;
 			r->succeeded++;
 		}
-		say(r, "task %lld succeeded on %s (%s, %s tokens)", (long long)ev->task_no,
-		    tier_of(r, ev->task_no), s->model ? s->model : "?", lhctl_fmt_int(tok, t));
+		/* On a terminal the bar shows successes; lines are for what needs attention. */
+		if (!r->tty)
+			say(r, "task %lld succeeded on %s (%s, %s tokens)", (long long)ev->task_no,
+			    tier_of(r, ev->task_no), s->model ? s->model : "?",
+			    lhctl_fmt_int(tok, t));
 		break;
 	}
 	case LH_EV_ATTEMPT_FAILED: {
@@ -417,7 +421,10 @@ static int submit(run_t *r, lh_kafka_t *producer, const char *topic, const char 
 	char host[64] = "localhost", actor[160], key[64];
 	int64_t deadline;
 	const char *user = getenv("USER");
+	struct passwd *pw = user && *user ? NULL : getpwuid(getuid());
 
+	if (pw)
+		user = pw->pw_name;
 	gethostname(host, sizeof(host) - 1);
 	snprintf(actor, sizeof(actor), "lhctl:%s@%s", user && *user ? user : "?", host);
 	snprintf(key, sizeof(key), "lhctl:%s", r->plan_str);

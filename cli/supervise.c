@@ -48,7 +48,8 @@ void lhctl_sup_init(lhctl_sup_t *sup, char **envp, FILE *out)
 }
 
 lh_err_t lhctl_sup_add(lhctl_sup_t *sup, const char *path, const char *log_dir,
-		       const char *log_name, const char *const *argv, lh_error_t *err)
+		       const char *log_name, const char *const *argv, bool optional,
+		       lh_error_t *err)
 {
 	lhctl_child_t *c;
 	size_t o = 0;
@@ -69,6 +70,7 @@ lh_err_t lhctl_sup_add(lhctl_sup_t *sup, const char *path, const char *log_dir,
 	if (asprintf(&c->log_path, "%s/%s.log", log_dir, log_name) < 0)
 		abort();
 	c->backoff_ms = BACKOFF_MIN_MS;
+	c->optional = optional;
 	return LH_OK;
 }
 
@@ -140,6 +142,16 @@ lh_err_t lhctl_sup_start(lhctl_sup_t *sup, int timeout_ms, lh_error_t *err)
 				continue;
 			if (waitpid(c->pid, &st, WNOHANG) == c->pid) {
 				c->pid = 0;
+				if (c->optional) {
+					/* lhctl_sup_run restarts it with backoff. */
+					c->ready = true;
+					tell(sup, "%s exited during start-up (%s): %s; the stack goes on "
+						  "without it and retries (see %s)",
+					     c->name, lhctl_status_str(st, how, sizeof(how)),
+					     lhctl_last_line(c->log_path, last, sizeof(last)),
+					     c->log_path);
+					continue;
+				}
 				return lh_error_set(err, LH_ERR_UNAVAILABLE,
 						    "%s exited during start-up (%s): %s (see %s)",
 						    c->name, lhctl_status_str(st, how, sizeof(how)),
@@ -321,6 +333,13 @@ void lhctl_sup_run(lhctl_sup_t *sup)
 	event_add(sup->ev_hup, NULL);
 	/* A child may have died, or a stop been asked, before the loop listened. */
 	on_chld(-1, 0, sup);
+	for (int i = 0; i < sup->n; i++) {
+		lhctl_child_t *c = &sup->children[i];
+		if (c->pid == 0 && !evtimer_pending(c->ev_restart, NULL)) {
+			struct timeval tv = {c->backoff_ms / 1000, (c->backoff_ms % 1000) * 1000};
+			evtimer_add(c->ev_restart, &tv);
+		}
+	}
 	if (lhctl_interrupted)
 		begin_stop(sup);
 	if (!sup->stopping || running(sup) > 0)

@@ -37,6 +37,7 @@ typedef struct lhctl_child {
 	int64_t started_us; /* monotonic */
 	int64_t log_offset; /* where this run's log lines begin */
 	bool ready;
+	bool optional;	    /* its failure at start-up is reported, not fatal */
 	int restarts;
 	int backoff_ms;
 	struct event *ev_restart;
@@ -59,13 +60,16 @@ typedef struct lhctl_sup {
 } lhctl_sup_t;
 
 void lhctl_sup_init(lhctl_sup_t *sup, char **envp, FILE *out);
-/* Add a daemon (argv NULL-terminated, argv[0] is its display name). path and argv are copied. */
+/* Add a daemon (argv NULL-terminated, argv[0] is its display name). path and argv are copied.
+ * An optional daemon that fails at start-up is reported and restarted later, instead of failing
+ * the start-up (the gateway: the stack works without it). */
 lh_err_t lhctl_sup_add(lhctl_sup_t *sup, const char *path, const char *log_dir,
-		       const char *log_name, const char *const *argv, lh_error_t *err);
-/* Spawn every child, then wait up to timeout_ms until each has logged that it started. A child
- * that exits meanwhile, or an interrupt (lhctl_interrupted), fails with err saying so (the others
- * are left running: call lhctl_sup_stop_now). Children still silent at the deadline are reported
- * on sup->out and counted as running. */
+		       const char *log_name, const char *const *argv, bool optional,
+		       lh_error_t *err);
+/* Spawn every child, then wait up to timeout_ms until each has logged that it started. A
+ * required child that exits meanwhile, or an interrupt (lhctl_interrupted), fails with err saying
+ * so (the others are left running: call lhctl_sup_stop_now). Children still silent at the
+ * deadline are reported on sup->out and counted as running. */
 lh_err_t lhctl_sup_start(lhctl_sup_t *sup, int timeout_ms, lh_error_t *err);
 /* Supervise until SIGINT, SIGTERM or SIGHUP (or lhctl_interrupted already set); then SIGTERM to
  * every child, SIGKILL after kill_timeout_ms, and return once all are reaped (bounded). */
