@@ -32,6 +32,9 @@
 #define PG_CATCH_UP_US (5 * 1000000LL)
 #define BAR_WIDTH 24
 #define MAX_TASK_NO 1000000
+#define PROBE_IDLE_US (5 * 1000000LL) /* quiet this long: check the brokers still answer */
+#define PROBE_TIMEOUT_MS 2000
+#define PROBE_MAX_FAILURES 3
 
 typedef struct run_cfg {
 	lh_common_cfg_t common;
@@ -90,6 +93,7 @@ typedef struct run {
 	double cost;
 	bool bar_shown;
 	int64_t last_bar_us;
+	int64_t last_seen_us; /* last message read, or last successful probe */
 	/* end */
 	outcome_t outcome;
 	json_t *output;
@@ -322,6 +326,7 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 	lh_event_t *ev = NULL;
 	lh_error_t err = {0};
 
+	r->last_seen_us = lh_mono_us();
 	if (r->outcome != RUNNING)
 		return;
 	if (msg->key_len != LH_UUID_STR_LEN || memcmp(msg->key, r->plan_str, LH_UUID_STR_LEN) != 0)
@@ -554,7 +559,7 @@ int lhctl_cmd_run(int argc, char **argv)
 	lh_kafka_opts_t ko;
 	lh_kafka_part_t part;
 	char **rest = NULL, topic[LH_TOPIC_MAX], *goal = NULL;
-	int nrest = 0, rc = -1, nparts = 0;
+	int nrest = 0, rc = -1, nparts = 0, probe_failures = 0;
 	bool from_dev = false, have_pg;
 	int64_t deadline;
 
@@ -629,11 +634,29 @@ int lhctl_cmd_run(int argc, char **argv)
 		goto out_free_kafka;
 	}
 	deadline = r->t0_us + r->cfg.timeout_s * 1000000LL;
+	r->last_seen_us = lh_mono_us();
 	draw_bar(r);
 	while (r->outcome == RUNNING && !lhctl_interrupted && lh_mono_us() < deadline) {
 		lh_kafka_poll(consumer, 100);
 		if (r->outcome == RUNNING && lh_mono_us() - r->last_bar_us >= 100000)
 			draw_bar(r);
+		/* A quiet plan is normal (a long LLM call); a broker that stopped answering (the dev
+		 * stack was stopped) is not: say so instead of waiting for --timeout. */
+		if (r->outcome == RUNNING && lh_mono_us() - r->last_seen_us >= PROBE_IDLE_US) {
+			if (lh_kafka_wait_ready(producer, PROBE_TIMEOUT_MS, NULL) == LH_OK) {
+				probe_failures = 0;
+				r->last_seen_us = lh_mono_us();
+			} else if (++probe_failures >= PROBE_MAX_FAILURES) {
+				clear_bar(r);
+				fflush(stdout);
+				rc = lhctl_fail(LHCTL_EXIT_FAIL,
+						"lost contact with kafka at %s while following plan %s%s",
+						r->cfg.common.brokers, r->plan_str,
+						from_dev ? " (was the dev stack stopped? lhctl dev status)"
+							 : "");
+				goto out_free_kafka;
+			}
+		}
 	}
 	if (r->outcome != RUNNING) {
 		rc = finish(r, have_pg);

@@ -224,6 +224,17 @@ run 120 "$lhctl" run --quiet "A second goal after a worker restart"
 # ---- stop ------------------------------------------------------------------------------------
 dev_pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$state/dev.json")
 pg_data=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pg_dir"])' "$state/dev.json")/data
+# A run that is watching when the stack goes away must say so, not wait for its --timeout.
+(
+	env LH_TIERS=fast,standard,frontier,idle timeout 60 "$lhctl" run "orphan" --tier idle \
+		--timeout 50 >"$tmp/orphan.out" 2>"$tmp/orphan.err"
+	echo $? >"$tmp/orphan.rc"
+) &
+orphan=$!
+for _ in $(seq 1 100); do # until it has submitted
+	grep -q submitted "$tmp/orphan.out" 2>/dev/null && break
+	sleep 0.1
+done
 run 180 "$lhctl" dev stop
 if [[ $rc -eq 0 && ! -e $state/dev.json ]] && ! alive "$dev_pid" &&
 	[[ ! -e $pg_data/postmaster.pid ]]; then
@@ -231,6 +242,13 @@ if [[ $rc -eq 0 && ! -e $state/dev.json ]] && ! alive "$dev_pid" &&
 else
 	bad "dev stop stops the stack (rc=$rc)" "$out$err"
 fi
+
+t0=$(date +%s)
+wait "$orphan"
+orphan_rc=$(cat "$tmp/orphan.rc" 2>/dev/null)
+[[ $orphan_rc == 1 && $(date +%s) -lt $((t0 + 30)) && $(cat "$tmp/orphan.err") == *"lost contact with kafka"* ]] &&
+	ok "a watching run notices the stack going away (exit 1)" ||
+	bad "a watching run notices the stack going away (rc=$orphan_rc)" "$(cat "$tmp/orphan.err")"
 
 run 30 "$lhctl" dev status
 [[ $rc -eq 3 ]] && ok "dev status after stop: not running (exit 3)" ||
@@ -247,8 +265,25 @@ run 240 "$lhctl" dev --detach
 run 30 "$lhctl" plan show "$plan_id"
 [[ $rc -eq 0 && $out == *"status    completed"* ]] && ok "plans survive in postgresql across restarts" ||
 	bad "plans survive in postgresql across restarts (rc=$rc)" "$out$err"
-run 180 "$lhctl" dev stop
-[[ $rc -eq 0 ]] && ok "dev stop again" || bad "dev stop again (rc=$rc)" "$out$err"
+# ---- lhctl killed outright: its daemons follow it, dev stop cleans up the rest ---------------
+dev_pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$state/dev.json")
+child_pids=$(python3 -c 'import json,sys; print(" ".join(str(c["pid"]) for c in json.load(open(sys.argv[1]))["children"]))' "$state/dev.json")
+kill -KILL "$dev_pid"
+gone=0
+for _ in $(seq 1 100); do # PR_SET_PDEATHSIG: SIGTERM as soon as lhctl dies
+	gone=1
+	for p in $child_pids; do alive "$p" && gone=0; done
+	[[ $gone -eq 1 ]] && break
+	sleep 0.1
+done
+[[ $gone -eq 1 ]] && ok "daemons exit when lhctl dev is killed with SIGKILL" ||
+	bad "daemons exit when lhctl dev is killed with SIGKILL" "$(ps -o pid,stat,cmd -p ${child_pids// /,})"
+[[ -e $pg_data/postmaster.pid ]] && pg_left=1 || pg_left=0
+run 120 "$lhctl" dev stop
+[[ $rc -eq 0 && $pg_left -eq 1 && ! -e $pg_data/postmaster.pid && ! -e $state/dev.json &&
+	$out == *"stopped the postgresql server the dead stack left running"* ]] &&
+	ok "dev stop after a crash stops the orphaned postgresql and removes dev.json" ||
+	bad "dev stop after a crash (rc=$rc, pg_left=$pg_left)" "$out$err"
 
 say "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
