@@ -153,12 +153,25 @@ static char *plan_answer(const char *goal, const char *input)
 	return out;
 }
 
+/* The joiner's prompt lists results as lines "[n] output" after a "Results:" line. */
+static int count_results(const char *input)
+{
+	int n = 0;
+	for (const char *p = input; p && (p = strstr(p, "\n[")); p += 2)
+		n++;
+	return n;
+}
+
 static char *join_answer(const char *goal, const char *input)
 {
 	char *g = goal ? condense(goal, GOAL_MAX) : NULL;
-	char *in = condense(input, INPUT_MAX), *text, *out;
-	int n;
-	if (g && *g)
+	const char *results = input ? strstr(input, "Results:") : NULL;
+	char *in = condense(results ? results + 8 : input, INPUT_MAX), *text, *out;
+	int n, k = count_results(results);
+	if (g && *g && k > 0)
+		n = asprintf(&text, "Answer to \"%s\", combining %d result%s: %s", g, k,
+			     k == 1 ? "" : "s", in);
+	else if (g && *g)
 		n = asprintf(&text, "Answer to \"%s\", combining the inputs: %s", g, in);
 	else
 		n = asprintf(&text, "Answer combining the inputs: %s", in);
@@ -173,7 +186,10 @@ static char *join_answer(const char *goal, const char *input)
 
 static char *act_answer(const char *input)
 {
-	char *in = condense(input, INPUT_MAX), *text;
+	/* the worker's prompt names the task on a "Task: " line: answer that, not the whole prompt */
+	char *task = input ? line_after(input, "Task:") : NULL;
+	char *in = condense(task ? task : input, INPUT_MAX), *text;
+	free(task);
 	if (asprintf(&text, "Done: %s", in) < 0)
 		text = NULL;
 	free(in);
