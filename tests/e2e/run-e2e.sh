@@ -154,6 +154,18 @@ run 60 bash -c "\"$lhctl\" events tail --follow --from-beginning --plan $plan_id
 	ok "events tail --follow prints history and stops cleanly on SIGINT" ||
 	bad "events tail --follow prints history and stops cleanly on SIGINT (rc=$rc)" "$err"
 
+# The scripted planner answers a goal's "lh-script:" line verbatim: not JSON, so every attempt of
+# the planning task fails and the plan fails.
+run 120 "$lhctl" run "$(printf 'A plan that cannot be made\nlh-script: this is not json')"
+failed_id=$(printf '%s\n' "$out" | sed -n 's/^plan \([0-9a-f-]\{36\}\) submitted$/\1/p' | head -n 1)
+[[ $rc -eq 1 && $out == *" failed after "*"not JSON"* && -n $failed_id ]] &&
+	ok "run of a plan that fails: the reason, exit 1" ||
+	bad "run of a plan that fails (rc=$rc)" "$out$err"
+run 30 "$lhctl" plan show "$failed_id"
+[[ $rc -eq 0 && $out == *"status    failed"* && $out == *"reason    "*"not JSON"* ]] &&
+	ok "plan show of a failed plan: status and reason" ||
+	bad "plan show of a failed plan (rc=$rc)" "$out$err"
+
 # ---- bad input and unreachable services ----------------------------------------------------
 run 30 "$lhctl" run ""
 one_error_line && [[ -z $out ]] && ok "empty goal: one error line, exit $rc" ||
