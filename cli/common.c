@@ -39,9 +39,26 @@ int lhctl_fail(int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	for (char *p = msg; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	/* One line: line breaks and tabs (libpq's "...\n\tIs the server running...") become one
+	 * space each run. */
+	{
+		char *w = msg;
+		bool blank = false;
+		for (char *p = msg; *p; p++) {
+			bool ws = *p == '\n' || *p == '\r' || *p == '\t';
+			if (ws || (*p == ' ' && blank)) {
+				if (!blank && w > msg)
+					*w++ = ' ';
+				blank = true;
+				continue;
+			}
+			blank = *p == ' ';
+			*w++ = *p;
+		}
+		while (w > msg && w[-1] == ' ')
+			w--;
+		*w = 0;
+	}
 	fprintf(stderr, "lhctl: %s\n", msg);
 	return code;
 }

@@ -147,7 +147,7 @@ static int fail(dev_stack_t *d, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	for (char *p = line; *p; p++)
-		if (*p == '\n')
+		if (*p == '\n' || *p == '\t' || *p == '\r')
 			*p = ' ';
 	if (d->report_fd >= 0)
 		report(d, 'E', line);
@@ -562,6 +562,11 @@ static int dev_up(dev_stack_t *d)
 				    d->tiers, LH_MAX_TIERS);
 	if (d->ntiers <= 0)
 		return fail(d, "tiers: give 1 to %d names separated by commas", LH_MAX_TIERS);
+	for (int i = 0; i < d->ntiers; i++) {
+		char topic[LH_TOPIC_MAX];
+		if (lh_topic_tasks(d->cfg.common.topic_prefix, d->tiers[i], topic, &err))
+			return fail(d, "tiers: %s", err.msg);
+	}
 	/* Find the binaries first: a missing one fails before anything starts. */
 	lhctl_sup_init(&d->sup, NULL, stdout);
 	if ((rc = add_daemons(d)))
@@ -652,8 +657,14 @@ static int wait_for_child(dev_stack_t *d, pid_t pid, int fd, const char *log)
 		lh_buf_appends(&line, "");
 		if (line.len >= 2 && line.data[0] == 'M')
 			printf("%s\n", line.data + 2);
-		else if (line.len >= 2 && line.data[0] == 'E')
+		else if (line.len >= 2 && line.data[0] == 'E') {
+			int st;
 			rc = lhctl_fail(LHCTL_EXIT_FAIL, "%s", line.data + 2);
+			/* Let it finish stopping what it started, so that a retry finds the state
+			 * directory free. */
+			if (lhctl_proc_wait_gone(pid, STOP_TIMEOUT_MS))
+				waitpid(pid, &st, 0);
+		}
 		else if (line.data[0] == 'R') {
 			printf("running in the background (pid %d); its output goes to %s\n", (int)pid,
 			       log);

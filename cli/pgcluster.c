@@ -275,6 +275,12 @@ static lh_err_t init_cluster(lhctl_pgc_t *pgc, lh_error_t *err)
 		}
 	}
 	pgc->created = true;
+	if (pgc->major <= 0) { /* LH_PG_BIN named the binaries: the cluster says which they are */
+		char *vf = path_join(pgc->data, "PG_VERSION"), *v = read_small(vf);
+		pgc->major = v ? atoi(v) : 0;
+		free(v);
+		free(vf);
+	}
 out_free:
 	if (fd >= 0)
 		close(fd);
