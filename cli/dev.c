@@ -14,6 +14,7 @@
  * report on a pipe and exits 0 once the stack is up, printing the same summary. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -75,11 +76,11 @@ static const lh_cfg_spec_t dev_spec = {
 };
 
 static const lh_cfg_spec_t dev_sub_spec = {
-	.prog = "lhctl dev stop|status",
+	.prog = "lhctl dev status",
 	.usage = "[--state-dir DIR]",
-	.summary = "stop: signals the dev stack of the state directory and waits until it is gone "
-		   "(its daemons, PostgreSQL if it started it, the embedded broker). status: prints "
-		   "what runs; exit status 0 healthy, 1 degraded, 3 not running.",
+	.summary = "Prints what runs in the dev stack of the state directory: the broker, the "
+		   "database and its schema version, every daemon. Exit status 0 healthy, 1 degraded, "
+		   "3 not running.",
 	.tables = {lh_config_common_table, NULL},
 };
 
@@ -783,9 +784,67 @@ out_free:
 
 /* ---- stop and status ------------------------------------------------------------------------ */
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* rm -rf path (without following symlinks); prints what it removed. */
+static bool wipe(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return true;
+	if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0) {
+		lhctl_fail(LHCTL_EXIT_FAIL, "could not remove %s: %s", path, strerror(errno));
+		return false;
+	}
+	printf("removed %s\n", path);
+	return true;
+}
+
+/* --wipe: the PostgreSQL cluster (wherever it lives), the logs, the lock. */
+static bool wipe_state(const char *dir)
+{
+	char *pg = NULL, *fallback = lhctl_pgc_fallback_dir(dir), *logs = NULL, *lock = NULL;
+	bool ok;
+	if (asprintf(&pg, "%s/pg", dir) < 0 || asprintf(&logs, "%s/logs", dir) < 0 ||
+	    asprintf(&lock, "%s/dev.lock", dir) < 0)
+		abort();
+	ok = wipe(pg) && wipe(fallback) && wipe(logs) && wipe(lock);
+	free(lock);
+	free(logs);
+	free(fallback);
+	free(pg);
+	return ok;
+}
+
+typedef struct stop_cfg {
+	lh_common_cfg_t common;
+	bool wipe;
+} stop_cfg_t;
+
+static const lh_cfg_def_t stop_table[] = {
+	{"dev.wipe", LH_CFG_BOOL, "false", 0, 0, NULL, NULL, "wipe", false, false,
+	 "after stopping, delete the stack's PostgreSQL cluster, logs and lock (plans are lost)",
+	 offsetof(stop_cfg_t, wipe)},
+	LH_CFG_END,
+};
+
+static const lh_cfg_spec_t stop_spec = {
+	.prog = "lhctl dev stop",
+	.usage = "[--state-dir DIR] [--wipe]",
+	.summary = "Signals the dev stack of the state directory and waits until it is gone (its "
+		   "daemons, PostgreSQL if it started it, the embedded broker). With no stack running "
+		   "it cleans up after one that was killed. --wipe then deletes the private "
+		   "PostgreSQL cluster, the logs and the lock.",
+	.tables = {lh_config_common_table, stop_table, NULL},
+};
+
 static int dev_stop(int argc, char **argv)
 {
-	lh_common_cfg_t cfg = {0};
+	stop_cfg_t scfg = {0};
+	lh_common_cfg_t *cfgp = &scfg.common;
 	lh_error_t err = {0};
 	lhctl_devinfo_t info = {0};
 	char **rest = NULL, *dir = NULL, *lock_path = NULL;
@@ -794,13 +853,13 @@ static int dev_stop(int argc, char **argv)
 	unsigned long long ticks = 0;
 	bool have_info;
 
-	if ((rc = lhctl_load(&dev_sub_spec, &cfg, argc, argv, &rest, &nrest)) >= 0)
+	if ((rc = lhctl_load(&stop_spec, &scfg, argc, argv, &rest, &nrest)) >= 0)
 		return rc;
 	if (nrest > 0) {
 		rc = lhctl_fail(LHCTL_EXIT_USAGE, "dev stop takes no arguments (got \"%s\")", rest[0]);
 		goto out_free;
 	}
-	if (!(dir = lhctl_state_dir(cfg.state_dir, &err))) {
+	if (!(dir = lhctl_state_dir(cfgp->state_dir, &err))) {
 		rc = lhctl_fail(LHCTL_EXIT_FAIL, "%s", err.msg);
 		goto out_free;
 	}
@@ -808,20 +867,35 @@ static int dev_stop(int argc, char **argv)
 		abort();
 	have_info = lhctl_devinfo_read(dir, &info, &err) == LH_OK;
 	if (!lock_held(lock_path)) {
-		/* Nothing runs. Clean up after a stack that was killed outright. */
+		/* Nothing runs. Clean up after a stack that was killed outright: its dev.json, and
+		 * a PostgreSQL server it left running in any place its cluster may live. */
+		char *cands[3] = {NULL, NULL, lhctl_pgc_fallback_dir(dir)};
+		if (asprintf(&cands[1], "%s/pg", dir) < 0)
+			abort();
+		if (have_info && info.private_pg && info.pg_dir)
+			cands[0] = strdup(info.pg_dir);
+		for (int i = 0; i < 3; i++) {
+			bool dup = false;
+			for (int j = 0; j < i; j++)
+				dup |= cands[i] && cands[j] && strcmp(cands[i], cands[j]) == 0;
+			if (cands[i] && !dup && lhctl_pgc_stop_dir(cands[i], &err) == LH_OK)
+				printf("stopped the postgresql server the dead stack left running in "
+				       "%s\n",
+				       cands[i]);
+			else if (cands[i] && !dup && err.code && err.code != LH_ERR_NOT_FOUND)
+				fprintf(stderr, "lhctl: %s\n", err.msg);
+			lh_error_clear(&err);
+		}
+		for (int i = 0; i < 3; i++)
+			free(cands[i]);
 		if (have_info) {
 			char path[4096];
 			snprintf(path, sizeof(path), "%s/dev.json", dir);
 			unlink(path);
-			if (info.private_pg && info.pg_dir &&
-			    lhctl_pgc_stop_dir(info.pg_dir, &err) == LH_OK)
-				printf("stopped the postgresql server the dead stack left running in "
-				       "%s\n",
-				       info.pg_dir);
 			printf("no dev stack was running in %s (removed its stale dev.json)\n", dir);
 		} else
 			printf("no dev stack is running in %s\n", dir);
-		rc = LHCTL_EXIT_OK;
+		rc = scfg.wipe && !wipe_state(dir) ? LHCTL_EXIT_FAIL : LHCTL_EXIT_OK;
 		goto out_free;
 	}
 	pid = lock_owner(lock_path, &ticks);
@@ -846,13 +920,13 @@ static int dev_stop(int argc, char **argv)
 		goto out_free;
 	}
 	printf("stopped\n");
-	rc = LHCTL_EXIT_OK;
+	rc = scfg.wipe && !wipe_state(dir) ? LHCTL_EXIT_FAIL : LHCTL_EXIT_OK;
 out_free:
 	lhctl_devinfo_finish(&info);
 	free(lock_path);
 	free(dir);
 	free(rest);
-	lh_config_finish(&dev_sub_spec, &cfg);
+	lh_config_finish(&stop_spec, &scfg);
 	return rc;
 }
 

@@ -174,26 +174,52 @@ static lh_err_t pick_user(lhctl_pgc_t *pgc, lh_error_t *err)
 	return LH_OK;
 }
 
-/* Where the cluster lives: STATE_DIR/pg, unless the server's user cannot get there. */
-static char *choose_dir(lhctl_pgc_t *pgc, const char *state_dir, lh_error_t *err)
+char *lhctl_pgc_fallback_dir(const char *state_dir)
 {
-	struct stat st;
 	char real[4096], hex[65], *dir;
-	if (!pgc->as_user)
-		return path_join(state_dir, "pg");
-	/* Let the server's user traverse (not list) the state directory we own. */
-	if (stat(state_dir, &st) == 0 && st.st_uid == geteuid() && !(st.st_mode & S_IXOTH))
-		chmod(state_dir, (st.st_mode & 07777) | S_IXOTH);
-	if (user_can_enter(pgc, state_dir))
-		return path_join(state_dir, "pg");
 	if (!realpath(state_dir, real))
 		snprintf(real, sizeof(real), "%s", state_dir);
 	lh_sha256_hex(real, strlen(real), hex);
 	if (asprintf(&dir, "/var/tmp/longhaul-pg-%.12s", hex) < 0)
 		abort();
-	pgc->moved = true;
-	(void)err;
 	return dir;
+}
+
+static bool holds_cluster(const char *dir)
+{
+	char *vf;
+	bool yes;
+	if (asprintf(&vf, "%s/data/PG_VERSION", dir) < 0)
+		abort();
+	yes = access(vf, F_OK) == 0;
+	free(vf);
+	return yes;
+}
+
+/* Where the cluster lives: STATE_DIR/pg, unless the server's user cannot get there (then the
+ * fallback). An existing cluster stays where it is. */
+static char *choose_dir(lhctl_pgc_t *pgc, const char *state_dir)
+{
+	struct stat st;
+	char *dir = path_join(state_dir, "pg"), *fallback;
+	if (!pgc->as_user || holds_cluster(dir))
+		return dir;
+	fallback = lhctl_pgc_fallback_dir(state_dir);
+	if (holds_cluster(fallback)) {
+		free(dir);
+		pgc->moved = true;
+		return fallback;
+	}
+	/* Let the server's user traverse (not list) the state directory we own. */
+	if (stat(state_dir, &st) == 0 && st.st_uid == geteuid() && !(st.st_mode & S_IXOTH))
+		chmod(state_dir, (st.st_mode & 07777) | S_IXOTH);
+	if (user_can_enter(pgc, state_dir)) {
+		free(fallback);
+		return dir;
+	}
+	free(dir);
+	pgc->moved = true;
+	return fallback;
 }
 
 static lh_err_t make_password(char **ret, lh_error_t *err)
@@ -405,8 +431,7 @@ lh_err_t lhctl_pgc_start(lhctl_pgc_t *pgc, const char *state_dir, lh_error_t *er
 	memset(pgc, 0, sizeof(*pgc));
 	if ((rc = pick_user(pgc, err)))
 		return rc;
-	if (!(dir = choose_dir(pgc, state_dir, err)))
-		return LH_ERR_IO;
+	dir = choose_dir(pgc, state_dir);
 	if ((rc = lhctl_mkdirs(dir, 0700, err)))
 		goto out_free;
 	if (pgc->as_user && chown(dir, pgc->uid, pgc->gid) < 0) {
@@ -486,12 +511,15 @@ lh_err_t lhctl_pgc_stop_dir(const char *dir, lh_error_t *err)
 	pid_t pid;
 	int port;
 	lh_err_t rc;
-	if ((rc = prepare(&pgc, dir, err)))
-		goto out_free;
+	pgc.data = path_join(dir, "data");
 	if (!running_server(&pgc, &pid, &port)) {
 		rc = LH_ERR_NOT_FOUND;
 		goto out_free;
 	}
+	free(pgc.data);
+	pgc.data = NULL;
+	if ((rc = prepare(&pgc, dir, err)))
+		goto out_free;
 	/* pg_ctl runs as the owner of the data directory. */
 	if (geteuid() == 0 && stat(pgc.data, &st) == 0 && st.st_uid != 0) {
 		pgc.as_user = true;

@@ -48,5 +48,8 @@ lh_err_t lhctl_pgc_stop(lhctl_pgc_t *pgc, lh_error_t *err);
  * runs there. */
 lh_err_t lhctl_pgc_stop_dir(const char *dir, lh_error_t *err);
 void lhctl_pgc_finish(lhctl_pgc_t *pgc);
+/* /var/tmp/longhaul-pg-HASH: where the cluster of state_dir goes when the server's user cannot
+ * enter state_dir. New string. */
+char *lhctl_pgc_fallback_dir(const char *state_dir);
 
 #endif

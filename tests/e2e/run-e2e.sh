@@ -58,6 +58,9 @@ for d in coordinator/lh-coordinator materializer/lh-materializer worker/lh-worke
 done
 
 tmp=$(mktemp -d /tmp/lh-e2e.XXXXXX)
+# As root the server runs as postgres, which must be able to enter the state directory; mktemp
+# makes 0700 directories.
+chmod 711 "$tmp"
 state=$tmp/state
 export LH_STATE_DIR=$state
 # The stack must use its own embedded services, whatever the caller's environment says.
@@ -65,7 +68,8 @@ unset LH_KAFKA_BROKERS LH_PG_URL OPENAI_API_KEY LH_LLM_BASE_URL LH_LLM_PROVIDER 
 	LH_TOPIC_PREFIX LH_CONFIG LH_BIN_DIR XDG_STATE_HOME
 
 cleanup() {
-	timeout 180 "$lhctl" dev stop >/dev/null 2>&1
+	timeout 180 "$lhctl" dev stop --wipe >/dev/null 2>&1
+	[[ -n ${state2:-} ]] && timeout 180 "$lhctl" dev stop --wipe --state-dir "$state2" >/dev/null 2>&1
 	if [[ ${E2E_KEEP:-0} == 1 ]]; then
 		say "state kept in $state"
 	else
@@ -296,6 +300,26 @@ run 120 "$lhctl" dev stop
 	$out == *"stopped the postgresql server the dead stack left running"* ]] &&
 	ok "dev stop after a crash stops the orphaned postgresql and removes dev.json" ||
 	bad "dev stop after a crash (rc=$rc, pg_left=$pg_left)" "$out$err"
+
+run 60 "$lhctl" dev stop --wipe
+[[ $rc -eq 0 && ! -e $state/pg && ! -e $state/logs ]] && ok "dev stop --wipe deletes the cluster and the logs" ||
+	bad "dev stop --wipe deletes the cluster and the logs (rc=$rc)" "$out$err"
+
+# ---- as root, a state dir the postgres user cannot enter: the cluster moves to /var/tmp -------
+if [[ $(id -u) -eq 0 ]] && id -u postgres >/dev/null 2>&1; then
+	mkdir -m 700 "$tmp/private"
+	state2=$tmp/private/state
+	run 240 "$lhctl" dev --detach --state-dir "$state2"
+	moved=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pg_dir"])' "$state2/dev.json" 2>/dev/null)
+	[[ $rc -eq 0 && $out == *"cannot enter"* && $moved == /var/tmp/longhaul-pg-* ]] &&
+		ok "root, unreachable state dir: the cluster lives in $moved" ||
+		bad "root, unreachable state dir (rc=$rc)" "$out$err"
+	run 120 "$lhctl" run --quiet --state-dir "$state2" "A goal on the moved cluster"
+	[[ $rc -eq 0 ]] && ok "a plan completes on the moved cluster" || bad "plan on the moved cluster (rc=$rc)" "$out$err"
+	run 180 "$lhctl" dev stop --wipe --state-dir "$state2"
+	[[ $rc -eq 0 && -n $moved && ! -e $moved ]] && ok "dev stop --wipe deletes the moved cluster" ||
+		bad "dev stop --wipe deletes the moved cluster (rc=$rc)" "$out$err"
+fi
 
 say "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
