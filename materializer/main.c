@@ -129,10 +129,10 @@ static void on_signal_handler(int sig)
 	errno = saved;
 }
 
-/* Sleep up to ms, in slices, returning early when a stop was asked for. */
-static void nap(int64_t ms)
+/* Sleep ms, in slices; an interruptible nap returns early when a stop was asked for. */
+static void nap(int64_t ms, bool interruptible)
 {
-	while (ms > 0 && !stop_signal) {
+	while (ms > 0 && !(interruptible && stop_signal)) {
 		int slice = ms > 100 ? 100 : (int)ms;
 		poll(NULL, 0, slice);
 		ms -= slice;
@@ -279,7 +279,7 @@ static bool flush_blocking(int64_t timeout_ms)
 			return false;
 		}
 		lh_log_warn("materializer.write_failed", err.msg, "action", "retrying");
-		nap(backoff);
+		nap(backoff, false); /* bounded by the deadline, also while stopping */
 		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
 	}
 }
@@ -320,7 +320,7 @@ static bool read_stored_offsets(int64_t *next, int n)
 			return false;
 		/* Blocking the rebalance is the point: no partition may start anywhere else. */
 		lh_log_warn("materializer.offsets_unreadable", err.msg, "action", "retrying");
-		nap(backoff);
+		nap(backoff, true);
 		if (stop_signal)
 			return false;
 		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ids.h" /* lh_mono_us */
 #include "log.h"
 
 void lh_mwriter_init(lh_mwriter_t *w, lh_pg_t *pg, const char *consumer, const char *topic,
@@ -41,12 +42,12 @@ static lh_err_t txn(lh_mwriter_t *w, lh_mbatch_t *b, size_t lo, size_t hi, lh_er
 {
 	lh_pg_res_t *res = NULL;
 	const char *params[3];
-	size_t nev;
-	int64_t nnew = 0;
+	size_t nev, nparts;
+	int64_t nnew = 0, t0 = lh_mono_us();
 	lh_err_t rc;
 
 	nev = lh_mbatch_events_json(b, lo, hi, &w->events);
-	lh_mbatch_offsets_json(b, lo, hi, w->topic, &w->offsets);
+	nparts = lh_mbatch_offsets_json(b, lo, hi, w->topic, &w->offsets);
 	if (lh_mbatch_has_skipped(b, lo, hi) && w->ops.sync_dead_letters &&
 	    (rc = w->ops.sync_dead_letters(w->ops.opaque, err)))
 		return rc;
@@ -65,6 +66,13 @@ static lh_err_t txn(lh_mwriter_t *w, lh_mbatch_t *b, size_t lo, size_t hi, lh_er
 	w->written += (uint64_t)nnew;
 	w->duplicates += nev - (size_t)nnew;
 	w->txns++;
+	if (lh_log_debug_on(LH_DBG_PG)) {
+		char es[24], ns[24], ps[24], us[24];
+		lh_log_debug(LH_DBG_PG, "materializer.batch", "batch committed", "events",
+			     lh_log_i64(es, (long long)nev), "new", lh_log_i64(ns, nnew), "partitions",
+			     lh_log_i64(ps, (long long)nparts), "us",
+			     lh_log_i64(us, lh_mono_us() - t0));
+	}
 	return LH_OK;
 out_rollback:
 	/* A COMMIT whose answer was lost may have committed: writing the range again is harmless. */

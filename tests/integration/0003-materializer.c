@@ -837,22 +837,21 @@ static bool wait_log(run_t *r, int idx, const char *needle, int more_than, int m
 	return false;
 }
 
-/* PostgreSQL restarted (fast shutdown) and crashed (SIGKILL) while two materializers write, with
- * events arriving meanwhile: they pause, retry, and lose nothing. While PostgreSQL is down one
- * member leaves: the other, paused with a batch it cannot write, has its partitions revoked (the
- * batch is dropped: its offsets were not stored either) and reassigned; it waits for PostgreSQL to
- * read the start offsets, and its once-paused partitions must fetch again. */
+/* PostgreSQL restarted (fast shutdown) while a materializer writes, then crashed (SIGKILL) while
+ * two write, with events arriving meanwhile: they pause, retry, and lose nothing. While PostgreSQL
+ * is down one member leaves: the other, paused with a batch it cannot write, has its partitions
+ * revoked (the batch is dropped: its offsets were not stored either) and reassigned; it waits for
+ * PostgreSQL to read the start offsets, and its once-paused partitions must fetch again. */
 static void t_pg_restart(void)
 {
 	run_t r = {0};
 	int64_t now = 0;
 	pid_t pid;
-	int st = -1, m2, failed_before, rc = run_init(&r, "pg-restart", 20, "10");
+	int st = -1, m2, failed_before, assigned_before, rc = run_init(&r, "pg-restart", 20, "10");
 	if (rc) {
 		T_CHECK(rc == 0);
 		return;
 	}
-	m2 = spawn_mat(&r, "materializer-2");
 	T_CHECK(produce_range(&r, 0, WAVE_EVENTS));
 	T_CHECK(wait_progress(&r, 0, 90000, &now));
 	/* Restart in the background and keep producing while the server is away. */
@@ -866,6 +865,13 @@ static void t_pg_restart(void)
 	printf("# restarted postgresql with %lld of %lld messages stored\n", (long long)now,
 	       (long long)r.produced);
 	T_CHECK(wait_progress(&r, now, 90000, &now));
+
+	/* A second member joins; wait until both hold partitions (the "assigned" lines are logged
+	 * once the start offsets are read). */
+	assigned_before = log_count(&r, r.mat, "partition assigned");
+	m2 = spawn_mat(&r, "materializer-2");
+	T_CHECK(wait_log(&r, m2, "partition assigned", 0, 60000));
+	T_CHECK(wait_log(&r, r.mat, "partition assigned", assigned_before, 60000));
 
 	/* Crash it and produce while it is down: the first member fails to write and pauses. */
 	failed_before = log_count(&r, r.mat, "materializer.write_failed");
