@@ -106,6 +106,8 @@ const char *lh_llm_scripted_kind(const char *system_text)
 		return "plan";
 	if (strncmp(system_text, "You are the joiner", 18) == 0)
 		return "join";
+	if (strncmp(system_text, "You are the replanner", 21) == 0)
+		return "replan";
 	return "act";
 }
 
@@ -196,8 +198,35 @@ static char *act_answer(const char *input)
 	return text;
 }
 
+/* A patch that replaces the failed task with one new task (numbers read from the
+ * coordinator's replan instructions: "Failed task: N", "Next id: M"). */
+static char *replan_answer(const char *goal, const char *input)
+{
+	char *failed = input ? line_after(input, "Failed task:") : NULL;
+	char *next = input ? line_after(input, "Next id:") : NULL;
+	long m = next ? strtol(next, NULL, 10) : 0, f = failed ? strtol(failed, NULL, 10) : 0;
+	char *g = condense(goal && *goal ? goal : "the goal", GOAL_MAX), *instr = NULL, *out;
+	int n = f > 0 ? asprintf(&instr, "Redo the work of task %ld another way, for: %s", f, g)
+		      : asprintf(&instr, "Double-check the results so far, for: %s", g);
+	free(failed);
+	free(next);
+	free(g);
+	if (n < 0 || m < 1) {
+		free(n < 0 ? NULL : instr);
+		return strdup("{\"tasks\":[]}");
+	}
+	out = dump(json_pack("{s:s, s:[], s:[{s:i, s:s, s:s}], s:s}", "thought",
+			     "Replace what failed with a different approach", "remove", "tasks", "id",
+			     (json_int_t)m, "instructions", instr, "tier", "standard", "join",
+			     "Summarize"));
+	free(instr);
+	return out;
+}
+
 char *lh_llm_scripted_answer(const char *kind, const char *goal, const char *input)
 {
+	if (kind && strcmp(kind, "replan") == 0)
+		return replan_answer(goal, input);
 	if (kind && strcmp(kind, "plan") == 0)
 		return plan_answer(goal, input);
 	if (kind && strcmp(kind, "join") == 0)
@@ -326,7 +355,7 @@ static char *answer_for(const lh_llm_req_t *req)
 	ans = lh_llm_scripted_answer(kind, req->goal ? req->goal : goal, input);
 	free(goal);
 	if (ans && req->response_schema && req->response_schema->schema &&
-	    strcmp(kind, "plan") != 0 && strcmp(kind, "join") != 0) {
+	    strcmp(kind, "plan") != 0 && strcmp(kind, "join") != 0 && strcmp(kind, "replan") != 0) {
 		char *shaped = dump(example_for(req->response_schema->schema, ans, 0));
 		free(ans);
 		ans = shaped;

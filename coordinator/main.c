@@ -28,6 +28,17 @@ typedef struct coord_cfg {
 	int64_t max_tasks;
 	int64_t max_instructions;
 	int64_t stats_interval_s;
+	int64_t start_lease_s;
+	int64_t heartbeat_lease_s;
+	int64_t backoff_base_ms;
+	int64_t backoff_cap_ms;
+	double budget_usd;
+	int64_t budget_tokens;
+	int64_t budget_tasks;
+	int64_t budget_replans;
+	int64_t budget_deadline_s;
+	int64_t no_progress_failures;
+	int64_t no_progress_replans;
 } coord_cfg_t;
 
 #define C(f) offsetof(coord_cfg_t, f)
@@ -46,6 +57,35 @@ static const lh_cfg_def_t coord_table[] = {
 	{"coordinator.stats_interval_s", LH_CFG_INT, "30", 0, 86400, NULL, "LH_STATS_INTERVAL",
 	 "stats-interval", true, false, "seconds between stats log lines (0: never)",
 	 C(stats_interval_s)},
+	{"coordinator.start_lease_s", LH_CFG_INT, "300", 0, 604800, NULL, "LH_START_LEASE_S",
+	 "start-lease", false, false,
+	 "a dispatched attempt no worker started within this is failed and retried (0: never)",
+	 C(start_lease_s)},
+	{"coordinator.heartbeat_lease_s", LH_CFG_INT, "60", 0, 86400, NULL, "LH_HEARTBEAT_LEASE_S",
+	 "heartbeat-lease", false, false,
+	 "a running attempt without a heartbeat for this long is failed and retried (0: never); "
+	 "workers beat every third of it",
+	 C(heartbeat_lease_s)},
+	{"coordinator.backoff_base_ms", LH_CFG_INT, "1000", 1, 3600000, NULL, "LH_BACKOFF_BASE_MS",
+	 "backoff-base-ms", false, false, "first retry delay; doubles per failure, minus up to 25%",
+	 C(backoff_base_ms)},
+	{"coordinator.backoff_cap_ms", LH_CFG_INT, "60000", 1, 86400000, NULL, "LH_BACKOFF_CAP_MS",
+	 "backoff-cap-ms", false, false, "longest retry delay", C(backoff_cap_ms)},
+	{"budget.usd", LH_CFG_DOUBLE, "10", 0, 1000000, NULL, "LH_BUDGET_USD", "budget-usd", false,
+	 false, "default cost limit of a plan in USD (0: none)", C(budget_usd)},
+	{"budget.tokens", LH_CFG_INT, "0", 0, 1000000000000, NULL, "LH_BUDGET_TOKENS", "budget-tokens",
+	 false, false, "default token limit of a plan (0: none)", C(budget_tokens)},
+	{"budget.tasks", LH_CFG_INT, "0", 0, 1000000, NULL, "LH_BUDGET_TASKS", "budget-tasks", false,
+	 false, "default limit on act tasks run per plan (0: none)", C(budget_tasks)},
+	{"budget.replans", LH_CFG_INT, "2", 0, 1000, NULL, "LH_BUDGET_REPLANS", "budget-replans",
+	 false, false, "replans before a person is asked", C(budget_replans)},
+	{"budget.deadline_s", LH_CFG_INT, "0", 0, 31536000, NULL, "LH_BUDGET_DEADLINE_S",
+	 "budget-deadline", false, false, "default wall-clock limit of a plan in seconds (0: none)",
+	 C(budget_deadline_s)},
+	{"coordinator.no_progress_failures", LH_CFG_INT, "3", 0, 100, NULL, NULL, NULL, false, false,
+	 "identical failures in a row that end a tier early (0: off)", C(no_progress_failures)},
+	{"coordinator.no_progress_replans", LH_CFG_INT, "2", 1, 100, NULL, NULL, NULL, false, false,
+	 "replans without a newly succeeded task before a person is asked", C(no_progress_replans)},
 	LH_CFG_END,
 };
 
@@ -79,7 +119,13 @@ static struct coord {
 	int ntiers;
 	part_t parts[MAX_PARTS];
 	lh_buf_t scratch;
-	struct event *ev_reconcile, *ev_retry, *ev_stats, *ev_sigint, *ev_sigterm;
+	struct event *ev_reconcile, *ev_retry, *ev_stats, *ev_sigint, *ev_sigterm, *ev_timer;
+	struct heap_entry {
+		int64_t due;
+		lh_id_t plan_id;
+	} *heap; /* min-heap by due: plans with a lease, backoff or deadline ahead */
+	size_t nheap, capheap;
+	int64_t timer_armed; /* due time ev_timer is set for; 0 = not set */
 	uint64_t emitted, orders, dead_letters, produce_errors;
 	int exit_code;
 } co;
@@ -90,6 +136,96 @@ typedef struct pending_ack {
 } pending_ack_t;
 
 static void schedule_reconcile(void) { event_active(co.ev_reconcile, EV_TIMEOUT, 0); }
+
+static void heap_swap(size_t a, size_t b)
+{
+	struct heap_entry t = co.heap[a];
+	co.heap[a] = co.heap[b];
+	co.heap[b] = t;
+}
+
+static void arm_timer(void)
+{
+	int64_t now = lh_now_us(), d;
+	struct timeval tv;
+	if (!co.nheap) {
+		if (co.timer_armed)
+			evtimer_del(co.ev_timer);
+		co.timer_armed = 0;
+		return;
+	}
+	if (co.timer_armed == co.heap[0].due)
+		return;
+	d = co.heap[0].due - now;
+	if (d < 0)
+		d = 0;
+	tv.tv_sec = d / 1000000;
+	tv.tv_usec = d % 1000000;
+	evtimer_add(co.ev_timer, &tv);
+	co.timer_armed = co.heap[0].due;
+}
+
+static void heap_push(lh_cplan_t *p, int64_t due)
+{
+	size_t i;
+	if (!due || (p->timer_due && p->timer_due <= due))
+		return; /* an earlier wake-up is already scheduled */
+	p->timer_due = due;
+	if (co.nheap == co.capheap) {
+		co.capheap = co.capheap ? co.capheap * 2 : 256;
+		co.heap = realloc(co.heap, co.capheap * sizeof(*co.heap));
+		if (!co.heap)
+			abort();
+	}
+	i = co.nheap++;
+	co.heap[i] = (struct heap_entry){due, p->plan_id};
+	while (i > 0 && co.heap[(i - 1) / 2].due > co.heap[i].due) {
+		heap_swap(i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+	arm_timer();
+}
+
+static struct heap_entry heap_pop(void)
+{
+	struct heap_entry top = co.heap[0];
+	size_t i = 0;
+	co.heap[0] = co.heap[--co.nheap];
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < co.nheap && co.heap[l].due < co.heap[m].due)
+			m = l;
+		if (r < co.nheap && co.heap[r].due < co.heap[m].due)
+			m = r;
+		if (m == i)
+			break;
+		heap_swap(i, m);
+		i = m;
+	}
+	return top;
+}
+
+static void decide(lh_cplan_t *p)
+{
+	heap_push(p, lh_reconcile(&co.st, p, &co.em, lh_now_us()));
+}
+
+/* Wake plans whose lease, backoff or deadline is due. */
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	int64_t now = lh_now_us();
+	co.timer_armed = 0;
+	while (co.nheap && co.heap[0].due <= now) {
+		struct heap_entry e = heap_pop();
+		lh_cplan_t *p = lh_state_plan(&co.st, &e.plan_id);
+		if (!p || p->timer_due != e.due)
+			continue; /* stale: the plan was dropped or rescheduled */
+		p->timer_due = 0;
+		if (p->partition >= 0 && p->partition < MAX_PARTS && co.parts[p->partition].live)
+			decide(p);
+	}
+	arm_timer();
+}
 
 static void emit_cb(void *opaque, lh_cplan_t *p, lh_event_t *ev)
 {
@@ -143,6 +279,17 @@ static void send_order_cb(void *opaque, lh_cplan_t *p, lh_ctask_t *t)
 		t->order_sent = true;
 		co.orders++;
 	}
+	lh_arena_free(arena);
+}
+
+static void dead_letter_cb(void *opaque, lh_cplan_t *p, lh_ctask_t *t, const char *reason)
+{
+	lh_arena_t *arena = lh_arena_new(0);
+	lh_error_t err = {0};
+	lh_event_t ev;
+	lh_reconcile_order(&co.st, p, t, arena, &ev);
+	if (lh_bus_emit(co.producer, co.dlq_topic, &ev, true, &co.scratch, NULL, &err))
+		lh_log_warn("coordinator.dlq_failed", err.msg);
 	lh_arena_free(arena);
 }
 
@@ -266,7 +413,7 @@ static void on_reconcile(evutil_socket_t fd, short what, void *arg)
 	for (; p; p = next) {
 		next = p->next_dirty;
 		if (p->partition >= 0 && p->partition < MAX_PARTS && co.parts[p->partition].live)
-			lh_reconcile(&co.st, p, &co.em);
+			decide(p);
 	}
 	/* Plans dirtied while reconciling (a failed produce) wait for the retry timer. */
 }
@@ -346,11 +493,23 @@ int main(int argc, char **argv)
 	so = (lh_state_opts_t){.default_tier = co.cfg.default_tier, .tiers = co.tiers,
 			       .ntiers = co.ntiers, .max_tasks = (int)co.cfg.max_tasks,
 			       .max_attempts = (int)co.cfg.max_attempts,
-			       .max_instructions = (size_t)co.cfg.max_instructions};
+			       .max_instructions = (size_t)co.cfg.max_instructions,
+			       .backoff_base_ms = co.cfg.backoff_base_ms,
+			       .backoff_cap_ms = co.cfg.backoff_cap_ms,
+			       .no_progress_failures = (int)co.cfg.no_progress_failures,
+			       .no_progress_replans = (int)co.cfg.no_progress_replans};
+	so.default_budget = (lh_budget_t){.usd = co.cfg.budget_usd, .tokens = co.cfg.budget_tokens,
+					  .tasks = co.cfg.budget_tasks,
+					  .attempts_per_task = co.cfg.max_attempts,
+					  .replans = co.cfg.budget_replans,
+					  .deadline_s = co.cfg.budget_deadline_s};
 	lh_state_init(&co.st, &so);
 	lh_buf_init(&co.scratch);
-	co.em = (lh_emitter_t){.emit = emit_cb, .send_order = send_order_cb, .actor_id = co.actor_id,
-			       .topic_prefix = co.cfg.common.topic_prefix};
+	co.em = (lh_emitter_t){.emit = emit_cb, .send_order = send_order_cb,
+			       .dead_letter = dead_letter_cb, .actor_id = co.actor_id,
+			       .topic_prefix = co.cfg.common.topic_prefix,
+			       .start_lease_ms = co.cfg.start_lease_s * 1000,
+			       .heartbeat_lease_ms = co.cfg.heartbeat_lease_s * 1000};
 	co.base = event_base_new();
 
 	ko = (lh_kafka_opts_t){.brokers = co.cfg.common.brokers, .client_id = "lh-coordinator",
@@ -376,6 +535,7 @@ int main(int argc, char **argv)
 	}
 	co.ev_reconcile = event_new(co.base, -1, 0, on_reconcile, NULL);
 	co.ev_retry = evtimer_new(co.base, on_retry, NULL);
+	co.ev_timer = evtimer_new(co.base, on_timer, NULL);
 	co.ev_sigint = evsignal_new(co.base, SIGINT, on_signal, NULL);
 	co.ev_sigterm = evsignal_new(co.base, SIGTERM, on_signal, NULL);
 	event_add(co.ev_sigint, NULL);
@@ -396,6 +556,8 @@ int main(int argc, char **argv)
 	co.producer = lh_kafka_free(co.producer);
 	event_free(co.ev_reconcile);
 	event_free(co.ev_retry);
+	event_free(co.ev_timer);
+	free(co.heap);
 	event_free(co.ev_sigint);
 	event_free(co.ev_sigterm);
 	if (co.ev_stats)

@@ -241,3 +241,153 @@ lh_err_t lh_plan_parse(const lh_state_opts_t *opts, const json_t *output, lh_are
 	*ret_n = (int)n + 1;
 	return LH_OK;
 }
+
+static bool task_live(const lh_cplan_t *p, int64_t no)
+{
+	const lh_ctask_t *t;
+	if (no < 1 || no >= p->ntasks || p->tasks[no].task_no != no)
+		return false;
+	t = &p->tasks[no];
+	return t->kind == LH_KIND_ACT && t->status != LH_TASK_SKIPPED &&
+	       t->status != LH_TASK_CANCELLED && t->status != LH_TASK_DEAD;
+}
+
+lh_err_t lh_plan_parse_patch(const lh_state_opts_t *opts, const lh_cplan_t *plan,
+			     const json_t *output, lh_arena_t *arena, lh_task_spec_t **ret_specs,
+			     int *ret_n, int64_t **ret_removed, int *ret_nremoved, lh_error_t *err)
+{
+	lh_replan_output_t *po;
+	lh_task_spec_t *specs;
+	int64_t first = plan->max_task_no + 1, last, *removed;
+	bool *gone, *has_dependent, *live;
+	size_t n, nremoved = 0;
+	lh_err_t rc;
+
+	if (!json_is_object(output))
+		return lh_error_set(err, LH_ERR_INVALID,
+				    "replan must be a JSON object with \"tasks\" (and \"remove\")");
+	if ((rc = lh_struct_from_json(&lh_replan_output_desc, output, arena, (void **)&po, err))) {
+		lh_error_prefix(err, "replan does not match its schema");
+		return rc;
+	}
+	n = po->tasks.n;
+	if (n > (size_t)opts->max_tasks)
+		return lh_error_set(err, LH_ERR_TOO_LARGE, "replan adds %zu tasks; the limit is %d", n,
+				    opts->max_tasks);
+	last = first + (int64_t)n; /* the new join */
+	gone = lh_arena_alloc(arena, sizeof(bool) * (size_t)(last + 1));
+	has_dependent = lh_arena_alloc(arena, sizeof(bool) * (size_t)(last + 1));
+	live = lh_arena_alloc(arena, sizeof(bool) * (size_t)(last + 1));
+	removed = lh_arena_alloc(arena, sizeof(int64_t) * (po->remove.n + 2));
+	for (size_t i = 0; i < po->remove.n; i++) {
+		int64_t r = po->remove.v[i];
+		if (r < 1 || r >= first || plan->tasks[r].task_no != r)
+			return lh_error_set(err, LH_ERR_INVALID, "remove: the plan has no task %lld",
+					    (long long)r);
+		if (!gone[r]) {
+			gone[r] = true;
+			removed[nremoved++] = r;
+		}
+	}
+	/* the task being repaired and the old join always go */
+	if (plan->repair_task > 0 && plan->repair_task < first && !gone[plan->repair_task]) {
+		gone[plan->repair_task] = true;
+		removed[nremoved++] = plan->repair_task;
+	}
+	if (plan->join_task > 0 && !gone[plan->join_task]) {
+		gone[plan->join_task] = true;
+		removed[nremoved++] = plan->join_task;
+	}
+	for (int64_t k = 1; k < first; k++)
+		live[k] = !gone[k] && task_live(plan, k);
+	specs = lh_arena_alloc(arena, sizeof(*specs) * (n + 1));
+	for (size_t i = 0; i < n; i++) {
+		const lh_planner_task_t *pt = &po->tasks.v[i];
+		lh_task_spec_t *s = &specs[i];
+		int64_t id = pt->id, *refs, expect = first + (int64_t)i;
+		int nrefs;
+		if (id != expect)
+			return lh_error_set(err, LH_ERR_INVALID,
+					    "tasks[%zu]: id %lld out of order (new ids continue after "
+					    "%lld: expected %lld)",
+					    i, (long long)id, (long long)(first - 1), (long long)expect);
+		if (!pt->instructions || !*pt->instructions)
+			return lh_error_set(err, LH_ERR_INVALID, "task %lld: empty instructions",
+					    (long long)id);
+		if (strlen(pt->instructions) > opts->max_instructions)
+			return lh_error_set(err, LH_ERR_TOO_LARGE,
+					    "task %lld: instructions longer than %zu bytes",
+					    (long long)id, opts->max_instructions);
+		if (pt->tier && !tier_known(opts, pt->tier))
+			return lh_error_set(err, LH_ERR_INVALID, "task %lld: unknown tier \"%s\"",
+					    (long long)id, pt->tier);
+		if ((rc = lh_plan_refs(pt->instructions, pt->args, arena, &refs, &nrefs, err))) {
+			lh_error_prefix(err, "task %lld", (long long)id);
+			return rc;
+		}
+		for (int k = 0; k < nrefs + (int)pt->after.n; k++) {
+			int64_t r = k < nrefs ? refs[k] : pt->after.v[k - nrefs];
+			if (r >= id)
+				return lh_error_set(err, LH_ERR_INVALID,
+						    "task %lld: reference %lld points %s (refer only to "
+						    "earlier tasks)",
+						    (long long)id, (long long)r,
+						    r == id ? "to itself" : "forward");
+			if (r < first && !live[r] &&
+			    !(r >= 1 && !gone[r] && plan->tasks[r].task_no == r &&
+			      plan->tasks[r].status == LH_TASK_SUCCEEDED))
+				return lh_error_set(err, LH_ERR_INVALID,
+						    "task %lld: reference %lld names a task that is "
+						    "removed, failed or not in the plan",
+						    (long long)id, (long long)r);
+			has_dependent[r] = true;
+		}
+		live[id] = true;
+		s->task_no = id;
+		s->kind = "act";
+		s->tier = pt->tier ? pt->tier : opts->default_tier;
+		s->tool = pt->tool;
+		s->instructions = pt->instructions;
+		s->args = pt->args;
+		s->refs.n = (size_t)nrefs;
+		s->refs.v = refs;
+		s->after.n = pt->after.n;
+		s->after.v = pt->after.v;
+		s->needs_approval = pt->needs_approval;
+		s->output_schema = pt->output_schema;
+	}
+	/* dependencies among the kept tasks */
+	for (int64_t k = 1; k < first; k++)
+		if (live[k])
+			for (int d = 0; d < plan->tasks[k].ndeps; d++)
+				has_dependent[plan->tasks[k].deps[d]] = true;
+	{
+		lh_task_spec_t *j = &specs[n];
+		size_t nsinks = 0, nafter = 0;
+		j->task_no = last;
+		j->kind = "join";
+		j->tier = opts->default_tier;
+		j->instructions =
+			json_is_string(po->join) && *json_string_value(po->join)
+				? json_string_value(po->join)
+				: "Decide whether the goal is met by the results; answer with the final "
+				  "result.";
+		j->refs.v = lh_arena_alloc(arena, sizeof(int64_t) * (size_t)last);
+		j->after.v = lh_arena_alloc(arena, sizeof(int64_t) * (size_t)last);
+		for (int64_t k = 1; k < last; k++) {
+			if (!live[k])
+				continue;
+			if (has_dependent[k])
+				j->after.v[nafter++] = k;
+			else
+				j->refs.v[nsinks++] = k;
+		}
+		j->refs.n = nsinks;
+		j->after.n = nafter;
+	}
+	*ret_specs = specs;
+	*ret_n = (int)n + 1;
+	*ret_removed = removed;
+	*ret_nremoved = (int)nremoved;
+	return LH_OK;
+}

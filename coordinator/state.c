@@ -90,6 +90,7 @@ static void task_finish(lh_ctask_t *t)
 	free(t->deps);
 	free(t->refs);
 	free(t->last_error);
+	free(t->last_error_class);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -113,6 +114,10 @@ static void plan_free(lh_cplan_t *p)
 	free(p->tenant);
 	free(p->planner_tier);
 	free(p->fail_reason);
+	free(p->pause_cause);
+	free(p->command_reason);
+	free(p->wait_request);
+	free(p->repair_reason);
 	free(p);
 }
 
@@ -176,12 +181,6 @@ lh_cplan_t *lh_state_take_dirty(lh_state_t *st)
 
 static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
 
-static void set_error(lh_ctask_t *t, const char *msg)
-{
-	free(t->last_error);
-	t->last_error = xstrdup(msg);
-}
-
 static lh_ctask_t *plan_task(lh_cplan_t *p, int64_t task_no)
 {
 	if (task_no < 0 || task_no >= p->ntasks || p->tasks[task_no].task_no != task_no)
@@ -231,13 +230,152 @@ static void set_deps(lh_ctask_t *t, const lh_task_spec_t *s)
 	do {                                                                                 \
 		if (reason)                                                                  \
 			snprintf(reason, reason_len, __VA_ARGS__);                           \
-		st->rejected++;                                                              \
 		return LH_APPLY_REJECTED;                                                    \
 	} while (0)
+
+static const char *const budget_dims[LH_BUDGET__COUNT] = {"usd", "tokens", "tasks", "replans",
+							  "deadline_s"};
+const char *lh_budget_dim_name(int dim)
+{
+	return dim >= 0 && dim < LH_BUDGET__COUNT ? budget_dims[dim] : "?";
+}
+
+double lh_budget_limit(const lh_cplan_t *p, int dim)
+{
+	switch (dim) {
+	case LH_BUDGET_USD: return p->budget.usd;
+	case LH_BUDGET_TOKENS: return (double)p->budget.tokens;
+	case LH_BUDGET_TASKS: return (double)p->budget.tasks;
+	case LH_BUDGET_REPLANS: return (double)p->budget.replans;
+	case LH_BUDGET_DEADLINE: return (double)p->budget.deadline_s;
+	}
+	return 0;
+}
+
+double lh_budget_used(const lh_cplan_t *p, int dim, int64_t now_us)
+{
+	int n = 0;
+	switch (dim) {
+	case LH_BUDGET_USD: return p->usage.cost_usd;
+	case LH_BUDGET_TOKENS: return (double)(p->usage.input_tokens + p->usage.output_tokens);
+	case LH_BUDGET_TASKS:
+		for (int i = 1; i < p->ntasks; i++)
+			if (p->tasks[i].task_no == i && p->tasks[i].kind == LH_KIND_ACT &&
+			    p->tasks[i].attempt > 0)
+				n++;
+		return n;
+	case LH_BUDGET_REPLANS: return (double)p->replans;
+	case LH_BUDGET_DEADLINE:
+		return now_us > p->submitted_ts_us ? (double)(now_us - p->submitted_ts_us) / 1e6 : 0;
+	}
+	return 0;
+}
+
+int64_t lh_state_backoff_us(const lh_state_opts_t *opts, const lh_id_t *plan_id, int64_t task_no,
+			    int n)
+{
+	int64_t base = opts->backoff_base_ms > 0 ? opts->backoff_base_ms : 1000;
+	int64_t cap = opts->backoff_cap_ms > 0 ? opts->backoff_cap_ms : 60000, d = base;
+	uint8_t h[32];
+	char key[64];
+	for (int i = 1; i < n && d < cap; i++)
+		d *= 2;
+	if (d > cap)
+		d = cap;
+	/* deterministic jitter: up to 25% less, from the plan, the task and the failure count */
+	snprintf(key, sizeof(key), "%lld:%d", (long long)task_no, n);
+	{
+		uint8_t buf[16 + sizeof(key)];
+		memcpy(buf, plan_id->b, 16);
+		memcpy(buf + 16, key, sizeof(key));
+		lh_sha256(buf, 16 + strlen(key), h);
+	}
+	d -= d * (h[0] % 26) / 100;
+	return d * 1000;
+}
+
+static void set_str(char **dst, const char *s)
+{
+	free(*dst);
+	*dst = xstrdup(s);
+}
+
+/* Install a task spec (new, or replacing a not-yet-succeeded task of an older version). */
+static void install_task(lh_cplan_t *p, const lh_task_spec_t *s, int64_t version)
+{
+	lh_ctask_t *t = &p->tasks[s->task_no];
+	int64_t attempt = t->task_no == s->task_no ? t->attempt : 0; /* attempts only grow */
+	if (t->task_no == s->task_no)
+		task_finish(t);
+	t->task_no = s->task_no;
+	t->status = LH_TASK_PENDING;
+	t->kind = (lh_task_kind_t)lh_task_kind_parse(s->kind);
+	t->tier = strdup(s->tier);
+	t->tool = xstrdup(s->tool);
+	t->instructions = strdup(s->instructions);
+	t->args = json_incref(s->args);
+	t->output_schema = json_incref(s->output_schema);
+	t->attempt = attempt;
+	t->version_added = version;
+	set_deps(t, s);
+	if (t->kind == LH_KIND_JOIN)
+		p->join_task = t->task_no;
+	if (t->kind == LH_KIND_REPLAN)
+		p->replan_task = t->task_no;
+	if (t->task_no > p->max_task_no)
+		p->max_task_no = t->task_no;
+}
+
+static void grow_tasks(lh_cplan_t *p, int64_t max_no)
+{
+	if (max_no < p->ntasks)
+		return;
+	p->tasks = realloc(p->tasks, sizeof(lh_ctask_t) * (size_t)(max_no + 1));
+	if (!p->tasks)
+		abort();
+	memset(p->tasks + p->ntasks, 0, sizeof(lh_ctask_t) * (size_t)(max_no + 1 - p->ntasks));
+	for (int64_t i = p->ntasks; i <= max_no; i++)
+		p->tasks[i].task_no = -1; /* hole until defined */
+	p->ntasks = (int)max_no + 1;
+}
+
+static int count_succeeded(const lh_cplan_t *p)
+{
+	int n = 0;
+	for (int i = 1; i < p->ntasks; i++)
+		if (p->tasks[i].task_no == i && p->tasks[i].kind == LH_KIND_ACT &&
+		    p->tasks[i].status == LH_TASK_SUCCEEDED)
+			n++;
+	return n;
+}
+
+/* A cancelled or skipped task makes every act task that needs it skipped, transitively; joins
+ * only wait for it. */
+static void skip_dependents(lh_cplan_t *p)
+{
+	bool again = true;
+	while (again) {
+		again = false;
+		for (int i = 1; i < p->ntasks; i++) {
+			lh_ctask_t *t = &p->tasks[i];
+			if (t->task_no != i || t->kind == LH_KIND_JOIN || t->status != LH_TASK_PENDING)
+				continue;
+			for (int k = 0; k < t->ndeps; k++) {
+				lh_task_status_t ds = p->tasks[t->deps[k]].status;
+				if (ds == LH_TASK_CANCELLED || ds == LH_TASK_SKIPPED) {
+					t->status = LH_TASK_SKIPPED;
+					again = true;
+					break;
+				}
+			}
+		}
+	}
+}
 
 static lh_apply_result_t apply_goal(lh_state_t *st, const lh_event_t *ev, int32_t partition)
 {
 	const lh_goal_submitted_t *b = ev->body;
+	const lh_budget_t *d = &st->opts.default_budget;
 	lh_cplan_t *p = lh_state_plan(st, &ev->plan_id);
 	lh_ctask_t *t;
 	if (p)
@@ -253,6 +391,23 @@ static lh_apply_result_t apply_goal(lh_state_t *st, const lh_event_t *ev, int32_
 	p->status = LH_PLAN_PLANNING;
 	p->partition = partition;
 	p->submitted_ts_us = ev->ts_us;
+	if (b->has_budget)
+		p->budget = b->budget;
+	if (p->budget.usd <= 0)
+		p->budget.usd = d->usd;
+	if (!p->budget.tokens)
+		p->budget.tokens = d->tokens;
+	if (!p->budget.tasks)
+		p->budget.tasks = d->tasks;
+	if (!p->budget.attempts_per_task)
+		p->budget.attempts_per_task = d->attempts_per_task ? d->attempts_per_task
+								   : st->opts.max_attempts;
+	if (!p->budget.replans)
+		p->budget.replans = d->replans;
+	if (!p->budget.deadline_s)
+		p->budget.deadline_s = d->deadline_s;
+	if (p->budget.deadline_s)
+		p->deadline_us = ev->ts_us + p->budget.deadline_s * 1000000;
 	p->tasks = calloc(1, sizeof(lh_ctask_t));
 	if (!p->tasks)
 		abort();
@@ -288,31 +443,72 @@ static lh_apply_result_t apply_plan_created(lh_state_t *st, lh_cplan_t *p, const
 	}
 	if (max_no > 1000000)
 		REJECT("plan.created: task number %lld too large", (long long)max_no);
-	p->tasks = realloc(p->tasks, sizeof(lh_ctask_t) * (size_t)(max_no + 1));
-	if (!p->tasks)
-		abort();
-	memset(p->tasks + p->ntasks, 0, sizeof(lh_ctask_t) * (size_t)(max_no + 1 - p->ntasks));
-	for (int64_t i = p->ntasks; i <= max_no; i++)
-		p->tasks[i].task_no = -1; /* hole until defined */
-	p->ntasks = (int)max_no + 1;
-	for (size_t i = 0; i < b->tasks.n; i++) {
-		const lh_task_spec_t *s = &b->tasks.v[i];
-		lh_ctask_t *t = &p->tasks[s->task_no];
-		t->task_no = s->task_no;
-		t->status = LH_TASK_PENDING;
-		t->kind = (lh_task_kind_t)lh_task_kind_parse(s->kind);
-		t->tier = strdup(s->tier);
-		t->tool = xstrdup(s->tool);
-		t->instructions = strdup(s->instructions);
-		t->args = json_incref(s->args);
-		t->output_schema = json_incref(s->output_schema);
-		set_deps(t, s);
-	}
+	grow_tasks(p, max_no);
+	for (size_t i = 0; i < b->tasks.n; i++)
+		install_task(p, &b->tasks.v[i], b->version);
 	p->version = b->version;
 	p->created_ts_us = ev->ts_us;
-	p->status = LH_PLAN_RUNNING;
+	if (p->status == LH_PLAN_PLANNING)
+		p->status = LH_PLAN_RUNNING;
+	else if (p->status == LH_PLAN_PAUSED && p->paused_from == LH_PLAN_PLANNING)
+		p->paused_from = LH_PLAN_RUNNING;
 	json_decref(p->plan_doc);
 	p->plan_doc = NULL;
+	lh_state_mark_dirty(st, p);
+	return LH_APPLY_CHANGED;
+}
+
+static lh_apply_result_t apply_plan_revised(lh_state_t *st, lh_cplan_t *p, const lh_event_t *ev,
+					    char *reason, size_t reason_len)
+{
+	const lh_plan_revised_t *b = ev->body;
+	int64_t max_no = p->max_task_no;
+	if (p->version >= b->version)
+		return LH_APPLY_NOOP;
+	if (b->base_version != p->version || b->version != p->version + 1)
+		REJECT("plan.revised %lld on base %lld: the plan is at version %lld",
+		       (long long)b->version, (long long)b->base_version, (long long)p->version);
+	for (size_t i = 0; i < b->tasks.n; i++) {
+		const lh_task_spec_t *s = &b->tasks.v[i];
+		if (s->task_no < 1 || s->task_no > 1000000 || lh_task_kind_parse(s->kind) < 0)
+			REJECT("plan.revised: bad task %lld", (long long)s->task_no);
+		if (s->task_no < p->ntasks && p->tasks[s->task_no].task_no == s->task_no &&
+		    p->tasks[s->task_no].status == LH_TASK_SUCCEEDED)
+			REJECT("plan.revised: task %lld already succeeded", (long long)s->task_no);
+		if (s->task_no > max_no)
+			max_no = s->task_no;
+	}
+	grow_tasks(p, max_no);
+	for (size_t i = 0; i < b->removed.n; i++) {
+		lh_ctask_t *t = plan_task(p, b->removed.v[i]);
+		if (t && t->status != LH_TASK_SUCCEEDED && t->status != LH_TASK_CANCELLED)
+			t->status = LH_TASK_SKIPPED;
+		if (t && t->task_no == p->join_task)
+			p->join_task = 0;
+	}
+	for (size_t i = 0; i < b->tasks.n; i++)
+		install_task(p, &b->tasks.v[i], b->version);
+	if (b->replan_task_no > 0) {
+		/* the patch of a replan task: the repair is done */
+		lh_ctask_t *rt = plan_task(p, b->replan_task_no);
+		if (rt && rt->output) {
+			char *s = json_dumps(rt->output, JSON_COMPACT | JSON_SORT_KEYS);
+			lh_sha256_hex(s ? s : "", s ? strlen(s) : 0, p->last_patch);
+			free(s);
+		}
+		if (p->replan_task == b->replan_task_no)
+			p->replan_task = 0;
+		p->repair_task = 0;
+		set_str(&p->repair_reason, NULL);
+	} else {
+		for (size_t i = 0; i < b->tasks.n; i++)
+			if (!strcmp(b->tasks.v[i].kind, "replan")) {
+				p->replans++;
+				p->succeeded_at_replan = count_succeeded(p);
+			}
+	}
+	skip_dependents(p);
+	p->version = b->version;
 	lh_state_mark_dirty(st, p);
 	return LH_APPLY_CHANGED;
 }
@@ -320,6 +516,7 @@ static lh_apply_result_t apply_plan_created(lh_state_t *st, lh_cplan_t *p, const
 static lh_apply_result_t apply_dispatched(lh_state_t *st, lh_cplan_t *p, lh_ctask_t *t,
 					  const lh_event_t *ev, char *reason, size_t reason_len)
 {
+	const lh_task_dispatched_t *b = ev->body;
 	if (ev->attempt <= t->attempt)
 		return LH_APPLY_NOOP; /* this attempt (or a newer one) is known */
 	if (!lh_task_transition_ok(t->status, LH_TASK_DISPATCHED))
@@ -331,12 +528,19 @@ static lh_apply_result_t apply_dispatched(lh_state_t *st, lh_cplan_t *p, lh_ctas
 	t->status = LH_TASK_DISPATCHED;
 	t->attempt = ev->attempt;
 	t->order_sent = false;
+	t->retry_ready = false;
+	t->retry_due_us = 0;
+	if (strcmp(b->tier, t->tier) != 0)
+		set_str(&t->tier, b->tier);
+	t->lease_kind = b->lease_ms > 0 ? LH_LEASE_START : LH_LEASE_NONE;
+	t->lease_due_us = b->lease_ms > 0 ? ev->ts_us + b->lease_ms * 1000 : 0;
+	t->heartbeat_ms = b->heartbeat_ms;
 	lh_state_mark_dirty(st, p);
 	return LH_APPLY_CHANGED;
 }
 
-/* Validate what a plan or join task returned; a bad output fails the attempt (fed back to the
- * model on the next one). Deterministic: depends only on the output and the options. */
+/* Validate what a plan, join or replan task returned; a bad output fails the attempt (fed back
+ * to the model on the next one). Deterministic: depends only on the output and the options. */
 static bool output_ok(lh_state_t *st, lh_cplan_t *p, lh_ctask_t *t, const json_t *out,
 		      char *why, size_t why_len)
 {
@@ -344,13 +548,19 @@ static bool output_ok(lh_state_t *st, lh_cplan_t *p, lh_ctask_t *t, const json_t
 	lh_arena_t *arena;
 	void *parsed;
 	bool ok = true;
-	if (t->kind != LH_KIND_PLAN && t->kind != LH_KIND_JOIN)
+	if (t->kind != LH_KIND_PLAN && t->kind != LH_KIND_JOIN && t->kind != LH_KIND_REPLAN)
 		return true;
 	arena = lh_arena_new(0);
 	if (t->kind == LH_KIND_PLAN) {
 		lh_task_spec_t *specs;
 		int n;
 		ok = lh_plan_parse(&st->opts, out, arena, &specs, &n, &err) == LH_OK;
+	} else if (t->kind == LH_KIND_REPLAN) {
+		lh_task_spec_t *specs;
+		int64_t *removed;
+		int n, nr;
+		ok = lh_plan_parse_patch(&st->opts, p, out, arena, &specs, &n, &removed, &nr, &err) ==
+		     LH_OK;
 	} else
 		ok = out && lh_struct_from_json(&lh_join_output_desc, out, arena, &parsed, &err) ==
 				    LH_OK;
@@ -359,6 +569,25 @@ static bool output_ok(lh_state_t *st, lh_cplan_t *p, lh_ctask_t *t, const json_t
 			 out ? err.msg : "no output");
 	lh_arena_free(arena);
 	return ok;
+}
+
+static void fail_task(lh_state_t *st, lh_cplan_t *p, lh_ctask_t *t, const char *klass,
+		      const char *msg, int64_t ts_us)
+{
+	t->status = LH_TASK_FAILED;
+	t->failures++;
+	t->total_failures++;
+	if (t->last_error && msg && strcmp(t->last_error, msg) == 0)
+		t->same_error++;
+	else
+		t->same_error = 1;
+	set_str(&t->last_error, msg);
+	set_str(&t->last_error_class, klass);
+	t->lease_due_us = 0;
+	t->lease_kind = LH_LEASE_NONE;
+	t->retry_ready = false;
+	t->retry_due_us = ts_us + lh_state_backoff_us(&st->opts, &p->plan_id, t->task_no,
+						       t->total_failures);
 }
 
 static lh_apply_result_t apply_result(lh_state_t *st, lh_cplan_t *p, lh_ctask_t *t,
@@ -377,25 +606,58 @@ static lh_apply_result_t apply_result(lh_state_t *st, lh_cplan_t *p, lh_ctask_t 
 			t->status = LH_TASK_SUCCEEDED;
 			t->output = json_incref(b->output);
 			t->done_ts_us = ev->ts_us;
+			t->lease_due_us = 0;
+			t->lease_kind = LH_LEASE_NONE;
 			if (t->kind == LH_KIND_PLAN) {
 				json_decref(p->plan_doc);
 				p->plan_doc = json_incref(b->output);
 			}
-		} else {
-			t->status = LH_TASK_FAILED;
-			t->failures++;
-			set_error(t, why);
-		}
+			if (t->kind == LH_KIND_JOIN && t->task_no == p->join_task) {
+				const char *d =
+					json_string_value(json_object_get(b->output, "decision"));
+				if (d && strcmp(d, "replan") == 0 && !p->repair_task) {
+					const char *r =
+						json_string_value(json_object_get(b->output, "reason"));
+					p->repair_task = t->task_no;
+					set_str(&p->repair_reason, r ? r : "the joiner asked to replan");
+				}
+			}
+		} else
+			fail_task(st, p, t, "invalid_output", why, ev->ts_us);
 	} else {
 		const lh_attempt_failed_t *b = ev->body;
 		u = b->has_usage ? &b->usage : NULL;
-		t->status = LH_TASK_FAILED;
-		t->failures++;
 		snprintf(why, sizeof(why), "%s: %s", b->error_class, b->message);
-		set_error(t, why);
+		fail_task(st, p, t, b->error_class, why, ev->ts_us);
 	}
 	if (u)
 		usage_add(&p->usage, u);
+	lh_state_mark_dirty(st, p);
+	return LH_APPLY_CHANGED;
+}
+
+static lh_apply_result_t apply_timer(lh_state_t *st, lh_cplan_t *p, lh_ctask_t *t,
+				     const lh_event_t *ev)
+{
+	const lh_timer_fired_t *b = ev->body;
+	char why[160];
+	if (!t || ev->attempt != t->attempt)
+		return LH_APPLY_NOOP;
+	if (!strcmp(b->timer, "backoff")) {
+		if (t->status != LH_TASK_FAILED || t->retry_ready)
+			return LH_APPLY_NOOP;
+		t->retry_ready = true;
+	} else if (!strcmp(b->timer, "start_lease") || !strcmp(b->timer, "heartbeat_lease")) {
+		bool start = !strcmp(b->timer, "start_lease");
+		if ((start && t->status != LH_TASK_DISPATCHED) ||
+		    (!start && t->status != LH_TASK_RUNNING) || !t->lease_due_us)
+			return LH_APPLY_NOOP;
+		snprintf(why, sizeof(why), "timeout: attempt %lld %s", (long long)t->attempt,
+			 start ? "was not started in time (no worker took it)"
+			       : "sent no heartbeat in time (its worker is gone)");
+		fail_task(st, p, t, "timeout", why, ev->ts_us);
+	} else
+		return LH_APPLY_NOOP;
 	lh_state_mark_dirty(st, p);
 	return LH_APPLY_CHANGED;
 }
@@ -409,11 +671,252 @@ static lh_apply_result_t apply_terminal(lh_state_t *st, lh_cplan_t *p, const lh_
 	else if (ev->type == LH_EV_PLAN_FAILED) {
 		const lh_plan_failed_t *b = ev->body;
 		p->status = LH_PLAN_FAILED;
-		free(p->fail_reason);
-		p->fail_reason = xstrdup(b->reason);
+		set_str(&p->fail_reason, b->reason);
 	} else
 		p->status = LH_PLAN_CANCELLED;
 	plan_shrink(p);
+	lh_state_mark_dirty(st, p);
+	return LH_APPLY_CHANGED;
+}
+
+static lh_apply_result_t apply_command(lh_state_t *st, lh_cplan_t *p, const lh_event_t *ev,
+				       char *reason, size_t reason_len)
+{
+	const lh_command_issued_t *b = ev->body;
+	bool *flag = NULL;
+	if (!strcmp(b->command, "cancel_task")) {
+		lh_ctask_t *t = plan_task(p, b->task_no);
+		if (!t || t->kind == LH_KIND_PLAN)
+			REJECT("cancel_task: plan has no task %lld", (long long)b->task_no);
+		if (t->cancel_requested)
+			return LH_APPLY_NOOP;
+		t->cancel_requested = true;
+	} else {
+		flag = !strcmp(b->command, "pause")	  ? &p->pause_requested
+		       : !strcmp(b->command, "resume") ? &p->resume_requested
+						       : &p->cancel_requested;
+		if (*flag)
+			return LH_APPLY_NOOP;
+		*flag = true;
+		if (flag == &p->resume_requested)
+			p->pause_requested = false;
+		if (flag == &p->pause_requested)
+			p->resume_requested = false;
+	}
+	set_str(&p->command_reason, b->reason);
+	lh_state_mark_dirty(st, p);
+	return LH_APPLY_CHANGED;
+}
+
+static lh_apply_result_t apply_pause(lh_state_t *st, lh_cplan_t *p, const lh_event_t *ev)
+{
+	if (ev->type == LH_EV_PLAN_PAUSED) {
+		const lh_plan_paused_t *b = ev->body;
+		if (p->status == LH_PLAN_PAUSED)
+			return LH_APPLY_NOOP;
+		p->paused_from = p->status;
+		p->status = LH_PLAN_PAUSED;
+		p->pause_requested = false;
+		set_str(&p->pause_cause, b->cause);
+	} else {
+		if (p->status != LH_PLAN_PAUSED)
+			return LH_APPLY_NOOP;
+		p->status = p->paused_from;
+		p->resume_requested = false;
+		set_str(&p->pause_cause, NULL);
+	}
+	lh_state_mark_dirty(st, p);
+	return LH_APPLY_CHANGED;
+}
+
+static int budget_dim_parse(const char *s)
+{
+	for (int i = 0; i < LH_BUDGET__COUNT; i++)
+		if (s && !strcmp(s, budget_dims[i]))
+			return i;
+	return -1;
+}
+
+static lh_apply_result_t apply_budget(lh_state_t *st, lh_cplan_t *p, const lh_event_t *ev)
+{
+	const lh_budget_warning_t *b = ev->body; /* budget.exceeded has the same shape */
+	int dim = budget_dim_parse(b->dimension);
+	unsigned *bits = ev->type == LH_EV_BUDGET_WARNING ? &p->warned : &p->exceeded;
+	if (dim < 0 || (*bits & (1u << dim)))
+		return LH_APPLY_NOOP;
+	*bits |= 1u << dim;
+	lh_state_mark_dirty(st, p);
+	return LH_APPLY_CHANGED;
+}
+
+static lh_apply_result_t apply_approval_requested(lh_state_t *st, lh_cplan_t *p,
+						  const lh_event_t *ev)
+{
+	const lh_approval_requested_t *b = ev->body;
+	if (p->wait_request && !strcmp(p->wait_request, b->request_id))
+		return LH_APPLY_NOOP;
+	set_str(&p->wait_request, b->request_id);
+	p->wait_kind = !strcmp(b->kind, "budget_extension") ? LH_WAIT_BUDGET
+		       : !strcmp(b->kind, "no_progress")    ? LH_WAIT_NO_PROGRESS
+							    : LH_WAIT_ESCALATION;
+	p->wait_task = ev->task_no;
+	lh_state_mark_dirty(st, p);
+	return LH_APPLY_CHANGED;
+}
+
+static lh_apply_result_t apply_approval_decided(lh_state_t *st, lh_cplan_t *p,
+						const lh_event_t *ev)
+{
+	const lh_approval_decided_t *b = ev->body;
+	bool approve = !strcmp(b->decision, "approve");
+	if (!p->wait_request || strcmp(p->wait_request, b->request_id) != 0)
+		return LH_APPLY_NOOP; /* not awaited (answered already, or unknown) */
+	if (p->wait_kind == LH_WAIT_BUDGET && approve) {
+		if (b->has_budget) {
+			const lh_budget_t *n = &b->budget;
+			if (n->usd > 0)
+				p->budget.usd = n->usd;
+			if (n->tokens)
+				p->budget.tokens = n->tokens;
+			if (n->tasks)
+				p->budget.tasks = n->tasks;
+			if (n->replans)
+				p->budget.replans = n->replans;
+			if (n->deadline_s) {
+				p->budget.deadline_s = n->deadline_s;
+				p->deadline_us = p->submitted_ts_us + n->deadline_s * 1000000;
+			}
+		}
+		/* approval means go on: a dimension still over its limit is asked about again */
+		p->exceeded = 0;
+		for (int d = 0; d < LH_BUDGET__COUNT; d++) {
+			double lim = lh_budget_limit(p, d), used = lh_budget_used(p, d, ev->ts_us);
+			if (lim <= 0 || used < 0.8 * lim)
+				p->warned &= ~(1u << d);
+		}
+		p->resume_requested = true;
+	} else if (p->wait_kind == LH_WAIT_ESCALATION && approve) {
+		lh_ctask_t *t = plan_task(p, p->wait_task);
+		if (t && b->edit) {
+			/* a person supplied the result: the task succeeds with it */
+			json_decref(t->output);
+			if (t->kind == LH_KIND_JOIN)
+				t->output = json_pack("{s:s, s:O}", "decision", "finish", "answer",
+						      b->edit);
+			else
+				t->output = json_incref(b->edit);
+			t->status = LH_TASK_SUCCEEDED;
+			t->done_ts_us = ev->ts_us;
+			if (p->repair_task == t->task_no) {
+				p->repair_task = 0;
+				set_str(&p->repair_reason, NULL);
+			}
+		} else if (t && t->kind != LH_KIND_JOIN) {
+			/* one more round on the top tier */
+			if (t->status == LH_TASK_DEAD)
+				t->status = LH_TASK_FAILED;
+			t->failures = 0;
+			t->same_error = 0;
+			t->retry_ready = true;
+			if (p->repair_task == t->task_no) {
+				p->repair_task = 0;
+				set_str(&p->repair_reason, NULL);
+			}
+		} else if (t && t->kind == LH_KIND_JOIN) {
+			json_t *o = t->output;
+			t->output = json_pack("{s:s, s:O?}", "decision", "finish", "answer",
+					      json_object_get(o, "answer"));
+			json_decref(o);
+			if (p->repair_task == t->task_no) {
+				p->repair_task = 0;
+				set_str(&p->repair_reason, NULL);
+			}
+		}
+		p->resume_requested = true;
+	} else if (p->wait_kind == LH_WAIT_NO_PROGRESS && approve) {
+		p->succeeded_at_replan = -1; /* a person said go on: count from here */
+		p->last_patch[0] = 0;
+		for (int i = 1; i < p->ntasks; i++)
+			p->tasks[i].same_error = 0;
+		p->resume_requested = true;
+	} else {
+		/* rejected */
+		if (p->wait_kind == LH_WAIT_ESCALATION) {
+			char r[300];
+			snprintf(r, sizeof(r), "escalation rejected by %s %s%s%s", b->responder_type,
+				 b->responder_id ? b->responder_id : "", b->reason ? ": " : "",
+				 b->reason ? b->reason : "");
+			set_str(&p->fail_reason, r);
+			p->fail_requested = true;
+		} else
+			p->cancel_requested = true;
+		set_str(&p->command_reason, b->reason ? b->reason : "approval rejected");
+	}
+	set_str(&p->wait_request, NULL);
+	p->wait_kind = LH_WAIT_NONE;
+	p->wait_task = 0;
+	lh_state_mark_dirty(st, p);
+	return LH_APPLY_CHANGED;
+}
+
+static lh_apply_result_t apply_task_event(lh_state_t *st, lh_cplan_t *p, lh_ctask_t *t,
+					  const lh_event_t *ev, char *reason, size_t reason_len)
+{
+	switch (ev->type) {
+	case LH_EV_TASK_DISPATCHED:
+		return apply_dispatched(st, p, t, ev, reason, reason_len);
+	case LH_EV_ATTEMPT_STARTED:
+		if (ev->attempt != t->attempt || t->status != LH_TASK_DISPATCHED)
+			return LH_APPLY_NOOP;
+		t->status = LH_TASK_RUNNING;
+		t->lease_kind = t->heartbeat_ms > 0 ? LH_LEASE_HEARTBEAT : LH_LEASE_NONE;
+		t->lease_due_us = t->heartbeat_ms > 0 ? ev->ts_us + t->heartbeat_ms * 1000 : 0;
+		break;
+	case LH_EV_ATTEMPT_HEARTBEAT: {
+		int64_t due = ev->ts_us + t->heartbeat_ms * 1000;
+		if (ev->attempt != t->attempt || t->status != LH_TASK_RUNNING || !t->heartbeat_ms ||
+		    due <= t->lease_due_us)
+			return LH_APPLY_NOOP;
+		t->lease_due_us = due;
+		break;
+	}
+	case LH_EV_ATTEMPT_SUCCEEDED:
+	case LH_EV_ATTEMPT_FAILED:
+		return apply_result(st, p, t, ev);
+	case LH_EV_TIMER_FIRED:
+		return apply_timer(st, p, t, ev);
+	case LH_EV_TASK_DEAD:
+		if (t->status != LH_TASK_FAILED)
+			return LH_APPLY_NOOP;
+		t->status = LH_TASK_DEAD;
+		if (!p->repair_task) {
+			const lh_task_dead_t *b = ev->body;
+			p->repair_task = t->task_no;
+			set_str(&p->repair_reason, b->reason);
+		}
+		break;
+	case LH_EV_TASK_ESCALATED: {
+		const lh_task_escalated_t *b = ev->body;
+		if (t->status != LH_TASK_FAILED || !strcmp(b->to_tier, t->tier))
+			return LH_APPLY_NOOP;
+		if (!strcmp(b->to_tier, "human"))
+			return LH_APPLY_NOOP; /* the approval request carries the wait */
+		set_str(&t->tier, b->to_tier);
+		t->failures = 0;
+		t->same_error = 0;
+		t->retry_ready = true;
+		break;
+	}
+	case LH_EV_TASK_CANCELLED:
+		if (!lh_task_transition_ok(t->status, LH_TASK_CANCELLED))
+			return LH_APPLY_NOOP;
+		t->status = LH_TASK_CANCELLED;
+		t->lease_due_us = 0;
+		skip_dependents(p);
+		break;
+	default:
+		return LH_APPLY_NOOP;
+	}
 	lh_state_mark_dirty(st, p);
 	return LH_APPLY_CHANGED;
 }
@@ -422,7 +925,6 @@ lh_apply_result_t lh_state_apply(lh_state_t *st, const lh_event_t *ev, int32_t p
 				 char *reason, size_t reason_len)
 {
 	lh_cplan_t *p;
-	lh_ctask_t *t = NULL;
 	lh_apply_result_t r;
 
 	if (reason && reason_len)
@@ -438,7 +940,7 @@ lh_apply_result_t lh_state_apply(lh_state_t *st, const lh_event_t *ev, int32_t p
 	}
 	if (ev->ts_us > p->last_ts_us)
 		p->last_ts_us = ev->ts_us;
-	if (plan_terminal(p) && ev->type != LH_EV_DECISION_LOGGED) {
+	if (plan_terminal(p)) {
 		r = LH_APPLY_NOOP;
 		goto out;
 	}
@@ -446,32 +948,49 @@ lh_apply_result_t lh_state_apply(lh_state_t *st, const lh_event_t *ev, int32_t p
 	case LH_EV_PLAN_CREATED:
 		r = apply_plan_created(st, p, ev, reason, reason_len);
 		break;
+	case LH_EV_PLAN_REVISED:
+		r = apply_plan_revised(st, p, ev, reason, reason_len);
+		break;
 	case LH_EV_TASK_DISPATCHED:
 	case LH_EV_ATTEMPT_STARTED:
 	case LH_EV_ATTEMPT_HEARTBEAT:
 	case LH_EV_ATTEMPT_SUCCEEDED:
 	case LH_EV_ATTEMPT_FAILED:
-		t = plan_task(p, ev->task_no);
+	case LH_EV_TASK_DEAD:
+	case LH_EV_TASK_ESCALATED:
+	case LH_EV_TASK_CANCELLED:
+	case LH_EV_TIMER_FIRED: {
+		lh_ctask_t *t = plan_task(p, ev->task_no);
 		if (!t) {
+			if (ev->type == LH_EV_TIMER_FIRED) {
+				r = LH_APPLY_NOOP; /* plan-level timers: nothing folds them yet */
+				break;
+			}
 			if (reason)
 				snprintf(reason, reason_len, "%s for unknown task %lld",
 					 lh_event_type_name(ev->type), (long long)ev->task_no);
-			st->rejected++;
-			return LH_APPLY_REJECTED;
+			r = LH_APPLY_REJECTED;
+			break;
 		}
-		if (ev->type == LH_EV_TASK_DISPATCHED)
-			r = apply_dispatched(st, p, t, ev, reason, reason_len);
-		else if (ev->type == LH_EV_ATTEMPT_STARTED) {
-			if (ev->attempt == t->attempt && t->status == LH_TASK_DISPATCHED) {
-				t->status = LH_TASK_RUNNING;
-				lh_state_mark_dirty(st, p);
-				r = LH_APPLY_CHANGED;
-			} else
-				r = LH_APPLY_NOOP;
-		} else if (ev->type == LH_EV_ATTEMPT_HEARTBEAT)
-			r = LH_APPLY_NOOP; /* leases arrive with the timer work */
-		else
-			r = apply_result(st, p, t, ev);
+		r = apply_task_event(st, p, t, ev, reason, reason_len);
+		break;
+	}
+	case LH_EV_COMMAND_ISSUED:
+		r = apply_command(st, p, ev, reason, reason_len);
+		break;
+	case LH_EV_PLAN_PAUSED:
+	case LH_EV_PLAN_RESUMED:
+		r = apply_pause(st, p, ev);
+		break;
+	case LH_EV_BUDGET_WARNING:
+	case LH_EV_BUDGET_EXCEEDED:
+		r = apply_budget(st, p, ev);
+		break;
+	case LH_EV_APPROVAL_REQUESTED:
+		r = apply_approval_requested(st, p, ev);
+		break;
+	case LH_EV_APPROVAL_DECIDED:
+		r = apply_approval_decided(st, p, ev);
 		break;
 	case LH_EV_PLAN_COMPLETED:
 	case LH_EV_PLAN_FAILED:
@@ -479,7 +998,7 @@ lh_apply_result_t lh_state_apply(lh_state_t *st, const lh_event_t *ev, int32_t p
 		r = apply_terminal(st, p, ev);
 		break;
 	default:
-		r = LH_APPLY_NOOP; /* decisions and other facts do not change plan state yet */
+		r = LH_APPLY_NOOP; /* decisions and other facts do not change plan state */
 		break;
 	}
 out:
@@ -524,12 +1043,21 @@ void lh_state_hash(const lh_state_t *st, char hex[65])
 			      (long long)p->version, (long long)p->usage.input_tokens,
 			      (long long)p->usage.output_tokens, p->usage.cost_usd,
 			      p->fail_reason ? p->fail_reason : "");
+		lh_buf_printf(&b, "%u|%u|%.9f|%lld|%s|%d|%lld|%lld|%lld|%lld|%d%d%d%d|%s|",
+			      p->warned, p->exceeded, p->budget.usd, (long long)p->budget.tokens,
+			      p->wait_request ? p->wait_request : "", p->wait_kind,
+			      (long long)p->repair_task, (long long)p->replan_task,
+			      (long long)p->replans, (long long)p->join_task, p->pause_requested,
+			      p->resume_requested, p->cancel_requested, p->fail_requested,
+			      p->last_patch);
 		hash_json(&b, p->plan_doc);
 		for (int k = 0; k < p->ntasks; k++) {
 			const lh_ctask_t *t = &p->tasks[k];
-			lh_buf_printf(&b, "T%lld|%d|%d|%lld|%d|%s|%s|", (long long)t->task_no, t->status,
-				      t->kind, (long long)t->attempt, t->failures,
-				      t->tier ? t->tier : "", t->last_error ? t->last_error : "");
+			lh_buf_printf(&b, "T%lld|%d|%d|%lld|%d|%d|%s|%s|%lld|%lld|%d|%d|",
+				      (long long)t->task_no, t->status, t->kind, (long long)t->attempt,
+				      t->failures, t->total_failures, t->tier ? t->tier : "",
+				      t->last_error ? t->last_error : "", (long long)t->lease_due_us,
+				      (long long)t->retry_due_us, t->retry_ready, t->cancel_requested);
 			hash_json(&b, t->output);
 		}
 	}

@@ -57,6 +57,22 @@ int lh_task_kind_parse(const char *s); /* -1 when unknown */
 /* Whether the task state machine allows from -> to. */
 bool lh_task_transition_ok(lh_task_status_t from, lh_task_status_t to);
 
+enum { LH_LEASE_NONE = 0, LH_LEASE_START = 1, LH_LEASE_HEARTBEAT = 2 };
+
+/* Budget dimensions: bits of lh_cplan_t.warned / .exceeded. */
+enum {
+	LH_BUDGET_USD = 0,
+	LH_BUDGET_TOKENS,
+	LH_BUDGET_TASKS,
+	LH_BUDGET_REPLANS,
+	LH_BUDGET_DEADLINE,
+	LH_BUDGET__COUNT
+};
+const char *lh_budget_dim_name(int dim);
+
+/* What an awaited approval is about. */
+enum { LH_WAIT_NONE = 0, LH_WAIT_BUDGET, LH_WAIT_ESCALATION, LH_WAIT_NO_PROGRESS };
+
 typedef struct lh_ctask {
 	int64_t task_no;
 	lh_task_status_t status;
@@ -71,9 +87,20 @@ typedef struct lh_ctask {
 	int64_t *refs; /* ${n} references: their outputs are the task's inputs */
 	int nrefs;
 	int64_t attempt; /* last dispatched attempt (fencing token); 0 before the first */
-	int failures;
+	int failures;	 /* failures on the current tier (escalation resets it) */
+	int total_failures;
+	int same_error;	 /* consecutive failures with the same message (no progress) */
 	char *last_error;
+	char *last_error_class; /* attempt.failed's error_class, "invalid_output" for rejects, … */
 	json_t *output; /* when succeeded */
+	int64_t version_added;
+	/* Deadlines, from event timestamps (so replay gives the same values). */
+	int64_t lease_due_us;	/* start or heartbeat lease of the current attempt; 0 = none */
+	int lease_kind;		/* LH_LEASE_START or LH_LEASE_HEARTBEAT */
+	int64_t retry_due_us;	/* backoff after a failure; 0 = none */
+	bool retry_ready;	/* the backoff timer fired for this failure */
+	bool cancel_requested;
+	int64_t heartbeat_ms;	/* from task.dispatched */
 	/* Runtime only, not part of the folded state: whether the work order of `attempt` was sent
 	 * by this process. Recomputed after recovery (a dispatched task's order is re-sent). */
 	bool order_sent;
@@ -96,18 +123,46 @@ typedef struct lh_cplan {
 	int64_t created_ts_us;	 /* event time of plan.created */
 	int32_t partition;	 /* lh.events partition the plan lives on */
 	bool dirty;		 /* changed since the last reconcile */
+	int64_t timer_due;	 /* runtime: when the daemon's timer heap wakes this plan; 0 = never */
 	struct lh_cplan *next_dirty;
 	json_t *plan_doc;	 /* planner output accepted, waiting for plan.created */
-	char *fail_reason;	 /* why the planner/join output was rejected, etc. */
+	char *fail_reason;	 /* why the plan failed */
+	/* Budgets: limits in force (0 = unlimited), and the 80% / 100% marks already emitted. */
+	lh_budget_t budget;
+	unsigned warned, exceeded;
+	int64_t deadline_us;	 /* submitted + budget.deadline_s; 0 = none */
+	/* Steering. */
+	lh_plan_status_t paused_from; /* status to return to on resume */
+	char *pause_cause;
+	bool pause_requested, resume_requested, cancel_requested, fail_requested;
+	char *command_reason;
+	/* An approval the plan waits for. */
+	int wait_kind;
+	char *wait_request;	 /* request id */
+	int64_t wait_task;	 /* the escalated task, for LH_WAIT_ESCALATION */
+	/* Repair. */
+	int64_t join_task;	 /* the join of the current version */
+	int64_t repair_task;	 /* a dead task (or a join that asked to replan) awaiting repair */
+	char *repair_reason;
+	int64_t replan_task;	 /* the replan task in flight; 0 = none */
+	int64_t replans;	 /* replan tasks created */
+	int64_t succeeded_at_replan; /* tasks succeeded when the last replan was created */
+	char last_patch[65];	 /* sha256 of the last replan patch (identical replans) */
+	int64_t max_task_no;
 } lh_cplan_t;
 
 typedef struct lh_state_opts {
 	const char *default_tier;  /* planner and join tier when not given */
-	const char **tiers;	   /* known tiers */
+	const char **tiers;	   /* known tiers, cheapest first: the escalation chain */
 	int ntiers;
 	int max_tasks;		   /* planner output limit */
-	int max_attempts;	   /* per task */
+	int max_attempts;	   /* per task and tier, unless the goal's budget says otherwise */
 	size_t max_instructions;   /* bytes */
+	int64_t backoff_base_ms;   /* retry backoff: min(base * 2^(n-1), cap), minus up to 25% */
+	int64_t backoff_cap_ms;
+	lh_budget_t default_budget; /* fills the goal's budget fields left at 0 */
+	int no_progress_failures;  /* identical failures in a row before escalating */
+	int no_progress_replans;   /* replans in a row without a newly succeeded task */
 } lh_state_opts_t;
 
 typedef struct lh_state {
@@ -140,6 +195,19 @@ void lh_state_mark_dirty(lh_state_t *st, lh_cplan_t *plan);
 
 /* A stable hash of the whole folded state (runtime-only fields excluded), for property tests. */
 void lh_state_hash(const lh_state_t *st, char hex[65]);
+
+/* Retry backoff after the n-th failure (n >= 1) of a task, deterministic per (plan, task, n). */
+int64_t lh_state_backoff_us(const lh_state_opts_t *opts, const lh_id_t *plan_id, int64_t task_no,
+			    int n);
+/* Budget used in a dimension (USD, tokens, tasks, replans, seconds since submission at now_us). */
+double lh_budget_used(const lh_cplan_t *p, int dim, int64_t now_us);
+double lh_budget_limit(const lh_cplan_t *p, int dim);
+
+/* Replan output -> validated patch: new task specs (numbered after max_task_no, plus a new join
+ * numbered last) and the task numbers removed (the old join included). Arena memory. */
+lh_err_t lh_plan_parse_patch(const lh_state_opts_t *opts, const lh_cplan_t *plan,
+			     const json_t *output, lh_arena_t *arena, lh_task_spec_t **ret_specs,
+			     int *ret_n, int64_t **ret_removed, int *ret_nremoved, lh_error_t *err);
 
 /* Planner output -> validated task specs (act tasks 1..n plus the join task n+1), allocated in
  * arena. Errors name the task and the rule: "task 3: reference ${5} points forward". */

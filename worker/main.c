@@ -41,6 +41,7 @@ typedef struct worker_cfg {
 	double price_output;
 	double price_cached;
 	int64_t stats_interval_s;
+	int64_t heartbeat_interval_s;
 } worker_cfg_t;
 
 #define W(f) offsetof(worker_cfg_t, f)
@@ -80,6 +81,11 @@ static const lh_cfg_def_t worker_table[] = {
 	{"worker.stats_interval_s", LH_CFG_INT, "30", 0, 86400, NULL, "LH_STATS_INTERVAL",
 	 "stats-interval", true, false, "seconds between stats log lines (0: never)",
 	 W(stats_interval_s)},
+	{"worker.heartbeat_interval_s", LH_CFG_INT, "20", 1, 3600, NULL, "LH_HEARTBEAT_INTERVAL_S",
+	 "heartbeat-interval", false, false,
+	 "seconds between attempt.heartbeat events of each running attempt (keep it under a third "
+	 "of the coordinator's heartbeat lease)",
+	 W(heartbeat_interval_s)},
 	LH_CFG_END,
 };
 
@@ -101,6 +107,7 @@ typedef struct attempt {
 	int64_t start_mono_us;
 	bool started_acked;
 	bool calling;
+	int64_t beats;
 } attempt_t;
 
 /* Offsets of one order partition waiting for their attempt.started ack, in order. */
@@ -129,7 +136,7 @@ static struct worker {
 	lh_idmap_t seen; /* order ids recently taken: duplicates of a re-sent order are dropped */
 	lh_id_t seen_ring[DEDUP_RING];
 	size_t seen_pos;
-	struct event *ev_sigint, *ev_sigterm, *ev_stats;
+	struct event *ev_sigint, *ev_sigterm, *ev_stats, *ev_heartbeat;
 	uint64_t orders, succeeded, failed, duplicates, dead_letters;
 } wk;
 
@@ -475,6 +482,24 @@ static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, in
 	}
 }
 
+/* Every running attempt tells the coordinator it is alive (its lease is extended). */
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+	for (attempt_t *a = wk.inflight.next; a != &wk.inflight; a = a->next) {
+		lh_attempt_heartbeat_t h = {.worker_id = wk.worker_id, .seq = ++a->beats};
+		lh_event_t ev;
+		char cause[64];
+		if (!a->started_acked || !a->calling)
+			continue;
+		ev_init(&ev, a, LH_EV_ATTEMPT_HEARTBEAT, &h);
+		snprintf(cause, sizeof(cause), "t%lld:a%lld:b%lld", (long long)a->order->task_no,
+			 (long long)a->order->attempt, (long long)h.seq);
+		ev.id = lh_event_id_derive(&a->order->plan_id, cause, strlen(cause),
+					   "attempt.heartbeat", 0);
+		publish(&ev, NULL);
+	}
+}
+
 static void on_stats(evutil_socket_t fd, short what, void *arg)
 {
 	char a[24], b[24], c[24], d[24], e[24];
@@ -591,6 +616,11 @@ int main(int argc, char **argv)
 		wk.ev_stats = event_new(wk.base, -1, EV_PERSIST, on_stats, NULL);
 		event_add(wk.ev_stats, &tv);
 	}
+	{
+		struct timeval tv = {wk.cfg.heartbeat_interval_s, 0};
+		wk.ev_heartbeat = event_new(wk.base, -1, EV_PERSIST, on_heartbeat, NULL);
+		event_add(wk.ev_heartbeat, &tv);
+	}
 	lh_log_info("worker.started", "consuming", "topic", wk.orders_topic, "group", wk.group, "id",
 		    wk.worker_id);
 	event_base_dispatch(wk.base);
@@ -609,6 +639,7 @@ int main(int argc, char **argv)
 	wk.http = lh_http_free(wk.http);
 	event_free(wk.ev_sigint);
 	event_free(wk.ev_sigterm);
+	event_free(wk.ev_heartbeat);
 	if (wk.ev_stats)
 		event_free(wk.ev_stats);
 	event_base_free(wk.base);

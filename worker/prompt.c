@@ -23,6 +23,16 @@ static const char joiner_system[] =
 	"{\"decision\": \"finish\" | \"replan\" | \"escalate\", \"answer\": the final answer when "
 	"finishing, \"reason\": \"why\"}";
 
+static const char replanner_system[] =
+	"You are the replanner of Longhaul. A task of the plan failed, or the joiner asked for "
+	"another round. Return a patch as one JSON object and nothing else:\n"
+	"{\"thought\": \"why\", \"remove\": [task numbers to drop], \"tasks\": [{\"id\": N, "
+	"\"instructions\": \"...\", \"tier\": \"%s\" (optional), \"after\": [ids] "
+	"(optional)}], \"join\": \"how to judge the results\"}\n"
+	"Rules: new ids start at the given next id and go up by one. Keep tasks that succeeded "
+	"(their outputs stay usable as ${n}); replace what failed with a different approach, not "
+	"the same one again. The failed task is removed for you.";
+
 static const char act_system[] =
 	"You are a worker agent of Longhaul. Do the task below for the goal. Answer with the result "
 	"only, concisely; say so plainly if the task cannot be done.";
@@ -103,6 +113,9 @@ void lh_prompt_build(const lh_task_order_t *o, const char *tiers, lh_arena_t *ar
 	if (strcmp(kind, "plan") == 0) {
 		ret_msgs[0].content = lh_arena_printf(arena, planner_system, tiers ? tiers : "");
 		lh_buf_printf(&b, "Goal: %s\n", o->goal ? o->goal : o->instructions);
+	} else if (strcmp(kind, "replan") == 0) {
+		ret_msgs[0].content = lh_arena_printf(arena, replanner_system, tiers ? tiers : "");
+		lh_buf_printf(&b, "Goal: %s\n%s\n", o->goal ? o->goal : "", o->instructions);
 	} else if (strcmp(kind, "join") == 0) {
 		const char *k;
 		json_t *v;
@@ -140,7 +153,8 @@ lh_err_t lh_prompt_output(const char *kind, const char *content, json_t **ret_ou
 	const char *s = content ? content : "", *e;
 	json_error_t jerr;
 	json_t *j;
-	if (!kind || (strcmp(kind, "plan") != 0 && strcmp(kind, "join") != 0)) {
+	if (!kind || (strcmp(kind, "plan") != 0 && strcmp(kind, "join") != 0 &&
+		      strcmp(kind, "replan") != 0)) {
 		*ret_out = json_string(s);
 		if (!*ret_out)
 			return lh_error_set(err, LH_ERR_INVALID, "model answer is not valid UTF-8");

@@ -18,15 +18,28 @@
 
 static const char *tiers[] = {"fast", "standard", "frontier"};
 static lh_state_opts_t opts = {.default_tier = "standard", .tiers = tiers, .ntiers = 3,
-			       .max_tasks = 50, .max_attempts = 3, .max_instructions = 65536};
+			       .max_tasks = 50, .max_attempts = 3, .max_instructions = 65536,
+			       .backoff_base_ms = 1000, .backoff_cap_ms = 8000,
+			       .default_budget = {.replans = 2},
+			       .no_progress_failures = 3, .no_progress_replans = 2};
 
-typedef struct sim {
+/* What the simulated worker does with an order. */
+typedef enum { W_OK, W_FAIL, W_INVALID, W_LOST, W_SILENT } wdo_t;
+
+typedef struct sim sim_t;
+typedef wdo_t (*behaviour_fn)(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o);
+
+struct sim {
 	lh_state_t st;
 	lh_event_t *log[MAX_LOG];
 	int nlog;
 	int orders;
 	int fail_task; /* act task whose first attempt fails, 0 = none */
-} sim_t;
+	behaviour_fn behave;
+	int64_t now;   /* the virtual clock, in microseconds */
+	double cost_per_call;
+	int cmd_seq;
+};
 
 /* Encode and decode: the copy a consumer would read. */
 static lh_event_t *roundtrip(const lh_event_t *ev)
@@ -41,8 +54,9 @@ static lh_event_t *roundtrip(const lh_event_t *ev)
 	return out;
 }
 
-static void sim_append(sim_t *s, const lh_event_t *ev)
+static void sim_append(sim_t *s, lh_event_t *ev)
 {
+	ev->ts_us = s->now;
 	if (s->nlog < MAX_LOG)
 		s->log[s->nlog++] = roundtrip(ev);
 }
@@ -51,59 +65,74 @@ static void emit(void *opaque, lh_cplan_t *p, lh_event_t *ev)
 {
 	sim_t *s = opaque;
 	sim_append(s, ev);
-	lh_state_apply(&s->st, ev, p->partition, NULL, 0);
+	lh_state_apply(&s->st, s->log[s->nlog - 1], p->partition, NULL, 0);
 }
 
-/* The worker: answers at once (attempt.started, then succeeded or failed). */
+static void worker_event(sim_t *s, const lh_cplan_t *p, const lh_ctask_t *t, lh_event_type_t type,
+			 void *body)
+{
+	lh_event_t ev = {.v = 1, .plan_id = p->plan_id, .task_no = t->task_no, .attempt = t->attempt,
+			 .actor = {.kind = "worker"}, .type = type, .body = body};
+	ev.id = lh_event_id_derivef(&p->plan_id, lh_event_type_name(type), 0, "t%lld:a%lld",
+				    (long long)t->task_no, (long long)t->attempt);
+	sim_append(s, &ev);
+}
+
+static wdo_t default_behaviour(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
+{
+	return s->fail_task > 0 && s->fail_task == t->task_no && t->attempt == 1 ? W_FAIL : W_OK;
+}
+
+/* The worker: answers at once (attempt.started, then succeeded or failed), or not at all. */
 static void send_order(void *opaque, lh_cplan_t *p, lh_ctask_t *t)
 {
 	sim_t *s = opaque;
 	lh_arena_t *arena = lh_arena_new(0);
-	lh_event_t order, ev = {0};
+	lh_event_t order;
 	const lh_task_order_t *o;
 	lh_attempt_started_t st = {.worker_id = "w1", .model = "scripted"};
 	char *answer, *input = NULL;
 	json_t *out;
+	wdo_t what;
 	lh_reconcile_order(&s->st, p, t, arena, &order);
 	o = order.body;
 	t->order_sent = true;
 	s->orders++;
+	what = (s->behave ? s->behave : default_behaviour)(s, t, o);
 	if (getenv("T_VERBOSE"))
-		fprintf(stderr, "order t%lld a%lld %s\n", (long long)t->task_no, (long long)t->attempt,
-			o->kind);
-	ev.v = 1;
-	ev.plan_id = p->plan_id;
-	ev.task_no = t->task_no;
-	ev.attempt = t->attempt;
-	ev.ts_us = 1000 + s->nlog;
-	ev.actor.kind = "worker";
-	ev.type = LH_EV_ATTEMPT_STARTED;
-	ev.body = &st;
-	ev.id = lh_event_id_derivef(&p->plan_id, "attempt.started", 0, "t%lld:a%lld",
-				    (long long)t->task_no, (long long)t->attempt);
-	sim_append(s, &ev);
+		fprintf(stderr, "order t%lld a%lld %s on %s -> %d\n", (long long)t->task_no,
+			(long long)t->attempt, o->kind, o->tier, what);
+	if (what == W_LOST) {
+		lh_arena_free(arena);
+		return;
+	}
+	worker_event(s, p, t, LH_EV_ATTEMPT_STARTED, &st);
+	if (what == W_SILENT) {
+		lh_arena_free(arena);
+		return;
+	}
 	if (o->inputs)
 		input = json_dumps(o->inputs, JSON_COMPACT | JSON_SORT_KEYS);
-	answer = lh_llm_scripted_answer(o->kind, o->goal, input ? input : o->instructions);
+	answer = lh_llm_scripted_answer(o->kind, o->goal,
+					strcmp(o->kind, "replan") == 0 ? o->instructions
+					: input				? input
+									: o->instructions);
 	out = strcmp(o->kind, "act") == 0 ? json_string(answer) : json_loads(answer, 0, NULL);
-	if (s->fail_task > 0 && s->fail_task == t->task_no && t->attempt == 1) {
+	if (what == W_FAIL) {
 		lh_attempt_failed_t f = {.worker_id = "w1", .error_class = "retryable",
 					 .message = "provider timed out", .retryable = true};
-		ev.type = LH_EV_ATTEMPT_FAILED;
-		ev.body = &f;
-		ev.id = lh_event_id_derivef(&p->plan_id, "attempt.failed", 0, "t%lld:a%lld",
-					    (long long)t->task_no, (long long)t->attempt);
-		sim_append(s, &ev);
+		worker_event(s, p, t, LH_EV_ATTEMPT_FAILED, &f);
+	} else if (what == W_INVALID) {
+		lh_attempt_failed_t f = {.worker_id = "w1", .error_class = "invalid_output",
+					 .message = "does not match the output schema"};
+		worker_event(s, p, t, LH_EV_ATTEMPT_FAILED, &f);
 	} else {
 		lh_attempt_succeeded_t ok = {.worker_id = "w1", .model = "scripted", .output = out,
 					     .has_usage = true};
 		ok.usage.input_tokens = 10;
 		ok.usage.output_tokens = 5;
-		ev.type = LH_EV_ATTEMPT_SUCCEEDED;
-		ev.body = &ok;
-		ev.id = lh_event_id_derivef(&p->plan_id, "attempt.succeeded", 0, "t%lld:a%lld",
-					    (long long)t->task_no, (long long)t->attempt);
-		sim_append(s, &ev);
+		ok.usage.cost_usd = s->cost_per_call;
+		worker_event(s, p, t, LH_EV_ATTEMPT_SUCCEEDED, &ok);
 	}
 	json_decref(out);
 	free(answer);
@@ -112,41 +141,132 @@ static void send_order(void *opaque, lh_cplan_t *p, lh_ctask_t *t)
 }
 
 static lh_emitter_t em = {.emit = emit, .send_order = send_order, .actor_id = "c1",
-			  .topic_prefix = "lh."};
+			  .topic_prefix = "lh.", .start_lease_ms = 60000,
+			  .heartbeat_lease_ms = 30000};
 
-static lh_id_t submit(sim_t *s, const char *goal)
+static lh_id_t submit_budget(sim_t *s, const char *goal, const lh_budget_t *budget)
 {
 	lh_goal_submitted_t g = {.goal = goal};
-	lh_event_t ev = {.v = 1, .type = LH_EV_GOAL_SUBMITTED, .task_no = LH_NO_TASK, .ts_us = 1,
+	lh_event_t ev = {.v = 1, .type = LH_EV_GOAL_SUBMITTED, .task_no = LH_NO_TASK,
 			 .actor = {.kind = "cli"}, .body = &g};
+	if (budget) {
+		g.budget = *budget;
+		g.has_budget = true;
+	}
+	if (!s->now)
+		s->now = 1000000;
 	ev.plan_id = lh_uuid7_new();
 	ev.id = lh_event_id_derivef(&ev.plan_id, "goal.submitted", 0, "x");
 	sim_append(s, &ev);
 	return ev.plan_id;
 }
 
-/* Read the log from `from` like a consumer: apply each event, reconcile what changed. */
-static void sim_run(sim_t *s)
+static lh_id_t submit(sim_t *s, const char *goal) { return submit_budget(s, goal, NULL); }
+
+/* A person (or rule) appends an event. */
+static void human(sim_t *s, const lh_id_t *plan, lh_event_type_t type, void *body)
 {
+	lh_event_t ev = {.v = 1, .plan_id = *plan, .task_no = LH_NO_TASK, .actor = {.kind = "human"},
+			 .type = type, .body = body};
+	ev.id = lh_event_id_derivef(plan, lh_event_type_name(type), 0, "human:%d", ++s->cmd_seq);
+	sim_append(s, &ev);
+}
+
+static int64_t reconcile_all(sim_t *s)
+{
+	lh_cplan_t *p;
+	int64_t next = 0;
+	while ((p = lh_state_take_dirty(&s->st)))
+		for (lh_cplan_t *nx; p; p = nx) {
+			int64_t due;
+			nx = p->next_dirty;
+			due = lh_reconcile(&s->st, p, &em, s->now);
+			if (due && (!next || due < next))
+				next = due;
+		}
+	/* orders are sent once task.dispatched is "acknowledged": right after it is in the log */
+	for (size_t it = 0; (p = lh_idmap_next(&s->st.plans, &it));)
+		for (int k = 0; k < p->ntasks; k++) {
+			lh_ctask_t *t = &p->tasks[k];
+			if (t->task_no == k && t->status == LH_TASK_DISPATCHED && !t->order_sent) {
+				t->await_ack = false;
+				send_order(s, p, t);
+			}
+		}
+	return next;
+}
+
+/* Read the log like a consumer (apply each event, decide), then let the clock run to the next
+ * timer, until nothing is left to do or `until` (virtual us; 0 = no limit) passes. */
+static void sim_run_until(sim_t *s, int64_t until)
+{
+	int pos = 0;
 	em.opaque = s;
-	for (int i = 0; i < s->nlog; i++) {
-		lh_cplan_t *p;
-		lh_state_apply(&s->st, s->log[i], 0, NULL, 0);
-		while ((p = lh_state_take_dirty(&s->st)))
-			for (lh_cplan_t *next; p; p = next) {
-				next = p->next_dirty;
-				lh_reconcile(&s->st, p, &em);
-			}
-		/* orders are sent once task.dispatched is "acknowledged": right after it is in the log */
-		for (size_t it = 0; (p = lh_idmap_next(&s->st.plans, &it));)
-			for (int k = 0; k < p->ntasks; k++) {
-				lh_ctask_t *t = &p->tasks[k];
-				if (t->task_no == k && t->status == LH_TASK_DISPATCHED && !t->order_sent) {
-					t->await_ack = false;
-					send_order(s, p, t);
-				}
-			}
+	for (int rounds = 0; rounds < 10000; rounds++) {
+		int64_t next = 0;
+		while (pos < s->nlog) {
+			int64_t due;
+			lh_state_apply(&s->st, s->log[pos++], 0, NULL, 0);
+			due = reconcile_all(s);
+			if (due && (!next || due < next))
+				next = due;
+		}
+		/* wake every plan: a timer may be due */
+		for (size_t it = 0; ; ) {
+			lh_cplan_t *p = lh_idmap_next(&s->st.plans, &it);
+			int64_t due;
+			if (!p)
+				break;
+			due = lh_reconcile(&s->st, p, &em, s->now);
+			if (due && (!next || due < next))
+				next = due;
+		}
+		reconcile_all(s);
+		if (pos < s->nlog)
+			continue;
+		if (!next || (until && next > until))
+			return;
+		s->now = next > s->now ? next : s->now + 1;
 	}
+}
+
+static void sim_run(sim_t *s) { sim_run_until(s, 0); }
+
+static int count_type(const sim_t *s, lh_event_type_t type)
+{
+	int n = 0;
+	for (int i = 0; i < s->nlog; i++)
+		if (s->log[i]->type == type)
+			n++;
+	return n;
+}
+
+static int count_decisions(const sim_t *s, const char *kind)
+{
+	int n = 0;
+	for (int i = 0; i < s->nlog; i++)
+		if (s->log[i]->type == LH_EV_DECISION_LOGGED &&
+		    !strcmp(((lh_decision_logged_t *)s->log[i]->body)->kind, kind))
+			n++;
+	return n;
+}
+
+/* The live state must equal a replay of the log, also with every event applied twice. */
+static void check_replay(sim_t *s)
+{
+	lh_state_t r;
+	char live[65], replay[65], twice[65];
+	lh_state_hash(&s->st, live);
+	lh_state_init(&r, &opts);
+	for (int i = 0; i < s->nlog; i++)
+		lh_state_apply(&r, s->log[i], 0, NULL, 0);
+	lh_state_hash(&r, replay);
+	for (int i = 0; i < s->nlog; i++)
+		lh_state_apply(&r, s->log[i], 0, NULL, 0);
+	lh_state_hash(&r, twice);
+	T_EQ_STR(live, replay);
+	T_EQ_STR(replay, twice);
+	lh_state_finish(&r);
 }
 
 static void sim_finish(sim_t *s)
@@ -411,6 +531,306 @@ static void t_join_depends_on_all_reads_sinks(void)
 	lh_arena_free(arena);
 }
 
+
+/* --- leases, backoff, timers ------------------------------------------------------------- */
+
+static int lost_first;
+static wdo_t lose_task2_once(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
+{
+	if (t->task_no == 2 && t->attempt == 1)
+		return lost_first ? W_LOST : W_SILENT;
+	return W_OK;
+}
+
+static void lease_case(bool lost)
+{
+	sim_t s = {0};
+	lh_id_t id;
+	lost_first = lost;
+	lh_state_init(&s.st, &opts);
+	s.behave = lose_task2_once;
+	id = submit(&s, "Lease test");
+	sim_run(&s);
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
+	T_EQ_INT(count_type(&s, LH_EV_TIMER_FIRED), 2); /* the lease, then the backoff */
+	T_EQ_INT(s.orders, 7);
+	check_replay(&s);
+	sim_finish(&s);
+}
+
+static void t_start_lease_expires_once(void) { lease_case(true); }
+static void t_heartbeat_lease_expires_once(void) { lease_case(false); }
+
+static void t_backoff_delays_retry(void)
+{
+	sim_t s = {0};
+	int64_t failed_at = 0, redispatched_at = 0;
+	lh_state_init(&s.st, &opts);
+	s.fail_task = 3;
+	submit(&s, "Backoff test");
+	sim_run(&s);
+	for (int i = 0; i < s.nlog; i++) {
+		const lh_event_t *e = s.log[i];
+		if (e->task_no == 3 && e->type == LH_EV_ATTEMPT_FAILED)
+			failed_at = e->ts_us;
+		if (e->task_no == 3 && e->type == LH_EV_TASK_DISPATCHED && e->attempt == 2)
+			redispatched_at = e->ts_us;
+	}
+	/* 1 s base, minus up to 25% jitter */
+	T_CHECK(redispatched_at - failed_at >= 750000);
+	T_CHECK(redispatched_at - failed_at <= 1000000);
+	T_EQ_INT(count_decisions(&s, "retry"), 1);
+	check_replay(&s);
+	sim_finish(&s);
+}
+
+static void t_backoff_is_deterministic(void)
+{
+	lh_id_t id = lh_uuid7_new();
+	int64_t a = lh_state_backoff_us(&opts, &id, 3, 2), b = lh_state_backoff_us(&opts, &id, 3, 2);
+	T_EQ_INT(a, b);
+	T_CHECK(a >= 1500000 && a <= 2000000);
+	T_CHECK(lh_state_backoff_us(&opts, &id, 3, 20) <= 8000000); /* capped */
+}
+
+/* --- escalation and repair ----------------------------------------------------------------- */
+
+static wdo_t invalid_below_frontier(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
+{
+	if (t->task_no == 1 && strcmp(o->tier, "frontier") != 0)
+		return W_INVALID; /* task 1 starts on fast: fast -> standard -> frontier */
+	return W_OK;
+}
+
+static void t_escalation_chain(void)
+{
+	sim_t s = {0};
+	lh_id_t id;
+	lh_state_init(&s.st, &opts);
+	s.behave = invalid_below_frontier;
+	id = submit(&s, "Escalation test");
+	sim_run(&s);
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
+	T_EQ_INT(count_type(&s, LH_EV_TASK_ESCALATED), 2);
+	T_EQ_INT(count_decisions(&s, "escalation"), 2);
+	check_replay(&s);
+	sim_finish(&s);
+}
+
+static wdo_t task3_always_fails(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
+{
+	return t->task_no == 3 ? W_FAIL : W_OK;
+}
+
+static void t_dead_task_is_repaired(void)
+{
+	sim_t s = {0};
+	lh_id_t id;
+	lh_cplan_t *p;
+	int dispatched_1 = 0;
+	lh_state_init(&s.st, &opts);
+	s.behave = task3_always_fails;
+	id = submit(&s, "Repair test");
+	sim_run(&s);
+	p = lh_state_plan(&s.st, &id);
+	T_EQ_INT(p->status, LH_PLAN_COMPLETED);
+	T_EQ_INT(count_type(&s, LH_EV_TASK_DEAD), 1);
+	T_EQ_INT(count_type(&s, LH_EV_PLAN_CREATED), 1);
+	T_EQ_INT(count_type(&s, LH_EV_PLAN_REVISED), 2); /* v2 adds the replan task, v3 its patch */
+	T_EQ_INT(count_decisions(&s, "replan"), 1);
+	T_EQ_INT(count_decisions(&s, "plan_revised"), 1);
+	/* completed work is not redone: task 1 ran once */
+	for (int i = 0; i < s.nlog; i++)
+		if (s.log[i]->type == LH_EV_TASK_DISPATCHED && s.log[i]->task_no == 1)
+			dispatched_1++;
+	T_EQ_INT(dispatched_1, 1);
+	check_replay(&s);
+	sim_finish(&s);
+}
+
+static wdo_t everything_new_fails(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
+{
+	return t->task_no >= 3 && !strcmp(o->kind, "act") ? W_FAIL : W_OK;
+}
+
+static void t_replans_exhausted_ask_a_person(void)
+{
+	sim_t s = {0};
+	lh_id_t id;
+	lh_cplan_t *p;
+	lh_state_init(&s.st, &opts);
+	s.behave = everything_new_fails;
+	id = submit(&s, "Hopeless");
+	sim_run(&s);
+	p = lh_state_plan(&s.st, &id);
+	if (getenv("T_VERBOSE"))
+		fprintf(stderr, "status %d wait %d repair %lld replan %lld replans %lld\n", p->status,
+			p->wait_kind, (long long)p->repair_task, (long long)p->replan_task,
+			(long long)p->replans);
+	T_EQ_INT(p->status, LH_PLAN_PAUSED);
+	T_CHECK(p->wait_kind == LH_WAIT_ESCALATION || p->wait_kind == LH_WAIT_NO_PROGRESS);
+	T_EQ_INT(count_type(&s, LH_EV_APPROVAL_REQUESTED), 1);
+	{
+		/* a person takes over the dead task with a result */
+		lh_approval_decided_t d = {.request_id = p->wait_request, .decision = "reject",
+					   .responder_type = "human", .responder_id = "ana"};
+		human(&s, &id, LH_EV_APPROVAL_DECIDED, &d);
+	}
+	sim_run(&s);
+	p = lh_state_plan(&s.st, &id);
+	T_CHECK(p->status == LH_PLAN_FAILED || p->status == LH_PLAN_CANCELLED);
+	check_replay(&s);
+	sim_finish(&s);
+}
+
+/* --- budgets --------------------------------------------------------------------------------- */
+
+static void t_budget_pauses_then_extends(void)
+{
+	sim_t s = {0};
+	lh_budget_t b = {.usd = 0.05};
+	lh_id_t id;
+	lh_cplan_t *p;
+	lh_state_init(&s.st, &opts);
+	s.cost_per_call = 0.011; /* 80% after 4 calls, 100% after 5 */
+	id = submit_budget(&s, "Budget test", &b);
+	sim_run(&s);
+	p = lh_state_plan(&s.st, &id);
+	T_EQ_INT(p->status, LH_PLAN_PAUSED);
+	T_EQ_INT(count_type(&s, LH_EV_BUDGET_WARNING), 1);
+	T_EQ_INT(count_type(&s, LH_EV_BUDGET_EXCEEDED), 1);
+	T_EQ_INT(count_type(&s, LH_EV_APPROVAL_REQUESTED), 1);
+	T_EQ_INT(p->wait_kind, LH_WAIT_BUDGET);
+	{
+		lh_approval_decided_t d = {.request_id = p->wait_request, .decision = "approve",
+					   .responder_type = "human", .responder_id = "ana",
+					   .has_budget = true};
+		d.budget.usd = 1.0;
+		human(&s, &id, LH_EV_APPROVAL_DECIDED, &d);
+		human(&s, &id, LH_EV_APPROVAL_DECIDED, &d); /* a second answer changes nothing */
+	}
+	sim_run(&s);
+	p = lh_state_plan(&s.st, &id);
+	T_EQ_INT(p->status, LH_PLAN_COMPLETED);
+	T_EQ_INT(count_type(&s, LH_EV_PLAN_RESUMED), 1);
+	check_replay(&s);
+	sim_finish(&s);
+}
+
+static wdo_t silent_task1(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o);
+
+static void t_task_budget(void)
+{
+	sim_t s = {0};
+	lh_budget_t b = {.tasks = 2};
+	lh_id_t id;
+	lh_cplan_t *p;
+	lh_state_init(&s.st, &opts);
+	id = submit_budget(&s, "Task budget", &b);
+	sim_run(&s);
+	p = lh_state_plan(&s.st, &id);
+	T_EQ_INT(p->status, LH_PLAN_PAUSED);
+	T_EQ_INT(p->wait_kind, LH_WAIT_BUDGET);
+	T_EQ_INT(count_type(&s, LH_EV_BUDGET_EXCEEDED), 1);
+	{
+		lh_approval_decided_t d = {.request_id = p->wait_request, .decision = "approve",
+					   .responder_type = "automated_rule", .has_budget = true};
+		d.budget.tasks = 10;
+		human(&s, &id, LH_EV_APPROVAL_DECIDED, &d);
+	}
+	sim_run(&s);
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
+	check_replay(&s);
+	sim_finish(&s);
+}
+
+static void t_deadline_budget(void)
+{
+	sim_t s = {0};
+	lh_budget_t b = {.deadline_s = 30};
+	lh_id_t id;
+	lh_state_init(&s.st, &opts);
+	s.behave = silent_task1; /* task 1 hangs: the heartbeat lease (30 s) outlives the deadline */
+	id = submit_budget(&s, "Deadline test", &b);
+	sim_run_until(&s, 1000000 + 40 * 1000000LL);
+	T_EQ_INT(count_type(&s, LH_EV_BUDGET_WARNING), 1);
+	T_EQ_INT(count_type(&s, LH_EV_BUDGET_EXCEEDED), 1);
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_PAUSED);
+	T_EQ_INT(lh_state_plan(&s.st, &id)->wait_kind, LH_WAIT_BUDGET);
+	check_replay(&s);
+	sim_finish(&s);
+}
+
+/* --- steering -------------------------------------------------------------------------------- */
+
+static wdo_t silent_task1(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
+{
+	return t->task_no == 1 && t->attempt == 1 ? W_SILENT : W_OK;
+}
+
+static void t_pause_resume_cancel(void)
+{
+	sim_t s = {0};
+	lh_id_t id;
+	lh_command_issued_t pause = {.command = "pause", .reason = "lunch"},
+			    resume = {.command = "resume"}, cancel = {.command = "cancel"};
+	lh_state_init(&s.st, &opts);
+	s.behave = silent_task1;
+	id = submit(&s, "Steer me");
+	sim_run_until(&s, 1000000 + 1000); /* task 1 is running, silent */
+	human(&s, &id, LH_EV_COMMAND_ISSUED, &pause);
+	sim_run_until(&s, 1000000 + 2000);
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_PAUSED);
+	human(&s, &id, LH_EV_COMMAND_ISSUED, &resume);
+	sim_run(&s);
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
+	T_EQ_INT(count_type(&s, LH_EV_PLAN_PAUSED), 1);
+	T_EQ_INT(count_type(&s, LH_EV_PLAN_RESUMED), 1);
+	check_replay(&s);
+	sim_finish(&s);
+
+	memset(&s, 0, sizeof(s));
+	lh_state_init(&s.st, &opts);
+	s.behave = silent_task1;
+	id = submit(&s, "Cancel me");
+	sim_run_until(&s, 1000000 + 1000);
+	human(&s, &id, LH_EV_COMMAND_ISSUED, &cancel);
+	sim_run(&s);
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_CANCELLED);
+	check_replay(&s);
+	sim_finish(&s);
+}
+
+static void t_cancel_task_skips_dependents(void)
+{
+	sim_t s = {0};
+	lh_id_t id;
+	lh_command_issued_t c = {.command = "cancel_task", .task_no = 1};
+	lh_state_init(&s.st, &opts);
+	s.behave = silent_task1;
+	id = submit(&s, "Cancel one task");
+	sim_run_until(&s, 1000000 + 1000);
+	human(&s, &id, LH_EV_COMMAND_ISSUED, &c);
+	sim_run(&s);
+	/* 2, 3 need 1; 4 needs 2 and 3: all skipped; the join still decides */
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
+	T_EQ_INT(count_type(&s, LH_EV_TASK_CANCELLED), 1);
+	check_replay(&s);
+	sim_finish(&s);
+}
+
+static void t_many_plans_replay(void)
+{
+	sim_t s = {0};
+	lh_state_init(&s.st, &opts);
+	s.behave = task3_always_fails;
+	for (int i = 0; i < 20; i++)
+		submit(&s, i % 2 ? "Even plan" : "Odd plan");
+	sim_run(&s);
+	check_replay(&s);
+	sim_finish(&s);
+}
+
 int main(void)
 {
 	T_RUN(t_plan_completes);
@@ -423,5 +843,18 @@ int main(void)
 	T_RUN(t_plan_validation_table);
 	T_RUN(t_plan_too_large);
 	T_RUN(t_join_depends_on_all_reads_sinks);
+	T_RUN(t_start_lease_expires_once);
+	T_RUN(t_heartbeat_lease_expires_once);
+	T_RUN(t_backoff_delays_retry);
+	T_RUN(t_backoff_is_deterministic);
+	T_RUN(t_escalation_chain);
+	T_RUN(t_dead_task_is_repaired);
+	T_RUN(t_replans_exhausted_ask_a_person);
+	T_RUN(t_budget_pauses_then_extends);
+	T_RUN(t_task_budget);
+	T_RUN(t_deadline_budget);
+	T_RUN(t_pause_resume_cancel);
+	T_RUN(t_cancel_task_skips_dependents);
+	T_RUN(t_many_plans_replay);
 	return t_done();
 }
