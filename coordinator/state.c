@@ -108,7 +108,7 @@ static void plan_shrink(lh_cplan_t *p)
 	p->plan_doc = NULL;
 }
 
-static void plan_free(lh_cplan_t *p)
+void lh_cplan_free(lh_cplan_t *p)
 {
 	plan_shrink(p);
 	free(p->tenant);
@@ -126,7 +126,7 @@ void lh_state_finish(lh_state_t *st)
 	size_t it = 0;
 	lh_cplan_t *p;
 	while ((p = lh_idmap_next(&st->plans, &it)))
-		plan_free(p);
+		lh_cplan_free(p);
 	lh_idmap_finish(&st->plans);
 }
 
@@ -156,7 +156,7 @@ void lh_state_drop_partition(lh_state_t *st, int32_t partition)
 				if (*pp)
 					*pp = p->next_dirty;
 			}
-			plan_free(p);
+			lh_cplan_free(p);
 		}
 	} while (n == 256);
 }
@@ -924,16 +924,33 @@ static lh_apply_result_t apply_task_event(lh_state_t *st, lh_cplan_t *p, lh_ctas
 lh_apply_result_t lh_state_apply(lh_state_t *st, const lh_event_t *ev, int32_t partition,
 				 char *reason, size_t reason_len)
 {
+	return lh_state_apply_at(st, ev, partition, -1, reason, reason_len);
+}
+
+lh_apply_result_t lh_state_apply_at(lh_state_t *st, const lh_event_t *ev, int32_t partition,
+				    int64_t offset, char *reason, size_t reason_len)
+{
 	lh_cplan_t *p;
 	lh_apply_result_t r;
 
 	if (reason && reason_len)
 		reason[0] = 0;
+	p = lh_state_plan(st, &ev->plan_id);
+	if (p && offset >= 0) {
+		if (offset <= p->applied_offset) {
+			r = LH_APPLY_NOOP; /* already reflected (a snapshot covers it) */
+			goto out;
+		}
+		p->applied_offset = offset;
+	}
 	if (ev->type == LH_EV_GOAL_SUBMITTED) {
 		r = apply_goal(st, ev, partition);
+		if (r == LH_APPLY_CHANGED && offset >= 0) {
+			p = lh_state_plan(st, &ev->plan_id);
+			p->applied_offset = p->first_offset = offset;
+		}
 		goto out;
 	}
-	p = lh_state_plan(st, &ev->plan_id);
 	if (!p) {
 		r = LH_APPLY_NOOP; /* events of a plan we never saw submitted: nothing to fold */
 		goto out;
@@ -1002,9 +1019,11 @@ lh_apply_result_t lh_state_apply(lh_state_t *st, const lh_event_t *ev, int32_t p
 		break;
 	}
 out:
-	if (r == LH_APPLY_CHANGED)
+	if (r == LH_APPLY_CHANGED) {
 		st->applied++;
-	else if (r == LH_APPLY_NOOP)
+		if ((p = lh_state_plan(st, &ev->plan_id)))
+			p->snap_dirty = true;
+	} else if (r == LH_APPLY_NOOP)
 		st->ignored++;
 	else
 		st->rejected++;
@@ -1062,6 +1081,8 @@ void lh_state_hash(const lh_state_t *st, char hex[65])
 		}
 	}
 	lh_sha256_hex(b.data ? b.data : "", b.len, hex);
+	if (getenv("LH_HASH_DEBUG"))
+		fprintf(stderr, "hash %.12s of: %s\n", hex, b.data ? b.data : "");
 	lh_buf_finish(&b);
 	free(all);
 }

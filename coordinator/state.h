@@ -149,6 +149,13 @@ typedef struct lh_cplan {
 	int64_t succeeded_at_replan; /* tasks succeeded when the last replan was created */
 	char last_patch[65];	 /* sha256 of the last replan patch (identical replans) */
 	int64_t max_task_no;
+	/* Position in the partition (lh.events offsets): the last event folded into this plan, and
+	 * its goal.submitted. Events at or below applied_offset are already reflected. */
+	int64_t applied_offset;
+	int64_t first_offset;
+	/* Runtime (not folded): the covered offset of the last snapshot written; 0 = none. */
+	bool snap_dirty;
+	int64_t snap_covers;
 } lh_cplan_t;
 
 typedef struct lh_state_opts {
@@ -175,6 +182,8 @@ typedef struct lh_state {
 void lh_state_init(lh_state_t *st, const lh_state_opts_t *opts);
 void lh_state_finish(lh_state_t *st);
 lh_cplan_t *lh_state_plan(lh_state_t *st, const lh_id_t *plan_id);
+/* Free a plan that is not (or no longer) in a state's map. */
+void lh_cplan_free(lh_cplan_t *plan);
 /* Drop every plan of a partition (revoked). */
 void lh_state_drop_partition(lh_state_t *st, int32_t partition);
 
@@ -188,6 +197,20 @@ typedef enum lh_apply_result {
  * size 256) explains a rejection. Pure with respect to the outside world. */
 lh_apply_result_t lh_state_apply(lh_state_t *st, const lh_event_t *ev, int32_t partition,
 				 char *reason, size_t reason_len);
+
+/* The same, for an event read from the log at `offset` of its partition (-1: not from the log,
+ * e.g. the coordinator's own event applied as it is emitted). An event at or below the plan's
+ * applied_offset is already reflected and changes nothing (recovery from a snapshot re-reads a
+ * little of the log before the snapshot's position). */
+lh_apply_result_t lh_state_apply_at(lh_state_t *st, const lh_event_t *ev, int32_t partition,
+				    int64_t offset, char *reason, size_t reason_len);
+
+/* Snapshots (snapshot.c): a plan's whole folded state as JSON (new reference), and back. */
+json_t *lh_snapshot_plan(const lh_cplan_t *plan);
+/* Restore into st (replacing a plan of the same id). LH_ERR_DECODE with the reason when the
+ * JSON is not a snapshot this version understands. */
+lh_err_t lh_snapshot_restore(lh_state_t *st, const json_t *snap, int32_t partition,
+			     lh_cplan_t **ret_plan, lh_error_t *err);
 
 /* Take the dirty list (each plan's dirty flag is cleared). */
 lh_cplan_t *lh_state_take_dirty(lh_state_t *st);

@@ -267,6 +267,26 @@ static void check_replay(sim_t *s)
 	T_EQ_STR(live, replay);
 	T_EQ_STR(replay, twice);
 	lh_state_finish(&r);
+	/* and every plan survives a snapshot: restore(snapshot(plan)) is the same state */
+	{
+		lh_state_t z;
+		lh_cplan_t *p;
+		char restored[65];
+		lh_state_init(&z, &opts);
+		for (size_t it = 0; (p = lh_idmap_next(&s->st.plans, &it));) {
+			json_t *j = lh_snapshot_plan(p);
+			char *text = json_dumps(j, JSON_COMPACT);
+			json_t *back = json_loads(text, 0, NULL);
+			lh_error_t err = {0};
+			T_EQ_INT(lh_snapshot_restore(&z, back, 0, NULL, &err), LH_OK);
+			json_decref(j);
+			json_decref(back);
+			free(text);
+		}
+		lh_state_hash(&z, restored);
+		T_EQ_STR(live, restored);
+		lh_state_finish(&z);
+	}
 }
 
 static void sim_finish(sim_t *s)
