@@ -72,7 +72,7 @@ lh_err_t lh_bus_ensure_topics(lh_kafka_t *k, const char *prefix, const char **ti
 			      int events_partitions, int tier_partitions, lh_error_t *err)
 {
 	char names[LH_MAX_TIERS + 3][LH_TOPIC_MAX];
-	const char *topics[LH_MAX_TIERS + 4];
+	const char *topics[LH_MAX_TIERS + 4], *configs[LH_MAX_TIERS + 4] = {0};
 	int parts[LH_MAX_TIERS + 4], n = 0;
 	lh_err_t rc;
 	if (ntiers > LH_MAX_TIERS)
@@ -85,6 +85,7 @@ lh_err_t lh_bus_ensure_topics(lh_kafka_t *k, const char *prefix, const char **ti
 	parts[n++] = 1;
 	if ((rc = lh_topic(prefix, "snapshots", names[n], err)))
 		return rc;
+	configs[n] = "cleanup.policy=compact"; /* the latest snapshot of each plan is what counts */
 	parts[n++] = events_partitions;
 	for (int i = 0; i < ntiers; i++) {
 		if ((rc = lh_topic_tasks(prefix, tiers[i], names[n], err)))
@@ -94,5 +95,5 @@ lh_err_t lh_bus_ensure_topics(lh_kafka_t *k, const char *prefix, const char **ti
 	for (int i = 0; i < n; i++)
 		topics[i] = names[i];
 	topics[n] = NULL;
-	return lh_kafka_ensure_topics(k, topics, parts, 10000, err);
+	return lh_kafka_ensure_topics(k, topics, parts, configs, 10000, err);
 }

@@ -79,10 +79,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
 		lp[i].partition = parts->elems[i].partition;
 		lp[i].offset = LH_KAFKA_OFFSET_STORED;
 	}
-	if (!assigned) {
-		/* Revoked partitions are no longer paused by us. */
-		for (int i = 0; i < k->npaused; i++)
+	if (!assigned && k->npaused > 0) {
+		/* librdkafka keeps a partition's pause through unassign and a later assign: resume
+		 * what we paused before forgetting it, or it would stay paused when it comes back. */
+		rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(k->npaused);
+		for (int i = 0; i < k->npaused; i++) {
+			rd_kafka_topic_partition_list_add(l, k->paused[i].topic, k->paused[i].partition);
 			free(k->paused[i].topic);
+		}
+		rd_kafka_resume_partitions(rk, l);
+		rd_kafka_topic_partition_list_destroy(l);
 		k->npaused = 0;
 	}
 	if (k->opts.on_rebalance)
@@ -351,7 +357,7 @@ lh_err_t lh_kafka_partition_count(lh_kafka_t *k, const char *topic, int timeout_
 }
 
 lh_err_t lh_kafka_ensure_topics(lh_kafka_t *k, const char **topics, const int *partitions,
-				int timeout_ms, lh_error_t *err)
+				const char **configs, int timeout_ms, lh_error_t *err)
 {
 	rd_kafka_NewTopic_t *nt[64];
 	int nnew = 0;
@@ -376,6 +382,17 @@ lh_err_t lh_kafka_ensure_topics(lh_kafka_t *k, const char **topics, const int *p
 			goto out_free_topics;
 		}
 		nnew++;
+		if (configs && configs[i]) {
+			char buf[512], *save = NULL, *kv;
+			snprintf(buf, sizeof(buf), "%s", configs[i]);
+			for (kv = strtok_r(buf, ";", &save); kv; kv = strtok_r(NULL, ";", &save)) {
+				char *eq = strchr(kv, '=');
+				if (!eq)
+					continue;
+				*eq = 0;
+				rd_kafka_NewTopic_set_config(nt[nnew - 1], kv, eq + 1);
+			}
+		}
 	}
 	if (!nnew)
 		return LH_OK;

@@ -95,9 +95,11 @@ lh_err_t lh_kafka_wait_ready(lh_kafka_t *k, int timeout_ms, lh_error_t *err);
 /* Partition count of a topic (LH_ERR_NOT_FOUND when it does not exist). */
 lh_err_t lh_kafka_partition_count(lh_kafka_t *k, const char *topic, int timeout_ms, int *ret_n,
 				  lh_error_t *err);
-/* Create each missing topic with the given partition count (Admin API); existing ones are left. */
+/* Create each missing topic with the given partition count (Admin API); existing ones are left.
+ * configs (may be NULL, or hold NULL entries) gives per topic "name=value" settings separated by
+ * ';', e.g. "cleanup.policy=compact". */
 lh_err_t lh_kafka_ensure_topics(lh_kafka_t *k, const char **topics, const int *partitions,
-				int timeout_ms, lh_error_t *err);
+				const char **configs, int timeout_ms, lh_error_t *err);
 lh_err_t lh_kafka_watermarks(lh_kafka_t *k, const char *topic, int32_t partition, int timeout_ms,
 			     int64_t *ret_low, int64_t *ret_high, lh_error_t *err);
 

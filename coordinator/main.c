@@ -16,6 +16,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "reconcile.h"
+#include "recovery.h"
 #include "state.h"
 
 #define MAX_PARTS 1024
@@ -39,6 +40,10 @@ typedef struct coord_cfg {
 	int64_t budget_deadline_s;
 	int64_t no_progress_failures;
 	int64_t no_progress_replans;
+	int64_t snapshot_every_events;
+	int64_t snapshot_interval_s;
+	int64_t snapshot_max_bytes;
+	int64_t recovery_timeout_ms;
 } coord_cfg_t;
 
 #define C(f) offsetof(coord_cfg_t, f)
@@ -86,6 +91,19 @@ static const lh_cfg_def_t coord_table[] = {
 	 "identical failures in a row that end a tier early (0: off)", C(no_progress_failures)},
 	{"coordinator.no_progress_replans", LH_CFG_INT, "2", 1, 100, NULL, NULL, NULL, false, false,
 	 "replans without a newly succeeded task before a person is asked", C(no_progress_replans)},
+	{"coordinator.snapshot_every_events", LH_CFG_INT, "2000", 1, 100000000, NULL,
+	 "LH_SNAPSHOT_EVERY", "snapshot-every", false, false,
+	 "write a partition's changed plans to lh.snapshots after this many events", C(snapshot_every_events)},
+	{"coordinator.snapshot_interval_s", LH_CFG_INT, "10", 1, 86400, NULL, "LH_SNAPSHOT_INTERVAL_S",
+	 "snapshot-interval", false, false,
+	 "and at least this often while plans change (a quiet plan is snapshotted once)",
+	 C(snapshot_interval_s)},
+	{"coordinator.snapshot_max_bytes", LH_CFG_INT, "900000", 1024, 100000000, NULL, NULL, NULL,
+	 false, false, "largest snapshot of one plan; a larger plan is recovered from its events",
+	 C(snapshot_max_bytes)},
+	{"coordinator.recovery_timeout_ms", LH_CFG_INT, "30000", 100, 3600000, NULL, NULL, NULL,
+	 false, false, "longest read of lh.snapshots on assignment before falling back to the log",
+	 C(recovery_timeout_ms)},
 	LH_CFG_END,
 };
 
@@ -103,6 +121,7 @@ typedef struct part {
 	bool live;	     /* caught up: decisions allowed */
 	int64_t target;	     /* high watermark at assignment */
 	int64_t next_offset; /* next offset to fold */
+	int64_t since_snap;  /* events folded since the last snapshot round */
 } part_t;
 
 /* The daemon's one context. */
@@ -112,14 +131,17 @@ static struct coord {
 	lh_kafka_t *consumer, *producer;
 	lh_state_t st;
 	lh_emitter_t em;
-	char events_topic[LH_TOPIC_MAX], dlq_topic[LH_TOPIC_MAX];
+	char events_topic[LH_TOPIC_MAX], dlq_topic[LH_TOPIC_MAX], snapshots_topic[LH_TOPIC_MAX];
+	lh_idmap_t echo; /* ids of events this process emitted and applied, not yet read back */
 	char actor_id[128];
 	const char *tiers[LH_MAX_TIERS];
 	char tiers_buf[1024];
 	int ntiers;
 	part_t parts[MAX_PARTS];
 	lh_buf_t scratch;
-	struct event *ev_reconcile, *ev_retry, *ev_stats, *ev_sigint, *ev_sigterm, *ev_timer;
+	struct event *ev_reconcile, *ev_retry, *ev_stats, *ev_sigint, *ev_sigterm, *ev_timer,
+		*ev_snapshot, *ev_snaptimer;
+	uint64_t snapshots, rounds;
 	struct heap_entry {
 		int64_t due;
 		lh_id_t plan_id;
@@ -254,6 +276,7 @@ static void emit_cb(void *opaque, lh_cplan_t *p, lh_event_t *ev)
 		return;
 	}
 	co.emitted++;
+	lh_idmap_put(&co.echo, &ev->id, (void *)1);
 	if (lh_state_apply(&co.st, ev, p->partition, reason, sizeof(reason)) == LH_APPLY_REJECTED)
 		lh_log_error("coordinator.bug", "own event rejected by apply", "type",
 			     lh_event_type_name(ev->type), "reason", reason);
@@ -350,7 +373,23 @@ static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, in
 			lh_error_t err = {0};
 			int64_t hi = 0;
 			part_t *pt = &co.parts[pn];
-			parts[i].offset = LH_KAFKA_OFFSET_BEGINNING; /* fold the whole history */
+			lh_recovery_stats_t rs = {0};
+			lh_error_t rerr = {0};
+			/* restore from snapshots; fold the log from where they leave off */
+			if (lh_recovery_load(&co.st, co.cfg.common.brokers, co.snapshots_topic, pn,
+					     (int)co.cfg.recovery_timeout_ms, &rs, &rerr)) {
+				lh_log_warn("coordinator.recovery", rerr.msg, "action",
+					    "folding the partition from the beginning");
+				lh_state_drop_partition(&co.st, pn);
+				rs.seek_offset = LH_KAFKA_OFFSET_BEGINNING;
+			} else {
+				char a[24], b[24], c[24];
+				lh_log_info("coordinator.recovered", "snapshots loaded", "partition",
+					    lh_log_i64(ps, pn), "plans", lh_log_i64(a, rs.plans_restored),
+					    "seek", lh_log_i64(b, rs.seek_offset), "ms",
+					    lh_log_i64(c, rs.elapsed_us / 1000));
+			}
+			parts[i].offset = rs.seek_offset;
 			if (lh_kafka_watermarks(co.producer, co.events_topic, pn, 10000, NULL, &hi,
 						&err)) {
 				lh_log_warn("coordinator.watermark", err.msg, "partition",
@@ -361,13 +400,21 @@ static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, in
 					evtimer_add(co.ev_retry, &tv);
 				}
 			}
-			*pt = (part_t){.assigned = true, .target = hi, .next_offset = 0};
+			*pt = (part_t){.assigned = true, .target = hi,
+				       .next_offset = rs.seek_offset > 0 ? rs.seek_offset : 0};
 			lh_log_info("coordinator.assigned", "partition assigned; folding its history",
 				    "partition", lh_log_i64(ps, pn), "high_watermark",
 				    lh_log_i64(hs, hi == INT64_MAX ? -1 : hi));
-			if (hi == 0)
+			if (hi == 0 || (hi != INT64_MAX && pt->next_offset >= hi))
 				go_live(pn);
 		} else {
+			lh_error_t serr = {0};
+			/* leave a fresh snapshot for the next owner */
+			if (co.parts[pn].live &&
+			    lh_recovery_round(&co.st, co.producer, co.snapshots_topic, pn,
+					      co.parts[pn].next_offset,
+					      (size_t)co.cfg.snapshot_max_bytes, &serr) < 0)
+				lh_log_warn("coordinator.snapshot_failed", serr.msg);
 			lh_state_drop_partition(&co.st, pn);
 			co.parts[pn] = (part_t){0};
 			lh_log_info("coordinator.revoked", "partition revoked; its plans dropped",
@@ -396,7 +443,16 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 			lh_log_error("coordinator.dlq_failed", derr.msg);
 		goto out_check_live;
 	}
-	r = lh_state_apply(&co.st, ev, msg->partition, reason, sizeof(reason));
+	pt->since_snap++;
+	if (lh_idmap_del(&co.echo, &ev->id)) {
+		/* our own event, applied when emitted: only the plan's position moves */
+		lh_cplan_t *p = lh_state_plan(&co.st, &ev->plan_id);
+		if (p && msg->offset > p->applied_offset)
+			p->applied_offset = msg->offset;
+		lh_event_free(ev);
+		goto out_check_live;
+	}
+	r = lh_state_apply_at(&co.st, ev, msg->partition, msg->offset, reason, sizeof(reason));
 	if (r == LH_APPLY_REJECTED)
 		lh_log_warn("coordinator.rejected", reason, "type", lh_event_type_name(ev->type));
 	if (r == LH_APPLY_CHANGED && pt->live)
@@ -405,17 +461,66 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 out_check_live:
 	if (!pt->live && pt->next_offset >= pt->target)
 		go_live(msg->partition);
+	if (pt->live && pt->since_snap >= co.cfg.snapshot_every_events &&
+	    !evtimer_pending(co.ev_snapshot, NULL) )
+		event_active(co.ev_snapshot, EV_TIMEOUT, 0);
+}
+
+/* Snapshot rounds: partitions that folded enough events, or changed since the last round. */
+static void on_snapshot(evutil_socket_t fd, short what, void *arg)
+{
+	bool periodic = (what & EV_TIMEOUT) && fd == -1 && arg == (void *)1;
+	for (int i = 0; i < MAX_PARTS; i++) {
+		part_t *pt = &co.parts[i];
+		lh_error_t err = {0};
+		int n;
+		if (!pt->live || (!pt->since_snap && !periodic))
+			continue;
+		if (!pt->since_snap && periodic) {
+			/* nothing folded since the last round: only if a plan is still unsaved */
+			size_t it = 0;
+			lh_cplan_t *p;
+			bool any = false;
+			while (!any && (p = lh_idmap_next(&co.st.plans, &it)))
+				any = p->partition == i && p->snap_dirty;
+			if (!any)
+				continue;
+		}
+		if (!periodic && pt->since_snap < co.cfg.snapshot_every_events)
+			continue;
+		n = lh_recovery_round(&co.st, co.producer, co.snapshots_topic, i, pt->next_offset,
+				      (size_t)co.cfg.snapshot_max_bytes, &err);
+		if (n < 0) {
+			lh_log_warn("coordinator.snapshot_failed", err.msg);
+			continue;
+		}
+		pt->since_snap = 0;
+		co.snapshots += (uint64_t)n;
+		co.rounds++;
+	}
+}
+
+static void on_snapshot_timer(evutil_socket_t fd, short what, void *arg)
+{
+	on_snapshot(-1, EV_TIMEOUT, (void *)1);
 }
 
 static void on_reconcile(evutil_socket_t fd, short what, void *arg)
 {
-	lh_cplan_t *p = lh_state_take_dirty(&co.st), *next;
-	for (; p; p = next) {
-		next = p->next_dirty;
-		if (p->partition >= 0 && p->partition < MAX_PARTS && co.parts[p->partition].live)
-			decide(p);
+	/* Deciding may change a plan again (its own events apply at once): decide until nothing
+	 * is left, within a bound; what remains is picked up on the next loop turn. */
+	for (int round = 0; round < 16 && co.st.dirty_head; round++) {
+		lh_cplan_t *p = lh_state_take_dirty(&co.st), *next;
+		for (; p; p = next) {
+			next = p->next_dirty;
+			if (p->partition >= 0 && p->partition < MAX_PARTS && co.parts[p->partition].live)
+				decide(p);
+		}
 	}
-	/* Plans dirtied while reconciling (a failed produce) wait for the retry timer. */
+	if (co.st.dirty_head && !evtimer_pending(co.ev_retry, NULL)) {
+		struct timeval tv = {0, 1000};
+		evtimer_add(co.ev_retry, &tv);
+	}
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -445,8 +550,10 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 
 static void on_stats(evutil_socket_t fd, short what, void *arg)
 {
-	char a[24], b[24], c[24], d[24], e[24], f[24];
+	char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24];
 	lh_log_info("coordinator.stats", "counters", "plans", lh_log_i64(a, (long long)co.st.plans.n),
+		    "snapshots", lh_log_i64(g, (long long)co.snapshots), "rounds",
+		    lh_log_i64(h, (long long)co.rounds),
 		    "applied", lh_log_i64(b, (long long)co.st.applied), "emitted",
 		    lh_log_i64(c, (long long)co.emitted), "orders", lh_log_i64(d, (long long)co.orders),
 		    "dead_letters", lh_log_i64(e, (long long)co.dead_letters), "produce_errors",
@@ -484,7 +591,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (lh_topic(co.cfg.common.topic_prefix, "events", co.events_topic, &err) ||
-	    lh_topic(co.cfg.common.topic_prefix, "dlq", co.dlq_topic, &err)) {
+	    lh_topic(co.cfg.common.topic_prefix, "dlq", co.dlq_topic, &err) ||
+	    lh_topic(co.cfg.common.topic_prefix, "snapshots", co.snapshots_topic, &err)) {
 		fprintf(stderr, "lh-coordinator: %s\n", err.msg);
 		return 2;
 	}
@@ -504,6 +612,7 @@ int main(int argc, char **argv)
 					  .replans = co.cfg.budget_replans,
 					  .deadline_s = co.cfg.budget_deadline_s};
 	lh_state_init(&co.st, &so);
+	lh_idmap_init(&co.echo);
 	lh_buf_init(&co.scratch);
 	co.em = (lh_emitter_t){.emit = emit_cb, .send_order = send_order_cb,
 			       .dead_letter = dead_letter_cb, .actor_id = co.actor_id,
@@ -536,6 +645,13 @@ int main(int argc, char **argv)
 	co.ev_reconcile = event_new(co.base, -1, 0, on_reconcile, NULL);
 	co.ev_retry = evtimer_new(co.base, on_retry, NULL);
 	co.ev_timer = evtimer_new(co.base, on_timer, NULL);
+	co.ev_snapshot = event_new(co.base, -1, 0, on_snapshot, NULL);
+	{
+		struct timeval tv = {co.cfg.snapshot_interval_s, 0};
+		struct event *e = event_new(co.base, -1, EV_PERSIST, on_snapshot_timer, NULL);
+		event_add(e, &tv);
+		co.ev_snaptimer = e;
+	}
 	co.ev_sigint = evsignal_new(co.base, SIGINT, on_signal, NULL);
 	co.ev_sigterm = evsignal_new(co.base, SIGTERM, on_signal, NULL);
 	event_add(co.ev_sigint, NULL);
@@ -557,6 +673,9 @@ int main(int argc, char **argv)
 	event_free(co.ev_reconcile);
 	event_free(co.ev_retry);
 	event_free(co.ev_timer);
+	event_free(co.ev_snapshot);
+	event_free(co.ev_snaptimer);
+	lh_idmap_finish(&co.echo);
 	free(co.heap);
 	event_free(co.ev_sigint);
 	event_free(co.ev_sigterm);

@@ -523,10 +523,11 @@ int64_t lh_reconcile(lh_state_t *st, lh_cplan_t *p, lh_emitter_t *em, int64_t no
 	if (p->status == LH_PLAN_PLANNING) {
 		lh_ctask_t *t0 = &p->tasks[0];
 		if (t0->status == LH_TASK_SUCCEEDED && p->plan_doc)
-			create_plan(st, p, em);
+			create_plan(st, p, em); /* and go on: its first tasks are ready now */
 		else
 			reconcile_task(st, p, t0, em);
-		return next;
+		if (p->status != LH_PLAN_RUNNING)
+			return next;
 	}
 	/* Repair. */
 	if (p->replan_task && p->tasks[p->replan_task].status == LH_TASK_SUCCEEDED) {
