@@ -291,7 +291,9 @@ static void apply(run_t *r, const lh_event_t *ev)
 		r->outcome = COMPLETED;
 		r->output = json_incref(c->output);
 		r->duration_ms = c->duration_ms;
-		r->final_tasks = c->tasks ? (int)c->tasks : r->succeeded;
+		/* Count what was seen to succeed, as the bar and `plan show` do (the coordinator's
+		 * own count may leave out the join task). */
+		r->final_tasks = r->succeeded > 0 ? r->succeeded : (int)c->tasks;
 		if (c->has_usage) {
 			r->tokens = usage_tokens(&c->usage);
 			r->cost = c->usage.cost_usd;
