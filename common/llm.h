@@ -4,6 +4,8 @@
  * later on the provider's event loop, exactly once, never from inside lh_llm_call(). Providers:
  *   lh_llm_openai_new   — OpenAI Chat Completions and compatible servers (llm_openai.c), over
  *                         lh_http_t; retries retryable failures itself on an event timer.
+ *   lh_llm_anthropic_new — Anthropic Messages (llm_anthropic.c), over lh_http_t, the same retry
+ *                         rule; structured output through a forced tool.
  *   lh_llm_scripted_new — in-process, deterministic, zero latency (llm_scripted.c), for demos,
  *                         benchmarks and tests without an API key.
  *
@@ -244,5 +246,68 @@ char *lh_llm_scripted_goal(const char *text);
 
 /* Deterministic token estimate: ceil(bytes / 4), at least 1 for non-empty text. */
 int64_t lh_llm_estimate_tokens(size_t bytes);
+
+/* ---- Anthropic Messages (llm_anthropic.c) ------------------------------------------------ */
+
+/* The Anthropic provider takes the OpenAI provider's options unchanged (retries, timeouts,
+ * caps, jitter; extra_headers for e.g. "anthropic-beta: ..."). */
+typedef lh_llm_openai_opts_t lh_llm_anthropic_opts_t;
+
+#define LH_LLM_ANTHROPIC_VERSION "2023-06-01"	/* the anthropic-version header */
+#define LH_LLM_ANTHROPIC_DEFAULT_MAX_TOKENS 4096 /* max_tokens is required; sent when req gives 0 */
+
+/* new. Like lh_llm_openai_new, for the Anthropic Messages API: POST {base_url}/messages (base_url
+ * like "http://127.0.0.1:8080/v1", copied). api_key is copied, sent as "x-api-key: KEY" when
+ * non-NULL and non-empty, never logged, and zeroed when the provider is freed. The same retry
+ * rule (x-should-retry, 408/409/429/5xx/529, retry-after, backoff with jitter). opts may be
+ * NULL. */
+lh_llm_provider_t *lh_llm_anthropic_new(lh_http_t *http, const char *base_url, const char *api_key,
+					const lh_llm_openai_opts_t *opts, lh_error_t *err);
+
+/* The Messages request body for req (new reference), or NULL with err filled.
+ *   - system messages are joined (blank line between) into the top-level "system";
+ *   - user and assistant messages become content blocks; tool results (role TOOL) go back in a
+ *     user message as {type:"tool_result", tool_use_id, content} (is_error is never sent:
+ *     lh_llm_message_t has no flag for it); assistant tool calls as {type:"tool_use", id, name,
+ *     input} where input is the parsed arguments and must be a JSON object; consecutive
+ *     messages of one role are merged into one message, tool results first;
+ *   - tools as {name, description, input_schema}; tool_choice AUTO {type:auto}, NONE
+ *     {type:none}, REQUIRED {type:any}, NAMED {type:tool, name};
+ *   - structured output: the Messages API has no response_format, so a response schema becomes
+ *     one more tool named after it (response_schema->name) whose input_schema is the schema
+ *     (which must be an object schema), and tool_choice forces it ({type:tool, name}) unless the
+ *     request chose otherwise (AUTO/REQUIRED: {type:any}, the model may call a real tool
+ *     instead; NAMED as given; NONE is an error). The answer is read back from that tool_use's
+ *     input (see lh_llm_anthropic_parse_response);
+ *   - max_tokens = max_output_tokens, or LH_LLM_ANTHROPIC_DEFAULT_MAX_TOKENS when 0. */
+json_t *lh_llm_anthropic_build_body(const lh_llm_req_t *req, lh_error_t *err);
+
+/* Parse a 2xx Messages body into ret_resp (caller finishes it with lh_llm_resp_finish).
+ *   - content: the text blocks joined; NULL when none. When answer_tool (the response schema's
+ *     name, or NULL) names a tool_use block, that block's input is the answer: content is its
+ *     JSON text, it is not listed in tool_calls, and finish is STOP although stop_reason is
+ *     "tool_use";
+ *   - tool_calls: the other tool_use blocks; arguments is the input as sent (an object unless
+ *     the model misbehaved), arguments_json its compact JSON text;
+ *   - finish: end_turn, stop_sequence -> STOP; max_tokens, model_context_window_exceeded ->
+ *     LENGTH; tool_use -> TOOL_CALLS; refusal -> REFUSAL (the text, if any, moves to refusal,
+ *     content is NULL); pause_turn and anything else -> OTHER; finish_raw keeps the word;
+ *   - usage: input_tokens = input_tokens + cache_creation_input_tokens +
+ *     cache_read_input_tokens (Anthropic counts the three apart; lh_llm_usage_t's input is "all
+ *     input, cached included"), cached_tokens = cache_read_input_tokens, output_tokens as sent,
+ *     reasoning_tokens 0 (not reported separately);
+ *   - thinking, redacted_thinking and server tool blocks are skipped.
+ * On failure returns LH_ERR_DECODE, fills err (class MALFORMED) and leaves ret_resp untouched. */
+lh_err_t lh_llm_anthropic_parse_response(const char *body, size_t len, const char *answer_tool,
+					 lh_llm_resp_t *ret_resp, lh_llm_error_t *err);
+
+/* Classify a non-2xx Messages answer ({"type":"error","error":{"type","message"}}): 429
+ * rate_limit_error -> RATE_LIMITED; 529 overloaded_error (or overloaded_error with any 5xx),
+ * 502, 503 -> PROVIDER_DOWN; 500 and other 5xx -> RETRYABLE; 408, 504 -> TIMEOUT; 409 ->
+ * RETRYABLE; 401, 402, 403 -> AUTH; 413 and a 400 "prompt is too long" -> TOO_LARGE; other 4xx
+ * -> INVALID_REQUEST. x-should-retry ("true"/"false") overrides retriable. Fills every field of
+ * ret_err. */
+void lh_llm_anthropic_map_error(long status, const char *body, size_t len, const char *should_retry,
+				long retry_after_ms, lh_llm_error_t *ret_err);
 
 #endif
