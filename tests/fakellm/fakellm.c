@@ -1,4 +1,4 @@
-/* fakellm — a scripted OpenAI-compatible HTTP server for the tests (libevent evhttp).
+/* fakellm — a scripted OpenAI- and Anthropic-compatible HTTP server for the tests (evhttp).
  *
  *   fakellm --port N [--host 127.0.0.1] [--latency-ms N] [--script FILE] [--api-key KEY]
  *
@@ -9,6 +9,9 @@
  *                              system message ("You are the planner" / "You are the joiner" /
  *                              anything else = act), the goal from a "Goal: ..." line of the
  *                              user message. Faults come from the script (see README.md).
+ *   POST /v1/messages          the same answers in the Anthropic Messages shape (task kind from
+ *                              the top-level "system"); requires the anthropic-version header
+ *                              (400 otherwise) and, with --api-key, x-api-key.
  *   GET  /health               200 {"status":"ok"}
  *   GET  /stats                request counters as JSON (so tests can count HTTP calls)
  *   POST /reset                zero the counters and the rules' hit counts
@@ -33,25 +36,8 @@
 #include <sys/socket.h>
 
 #include "buf.h"
+#include "fakellm.h"
 #include "llm.h"
-
-enum action { ACT_ANSWER = 0, ACT_HANG, ACT_TRUNCATE, ACT_MALFORMED };
-
-typedef struct rule {
-	long from, to;	  /* request numbers (1-based, inclusive); 0 = any */
-	char *match;	  /* substring of a user message; NULL = any */
-	long times;	  /* how many times the rule may fire; -1 = always */
-	long hits;
-	int status;	  /* 0 = 200 for answers, an error otherwise */
-	json_t *headers;  /* {"name": "value"} added to the response */
-	char *body;	  /* raw body replacing the generated one */
-	enum action action;
-	char *content;	  /* fixed answer text */
-	char *refusal;
-	json_t *tool_calls; /* [{"id"?, "name", "arguments": object or string}] */
-	char *finish_reason;
-	long latency_ms;  /* -1 = the server's */
-} rule_t;
 
 typedef struct srv srv_t;
 
@@ -76,7 +62,9 @@ struct srv {
 	size_t n_rules;
 	pending_t *pending;
 	/* counters */
-	long requests;	    /* POST /v1/chat/completions received */
+	long requests;	    /* model requests received, both APIs (rules number them) */
+	long chat_requests; /* of which POST /v1/chat/completions */
+	long messages_requests; /* of which POST /v1/messages (Anthropic) */
 	long http_requests; /* everything */
 	long bad_requests;
 	long hung, truncated, malformed, faults;
@@ -179,16 +167,10 @@ static void send_json(srv_t *srv, struct evhttp_request *req, int status, json_t
 	free(s);
 }
 
-static json_t *error_body(const char *message, const char *type, const char *code)
-{
-	return json_pack("{s:{s:s, s:s, s:n, s:s?}}", "error", "message", message, "type", type,
-			 "param", "code", code);
-}
-
 static void send_error(srv_t *srv, struct evhttp_request *req, int status, const char *message,
 		       const char *type, const char *code)
 {
-	send_json(srv, req, status, error_body(message, type, code));
+	send_json(srv, req, status, fake_error_body(message, type, code));
 }
 
 static void pending_unlink_free(pending_t *p)
@@ -301,223 +283,295 @@ static rule_t *find_rule(srv_t *srv, long n, const char *users)
 	return NULL;
 }
 
-static json_t *default_error(int status)
+static void bad_request(srv_t *srv, struct evhttp_request *req, enum api api, int status,
+			const char *msg)
 {
-	switch (status) {
-	case 429:
-		return error_body("Rate limit reached for requests", "requests",
-				  "rate_limit_exceeded");
-	case 529:
-		return error_body("Overloaded", "overloaded_error", NULL);
-	case 503:
-		return error_body("The engine is currently overloaded, please try again later",
-				  "server_error", NULL);
-	case 401:
-		return error_body("Incorrect API key provided", "invalid_request_error",
-				  "invalid_api_key");
-	case 400:
-		return error_body("Invalid request", "invalid_request_error", NULL);
-	default:
-		if (status >= 500)
-			return error_body("The server had an error while processing your request",
-					  "server_error", NULL);
-		return error_body("Request failed", "invalid_request_error", NULL);
-	}
+	srv->bad_requests++;
+	if (api == API_ANTHROPIC)
+		send_json(srv, req, status,
+			  fake_anthropic_error_body(status == 401 ? "authentication_error"
+								  : "invalid_request_error",
+						    msg));
+	else
+		send_error(srv, req, status, msg, "invalid_request_error", NULL);
 }
 
-static json_t *tool_calls_json(json_t *spec, long n)
+/* Apply the script to a parsed request and answer it (now, later, or never). */
+static void respond(srv_t *srv, struct evhttp_request *req, ask_t *a)
 {
-	json_t *arr = json_array(), *tc;
-	size_t i;
-	json_array_foreach(spec, i, tc)
-	{
-		json_t *args = json_object_get(tc, "arguments");
-		const char *id = json_string_value(json_object_get(tc, "id"));
-		char idbuf[64], *astr;
-		if (!id) {
-			snprintf(idbuf, sizeof(idbuf), "call_%ld_%zu", n, i);
-			id = idbuf;
-		}
-		astr = json_is_string(args) ? strdup(json_string_value(args))
-					    : json_dumps(args ? args : json_object(),
-							 JSON_COMPACT | JSON_ENCODE_ANY);
-		json_array_append_new(
-			arr, json_pack("{s:s, s:s, s:{s:s?, s:s}}", "id", id, "type", "function",
-				       "function", "name",
-				       json_string_value(json_object_get(tc, "name")), "arguments",
-				       astr ? astr : "{}"));
-		free(astr);
-	}
-	return arr;
-}
+	rule_t *r = find_rule(srv, a->n, a->users.data);
+	long latency = r && r->latency_ms >= 0 ? r->latency_ms : srv->latency_ms;
+	int status = r && r->status ? r->status : 200;
+	char *body;
 
-/* The chat.completion body for request n. */
-static char *completion_body(srv_t *srv, long n, const char *model, rule_t *r, const char *kind,
-			     const char *goal, const char *user, size_t prompt_bytes,
-			     size_t n_messages)
-{
-	json_t *msg, *root;
-	char *answer = NULL, *out, id[48];
-	const char *finish = "stop";
-	int64_t prompt, ans, reasoning, cached;
-
-	if (r && r->content)
-		answer = strdup(r->content);
-	else if (!(r && (r->tool_calls || r->refusal)))
-		answer = lh_llm_scripted_answer(kind, goal, user);
-	msg = json_pack("{s:s, s:o, s:o}", "role", "assistant", "content",
-			answer ? json_string(answer) : json_null(), "refusal",
-			r && r->refusal ? json_string(r->refusal) : json_null());
-	if (r && r->tool_calls) {
-		json_object_set_new(msg, "tool_calls", tool_calls_json(r->tool_calls, n));
-		finish = "tool_calls";
-	}
-	if (r && r->finish_reason)
-		finish = r->finish_reason;
-	prompt = lh_llm_estimate_tokens(prompt_bytes) + 3 * (int64_t)n_messages;
-	ans = lh_llm_estimate_tokens(answer ? strlen(answer) : 16);
-	reasoning = ans / 2;
-	cached = prompt >= 1024 ? (prompt / 2) / 128 * 128 : 0;
-	snprintf(id, sizeof(id), "chatcmpl-fake-%ld", n);
-	root = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:n, s:s}], s:{s:I, s:I, s:I, "
-			 "s:{s:I, s:i}, s:{s:I, s:i, s:i, s:i}}, s:s}",
-			 "id", id, "object", "chat.completion", "created",
-			 (json_int_t)(1700000000 + n), "model", model, "choices", "index", 0,
-			 "message", msg, "logprobs", "finish_reason", finish, "usage",
-			 "prompt_tokens", (json_int_t)prompt, "completion_tokens",
-			 (json_int_t)(ans + reasoning), "total_tokens",
-			 (json_int_t)(prompt + ans + reasoning), "prompt_tokens_details",
-			 "cached_tokens", (json_int_t)cached, "audio_tokens", 0,
-			 "completion_tokens_details", "reasoning_tokens", (json_int_t)reasoning,
-			 "audio_tokens", 0, "accepted_prediction_tokens", 0,
-			 "rejected_prediction_tokens", 0, "system_fingerprint", "fp_fakellm");
-	out = root ? json_dumps(root, JSON_COMPACT) : NULL;
-	json_decref(root);
-	free(answer);
-	(void)srv;
-	return out;
-}
-
-static void handle_chat(srv_t *srv, struct evhttp_request *req)
-{
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in), i, prompt_bytes = 0;
-	json_t *root, *msgs, *m;
-	json_error_t jerr;
-	const char *model;
-	char *system = NULL, *last_user = NULL, *goal, *body;
-	lh_buf_t users;
-	long n, latency;
-	rule_t *r;
-	int status;
-
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-		send_error(srv, req, 405, "Method not allowed, use POST", "invalid_request_error",
-			   NULL);
-		return;
-	}
-	n = ++srv->requests;
-	if (srv->api_key) {
-		const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req),
-						      "Authorization");
-		if (!auth || strncmp(auth, "Bearer ", 7) != 0 || strcmp(auth + 7, srv->api_key)) {
-			send_error(srv, req, 401, "Incorrect API key provided",
-				   "invalid_request_error", "invalid_api_key");
-			return;
-		}
-	}
-	root = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, &jerr);
-	if (!root) {
-		char msg[256];
-		srv->bad_requests++;
-		snprintf(msg, sizeof(msg), "could not parse the JSON body of your request: %s",
-			 jerr.text);
-		send_error(srv, req, 400, msg, "invalid_request_error", NULL);
-		return;
-	}
-	model = json_string_value(json_object_get(root, "model"));
-	msgs = json_object_get(root, "messages");
-	if (!model || !json_is_array(msgs) || json_array_size(msgs) == 0) {
-		srv->bad_requests++;
-		send_error(srv, req, 400,
-			   !model ? "you must provide a model parameter"
-				  : "messages must be a non-empty array",
-			   "invalid_request_error", NULL);
-		json_decref(root);
-		return;
-	}
-	lh_buf_init(&users);
-	lh_buf_appends(&users, "");
-	json_array_foreach(msgs, i, m)
-	{
-		const char *role = json_string_value(json_object_get(m, "role"));
-		char *text;
-		if (!json_is_object(m) || !valid_role(role)) {
-			char msg[128];
-			srv->bad_requests++;
-			snprintf(msg, sizeof(msg), "invalid role in messages[%zu]", i);
-			send_error(srv, req, 400, msg, "invalid_request_error", NULL);
-			goto out_users;
-		}
-		text = content_text(json_object_get(m, "content"));
-		if (!text)
-			continue;
-		prompt_bytes += strlen(text);
-		if (!system && (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)) {
-			system = text;
-		} else if (strcmp(role, "user") == 0) {
-			lh_buf_appends(&users, text);
-			lh_buf_appends(&users, "\n");
-			free(last_user);
-			last_user = text;
-		} else {
-			free(text);
-		}
-	}
-
-	r = find_rule(srv, n, users.data);
-	latency = r && r->latency_ms >= 0 ? r->latency_ms : srv->latency_ms;
-	status = r && r->status ? r->status : 200;
 	if (r)
 		srv->faults += r->action != ACT_ANSWER || status != 200 || r->body || r->content;
 	if (r && r->action == ACT_HANG) {
 		/* counted in "hung", not in "in_flight": they never end */
 		srv->hung++;
 		reply_later(srv, req, -1, 0, NULL, NULL, 0, false);
-		goto out_users;
+		return;
 	}
 	srv->in_flight++;
 	if (srv->in_flight > srv->max_in_flight)
 		srv->max_in_flight = srv->in_flight;
 	if (r && r->action == ACT_MALFORMED) {
 		srv->malformed++;
-		body = strdup("{\"id\": \"chatcmpl-broken\", \"choices\": [{\"index\": 0, \"mess");
+		body = strdup(
+		    a->api == API_ANTHROPIC
+			? "{\"id\": \"msg_broken\", \"type\": \"message\", \"content\": [{\"ty"
+			: "{\"id\": \"chatcmpl-broken\", \"choices\": [{\"index\": 0, \"mess");
 	} else if (r && r->body) {
 		body = strdup(r->body);
 	} else if (status < 200 || status > 299) {
-		json_t *e = default_error(status);
+		json_t *e = fake_default_error(a->api, status);
 		body = json_dumps(e, JSON_COMPACT);
 		json_decref(e);
 	} else {
-		goal = lh_llm_scripted_goal(last_user);
-		body = completion_body(srv, n, model, r, lh_llm_scripted_kind(system), goal,
-				       last_user, prompt_bytes, json_array_size(msgs));
-		free(goal);
+		body =
+		    a->api == API_ANTHROPIC ? fake_message_body(a, r) : fake_completion_body(a, r);
 	}
 	if (!body) {
 		srv->in_flight--;
-		send_error(srv, req, 500, "fakellm could not build the answer", "server_error", NULL);
-		goto out_users;
+		send_error(srv, req, 500, "fakellm could not build the answer", "server_error",
+			   NULL);
+		return;
 	}
 	if (r && r->action == ACT_TRUNCATE)
 		srv->truncated++;
 	reply_later(srv, req, latency, status, r ? r->headers : NULL, body, strlen(body),
 		    r && r->action == ACT_TRUNCATE);
+}
 
-out_users:
-	lh_buf_finish(&users);
-	free(system);
-	free(last_user);
+static void ask_finish(ask_t *a)
+{
+	lh_buf_finish(&a->users);
+	free(a->system);
+	free(a->last_user);
+}
+
+/* Count one message's text: the system text is kept, user texts are collected. Takes text. */
+static void ask_add(ask_t *a, const char *role, char *text)
+{
+	if (!text)
+		return;
+	a->prompt_bytes += strlen(text);
+	if (!a->system && (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)) {
+		a->system = text;
+	} else if (strcmp(role, "user") == 0) {
+		lh_buf_appends(&a->users, text);
+		lh_buf_appends(&a->users, "\n");
+		free(a->last_user);
+		a->last_user = text;
+	} else {
+		free(text);
+	}
+}
+
+static json_t *read_body(srv_t *srv, struct evhttp_request *req, enum api api)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	json_error_t jerr;
+	json_t *root =
+	    json_loadb((const char *)evbuffer_pullup(in, -1), evbuffer_get_length(in), 0, &jerr);
+	if (!root) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "could not parse the JSON body of your request: %s",
+			 jerr.text);
+		bad_request(srv, req, api, 400, msg);
+	}
+	return root;
+}
+
+static void handle_chat(srv_t *srv, struct evhttp_request *req)
+{
+	json_t *root, *msgs, *m, *tool;
+	ask_t a;
+	size_t i;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		send_error(srv, req, 405, "Method not allowed, use POST", "invalid_request_error",
+			   NULL);
+		return;
+	}
+	memset(&a, 0, sizeof(a));
+	a.api = API_OPENAI;
+	a.n = ++srv->requests;
+	srv->chat_requests++;
+	if (srv->api_key) {
+		const char *auth =
+		    evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+		if (!auth || strncmp(auth, "Bearer ", 7) != 0 || strcmp(auth + 7, srv->api_key)) {
+			send_error(srv, req, 401, "Incorrect API key provided",
+				   "invalid_request_error", "invalid_api_key");
+			return;
+		}
+	}
+	if (!(root = read_body(srv, req, API_OPENAI)))
+		return;
+	a.model = json_string_value(json_object_get(root, "model"));
+	msgs = json_object_get(root, "messages");
+	if (!a.model || !json_is_array(msgs) || json_array_size(msgs) == 0) {
+		bad_request(srv, req, API_OPENAI, 400,
+			    !a.model ? "you must provide a model parameter"
+				     : "messages must be a non-empty array");
+		json_decref(root);
+		return;
+	}
+	lh_buf_init(&a.users);
+	lh_buf_appends(&a.users, "");
+	a.n_messages = json_array_size(msgs);
+	json_array_foreach (msgs, i, m) {
+		const char *role = json_string_value(json_object_get(m, "role"));
+		if (!json_is_object(m) || !valid_role(role)) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "invalid role in messages[%zu]", i);
+			bad_request(srv, req, API_OPENAI, 400, msg);
+			goto out_ask;
+		}
+		ask_add(&a, role, content_text(json_object_get(m, "content")));
+	}
+	tool = json_object_get(json_array_get(json_object_get(root, "tools"), 0), "function");
+	a.tool_name = json_string_value(json_object_get(tool, "name"));
+	a.tool_schema = json_object_get(tool, "parameters");
+	respond(srv, req, &a);
+out_ask:
+	ask_finish(&a);
+	json_decref(root);
+}
+
+/* ---- Anthropic messages ------------------------------------------------------------------ */
+
+/* The text of an Anthropic content value: a string, or its text blocks and the text of its
+ * tool_result blocks. New string; NULL (with *bad set) when a block is not an object with a
+ * string "type". */
+static char *blocks_text(json_t *content, bool *bad)
+{
+	lh_buf_t b;
+	size_t i;
+	json_t *blk;
+	if (json_is_string(content))
+		return strdup(json_string_value(content));
+	lh_buf_init(&b);
+	lh_buf_appends(&b, "");
+	if (!json_is_array(content)) {
+		*bad = true;
+		return lh_buf_steal(&b, NULL);
+	}
+	json_array_foreach (content, i, blk) {
+		const char *type = json_string_value(json_object_get(blk, "type"));
+		if (!type) {
+			*bad = true;
+			break;
+		}
+		if (strcmp(type, "text") == 0 && json_is_string(json_object_get(blk, "text"))) {
+			lh_buf_appends(&b, json_string_value(json_object_get(blk, "text")));
+		} else if (strcmp(type, "tool_result") == 0) {
+			bool inner_bad = false;
+			char *t = blocks_text(json_object_get(blk, "content"), &inner_bad);
+			if (t && !inner_bad)
+				lh_buf_appends(&b, t);
+			free(t);
+		}
+	}
+	return lh_buf_steal(&b, NULL);
+}
+
+static void handle_messages(srv_t *srv, struct evhttp_request *req)
+{
+	struct evkeyvalq *hdrs = evhttp_request_get_input_headers(req);
+	json_t *root, *msgs, *m, *max_tokens, *system, *choice, *tool;
+	const char *version = evhttp_find_header(hdrs, "anthropic-version");
+	ask_t a;
+	size_t i;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		send_json(srv, req, 405,
+			  fake_anthropic_error_body("invalid_request_error", "Method not allowed"));
+		return;
+	}
+	memset(&a, 0, sizeof(a));
+	a.api = API_ANTHROPIC;
+	a.n = ++srv->requests;
+	srv->messages_requests++;
+	if (!version || !*version) {
+		bad_request(srv, req, API_ANTHROPIC, 400, "anthropic-version: header is required");
+		return;
+	}
+	if (srv->api_key) {
+		const char *key = evhttp_find_header(hdrs, "x-api-key");
+		if (!key || strcmp(key, srv->api_key) != 0) {
+			send_json(srv, req, 401,
+				  fake_anthropic_error_body("authentication_error",
+							    "invalid x-api-key"));
+			return;
+		}
+	}
+	if (!(root = read_body(srv, req, API_ANTHROPIC)))
+		return;
+	a.model = json_string_value(json_object_get(root, "model"));
+	msgs = json_object_get(root, "messages");
+	max_tokens = json_object_get(root, "max_tokens");
+	if (!a.model || !json_is_integer(max_tokens) || json_integer_value(max_tokens) < 1 ||
+	    !json_is_array(msgs) || json_array_size(msgs) == 0) {
+		bad_request(srv, req, API_ANTHROPIC, 400,
+			    !a.model                       ? "model: Field required"
+			    : !json_is_integer(max_tokens) ? "max_tokens: Field required"
+			    : json_integer_value(max_tokens) < 1
+				? "max_tokens: Input should be greater than or equal to 1"
+				: "messages: at least one message is required");
+		json_decref(root);
+		return;
+	}
+	lh_buf_init(&a.users);
+	lh_buf_appends(&a.users, "");
+	a.n_messages = json_array_size(msgs);
+	system = json_object_get(root, "system");
+	if (system) {
+		bool bad = false;
+		char *text = blocks_text(system, &bad);
+		if (bad) {
+			free(text);
+			bad_request(srv, req, API_ANTHROPIC, 400,
+				    "system: Input should be a string or a list of text blocks");
+			goto out_ask;
+		}
+		a.n_messages++;
+		ask_add(&a, "system", text);
+	}
+	json_array_foreach (msgs, i, m) {
+		const char *role = json_string_value(json_object_get(m, "role"));
+		bool bad = false;
+		char *text, msg[128];
+		if (!json_is_object(m) || !role ||
+		    (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0)) {
+			snprintf(msg, sizeof(msg),
+				 "messages.%zu.role: Input should be 'user' or 'assistant'", i);
+			bad_request(srv, req, API_ANTHROPIC, 400, msg);
+			goto out_ask;
+		}
+		text = blocks_text(json_object_get(m, "content"), &bad);
+		if (bad) {
+			free(text);
+			snprintf(msg, sizeof(msg),
+				 "messages.%zu.content: Input should be a string or a list of "
+				 "blocks",
+				 i);
+			bad_request(srv, req, API_ANTHROPIC, 400, msg);
+			goto out_ask;
+		}
+		ask_add(&a, role, text);
+	}
+	choice = json_object_get(root, "tool_choice");
+	if (json_is_string(json_object_get(choice, "type")) &&
+	    strcmp(json_string_value(json_object_get(choice, "type")), "tool") == 0)
+		a.forced_tool = json_string_value(json_object_get(choice, "name"));
+	tool = json_array_get(json_object_get(root, "tools"), 0);
+	a.tool_name = json_string_value(json_object_get(tool, "name"));
+	a.tool_schema = json_object_get(tool, "input_schema");
+	respond(srv, req, &a);
+out_ask:
+	ask_finish(&a);
 	json_decref(root);
 }
 
@@ -529,8 +583,10 @@ static void handle_stats(srv_t *srv, struct evhttp_request *req)
 	for (size_t i = 0; i < srv->n_rules; i++)
 		json_array_append_new(hits, json_integer(srv->rules[i].hits));
 	send_json(srv, req, 200,
-		  json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:O, s:o}", "requests",
-			    (json_int_t)srv->requests, "http_requests",
+		  json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:O, s:o}",
+			    "requests", (json_int_t)srv->requests, "chat_requests",
+			    (json_int_t)srv->chat_requests, "messages_requests",
+			    (json_int_t)srv->messages_requests, "http_requests",
 			    (json_int_t)srv->http_requests, "bad_requests",
 			    (json_int_t)srv->bad_requests, "faults", (json_int_t)srv->faults,
 			    "hung", (json_int_t)srv->hung, "truncated", (json_int_t)srv->truncated,
@@ -543,6 +599,7 @@ static void handle_stats(srv_t *srv, struct evhttp_request *req)
 static void handle_reset(srv_t *srv, struct evhttp_request *req)
 {
 	srv->requests = srv->http_requests = srv->bad_requests = 0;
+	srv->chat_requests = srv->messages_requests = 0;
 	srv->hung = srv->truncated = srv->malformed = srv->faults = 0;
 	srv->max_in_flight = srv->in_flight;
 	json_object_clear(srv->by_status);
@@ -562,6 +619,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 #define PATH_IS(p) (plen == strlen(p) && strncmp(uri, p, plen) == 0)
 	if (PATH_IS("/v1/chat/completions") || PATH_IS("/chat/completions"))
 		handle_chat(srv, req);
+	else if (PATH_IS("/v1/messages") || PATH_IS("/messages"))
+		handle_messages(srv, req);
 	else if (PATH_IS("/health") && cmd == EVHTTP_REQ_GET)
 		send_json(srv, req, 200, json_pack("{s:s}", "status", "ok"));
 	else if (PATH_IS("/stats") && cmd == EVHTTP_REQ_GET)
@@ -625,6 +684,10 @@ static int load_rule(json_t *j, rule_t *r, size_t idx)
 		r->action = ACT_TRUNCATE;
 	else if (strcmp(action, "malformed") == 0)
 		r->action = ACT_MALFORMED;
+	else if (strcmp(action, "bad_tool_args") == 0)
+		r->action = ACT_BAD_TOOL_ARGS;
+	else if (strcmp(action, "wrong_schema") == 0)
+		r->action = ACT_WRONG_SCHEMA;
 	else {
 		fprintf(stderr, "fakellm: could not load rule %zu: unknown action \"%s\"\n", idx,
 			action);
