@@ -19,7 +19,10 @@
 #include "event.h"
 #include "idmap.h"
 #include "kafka.h"
+#include "sim.h"
 #include "stack.h"
+#include <malloc.h>
+#include <time.h>
 
 typedef struct bplan {
 	int64_t submitted_us, completed_us;
@@ -211,6 +214,118 @@ static int bench_e2e(int argc, char **argv, const char *build_root)
 	return rc;
 }
 
+/* --- fold: the coordinator's fold + reconcile, in-process ------------------------------------ */
+
+static lh_sim_do_t silent_acts(lh_sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
+{
+	return strcmp(o->kind, "act") == 0 ? LH_SIM_SILENT : LH_SIM_OK;
+}
+
+static void count_emit(void *opaque, lh_cplan_t *p, lh_event_t *ev) { (*(int *)opaque)++; }
+static void no_order(void *opaque, lh_cplan_t *p, lh_ctask_t *t) { t->order_sent = true; }
+
+static double secs_since(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static int bench_fold(int argc, char **argv)
+{
+	static const char *tiers[] = {"fast", "standard", "frontier"};
+	lh_state_opts_t so = {.default_tier = "standard", .tiers = tiers, .ntiers = 3,
+			      .max_tasks = 1000, .max_attempts = 3, .max_instructions = 65536,
+			      .backoff_base_ms = 1000, .backoff_cap_ms = 60000,
+			      .default_budget = {.replans = 2}, .no_progress_failures = 3,
+			      .no_progress_replans = 2};
+	int plans = 2000, width = 8, c, emitted = 0;
+	static const struct option opts[] = {{"plans", 1, 0, 'p'}, {"width", 1, 0, 'w'},
+					      {0, 0, 0, 0}};
+	lh_sim_t sim;
+	lh_state_t st;
+	lh_emitter_t em = {.emit = count_emit, .send_order = no_order, .opaque = &emitted,
+			   .topic_prefix = "lh.", .start_lease_ms = 60000,
+			   .heartbeat_lease_ms = 30000};
+	struct timespec t0;
+	double secs;
+	size_t before, after;
+	int64_t tasks = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'p')
+			plans = atoi(optarg);
+		else if (c == 'w')
+			width = atoi(optarg);
+		else {
+			fprintf(stderr, "usage: lh-bench fold [--plans N] [--width W]\n");
+			return 2;
+		}
+	}
+	if (plans < 1 || plans > 1000000 || width < 1 || width > 500) {
+		fprintf(stderr, "lh-bench fold: --plans must be 1..1000000 and --width 1..500\n");
+		return 2;
+	}
+	/* 1. A log of finished plans, made by the simulated coordinator and worker. */
+	lh_sim_init(&sim, &so);
+	for (int i = 0; i < plans; i++) {
+		char *goal = script_goal(width, i);
+		lh_sim_submit(&sim, goal, NULL);
+		free(goal);
+	}
+	lh_sim_run_until(&sim, 0);
+	printf("# log of %d events for %d plans of %d parallel tasks\n", sim.nlog, plans, width);
+	/* 2. Fold it as a recovering coordinator does (the whole partition), then decide once for
+	 *    every plan it changed. */
+	lh_state_init(&st, &so);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < sim.nlog; i++)
+		lh_state_apply_at(&st, sim.log[i], 0, i, NULL, 0);
+	{
+		lh_cplan_t *p;
+		while ((p = lh_state_take_dirty(&st)))
+			for (lh_cplan_t *nx; p; p = nx) {
+				nx = p->next_dirty;
+				lh_reconcile(&st, p, &em, sim.now);
+			}
+	}
+	secs = secs_since(&t0);
+	printf("figure fold_events_per_s %.0f events/s\n", sim.nlog / secs);
+	printf("figure replay_new_decisions %d count\n", emitted); /* a finished log needs none */
+	lh_state_finish(&st);
+	lh_sim_finish(&sim);
+
+	/* 3. Memory per task of active plans: every act task dispatched and running. */
+	lh_sim_init(&sim, &so);
+	sim.behave = silent_acts;
+	for (int i = 0; i < plans; i++) {
+		char *goal = script_goal(width, i);
+		lh_sim_submit(&sim, goal, NULL);
+		free(goal);
+	}
+	lh_sim_run_until(&sim, 1000000 + 1000); /* stop before any lease expires */
+	malloc_trim(0);
+	before = mallinfo2().uordblks;
+	lh_state_init(&st, &so);
+	for (int i = 0; i < sim.nlog; i++)
+		lh_state_apply_at(&st, sim.log[i], 0, i, NULL, 0);
+	after = mallinfo2().uordblks;
+	{
+		size_t it = 0;
+		lh_cplan_t *p;
+		while ((p = lh_idmap_next(&st.plans, &it)))
+			for (int k = 0; k < p->ntasks; k++)
+				tasks += p->tasks[k].task_no == k;
+	}
+	printf("# %lld active tasks in %d plans\n", (long long)tasks, plans);
+	printf("figure state_bytes_per_task %.0f bytes\n",
+	       tasks ? (double)(after - before) / (double)tasks : 0);
+	lh_state_finish(&st);
+	lh_sim_finish(&sim);
+	return 0;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: lh-bench NAME [options]\n\n"
@@ -218,7 +333,10 @@ static void usage(FILE *out)
 		     "LH_PG_URL.\nEach figure is printed as `figure NAME VALUE UNIT`.\n\n"
 		     "  e2e [--plans N] [--width W] [--timeout S]\n"
 		     "      N plans of W parallel tasks on the scripted model: tasks_per_s,\n"
-		     "      dispatch_p50_ms, dispatch_p99_ms, plan_p50_ms\n\n"
+		     "      dispatch_p50_ms, dispatch_p99_ms, plan_p50_ms\n"
+		     "  fold [--plans N] [--width W]\n"
+		     "      the coordinator's fold + reconcile in-process: fold_events_per_s,\n"
+		     "      state_bytes_per_task (no services needed)\n\n"
 		     "The daemons are taken from the build directory (LH_BUILD_ROOT, default: the\n"
 		     "parent of this executable's directory).\n");
 }
@@ -240,6 +358,8 @@ int main(int argc, char **argv)
 		for (int i = 0; i < 2 && (slash = strrchr(root, '/')); i++)
 			*slash = 0; /* build/bench/lh-bench -> build */
 	}
+	if (strcmp(argv[1], "fold") == 0)
+		return bench_fold(argc - 1, argv + 1);
 	if (strcmp(argv[1], "e2e") == 0)
 		return bench_e2e(argc - 1, argv + 1, root);
 	fprintf(stderr, "lh-bench: unknown benchmark \"%s\" (see --help)\n", argv[1]);

@@ -11,10 +11,10 @@
 #include "buf.h"
 #include "llm.h"
 #include "reconcile.h"
+#include "sim.h"
 #include "state.h"
 #include "t.h"
 
-#define MAX_LOG 4096
 
 static const char *tiers[] = {"fast", "standard", "frontier"};
 static lh_state_opts_t opts = {.default_tier = "standard", .tiers = tiers, .ntiers = 3,
@@ -23,236 +23,8 @@ static lh_state_opts_t opts = {.default_tier = "standard", .tiers = tiers, .ntie
 			       .default_budget = {.replans = 2},
 			       .no_progress_failures = 3, .no_progress_replans = 2};
 
-/* What the simulated worker does with an order. */
-typedef enum { W_OK, W_FAIL, W_INVALID, W_LOST, W_SILENT } wdo_t;
-
-typedef struct sim sim_t;
-typedef wdo_t (*behaviour_fn)(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o);
-
-struct sim {
-	lh_state_t st;
-	lh_event_t *log[MAX_LOG];
-	int nlog;
-	int orders;
-	int fail_task; /* act task whose first attempt fails, 0 = none */
-	behaviour_fn behave;
-	int64_t now;   /* the virtual clock, in microseconds */
-	double cost_per_call;
-	int cmd_seq;
-};
-
-/* Encode and decode: the copy a consumer would read. */
-static lh_event_t *roundtrip(const lh_event_t *ev)
-{
-	lh_buf_t b;
-	lh_event_t *out = NULL;
-	lh_error_t err = {0};
-	lh_buf_init(&b);
-	if (lh_event_encode(ev, &b, &err) || lh_event_decode(b.data, b.len, &out, &err))
-		fprintf(stderr, "roundtrip: %s\n", err.msg);
-	lh_buf_finish(&b);
-	return out;
-}
-
-static void sim_append(sim_t *s, lh_event_t *ev)
-{
-	ev->ts_us = s->now;
-	if (s->nlog < MAX_LOG)
-		s->log[s->nlog++] = roundtrip(ev);
-}
-
-static void emit(void *opaque, lh_cplan_t *p, lh_event_t *ev)
-{
-	sim_t *s = opaque;
-	sim_append(s, ev);
-	lh_state_apply(&s->st, s->log[s->nlog - 1], p->partition, NULL, 0);
-}
-
-static void worker_event(sim_t *s, const lh_cplan_t *p, const lh_ctask_t *t, lh_event_type_t type,
-			 void *body)
-{
-	lh_event_t ev = {.v = 1, .plan_id = p->plan_id, .task_no = t->task_no, .attempt = t->attempt,
-			 .actor = {.kind = "worker"}, .type = type, .body = body};
-	ev.id = lh_event_id_derivef(&p->plan_id, lh_event_type_name(type), 0, "t%lld:a%lld",
-				    (long long)t->task_no, (long long)t->attempt);
-	sim_append(s, &ev);
-}
-
-static wdo_t default_behaviour(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
-{
-	return s->fail_task > 0 && s->fail_task == t->task_no && t->attempt == 1 ? W_FAIL : W_OK;
-}
-
-/* The worker: answers at once (attempt.started, then succeeded or failed), or not at all. */
-static void send_order(void *opaque, lh_cplan_t *p, lh_ctask_t *t)
-{
-	sim_t *s = opaque;
-	lh_arena_t *arena = lh_arena_new(0);
-	lh_event_t order;
-	const lh_task_order_t *o;
-	lh_attempt_started_t st = {.worker_id = "w1", .model = "scripted"};
-	char *answer, *input = NULL;
-	json_t *out;
-	wdo_t what;
-	lh_reconcile_order(&s->st, p, t, arena, &order);
-	o = order.body;
-	t->order_sent = true;
-	s->orders++;
-	what = (s->behave ? s->behave : default_behaviour)(s, t, o);
-	if (getenv("T_VERBOSE"))
-		fprintf(stderr, "order t%lld a%lld %s on %s -> %d\n", (long long)t->task_no,
-			(long long)t->attempt, o->kind, o->tier, what);
-	if (what == W_LOST) {
-		lh_arena_free(arena);
-		return;
-	}
-	worker_event(s, p, t, LH_EV_ATTEMPT_STARTED, &st);
-	if (what == W_SILENT) {
-		lh_arena_free(arena);
-		return;
-	}
-	if (o->inputs)
-		input = json_dumps(o->inputs, JSON_COMPACT | JSON_SORT_KEYS);
-	answer = lh_llm_scripted_answer(o->kind, o->goal,
-					strcmp(o->kind, "replan") == 0 ? o->instructions
-					: input				? input
-									: o->instructions);
-	out = strcmp(o->kind, "act") == 0 ? json_string(answer) : json_loads(answer, 0, NULL);
-	if (what == W_FAIL) {
-		lh_attempt_failed_t f = {.worker_id = "w1", .error_class = "retryable",
-					 .message = "provider timed out", .retryable = true};
-		worker_event(s, p, t, LH_EV_ATTEMPT_FAILED, &f);
-	} else if (what == W_INVALID) {
-		lh_attempt_failed_t f = {.worker_id = "w1", .error_class = "invalid_output",
-					 .message = "does not match the output schema"};
-		worker_event(s, p, t, LH_EV_ATTEMPT_FAILED, &f);
-	} else {
-		lh_attempt_succeeded_t ok = {.worker_id = "w1", .model = "scripted", .output = out,
-					     .has_usage = true};
-		ok.usage.input_tokens = 10;
-		ok.usage.output_tokens = 5;
-		ok.usage.cost_usd = s->cost_per_call;
-		worker_event(s, p, t, LH_EV_ATTEMPT_SUCCEEDED, &ok);
-	}
-	json_decref(out);
-	free(answer);
-	free(input);
-	lh_arena_free(arena);
-}
-
-static lh_emitter_t em = {.emit = emit, .send_order = send_order, .actor_id = "c1",
-			  .topic_prefix = "lh.", .start_lease_ms = 60000,
-			  .heartbeat_lease_ms = 30000};
-
-static lh_id_t submit_budget(sim_t *s, const char *goal, const lh_budget_t *budget)
-{
-	lh_goal_submitted_t g = {.goal = goal};
-	lh_event_t ev = {.v = 1, .type = LH_EV_GOAL_SUBMITTED, .task_no = LH_NO_TASK,
-			 .actor = {.kind = "cli"}, .body = &g};
-	if (budget) {
-		g.budget = *budget;
-		g.has_budget = true;
-	}
-	if (!s->now)
-		s->now = 1000000;
-	ev.plan_id = lh_uuid7_new();
-	ev.id = lh_event_id_derivef(&ev.plan_id, "goal.submitted", 0, "x");
-	sim_append(s, &ev);
-	return ev.plan_id;
-}
-
-static lh_id_t submit(sim_t *s, const char *goal) { return submit_budget(s, goal, NULL); }
-
-/* A person (or rule) appends an event. */
-static void human(sim_t *s, const lh_id_t *plan, lh_event_type_t type, void *body)
-{
-	lh_event_t ev = {.v = 1, .plan_id = *plan, .task_no = LH_NO_TASK, .actor = {.kind = "human"},
-			 .type = type, .body = body};
-	ev.id = lh_event_id_derivef(plan, lh_event_type_name(type), 0, "human:%d", ++s->cmd_seq);
-	sim_append(s, &ev);
-}
-
-static int64_t reconcile_all(sim_t *s)
-{
-	lh_cplan_t *p;
-	int64_t next = 0;
-	while ((p = lh_state_take_dirty(&s->st)))
-		for (lh_cplan_t *nx; p; p = nx) {
-			int64_t due;
-			nx = p->next_dirty;
-			due = lh_reconcile(&s->st, p, &em, s->now);
-			if (due && (!next || due < next))
-				next = due;
-		}
-	/* orders are sent once task.dispatched is "acknowledged": right after it is in the log */
-	for (size_t it = 0; (p = lh_idmap_next(&s->st.plans, &it));)
-		for (int k = 0; k < p->ntasks; k++) {
-			lh_ctask_t *t = &p->tasks[k];
-			if (t->task_no == k && t->status == LH_TASK_DISPATCHED && !t->order_sent) {
-				t->await_ack = false;
-				send_order(s, p, t);
-			}
-		}
-	return next;
-}
-
-/* Read the log like a consumer (apply each event, decide), then let the clock run to the next
- * timer, until nothing is left to do or `until` (virtual us; 0 = no limit) passes. */
-static void sim_run_until(sim_t *s, int64_t until)
-{
-	int pos = 0;
-	em.opaque = s;
-	for (int rounds = 0; rounds < 10000; rounds++) {
-		int64_t next = 0;
-		while (pos < s->nlog) {
-			int64_t due;
-			lh_state_apply(&s->st, s->log[pos++], 0, NULL, 0);
-			due = reconcile_all(s);
-			if (due && (!next || due < next))
-				next = due;
-		}
-		/* wake every plan: a timer may be due */
-		for (size_t it = 0; ; ) {
-			lh_cplan_t *p = lh_idmap_next(&s->st.plans, &it);
-			int64_t due;
-			if (!p)
-				break;
-			due = lh_reconcile(&s->st, p, &em, s->now);
-			if (due && (!next || due < next))
-				next = due;
-		}
-		reconcile_all(s);
-		if (pos < s->nlog)
-			continue;
-		if (!next || (until && next > until))
-			return;
-		s->now = next > s->now ? next : s->now + 1;
-	}
-}
-
-static void sim_run(sim_t *s) { sim_run_until(s, 0); }
-
-static int count_type(const sim_t *s, lh_event_type_t type)
-{
-	int n = 0;
-	for (int i = 0; i < s->nlog; i++)
-		if (s->log[i]->type == type)
-			n++;
-	return n;
-}
-
-static int count_decisions(const sim_t *s, const char *kind)
-{
-	int n = 0;
-	for (int i = 0; i < s->nlog; i++)
-		if (s->log[i]->type == LH_EV_DECISION_LOGGED &&
-		    !strcmp(((lh_decision_logged_t *)s->log[i]->body)->kind, kind))
-			n++;
-	return n;
-}
-
 /* The live state must equal a replay of the log, also with every event applied twice. */
-static void check_replay(sim_t *s)
+static void check_replay(lh_sim_t *s)
 {
 	lh_state_t r;
 	char live[65], replay[65], twice[65];
@@ -289,21 +61,15 @@ static void check_replay(sim_t *s)
 	}
 }
 
-static void sim_finish(sim_t *s)
-{
-	for (int i = 0; i < s->nlog; i++)
-		lh_event_free(s->log[i]);
-	lh_state_finish(&s->st);
-}
 
 static void t_plan_completes(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	lh_cplan_t *p;
 	lh_id_t id;
-	lh_state_init(&s.st, &opts);
-	id = submit(&s, "Write a report on durable execution");
-	sim_run(&s);
+	lh_sim_init(&s, &opts);
+	id = lh_sim_submit(&s, "Write a report on durable execution", NULL);
+	lh_sim_run_until(&s, 0);
 	p = lh_state_plan(&s.st, &id);
 	T_CHECK(p != NULL);
 	T_EQ_INT(p->status, LH_PLAN_COMPLETED);
@@ -311,17 +77,17 @@ static void t_plan_completes(void)
 	if (p && p->tasks && p->tasks[0].last_error)
 		fprintf(stderr, "plan task error: %s\n", p->tasks[0].last_error);
 	T_EQ_INT(p->usage.input_tokens, 60);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 static void t_apply_twice_changes_nothing(void)
 {
-	sim_t s = {0}, r = {0};
+	lh_sim_t s = {0}, r = {0};
 	char h1[65], h2[65];
-	lh_state_init(&s.st, &opts);
-	submit(&s, "Compare three queues");
-	submit(&s, "Summarize a paper");
-	sim_run(&s);
+	lh_sim_init(&s, &opts);
+	lh_sim_submit(&s, "Compare three queues", NULL);
+	lh_sim_submit(&s, "Summarize a paper", NULL);
+	lh_sim_run_until(&s, 0);
 	lh_state_init(&r.st, &opts);
 	for (int i = 0; i < s.nlog; i++)
 		lh_state_apply(&r.st, s.log[i], 0, NULL, 0);
@@ -331,18 +97,18 @@ static void t_apply_twice_changes_nothing(void)
 	lh_state_hash(&r.st, h2);
 	T_EQ_STR(h1, h2);
 	lh_state_finish(&r.st);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 static void t_replay_equals_live(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	lh_state_t r;
 	char live[65], replay[65];
-	lh_state_init(&s.st, &opts);
+	lh_sim_init(&s, &opts);
 	s.fail_task = 2; /* a retry on the way */
-	submit(&s, "Plan a migration");
-	sim_run(&s);
+	lh_sim_submit(&s, "Plan a migration", NULL);
+	lh_sim_run_until(&s, 0);
 	lh_state_hash(&s.st, live);
 	lh_state_init(&r, &opts);
 	for (int i = 0; i < s.nlog; i++)
@@ -350,18 +116,18 @@ static void t_replay_equals_live(void)
 	lh_state_hash(&r, replay);
 	T_EQ_STR(live, replay);
 	lh_state_finish(&r);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 static void t_duplicates_in_any_order(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	char want[65];
 	lh_state_t r0;
 	unsigned seed = 7;
-	lh_state_init(&s.st, &opts);
-	submit(&s, "Find the fastest route");
-	sim_run(&s);
+	lh_sim_init(&s, &opts);
+	lh_sim_submit(&s, "Find the fastest route", NULL);
+	lh_sim_run_until(&s, 0);
 	lh_state_init(&r0, &opts);
 	for (int i = 0; i < s.nlog; i++)
 		lh_state_apply(&r0, s.log[i], 0, NULL, 0);
@@ -369,7 +135,7 @@ static void t_duplicates_in_any_order(void)
 	lh_state_finish(&r0);
 	for (int round = 0; round < 50; round++) {
 		/* the log in order, with each event duplicated at a random later place */
-		lh_event_t *seq[2 * MAX_LOG];
+		lh_event_t **seq = calloc(2 * (size_t)s.nlog + 1, sizeof(*seq));
 		int n = 0;
 		lh_state_t r;
 		char got[65];
@@ -390,35 +156,36 @@ static void t_duplicates_in_any_order(void)
 		lh_state_hash(&r, got);
 		T_EQ_STR(got, want);
 		lh_state_finish(&r);
+		free(seq);
 	}
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 static void t_retry_then_success(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	lh_cplan_t *p;
 	lh_id_t id;
-	lh_state_init(&s.st, &opts);
+	lh_sim_init(&s, &opts);
 	s.fail_task = 3;
-	id = submit(&s, "Retry me");
-	sim_run(&s);
+	id = lh_sim_submit(&s, "Retry me", NULL);
+	lh_sim_run_until(&s, 0);
 	p = lh_state_plan(&s.st, &id);
 	T_EQ_INT(p->status, LH_PLAN_COMPLETED);
 	T_EQ_INT(s.orders, 7);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 static void t_stale_attempt_is_fenced(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	lh_id_t id;
 	lh_cplan_t *p;
 	lh_event_t ev = {.v = 1, .type = LH_EV_ATTEMPT_SUCCEEDED, .task_no = 0, .attempt = 1,
 			 .actor = {.kind = "worker"}};
 	lh_attempt_succeeded_t ok = {.worker_id = "w", .output = NULL};
-	lh_state_init(&s.st, &opts);
-	id = submit(&s, "x");
+	lh_sim_init(&s, &opts);
+	id = lh_sim_submit(&s, "x", NULL);
 	lh_state_apply(&s.st, s.log[0], 0, NULL, 0);
 	p = lh_state_plan(&s.st, &id);
 	/* dispatch attempt 1 and 2 of the plan task; a result of attempt 1 is then stale */
@@ -441,19 +208,19 @@ static void t_stale_attempt_is_fenced(void)
 	T_EQ_INT(p->tasks[0].status, LH_TASK_DISPATCHED);
 	T_EQ_INT(p->tasks[0].attempt, 2);
 	json_decref(ok.output);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 static void t_illegal_transition_rejected(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	lh_id_t id;
 	char reason[256];
 	lh_task_dispatched_t d = {.tier = "standard", .topic = "t", .kind = "plan"};
 	lh_event_t de = {.v = 1, .type = LH_EV_TASK_DISPATCHED, .task_no = 0, .attempt = 3,
 			 .actor = {.kind = "coordinator"}, .body = &d};
-	lh_state_init(&s.st, &opts);
-	id = submit(&s, "x");
+	lh_sim_init(&s, &opts);
+	id = lh_sim_submit(&s, "x", NULL);
 	lh_state_apply(&s.st, s.log[0], 0, NULL, 0);
 	de.plan_id = id;
 	/* attempt 3 before attempt 1: a gap is illegal */
@@ -463,7 +230,7 @@ static void t_illegal_transition_rejected(void)
 	T_CHECK(lh_task_transition_ok(LH_TASK_FAILED, LH_TASK_DEAD));
 	T_CHECK(lh_task_transition_ok(LH_TASK_RUNNING, LH_TASK_CANCELLED));
 	T_CHECK(!lh_task_transition_ok(LH_TASK_DEAD, LH_TASK_CANCELLED));
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 static void t_plan_validation_table(void)
@@ -555,27 +322,27 @@ static void t_join_depends_on_all_reads_sinks(void)
 /* --- leases, backoff, timers ------------------------------------------------------------- */
 
 static int lost_first;
-static wdo_t lose_task2_once(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
+static lh_sim_do_t lose_task2_once(lh_sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
 {
 	if (t->task_no == 2 && t->attempt == 1)
-		return lost_first ? W_LOST : W_SILENT;
-	return W_OK;
+		return lost_first ? LH_SIM_LOST : LH_SIM_SILENT;
+	return LH_SIM_OK;
 }
 
 static void lease_case(bool lost)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	lh_id_t id;
 	lost_first = lost;
-	lh_state_init(&s.st, &opts);
+	lh_sim_init(&s, &opts);
 	s.behave = lose_task2_once;
-	id = submit(&s, "Lease test");
-	sim_run(&s);
+	id = lh_sim_submit(&s, "Lease test", NULL);
+	lh_sim_run_until(&s, 0);
 	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
-	T_EQ_INT(count_type(&s, LH_EV_TIMER_FIRED), 2); /* the lease, then the backoff */
+	T_EQ_INT(lh_sim_count(&s, LH_EV_TIMER_FIRED), 2); /* the lease, then the backoff */
 	T_EQ_INT(s.orders, 7);
 	check_replay(&s);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 static void t_start_lease_expires_once(void) { lease_case(true); }
@@ -583,12 +350,12 @@ static void t_heartbeat_lease_expires_once(void) { lease_case(false); }
 
 static void t_backoff_delays_retry(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	int64_t failed_at = 0, redispatched_at = 0;
-	lh_state_init(&s.st, &opts);
+	lh_sim_init(&s, &opts);
 	s.fail_task = 3;
-	submit(&s, "Backoff test");
-	sim_run(&s);
+	lh_sim_submit(&s, "Backoff test", NULL);
+	lh_sim_run_until(&s, 0);
 	for (int i = 0; i < s.nlog; i++) {
 		const lh_event_t *e = s.log[i];
 		if (e->task_no == 3 && e->type == LH_EV_ATTEMPT_FAILED)
@@ -599,9 +366,9 @@ static void t_backoff_delays_retry(void)
 	/* 1 s base, minus up to 25% jitter */
 	T_CHECK(redispatched_at - failed_at >= 750000);
 	T_CHECK(redispatched_at - failed_at <= 1000000);
-	T_EQ_INT(count_decisions(&s, "retry"), 1);
+	T_EQ_INT(lh_sim_count_decisions(&s, "retry"), 1);
 	check_replay(&s);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 static void t_backoff_is_deterministic(void)
@@ -615,73 +382,73 @@ static void t_backoff_is_deterministic(void)
 
 /* --- escalation and repair ----------------------------------------------------------------- */
 
-static wdo_t invalid_below_frontier(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
+static lh_sim_do_t invalid_below_frontier(lh_sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
 {
 	if (t->task_no == 1 && strcmp(o->tier, "frontier") != 0)
-		return W_INVALID; /* task 1 starts on fast: fast -> standard -> frontier */
-	return W_OK;
+		return LH_SIM_INVALID; /* task 1 starts on fast: fast -> standard -> frontier */
+	return LH_SIM_OK;
 }
 
 static void t_escalation_chain(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	lh_id_t id;
-	lh_state_init(&s.st, &opts);
+	lh_sim_init(&s, &opts);
 	s.behave = invalid_below_frontier;
-	id = submit(&s, "Escalation test");
-	sim_run(&s);
+	id = lh_sim_submit(&s, "Escalation test", NULL);
+	lh_sim_run_until(&s, 0);
 	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
-	T_EQ_INT(count_type(&s, LH_EV_TASK_ESCALATED), 2);
-	T_EQ_INT(count_decisions(&s, "escalation"), 2);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_TASK_ESCALATED), 2);
+	T_EQ_INT(lh_sim_count_decisions(&s, "escalation"), 2);
 	check_replay(&s);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
-static wdo_t task3_always_fails(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
+static lh_sim_do_t task3_always_fails(lh_sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
 {
-	return t->task_no == 3 ? W_FAIL : W_OK;
+	return t->task_no == 3 ? LH_SIM_FAIL : LH_SIM_OK;
 }
 
 static void t_dead_task_is_repaired(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	lh_id_t id;
 	lh_cplan_t *p;
 	int dispatched_1 = 0;
-	lh_state_init(&s.st, &opts);
+	lh_sim_init(&s, &opts);
 	s.behave = task3_always_fails;
-	id = submit(&s, "Repair test");
-	sim_run(&s);
+	id = lh_sim_submit(&s, "Repair test", NULL);
+	lh_sim_run_until(&s, 0);
 	p = lh_state_plan(&s.st, &id);
 	T_EQ_INT(p->status, LH_PLAN_COMPLETED);
-	T_EQ_INT(count_type(&s, LH_EV_TASK_DEAD), 1);
-	T_EQ_INT(count_type(&s, LH_EV_PLAN_CREATED), 1);
-	T_EQ_INT(count_type(&s, LH_EV_PLAN_REVISED), 2); /* v2 adds the replan task, v3 its patch */
-	T_EQ_INT(count_decisions(&s, "replan"), 1);
-	T_EQ_INT(count_decisions(&s, "plan_revised"), 1);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_TASK_DEAD), 1);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_PLAN_CREATED), 1);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_PLAN_REVISED), 2); /* v2 adds the replan task, v3 its patch */
+	T_EQ_INT(lh_sim_count_decisions(&s, "replan"), 1);
+	T_EQ_INT(lh_sim_count_decisions(&s, "plan_revised"), 1);
 	/* completed work is not redone: task 1 ran once */
 	for (int i = 0; i < s.nlog; i++)
 		if (s.log[i]->type == LH_EV_TASK_DISPATCHED && s.log[i]->task_no == 1)
 			dispatched_1++;
 	T_EQ_INT(dispatched_1, 1);
 	check_replay(&s);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
-static wdo_t everything_new_fails(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
+static lh_sim_do_t everything_new_fails(lh_sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
 {
-	return t->task_no >= 3 && !strcmp(o->kind, "act") ? W_FAIL : W_OK;
+	return t->task_no >= 3 && !strcmp(o->kind, "act") ? LH_SIM_FAIL : LH_SIM_OK;
 }
 
 static void t_replans_exhausted_ask_a_person(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	lh_id_t id;
 	lh_cplan_t *p;
-	lh_state_init(&s.st, &opts);
+	lh_sim_init(&s, &opts);
 	s.behave = everything_new_fails;
-	id = submit(&s, "Hopeless");
-	sim_run(&s);
+	id = lh_sim_submit(&s, "Hopeless", NULL);
+	lh_sim_run_until(&s, 0);
 	p = lh_state_plan(&s.st, &id);
 	if (getenv("T_VERBOSE"))
 		fprintf(stderr, "status %d wait %d repair %lld replan %lld replans %lld\n", p->status,
@@ -689,166 +456,166 @@ static void t_replans_exhausted_ask_a_person(void)
 			(long long)p->replans);
 	T_EQ_INT(p->status, LH_PLAN_PAUSED);
 	T_CHECK(p->wait_kind == LH_WAIT_ESCALATION || p->wait_kind == LH_WAIT_NO_PROGRESS);
-	T_EQ_INT(count_type(&s, LH_EV_APPROVAL_REQUESTED), 1);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_APPROVAL_REQUESTED), 1);
 	{
 		/* a person takes over the dead task with a result */
 		lh_approval_decided_t d = {.request_id = p->wait_request, .decision = "reject",
 					   .responder_type = "human", .responder_id = "ana"};
-		human(&s, &id, LH_EV_APPROVAL_DECIDED, &d);
+		lh_sim_human(&s, &id, LH_EV_APPROVAL_DECIDED, &d);
 	}
-	sim_run(&s);
+	lh_sim_run_until(&s, 0);
 	p = lh_state_plan(&s.st, &id);
 	T_CHECK(p->status == LH_PLAN_FAILED || p->status == LH_PLAN_CANCELLED);
 	check_replay(&s);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 /* --- budgets --------------------------------------------------------------------------------- */
 
 static void t_budget_pauses_then_extends(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	lh_budget_t b = {.usd = 0.05};
 	lh_id_t id;
 	lh_cplan_t *p;
-	lh_state_init(&s.st, &opts);
+	lh_sim_init(&s, &opts);
 	s.cost_per_call = 0.011; /* 80% after 4 calls, 100% after 5 */
-	id = submit_budget(&s, "Budget test", &b);
-	sim_run(&s);
+	id = lh_sim_submit(&s, "Budget test", &b);
+	lh_sim_run_until(&s, 0);
 	p = lh_state_plan(&s.st, &id);
 	T_EQ_INT(p->status, LH_PLAN_PAUSED);
-	T_EQ_INT(count_type(&s, LH_EV_BUDGET_WARNING), 1);
-	T_EQ_INT(count_type(&s, LH_EV_BUDGET_EXCEEDED), 1);
-	T_EQ_INT(count_type(&s, LH_EV_APPROVAL_REQUESTED), 1);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_BUDGET_WARNING), 1);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_BUDGET_EXCEEDED), 1);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_APPROVAL_REQUESTED), 1);
 	T_EQ_INT(p->wait_kind, LH_WAIT_BUDGET);
 	{
 		lh_approval_decided_t d = {.request_id = p->wait_request, .decision = "approve",
 					   .responder_type = "human", .responder_id = "ana",
 					   .has_budget = true};
 		d.budget.usd = 1.0;
-		human(&s, &id, LH_EV_APPROVAL_DECIDED, &d);
-		human(&s, &id, LH_EV_APPROVAL_DECIDED, &d); /* a second answer changes nothing */
+		lh_sim_human(&s, &id, LH_EV_APPROVAL_DECIDED, &d);
+		lh_sim_human(&s, &id, LH_EV_APPROVAL_DECIDED, &d); /* a second answer changes nothing */
 	}
-	sim_run(&s);
+	lh_sim_run_until(&s, 0);
 	p = lh_state_plan(&s.st, &id);
 	T_EQ_INT(p->status, LH_PLAN_COMPLETED);
-	T_EQ_INT(count_type(&s, LH_EV_PLAN_RESUMED), 1);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_PLAN_RESUMED), 1);
 	check_replay(&s);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
-static wdo_t silent_task1(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o);
+static lh_sim_do_t silent_task1(lh_sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o);
 
 static void t_task_budget(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	lh_budget_t b = {.tasks = 2};
 	lh_id_t id;
 	lh_cplan_t *p;
-	lh_state_init(&s.st, &opts);
-	id = submit_budget(&s, "Task budget", &b);
-	sim_run(&s);
+	lh_sim_init(&s, &opts);
+	id = lh_sim_submit(&s, "Task budget", &b);
+	lh_sim_run_until(&s, 0);
 	p = lh_state_plan(&s.st, &id);
 	T_EQ_INT(p->status, LH_PLAN_PAUSED);
 	T_EQ_INT(p->wait_kind, LH_WAIT_BUDGET);
-	T_EQ_INT(count_type(&s, LH_EV_BUDGET_EXCEEDED), 1);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_BUDGET_EXCEEDED), 1);
 	{
 		lh_approval_decided_t d = {.request_id = p->wait_request, .decision = "approve",
 					   .responder_type = "automated_rule", .has_budget = true};
 		d.budget.tasks = 10;
-		human(&s, &id, LH_EV_APPROVAL_DECIDED, &d);
+		lh_sim_human(&s, &id, LH_EV_APPROVAL_DECIDED, &d);
 	}
-	sim_run(&s);
+	lh_sim_run_until(&s, 0);
 	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
 	check_replay(&s);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 static void t_deadline_budget(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	lh_budget_t b = {.deadline_s = 30};
 	lh_id_t id;
-	lh_state_init(&s.st, &opts);
+	lh_sim_init(&s, &opts);
 	s.behave = silent_task1; /* task 1 hangs: the heartbeat lease (30 s) outlives the deadline */
-	id = submit_budget(&s, "Deadline test", &b);
-	sim_run_until(&s, 1000000 + 40 * 1000000LL);
-	T_EQ_INT(count_type(&s, LH_EV_BUDGET_WARNING), 1);
-	T_EQ_INT(count_type(&s, LH_EV_BUDGET_EXCEEDED), 1);
+	id = lh_sim_submit(&s, "Deadline test", &b);
+	lh_sim_run_until(&s, 1000000 + 40 * 1000000LL);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_BUDGET_WARNING), 1);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_BUDGET_EXCEEDED), 1);
 	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_PAUSED);
 	T_EQ_INT(lh_state_plan(&s.st, &id)->wait_kind, LH_WAIT_BUDGET);
 	check_replay(&s);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 /* --- steering -------------------------------------------------------------------------------- */
 
-static wdo_t silent_task1(sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
+static lh_sim_do_t silent_task1(lh_sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
 {
-	return t->task_no == 1 && t->attempt == 1 ? W_SILENT : W_OK;
+	return t->task_no == 1 && t->attempt == 1 ? LH_SIM_SILENT : LH_SIM_OK;
 }
 
 static void t_pause_resume_cancel(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	lh_id_t id;
 	lh_command_issued_t pause = {.command = "pause", .reason = "lunch"},
 			    resume = {.command = "resume"}, cancel = {.command = "cancel"};
-	lh_state_init(&s.st, &opts);
+	lh_sim_init(&s, &opts);
 	s.behave = silent_task1;
-	id = submit(&s, "Steer me");
-	sim_run_until(&s, 1000000 + 1000); /* task 1 is running, silent */
-	human(&s, &id, LH_EV_COMMAND_ISSUED, &pause);
-	sim_run_until(&s, 1000000 + 2000);
+	id = lh_sim_submit(&s, "Steer me", NULL);
+	lh_sim_run_until(&s, 1000000 + 1000); /* task 1 is running, silent */
+	lh_sim_human(&s, &id, LH_EV_COMMAND_ISSUED, &pause);
+	lh_sim_run_until(&s, 1000000 + 2000);
 	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_PAUSED);
-	human(&s, &id, LH_EV_COMMAND_ISSUED, &resume);
-	sim_run(&s);
+	lh_sim_human(&s, &id, LH_EV_COMMAND_ISSUED, &resume);
+	lh_sim_run_until(&s, 0);
 	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
-	T_EQ_INT(count_type(&s, LH_EV_PLAN_PAUSED), 1);
-	T_EQ_INT(count_type(&s, LH_EV_PLAN_RESUMED), 1);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_PLAN_PAUSED), 1);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_PLAN_RESUMED), 1);
 	check_replay(&s);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 
 	memset(&s, 0, sizeof(s));
-	lh_state_init(&s.st, &opts);
+	lh_sim_init(&s, &opts);
 	s.behave = silent_task1;
-	id = submit(&s, "Cancel me");
-	sim_run_until(&s, 1000000 + 1000);
-	human(&s, &id, LH_EV_COMMAND_ISSUED, &cancel);
-	sim_run(&s);
+	id = lh_sim_submit(&s, "Cancel me", NULL);
+	lh_sim_run_until(&s, 1000000 + 1000);
+	lh_sim_human(&s, &id, LH_EV_COMMAND_ISSUED, &cancel);
+	lh_sim_run_until(&s, 0);
 	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_CANCELLED);
 	check_replay(&s);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 static void t_cancel_task_skips_dependents(void)
 {
-	sim_t s = {0};
+	lh_sim_t s = {0};
 	lh_id_t id;
 	lh_command_issued_t c = {.command = "cancel_task", .task_no = 1};
-	lh_state_init(&s.st, &opts);
+	lh_sim_init(&s, &opts);
 	s.behave = silent_task1;
-	id = submit(&s, "Cancel one task");
-	sim_run_until(&s, 1000000 + 1000);
-	human(&s, &id, LH_EV_COMMAND_ISSUED, &c);
-	sim_run(&s);
+	id = lh_sim_submit(&s, "Cancel one task", NULL);
+	lh_sim_run_until(&s, 1000000 + 1000);
+	lh_sim_human(&s, &id, LH_EV_COMMAND_ISSUED, &c);
+	lh_sim_run_until(&s, 0);
 	/* 2, 3 need 1; 4 needs 2 and 3: all skipped; the join still decides */
 	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
-	T_EQ_INT(count_type(&s, LH_EV_TASK_CANCELLED), 1);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_TASK_CANCELLED), 1);
 	check_replay(&s);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 static void t_many_plans_replay(void)
 {
-	sim_t s = {0};
-	lh_state_init(&s.st, &opts);
+	lh_sim_t s = {0};
+	lh_sim_init(&s, &opts);
 	s.behave = task3_always_fails;
 	for (int i = 0; i < 20; i++)
-		submit(&s, i % 2 ? "Even plan" : "Odd plan");
-	sim_run(&s);
+		lh_sim_submit(&s, i % 2 ? "Even plan" : "Odd plan", NULL);
+	lh_sim_run_until(&s, 0);
 	check_replay(&s);
-	sim_finish(&s);
+	lh_sim_finish(&s);
 }
 
 int main(void)
