@@ -124,6 +124,11 @@ static void t_split(void)
 
 int main(void)
 {
+	/* the tests set what they need: settings from the caller's environment must not leak in */
+	for (const lh_cfg_def_t *d = lh_config_common_table; d->name; d++)
+		if (d->env)
+			unsetenv(d->env);
+	unsetenv("LH_CONFIG");
 	T_RUN(t_defaults);
 	T_RUN(t_precedence);
 	T_RUN(t_errors_name_the_setting);
