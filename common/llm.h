@@ -290,8 +290,9 @@ json_t *lh_llm_anthropic_build_body(const lh_llm_req_t *req, lh_error_t *err);
  *   - tool_calls: the other tool_use blocks; arguments is the input as sent (an object unless
  *     the model misbehaved), arguments_json its compact JSON text;
  *   - finish: end_turn, stop_sequence -> STOP; max_tokens, model_context_window_exceeded ->
- *     LENGTH; tool_use -> TOOL_CALLS; refusal -> REFUSAL (the text, if any, moves to refusal,
- *     content is NULL); pause_turn and anything else -> OTHER; finish_raw keeps the word;
+ *     LENGTH; tool_use -> TOOL_CALLS; refusal -> REFUSAL, even with an answer tool (the
+ *     text, if any, moves to refusal, content is NULL); pause_turn and anything else -> OTHER;
+ *     finish_raw keeps the word;
  *   - usage: input_tokens = input_tokens + cache_creation_input_tokens +
  *     cache_read_input_tokens (Anthropic counts the three apart; lh_llm_usage_t's input is "all
  *     input, cached included"), cached_tokens = cache_read_input_tokens, output_tokens as sent,

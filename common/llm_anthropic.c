@@ -421,6 +421,9 @@ static int64_t int_at(json_t *obj, const char *key)
 	return json_is_integer(v) && json_integer_value(v) > 0 ? (int64_t)json_integer_value(v) : 0;
 }
 
+/* a + b for counts that are never negative, saturating instead of overflowing */
+static int64_t add_sat(int64_t a, int64_t b) { return a > INT64_MAX - b ? INT64_MAX : a + b; }
+
 /* One tool_use block into out (fields owned). */
 static lh_err_t take_tool_use(json_t *block, lh_llm_tool_call_t *out, lh_llm_error_t *err)
 {
@@ -508,12 +511,15 @@ lh_err_t lh_llm_anthropic_parse_response(const char *body, size_t len, const cha
 	stop = json_string_value(json_object_get(root, "stop_reason"));
 	r.finish_raw = dup_or_null(stop);
 	r.finish = finish_from(stop);
-	if (r.content) {
+	if (r.finish == LH_LLM_FINISH_REFUSAL) {
+		/* a refusal wins over anything that looks like an answer */
+		free(r.content);
+		r.content = NULL;
+		r.refusal = has_text && text.len ? lh_buf_steal(&text, NULL) : strdup(REFUSAL_TEXT);
+	} else if (r.content) {
 		/* the answer came through the response schema's tool */
 		if (r.n_tool_calls == 0 && (!stop || strcmp(stop, "tool_use") == 0))
 			r.finish = LH_LLM_FINISH_STOP;
-	} else if (r.finish == LH_LLM_FINISH_REFUSAL) {
-		r.refusal = has_text && text.len ? lh_buf_steal(&text, NULL) : strdup(REFUSAL_TEXT);
 	} else if (has_text) {
 		r.content = text.len ? lh_buf_steal(&text, NULL) : strdup("");
 	}
@@ -521,8 +527,9 @@ lh_err_t lh_llm_anthropic_parse_response(const char *body, size_t len, const cha
 		r.finish = LH_LLM_FINISH_TOOL_CALLS;
 	usage = json_object_get(root, "usage");
 	r.usage.cached_tokens = int_at(usage, "cache_read_input_tokens");
-	r.usage.input_tokens = int_at(usage, "input_tokens") +
-			       int_at(usage, "cache_creation_input_tokens") + r.usage.cached_tokens;
+	r.usage.input_tokens = add_sat(add_sat(int_at(usage, "input_tokens"),
+					       int_at(usage, "cache_creation_input_tokens")),
+				       r.usage.cached_tokens);
 	r.usage.output_tokens = int_at(usage, "output_tokens");
 	r.model = dup_or_null(json_string_value(json_object_get(root, "model")));
 	r.id = dup_or_null(json_string_value(json_object_get(root, "id")));

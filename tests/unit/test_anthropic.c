@@ -505,6 +505,22 @@ static void test_parse_malformed(void)
 		T_CHECK(r.finish_raw == NULL);
 		lh_llm_resp_finish(&r);
 	}
+	/* a refusal wins over an answer tool; counts saturate instead of overflowing */
+	{
+		const char *b = "{\"content\":[{\"type\":\"tool_use\",\"id\":\"t\",\"name\":"
+				"\"answer\",\"input\":{}}],\"stop_reason\":\"refusal\",\"usage\":{"
+				"\"input_tokens\":9223372036854775807,\"cache_read_input_tokens\":"
+				"9223372036854775807,\"output_tokens\":-4}}";
+		lh_llm_resp_t r;
+		T_EQ_INT(lh_llm_anthropic_parse_response(b, strlen(b), "answer", &r, NULL), LH_OK);
+		T_EQ_INT(r.finish, LH_LLM_FINISH_REFUSAL);
+		T_CHECK(r.content == NULL);
+		T_EQ_STR(r.refusal, "the model declined to answer (stop_reason refusal)");
+		T_EQ_INT(r.n_tool_calls, 0);
+		T_EQ_INT(r.usage.input_tokens, INT64_MAX);
+		T_EQ_INT(r.usage.output_tokens, 0);
+		lh_llm_resp_finish(&r);
+	}
 }
 
 /* Deterministic mutations of every recorded answer (byte flips, truncations, spliced JSON
