@@ -9,8 +9,8 @@
  * of $ref / allOf / anyOf / oneOf that never descend into the value (validation would loop
  * forever) and chains of them longer than LH_JSONSCHEMA_MAX_DEPTH.
  *
- * Hand-written: Debian packages no C JSON Schema validator (the packaged ones are for Python,
- * Perl, Go and JavaScript). */
+ * Hand-written: Debian packages no C JSON Schema validator (the packaged ones are for Python, Go,
+ * Perl, PHP, Ruby and JavaScript). */
 #include "jsonschema.h"
 
 #include <stdarg.h>
@@ -259,11 +259,12 @@ static lh_err_t resolve_ref(compiler_t *c, const char *ref, lh_js_node_t **ret)
 	{
 		const json_t *ext =
 		    c->opts && c->opts->resolve ? c->opts->resolve(ref, c->opts->opaque) : NULL;
+		if (!ext && !(c->opts && c->opts->resolve))
+			return cfail(c, LH_ERR_UNSUPPORTED,
+				     "$ref \"%s\" does not resolve: no resolver for external references",
+				     ref);
 		if (!ext)
-			return cfail(c, LH_ERR_INVALID, "$ref \"%s\" does not resolve%s", ref,
-				     c->opts && c->opts->resolve
-					 ? ""
-					 : ": no resolver for external references");
+			return cfail(c, LH_ERR_INVALID, "$ref \"%s\" does not resolve", ref);
 		*ret = doc_add(c, ref, ext)->root;
 	}
 	return LH_OK;

@@ -69,9 +69,10 @@ typedef struct lh_jsonschema_opts {
 
 /* Compile schema (borrowed; nothing of it is kept). On success *ret_schema is new (free with
  * lh_jsonschema_free). Errors: LH_ERR_INVALID for a malformed schema or a $ref that does not
- * resolve, LH_ERR_UNSUPPORTED for a keyword this validator does not implement, with a message
- * naming the schema location: `could not compile schema: /properties/id: unsupported keyword
- * "pattern"`. */
+ * resolve, LH_ERR_UNSUPPORTED for a keyword or a form of $ref this validator does not implement
+ * (an external $ref without a resolver included), LH_ERR_TOO_LARGE past the bounds below; the
+ * message names the schema location: `could not compile schema: /properties/id: unsupported
+ * keyword "pattern"`. *ret_schema is written only on success. */
 lh_err_t lh_jsonschema_compile(const json_t *schema, lh_jsonschema_t **ret_schema, lh_error_t *err);
 /* The same with options (may be NULL). */
 lh_err_t lh_jsonschema_compile_ex(const json_t *schema, const lh_jsonschema_opts_t *opts,
