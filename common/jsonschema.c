@@ -97,7 +97,6 @@ typedef struct doc {
 	lh_js_node_t *root;
 	def_t *defs;
 	size_t n_defs;
-	bool compiled;
 	struct doc *next;
 } doc_t;
 
@@ -261,7 +260,8 @@ static lh_err_t resolve_ref(compiler_t *c, const char *ref, lh_js_node_t **ret)
 		    c->opts && c->opts->resolve ? c->opts->resolve(ref, c->opts->opaque) : NULL;
 		if (!ext && !(c->opts && c->opts->resolve))
 			return cfail(c, LH_ERR_UNSUPPORTED,
-				     "$ref \"%s\" does not resolve: no resolver for external references",
+				     "$ref \"%s\" does not resolve: no resolver for external "
+				     "references",
 				     ref);
 		if (!ext)
 			return cfail(c, LH_ERR_INVALID, "$ref \"%s\" does not resolve", ref);
@@ -547,7 +547,6 @@ static lh_err_t compile_doc(compiler_t *c, doc_t *d)
 	c->doc = d;
 	c->path_len = 0;
 	c->path[0] = 0;
-	d->compiled = true;
 	for (int k = 0; k < 2; k++) {
 		json_t *defs = json_is_object(d->json) ? json_object_get(d->json, kws[k]) : NULL;
 		if (defs && !json_is_object(defs)) {
@@ -595,11 +594,13 @@ static lh_err_t check_chain(compiler_t *c, lh_js_node_t *n, int depth)
 			goto out_long;
 		return LH_OK;
 	}
-	if (n->mark == 1)
-		return lh_error_set(c->err, LH_ERR_INVALID,
-				    "could not compile schema: %s: $ref cycle that never descends "
-				    "into the value",
-				    n->where);
+	if (n->mark == 1) {
+		rc = lh_error_set(c->err, LH_ERR_INVALID,
+				  "could not compile schema: %s: $ref cycle that never descends "
+				  "into the value",
+				  n->where);
+		goto out_trim;
+	}
 	if (depth >= LH_JS_MAX_DEPTH)
 		goto out_long;
 	n->mark = 1;
@@ -621,10 +622,14 @@ static lh_err_t check_chain(compiler_t *c, lh_js_node_t *n, int depth)
 	n->mark = 2;
 	return LH_OK;
 out_long:
-	return lh_error_set(c->err, LH_ERR_TOO_LARGE,
-			    "could not compile schema: %s: more than %d $ref / allOf / anyOf / "
-			    "oneOf in a row without descending into the value",
-			    n->where, LH_JS_MAX_DEPTH);
+	rc = lh_error_set(c->err, LH_ERR_TOO_LARGE,
+			  "could not compile schema: %s: more than %d $ref / allOf / anyOf / oneOf "
+			  "in a row without descending into the value",
+			  n->where, LH_JS_MAX_DEPTH);
+out_trim:
+	if (c->err)
+		lh_jsonschema_utf8_trim(c->err->msg);
+	return rc;
 }
 
 lh_err_t lh_jsonschema_compile_ex(const json_t *schema, const lh_jsonschema_opts_t *opts,
