@@ -122,7 +122,7 @@ static int bench_e2e(int argc, char **argv, const char *build_root)
 	lh_kafka_t *reader = NULL;
 	lh_kafka_opts_t ko = {0};
 	lh_kafka_part_t parts[8];
-	char topic[LH_TOPIC_MAX], group[64];
+	char topic[LH_TOPIC_MAX];
 	lh_error_t err = {0};
 	bplan_t *all;
 	double *plan_ms;
@@ -150,9 +150,7 @@ static int bench_e2e(int argc, char **argv, const char *build_root)
 	if ((rc = ts_init(&ts, build_root)))
 		return rc == TS_SKIP ? 2 : rc;
 	ts_spawn_materializer(&ts);
-	snprintf(group, sizeof(group), "%scoordinator", ts.prefix);
-	ts_spawn(&ts, "coordinator", "coordinator/lh-coordinator", "--group", group,
-		 "--max-tasks", "1000", NULL);
+	ts_spawn_coordinator(&ts, "--max-tasks", "1000", NULL);
 	ts_spawn_worker(&ts, "fast");
 	ts_spawn_worker(&ts, "standard");
 

@@ -361,6 +361,28 @@ static void go_live(int32_t partition)
 
 static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, int n)
 {
+	lh_recovery_stats_t *rs = NULL;
+	int32_t *pns = NULL;
+	if (assigned && n > 0) {
+		/* restore every assigned partition from lh.snapshots with one reader; fold the log
+		 * from where the snapshots leave off */
+		lh_error_t rerr = {0};
+		rs = calloc((size_t)n, sizeof(*rs));
+		pns = calloc((size_t)n, sizeof(*pns));
+		if (!rs || !pns)
+			abort();
+		for (int i = 0; i < n; i++)
+			pns[i] = parts[i].partition;
+		if (lh_recovery_load(&co.st, co.cfg.common.brokers, co.snapshots_topic, pns, n,
+				     (int)co.cfg.recovery_timeout_ms, rs, &rerr)) {
+			lh_log_warn("coordinator.recovery", rerr.msg, "action",
+				    "folding the partitions from the beginning");
+			for (int i = 0; i < n; i++) {
+				lh_state_drop_partition(&co.st, pns[i]);
+				rs[i].seek_offset = LH_KAFKA_OFFSET_BEGINNING;
+			}
+		}
+	}
 	for (int i = 0; i < n; i++) {
 		int32_t pn = parts[i].partition;
 		char ps[24], hs[24];
@@ -373,23 +395,8 @@ static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, in
 			lh_error_t err = {0};
 			int64_t hi = 0;
 			part_t *pt = &co.parts[pn];
-			lh_recovery_stats_t rs = {0};
-			lh_error_t rerr = {0};
-			/* restore from snapshots; fold the log from where they leave off */
-			if (lh_recovery_load(&co.st, co.cfg.common.brokers, co.snapshots_topic, pn,
-					     (int)co.cfg.recovery_timeout_ms, &rs, &rerr)) {
-				lh_log_warn("coordinator.recovery", rerr.msg, "action",
-					    "folding the partition from the beginning");
-				lh_state_drop_partition(&co.st, pn);
-				rs.seek_offset = LH_KAFKA_OFFSET_BEGINNING;
-			} else {
-				char a[24], b[24], c[24];
-				lh_log_info("coordinator.recovered", "snapshots loaded", "partition",
-					    lh_log_i64(ps, pn), "plans", lh_log_i64(a, rs.plans_restored),
-					    "seek", lh_log_i64(b, rs.seek_offset), "ms",
-					    lh_log_i64(c, rs.elapsed_us / 1000));
-			}
-			parts[i].offset = rs.seek_offset;
+			char a[24], b[24], c[24];
+			parts[i].offset = rs[i].seek_offset;
 			if (lh_kafka_watermarks(co.producer, co.events_topic, pn, 10000, NULL, &hi,
 						&err)) {
 				lh_log_warn("coordinator.watermark", err.msg, "partition",
@@ -401,10 +408,13 @@ static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, in
 				}
 			}
 			*pt = (part_t){.assigned = true, .target = hi,
-				       .next_offset = rs.seek_offset > 0 ? rs.seek_offset : 0};
-			lh_log_info("coordinator.assigned", "partition assigned; folding its history",
+				       .next_offset = rs[i].seek_offset > 0 ? rs[i].seek_offset : 0};
+			lh_log_info("coordinator.assigned", "partition assigned; folding the log",
 				    "partition", lh_log_i64(ps, pn), "high_watermark",
-				    lh_log_i64(hs, hi == INT64_MAX ? -1 : hi));
+				    lh_log_i64(hs, hi == INT64_MAX ? -1 : hi), "restored_plans",
+				    lh_log_i64(a, rs[i].plans_restored), "from_offset",
+				    lh_log_i64(b, rs[i].seek_offset), "recovery_ms",
+				    lh_log_i64(c, rs[i].elapsed_us / 1000));
 			if (hi == 0 || (hi != INT64_MAX && pt->next_offset >= hi))
 				go_live(pn);
 		} else {
@@ -421,6 +431,8 @@ static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, in
 				    "partition", lh_log_i64(ps, pn));
 		}
 	}
+	free(rs);
+	free(pns);
 }
 
 static void on_message(void *opaque, const lh_kafka_msg_t *msg)

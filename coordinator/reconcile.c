@@ -432,16 +432,17 @@ static void check_budgets(lh_cplan_t *p, lh_emitter_t *em, int64_t now_us)
 		char cause[96];
 		if (lim <= 0 || d == LH_BUDGET_REPLANS)
 			continue;
+		snprintf(cause, sizeof(cause), "%s:%.17g", lh_budget_dim_name(d), lim);
+		/* the 80% mark is reported even when one step jumps past it and the limit */
+		if (used >= 0.8 * lim && !(p->warned & (1u << d))) {
+			lh_budget_warning_t b = {.dimension = lh_budget_dim_name(d), .used = used,
+						 .limit = lim};
+			emit(p, em, LH_EV_BUDGET_WARNING, LH_NO_TASK, 0, &b, cause);
+		}
 		if (d != LH_BUDGET_TASKS && used >= lim && !(p->exceeded & (1u << d)) &&
 		    p->wait_kind == LH_WAIT_NONE) {
 			exceed(p, em, d, used, lim);
 			return; /* one question at a time */
-		}
-		snprintf(cause, sizeof(cause), "%s:%.17g", lh_budget_dim_name(d), lim);
-		if (used >= 0.8 * lim && used < lim && !(p->warned & (1u << d))) {
-			lh_budget_warning_t b = {.dimension = lh_budget_dim_name(d), .used = used,
-						 .limit = lim};
-			emit(p, em, LH_EV_BUDGET_WARNING, LH_NO_TASK, 0, &b, cause);
 		}
 	}
 }

@@ -9,23 +9,34 @@
 
 #define MARKER_PREFIX "marker:"
 
+#define MAX_LOAD 256
+
 typedef struct reader {
 	lh_idmap_t latest; /* plan id -> json_t* (latest snapshot), or &tomb for a tombstone */
 	json_t *marker;
-	int32_t partition;
-	int64_t last_offset;
+	int64_t last_offset, hi;
 	int snapshots;
 } reader_t;
+
+typedef struct readers {
+	int32_t partitions[MAX_LOAD];
+	reader_t r[MAX_LOAD];
+	int n;
+} readers_t;
 
 static char tomb; /* a tombstone's value in reader_t.latest */
 
 static void on_snapshot(void *opaque, const lh_kafka_msg_t *msg)
 {
-	reader_t *r = opaque;
+	readers_t *rs = opaque;
+	reader_t *r = NULL;
 	char key[64];
 	lh_id_t id;
 	json_t *j = NULL, *old;
-	if (msg->partition != r->partition)
+	for (int i = 0; i < rs->n; i++)
+		if (rs->partitions[i] == msg->partition)
+			r = &rs->r[i];
+	if (!r)
 		return;
 	r->last_offset = msg->offset;
 	if (!msg->key || msg->key_len == 0 || msg->key_len >= sizeof(key))
@@ -51,50 +62,23 @@ static void on_snapshot(void *opaque, const lh_kafka_msg_t *msg)
 		json_decref(old);
 }
 
-lh_err_t lh_recovery_load(lh_state_t *st, const char *brokers, const char *snapshots_topic,
-			  int32_t partition, int timeout_ms, lh_recovery_stats_t *ret_stats,
-			  lh_error_t *err)
+static bool all_read(const readers_t *rs)
 {
-	reader_t r = {.partition = partition, .last_offset = -1};
-	lh_kafka_t *k = NULL;
-	lh_kafka_opts_t ko = {.brokers = brokers, .client_id = "lh-coordinator-recovery",
-			      .group_id = "lh-coordinator-recovery", .on_message = on_snapshot,
-			      .opaque = &r};
-	lh_kafka_part_t part = {snapshots_topic, partition, LH_KAFKA_OFFSET_BEGINNING};
-	int64_t lo = 0, hi = 0, t0 = lh_mono_us(), seek = LH_KAFKA_OFFSET_BEGINNING;
-	json_t *plans, *e;
-	size_t i;
-	void *v;
-	lh_err_t rc = LH_OK;
-	lh_recovery_stats_t stats = {0};
+	for (int i = 0; i < rs->n; i++)
+		if (rs->r[i].last_offset + 1 < rs->r[i].hi)
+			return false;
+	return true;
+}
 
-	lh_idmap_init(&r.latest);
-	if ((rc = lh_kafka_new(&ko, &k, err)))
-		goto out_free;
-	/* a topic created moments ago may have no leader yet: ask again for a while */
-	while ((rc = lh_kafka_watermarks(k, snapshots_topic, partition, 2000, &lo, &hi, err))) {
-		if (lh_mono_us() - t0 > (int64_t)timeout_ms * 1000)
-			goto out_free;
-		lh_kafka_poll(k, 200);
-	}
-	if (hi > lo) {
-		if ((rc = lh_kafka_assign(k, &part, 1, err)))
-			goto out_free;
-		while (r.last_offset + 1 < hi) {
-			if (lh_mono_us() - t0 > (int64_t)timeout_ms * 1000) {
-				rc = lh_error_set(err, LH_ERR_TIMEOUT,
-						  "reading %s[%d] took over %d ms (at %lld of %lld)",
-						  snapshots_topic, partition, timeout_ms,
-						  (long long)r.last_offset, (long long)hi);
-				goto out_free;
-			}
-			lh_kafka_poll(k, 100);
-		}
-	}
-	stats.snapshots_read = r.snapshots;
-	plans = r.marker ? json_object_get(r.marker, "plans") : NULL;
-	if (r.marker) {
-		seek = json_integer_value(json_object_get(r.marker, "next_offset"));
+/* Restore one partition's plans from its reader; fills the stats. */
+static void restore(lh_state_t *st, reader_t *r, int32_t partition, lh_recovery_stats_t *stats)
+{
+	json_t *plans = r->marker ? json_object_get(r->marker, "plans") : NULL, *e;
+	int64_t seek = LH_KAFKA_OFFSET_BEGINNING;
+	size_t i;
+	stats->snapshots_read = r->snapshots;
+	if (r->marker) {
+		seek = json_integer_value(json_object_get(r->marker, "next_offset"));
 		json_array_foreach(plans, i, e) {
 			const char *id = json_string_value(json_object_get(e, "id"));
 			int64_t from = json_integer_value(json_object_get(e, "from"));
@@ -102,7 +86,7 @@ lh_err_t lh_recovery_load(lh_state_t *st, const char *brokers, const char *snaps
 			json_t *snap;
 			if (!id || lh_uuid_parse(id, &pid))
 				continue;
-			snap = lh_idmap_get(&r.latest, &pid);
+			snap = lh_idmap_get(&r->latest, &pid);
 			if (snap && snap != (void *)&tomb) {
 				lh_error_t rerr = {0};
 				if (lh_snapshot_restore(st, snap, partition, NULL, &rerr)) {
@@ -110,7 +94,7 @@ lh_err_t lh_recovery_load(lh_state_t *st, const char *brokers, const char *snaps
 					lh_log_warn("coordinator.snapshot_bad", rerr.msg, "plan", id);
 					from = json_integer_value(json_object_get(e, "first"));
 				} else
-					stats.plans_restored++;
+					stats->plans_restored++;
 			}
 			if (from < seek)
 				seek = from;
@@ -118,17 +102,79 @@ lh_err_t lh_recovery_load(lh_state_t *st, const char *brokers, const char *snaps
 		if (seek < 0)
 			seek = LH_KAFKA_OFFSET_BEGINNING;
 	}
-	stats.seek_offset = seek;
+	stats->seek_offset = seek;
+}
+
+lh_err_t lh_recovery_load(lh_state_t *st, const char *brokers, const char *snapshots_topic,
+			  const int32_t *partitions, int n, int timeout_ms,
+			  lh_recovery_stats_t *ret_stats, lh_error_t *err)
+{
+	readers_t *rs = calloc(1, sizeof(*rs));
+	lh_kafka_t *k = NULL;
+	lh_kafka_opts_t ko = {.brokers = brokers, .client_id = "lh-coordinator-recovery",
+			      .group_id = "lh-coordinator-recovery", .on_message = on_snapshot,
+			      .opaque = rs, .fetch_wait_max_ms = 10};
+	lh_kafka_part_t parts[MAX_LOAD];
+	int nparts = 0;
+	int64_t t0 = lh_mono_us();
+	void *v;
+	lh_err_t rc = LH_OK;
+
+	if (!rs)
+		abort();
+	if (n > MAX_LOAD) {
+		free(rs);
+		return lh_error_set(err, LH_ERR_TOO_LARGE, "at most %d partitions at once", MAX_LOAD);
+	}
+	rs->n = n;
+	for (int i = 0; i < n; i++) {
+		rs->partitions[i] = partitions[i];
+		rs->r[i].last_offset = -1;
+		lh_idmap_init(&rs->r[i].latest);
+		memset(&ret_stats[i], 0, sizeof(ret_stats[i]));
+		ret_stats[i].seek_offset = LH_KAFKA_OFFSET_BEGINNING;
+	}
+	if ((rc = lh_kafka_new(&ko, &k, err)))
+		goto out_free;
+	for (int i = 0; i < n; i++) {
+		int64_t lo = 0, hi = 0;
+		/* a topic created moments ago may have no leader yet: ask again for a while */
+		while ((rc = lh_kafka_watermarks(k, snapshots_topic, partitions[i], 2000, &lo, &hi,
+						 err))) {
+			if (lh_mono_us() - t0 > (int64_t)timeout_ms * 1000)
+				goto out_free;
+			lh_kafka_poll(k, 200);
+		}
+		rs->r[i].hi = hi;
+		rs->r[i].last_offset = lo - 1; /* nothing to read below the low watermark */
+		if (hi > lo)
+			parts[nparts++] = (lh_kafka_part_t){snapshots_topic, partitions[i],
+							    LH_KAFKA_OFFSET_BEGINNING};
+	}
+	if (nparts > 0 && (rc = lh_kafka_assign(k, parts, nparts, err)))
+		goto out_free;
+	while (!all_read(rs)) {
+		if (lh_mono_us() - t0 > (int64_t)timeout_ms * 1000) {
+			rc = lh_error_set(err, LH_ERR_TIMEOUT, "reading %s took over %d ms",
+					  snapshots_topic, timeout_ms);
+			goto out_free;
+		}
+		lh_kafka_poll(k, 20);
+	}
+	for (int i = 0; i < n; i++) {
+		restore(st, &rs->r[i], partitions[i], &ret_stats[i]);
+		ret_stats[i].elapsed_us = lh_mono_us() - t0;
+	}
 out_free:
-	for (size_t it = 0; (v = lh_idmap_next(&r.latest, &it));)
-		if (v != (void *)&tomb)
-			json_decref(v);
-	lh_idmap_finish(&r.latest);
-	json_decref(r.marker);
+	for (int i = 0; i < n; i++) {
+		for (size_t it = 0; (v = lh_idmap_next(&rs->r[i].latest, &it));)
+			if (v != (void *)&tomb)
+				json_decref(v);
+		lh_idmap_finish(&rs->r[i].latest);
+		json_decref(rs->r[i].marker);
+	}
+	free(rs);
 	lh_kafka_free(k);
-	stats.elapsed_us = lh_mono_us() - t0;
-	if (ret_stats)
-		*ret_stats = stats;
 	return rc;
 }
 

@@ -24,11 +24,12 @@ typedef struct lh_recovery_stats {
 	int64_t elapsed_us;
 } lh_recovery_stats_t;
 
-/* Load partition P's snapshots into st. brokers/group name a group-less reader. Bounded by
- * timeout_ms; on any trouble returns an error and the caller reads P from the beginning. */
+/* Load the snapshots of n partitions into st, with one group-less reader for all of them.
+ * Bounded by timeout_ms; on any trouble returns an error (nothing is restored) and the caller
+ * reads the partitions from the beginning. ret_stats has n entries. */
 lh_err_t lh_recovery_load(lh_state_t *st, const char *brokers, const char *snapshots_topic,
-			  int32_t partition, int timeout_ms, lh_recovery_stats_t *ret_stats,
-			  lh_error_t *err);
+			  const int32_t *partitions, int n, int timeout_ms,
+			  lh_recovery_stats_t *ret_stats, lh_error_t *err);
 
 /* Write a round for partition P: snapshots of changed plans, tombstones of finished ones (which
  * are then dropped from st), and the marker. next_offset is the partition's next offset to fold.

@@ -109,7 +109,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	ts_spawn_materializer(&ts);
-	ts_spawn_coordinator(&ts);
+	ts_spawn_coordinator(&ts, NULL);
 	ts_spawn_worker(&ts, "fast");
 	ts_spawn_worker(&ts, "standard");
 	T_RUN(t_plan_completes);

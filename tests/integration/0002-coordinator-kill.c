@@ -60,7 +60,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	ts_spawn_materializer(&ts);
-	coord = ts_spawn_coordinator(&ts);
+	coord = ts_spawn_coordinator(&ts, NULL);
 	ts_spawn_worker(&ts, "fast");
 	ts_spawn_worker(&ts, "standard");
 	T_RUN(t_kill_between_tasks);

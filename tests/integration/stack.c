@@ -113,11 +113,52 @@ int ts_spawn(ts_stack_t *ts, const char *name, const char *exe, ...)
 	return ts->nprocs++;
 }
 
-int ts_spawn_coordinator(ts_stack_t *ts)
+static int spawn_v(ts_stack_t *ts, const char *name, const char *exe, const char **fixed,
+		   va_list ap)
 {
-	char group[96];
+	const char *args[24];
+	int n = 0;
+	const char *a;
+	for (; fixed && *fixed && n < 22; fixed++)
+		args[n++] = *fixed;
+	while ((a = va_arg(ap, const char *)) && n < 22)
+		args[n++] = a;
+	args[n] = NULL;
+	/* ts_spawn takes varargs: pass up to 22 explicitly */
+	return ts_spawn(ts, name, exe, args[0], args[1], args[2], args[3], args[4], args[5], args[6],
+			args[7], args[8], args[9], args[10], args[11], args[12], args[13], args[14],
+			args[15], args[16], args[17], args[18], args[19], args[20], args[21], NULL);
+}
+
+int ts_spawn_coordinator(ts_stack_t *ts, ...)
+{
+	char group[96], name[32];
+	const char *fixed[] = {"--group", group, NULL};
+	va_list ap;
+	int idx;
+	int n = 0;
+	for (int i = 0; i < ts->nprocs; i++)
+		n += strncmp(ts->procs[i].name, "coordinator", 11) == 0;
 	snprintf(group, sizeof(group), "%scoordinator", ts->prefix);
-	return ts_spawn(ts, "coordinator", "coordinator/lh-coordinator", "--group", group, NULL);
+	snprintf(name, sizeof(name), n ? "coordinator%d" : "coordinator", n + 1);
+	va_start(ap, ts);
+	idx = spawn_v(ts, name, "coordinator/lh-coordinator", fixed, ap);
+	va_end(ap);
+	return idx;
+}
+
+int ts_spawn_worker_url(ts_stack_t *ts, const char *tier, const char *url, ...)
+{
+	char name[64], group[96];
+	const char *fixed[] = {"--tier", tier, "--group", group, "--llm-base-url", url, NULL};
+	va_list ap;
+	int idx;
+	snprintf(name, sizeof(name), "worker-%s", tier);
+	snprintf(group, sizeof(group), "%sworker.%s", ts->prefix, tier);
+	va_start(ap, url);
+	idx = spawn_v(ts, name, "worker/lh-worker", fixed, ap);
+	va_end(ap);
+	return idx;
 }
 
 int ts_spawn_materializer(ts_stack_t *ts)
@@ -170,14 +211,27 @@ int ts_wait_exit(ts_stack_t *ts, int idx, int ms)
 
 int ts_fakellm(ts_stack_t *ts, int latency_ms)
 {
+	return ts_fakellm_with(ts, latency_ms, NULL, ts->fakellm_url);
+}
+
+int ts_fakellm_with(ts_stack_t *ts, int latency_ms, const char *script_json, char url[128])
+{
 	int pfd[2];
-	char lat[16], buf[256] = {0}, exe[600], logf[700];
+	char lat[16], buf[256] = {0}, exe[600], logf[700], script[700] = "";
 	pid_t pid;
 	ts_proc_t *p = &ts->procs[ts->nprocs];
 	FILE *f;
 	snprintf(exe, sizeof(exe), "%s/tests/fakellm/fakellm", ts->build_root);
 	snprintf(lat, sizeof(lat), "%d", latency_ms);
-	snprintf(logf, sizeof(logf), "%s/fakellm.log", ts->log_dir);
+	snprintf(logf, sizeof(logf), "%s/fakellm%d.log", ts->log_dir, ts->nprocs);
+	if (script_json) {
+		FILE *sf;
+		snprintf(script, sizeof(script), "%s/fakellm%d.json", ts->log_dir, ts->nprocs);
+		if (!(sf = fopen(script, "w")))
+			return -1;
+		fputs(script_json, sf);
+		fclose(sf);
+	}
 	if (pipe(pfd))
 		return -1;
 	pid = fork();
@@ -187,7 +241,11 @@ int ts_fakellm(ts_stack_t *ts, int latency_ms)
 		if (fd >= 0)
 			dup2(fd, 2);
 		close(pfd[0]);
-		execl(exe, exe, "--port", "0", "--latency-ms", lat, (char *)NULL);
+		if (script[0])
+			execl(exe, exe, "--port", "0", "--latency-ms", lat, "--script", script,
+			      (char *)NULL);
+		else
+			execl(exe, exe, "--port", "0", "--latency-ms", lat, (char *)NULL);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -200,7 +258,7 @@ int ts_fakellm(ts_stack_t *ts, int latency_ms)
 	buf[strcspn(buf, "\n")] = 0;
 	if (strncmp(buf, "listening on ", 13) != 0)
 		return -1;
-	snprintf(ts->fakellm_url, sizeof(ts->fakellm_url), "http://%s/v1", buf + 13);
+	snprintf(url, 128, "http://%s/v1", buf + 13);
 	snprintf(p->name, sizeof(p->name), "fakellm");
 	snprintf(p->exe, sizeof(p->exe), "%s", exe);
 	p->pid = pid;
@@ -208,9 +266,41 @@ int ts_fakellm(ts_stack_t *ts, int latency_ms)
 	return 0;
 }
 
-lh_id_t ts_submit(ts_stack_t *ts, const char *goal)
+lh_id_t ts_submit(ts_stack_t *ts, const char *goal) { return ts_submit_with(ts, goal, NULL, NULL); }
+
+void ts_emit(ts_stack_t *ts, lh_event_t *ev)
 {
-	lh_goal_submitted_t g = {.goal = goal};
+	lh_error_t err = {0};
+	lh_buf_t b;
+	char topic[LH_TOPIC_MAX];
+	ev->v = LH_ENVELOPE_VERSION;
+	ev->ts_us = lh_now_us();
+	if (lh_id_is_zero(&ev->id))
+		ev->id = lh_uuid7_new();
+	if (!ev->actor.kind)
+		ev->actor.kind = "human";
+	lh_buf_init(&b);
+	lh_topic(ts->prefix, "events", topic, NULL);
+	if (lh_bus_emit(ts->producer, topic, ev, false, &b, NULL, &err) ||
+	    lh_kafka_flush(ts->producer, 10000, &err))
+		printf("FAIL: emit: %s\n", err.msg);
+	lh_buf_finish(&b);
+}
+
+int ts_count_events(ts_stack_t *ts, const char *plan, const char *type)
+{
+	char q[256];
+	const char *v;
+	snprintf(q, sizeof(q),
+		 "SELECT count(*) FROM events WHERE plan_id = $1 AND type = '%s'", type);
+	v = ts_sql1(ts, q, plan);
+	return v ? atoi(v) : -1;
+}
+
+lh_id_t ts_submit_with(ts_stack_t *ts, const char *goal, const lh_budget_t *budget,
+		       const char *planner_tier)
+{
+	lh_goal_submitted_t g = {.goal = goal, .planner_tier = planner_tier};
 	lh_event_t ev = {0};
 	lh_error_t err = {0};
 	lh_buf_t b;
@@ -224,6 +314,10 @@ lh_id_t ts_submit(ts_stack_t *ts, const char *goal)
 	ev.actor.kind = "cli";
 	ev.actor.id = "lh-test";
 	ev.body = &g;
+	if (budget) {
+		g.budget = *budget;
+		g.has_budget = true;
+	}
 	ev.id = lh_event_id_derivef(&ev.plan_id, "goal.submitted", 0, "submit");
 	lh_buf_init(&b);
 	lh_topic(ts->prefix, "events", topic, NULL);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "event.h"
 #include "ids.h"
 #include "kafka.h"
 
@@ -46,8 +47,9 @@ void ts_finish(ts_stack_t *ts); /* kills every child, frees */
  * arguments end with NULL. The common flags (--brokers, --pg-url, --topic-prefix) are added.
  * Returns the process index. */
 int ts_spawn(ts_stack_t *ts, const char *name, const char *exe, ...) __attribute__((sentinel));
-/* The coordinator and the materializer, each in a consumer group of its own. */
-int ts_spawn_coordinator(ts_stack_t *ts);
+/* The coordinator and the materializer, each in a consumer group of its own. Extra coordinator
+ * arguments end with NULL. */
+int ts_spawn_coordinator(ts_stack_t *ts, ...) __attribute__((sentinel));
 int ts_spawn_materializer(ts_stack_t *ts);
 /* A worker of a tier, in a group of its own, answering through fakellm when it runs (else the
  * scripted model). */
@@ -64,6 +66,19 @@ int ts_fakellm(ts_stack_t *ts, int latency_ms);
 
 /* Produce goal.submitted for a new plan; returns its id. */
 lh_id_t ts_submit(ts_stack_t *ts, const char *goal);
+/* The same with a budget and a planner tier (either may be NULL). */
+lh_id_t ts_submit_with(ts_stack_t *ts, const char *goal, const lh_budget_t *budget,
+		       const char *planner_tier);
+/* Produce any event to the events topic (v, ts_us and, when zero, a random id are filled). */
+void ts_emit(ts_stack_t *ts, lh_event_t *ev);
+/* Start another fakellm with a script (JSON text, may be NULL) and latency; writes its base URL
+ * (http://127.0.0.1:PORT/v1) into url. Returns 0 or -1. */
+int ts_fakellm_with(ts_stack_t *ts, int latency_ms, const char *script_json, char url[128]);
+/* A worker of a tier answering through the given base URL, with extra arguments (NULL-ended). */
+int ts_spawn_worker_url(ts_stack_t *ts, const char *tier, const char *url, ...)
+	__attribute__((sentinel));
+/* Count events of a plan of a type in PostgreSQL (-1 on error). */
+int ts_count_events(ts_stack_t *ts, const char *plan, const char *type);
 
 /* Run SQL with one text parameter (may be NULL for none) and return the first column of the
  * first row (static buffer; "" when no row; NULL on error). */

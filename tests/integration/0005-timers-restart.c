@@ -1,0 +1,69 @@
+/* 0005-timers-restart: a worker dies in the middle of an attempt, and the coordinator is killed
+ * while that attempt's heartbeat lease is pending. After the restart (which recovers from
+ * snapshots) the lease fires exactly once, the task is retried, and the plan completes. */
+#include <signal.h>
+#include <stdio.h>
+
+#include "stack.h"
+#include "t.h"
+
+static ts_stack_t ts;
+static char plan[40];
+static int coord, worker_fast;
+
+static void t_kill_worker_and_coordinator(void)
+{
+	lh_id_t id = ts_submit(&ts, "Compare two databases for an event store");
+	lh_uuid_fmt(&id, plan);
+	printf("# plan %s\n", plan);
+	/* task 1 (fast) is running: its worker holds the model call for 2.5 s */
+	T_CHECK(ts_wait_sql(&ts, 60000,
+			    "SELECT status FROM tasks WHERE plan_id = $1 AND task_no = 1", plan,
+			    "running"));
+	ts_kill(&ts, worker_fast, SIGKILL);
+	ts_kill(&ts, coord, SIGKILL);
+	ts_restart(&ts, coord);
+	ts_restart(&ts, worker_fast);
+}
+
+static void t_lease_fires_once_and_plan_completes(void)
+{
+	T_CHECK(ts_wait_sql(&ts, 120000, "SELECT status FROM plans WHERE plan_id = $1", plan,
+			    "completed"));
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT count(*) FROM events WHERE plan_id = $1 AND type = 'timer.fired' AND "
+			 "task_no = 1 AND attempt = 1 AND body->>'timer' = 'heartbeat_lease'",
+			 plan),
+		 "1");
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT string_agg(attempt || '=' || status, ',' ORDER BY attempt) FROM "
+			 "task_attempts WHERE plan_id = $1 AND task_no = 1",
+			 plan),
+		 "1=failed,2=succeeded");
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT count(*) FROM (SELECT task_no FROM task_attempts WHERE plan_id = $1 "
+			 "AND status = 'succeeded' GROUP BY task_no HAVING count(*) > 1) x",
+			 plan),
+		 "0");
+}
+
+int main(int argc, char **argv)
+{
+	int rc = ts_init(&ts, argc > 1 ? argv[1] : ".");
+	if (rc)
+		return rc;
+	if (ts_fakellm(&ts, 2500)) {
+		ts_finish(&ts);
+		return 1;
+	}
+	ts_spawn_materializer(&ts);
+	coord = ts_spawn_coordinator(&ts, "--heartbeat-lease", "4", "--backoff-base-ms", "100",
+				     "--snapshot-interval", "1", NULL);
+	worker_fast = ts_spawn_worker_url(&ts, "fast", ts.fakellm_url, "--heartbeat-interval", "1",
+					  NULL);
+	ts_spawn_worker_url(&ts, "standard", ts.fakellm_url, "--heartbeat-interval", "1", NULL);
+	T_RUN(t_kill_worker_and_coordinator);
+	T_RUN(t_lease_fires_once_and_plan_completes);
+	ts_finish(&ts);
+	return t_done();
+}
