@@ -40,7 +40,8 @@ void lh_jsonschema_pointer_append(char *buf, size_t cap, size_t *len, const char
 			buf[n++] = '~';
 			buf[n++] = *s == '~' ? '0' : '1';
 		} else {
-			buf[n++] = *s;
+			/* control characters would break the one-line message: shown as '?' */
+			buf[n++] = (unsigned char)*s < 0x20 ? '?' : *s;
 		}
 	}
 	if (*s && cap > 4) { /* truncated: mark it, on a UTF-8 boundary */

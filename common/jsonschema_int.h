@@ -76,7 +76,8 @@ struct lh_jsonschema {
 };
 
 /* Append s to buf (cap bytes, holding *len) as a JSON pointer token ("/" + s with ~0 ~1
- * escapes); a token that does not fit is cut on a UTF-8 boundary and ends in "...". */
+ * escapes, control characters shown as ?); a token that does not fit is cut on a UTF-8
+ * boundary and ends in "...". */
 void lh_jsonschema_pointer_append(char *buf, size_t cap, size_t *len, const char *s);
 /* Cut an incomplete UTF-8 sequence off the end of s. */
 void lh_jsonschema_utf8_trim(char *s);

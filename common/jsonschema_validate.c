@@ -124,11 +124,35 @@ static void show_literal(const json_t *v, char *out, size_t cap)
 		return;
 	}
 	dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (dump && strlen(dump) > 60)
-		snprintf(out, cap, "%.57s...", dump);
-	else
+	if (dump && strlen(dump) > 60) {
+		int n = 57;
+		while (n > 0 && ((unsigned char)dump[n] & 0xC0) == 0x80)
+			n--; /* cut on a UTF-8 boundary */
+		snprintf(out, cap, "%.*s...", n, dump);
+	} else {
 		snprintf(out, cap, "%s", dump ? dump : "a value");
+	}
 	free(dump);
+}
+
+/* out (cap bytes) overflowed: end it in "..." on a UTF-8 boundary. */
+static void mark_cut(char *out, size_t cap)
+{
+	size_t n = cap - 4;
+	while (n > 0 && ((unsigned char)out[n] & 0xC0) == 0x80)
+		n--;
+	memcpy(out + n, "...", 4);
+}
+
+/* A property name for a message: quoted and escaped like a JSON string. */
+static void show_name(const char *name, char *out, size_t cap)
+{
+	json_t *k = json_string_nocheck(name);
+	if (k)
+		show_value(k, out, cap);
+	else
+		snprintf(out, cap, "a property");
+	json_decref(k);
 }
 
 static bool is_integral(const json_t *v)
@@ -319,8 +343,10 @@ static void enum_text(const json_t *values, char *out, size_t cap)
 		}
 		show_literal(e, lit, sizeof(lit));
 		n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%s", i ? ", " : "", lit);
-		if (n >= cap)
+		if (n >= cap) {
+			mark_cut(out, cap);
 			return;
+		}
 	}
 }
 
@@ -382,7 +408,9 @@ __attribute__((noinline)) static bool own_object(vctx_t *v, const lh_js_node_t *
 	}
 	for (size_t i = 0; i < n->n_required; i++) {
 		if (!json_object_get(val, n->required[i])) {
-			report(v, -1, "missing required property \"%s\"", n->required[i]);
+			char name[SHOW_STRING * 6 + 16];
+			show_name(n->required[i], name, sizeof(name));
+			report(v, -1, "missing required property %s", name);
 			return false;
 		}
 	}
@@ -397,9 +425,13 @@ static void allowed_text(const lh_js_node_t *n, char *out, size_t cap)
 		return;
 	}
 	len = (size_t)snprintf(out, cap, "allowed: ");
-	for (size_t i = 0; i < n->n_props && len < cap; i++)
-		len += (size_t)snprintf(out + len, cap - len, "%s\"%s\"", i ? ", " : "",
-					n->props[i].name);
+	for (size_t i = 0; i < n->n_props && len < cap; i++) {
+		char name[SHOW_STRING * 6 + 16];
+		show_name(n->props[i].name, name, sizeof(name));
+		len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? ", " : "", name);
+	}
+	if (len >= cap)
+		mark_cut(out, cap); /* text follows it in the message */
 }
 
 __attribute__((noinline)) static bool children_object(vctx_t *v, const lh_js_node_t *n,
@@ -415,9 +447,7 @@ __attribute__((noinline)) static bool children_object(vctx_t *v, const lh_js_nod
 		const lh_js_node_t *sub = p ? p->schema : n->addl;
 		if (sub && !p && sub->is_false) {
 			char allowed[300], shown[SHOW_STRING * 6 + 16];
-			json_t *k = json_string_nocheck(key);
-			show_value(k, shown, sizeof(shown));
-			json_decref(k);
+			show_name(key, shown, sizeof(shown));
 			allowed_text(n, allowed, sizeof(allowed));
 			report(v, idx, "unknown property %s (%s)", shown, allowed);
 			return false;

@@ -430,6 +430,45 @@ static void test_messages_are_utf8(void)
 	json_decref(value);
 }
 
+/* Lists in messages (allowed properties, enum values) are cut on UTF-8 boundaries too: every
+ * cut position through a run of two-byte characters. */
+static void test_lists_are_utf8(void)
+{
+	for (int shift = 0; shift < 8; shift++) {
+		json_t *props = json_object(), *schema, *value, *enm = json_array(), *as_json;
+		char name[64], msg[600];
+		for (int i = 0; i < 12; i++) {
+			int len = 0;
+			for (int k = 0; k < shift; k++)
+				name[len++] = 'a';
+			for (int k = 0; k < 12; k++) {
+				memcpy(name + len, "\xc3\xa9", 2);
+				len += 2;
+			}
+			len += snprintf(name + len, sizeof(name) - (size_t)len, "%d", i);
+			json_object_set_new(props, name, json_object());
+			json_array_append_new(enm, json_pack("{s:s}", name, name));
+		}
+		schema = json_pack("{s:o, s:b}", "properties", props, "additionalProperties", 0);
+		value = json_pack("{s:i}", "other", 1);
+		T_EQ_INT(check(schema, value, msg, sizeof(msg)), LH_ERR_SCHEMA);
+		T_CHECK(strncmp(msg, "(root): unknown property \"other\" (allowed: ", 43) == 0);
+		T_CHECK(strstr(msg, "...)") != NULL); /* the list was cut, the message goes on */
+		as_json = json_string(msg);
+		T_CHECK(as_json != NULL);
+		json_decref(as_json);
+		json_decref(schema);
+		schema = json_pack("{s:o}", "enum", enm);
+		T_EQ_INT(check(schema, value, msg, sizeof(msg)), LH_ERR_SCHEMA);
+		T_CHECK(strstr(msg, "...") != NULL);
+		as_json = json_string(msg);
+		T_CHECK(as_json != NULL);
+		json_decref(as_json);
+		json_decref(schema);
+		json_decref(value);
+	}
+}
+
 static void test_api(void)
 {
 	json_t *schema = json_pack("{s:s}", "type", "integer"), *v = json_integer(3);
@@ -492,6 +531,7 @@ int main(int argc, char **argv)
 	T_RUN(test_depth_limits);
 	T_RUN(test_step_budget);
 	T_RUN(test_messages_are_utf8);
+	T_RUN(test_lists_are_utf8);
 	T_RUN(test_api);
 	T_RUN(test_measure);
 	return t_done();
