@@ -13,6 +13,8 @@
 #include "llm.h"
 
 #include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -62,11 +64,18 @@ struct anthropic {
 
 /* ---- request body ------------------------------------------------------------------------ */
 
-static lh_err_t body_error(lh_error_t *err, const char *fmt, size_t i, const char *what)
+/* "could not build messages request: " + the formatted reason, LH_ERR_INVALID */
+static lh_err_t body_error(lh_error_t *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static lh_err_t body_error(lh_error_t *err, const char *fmt, ...)
 {
-	char msg[200];
-	snprintf(msg, sizeof(msg), fmt, i, what);
-	return lh_error_set(err, LH_ERR_INVALID, "could not build messages request: %s", msg);
+	char why[300];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	return lh_error_set(err, LH_ERR_INVALID, "could not build messages request: %s", why);
 }
 
 /* The input object of a tool call being replayed (new reference), or NULL. */
@@ -131,7 +140,7 @@ static json_t *message_blocks(const lh_llm_message_t *m, size_t i, lh_error_t *e
 	}
 	if (m->role == LH_LLM_ROLE_TOOL) {
 		if (!m->tool_call_id) {
-			body_error(err, "tool message %zu has no tool_call_id%s", i, "");
+			body_error(err, "tool message %zu has no tool_call_id", i);
 			goto out_blocks;
 		}
 		b = json_pack("{s:s, s:s, s:s}", "type", "tool_result", "tool_use_id",
@@ -185,7 +194,7 @@ static json_t *tool_json(const char *name, const char *description, json_t *sche
 {
 	json_t *t;
 	if (!name || !*name) {
-		body_error(err, "tool %zu has no name%s", i, "");
+		body_error(err, "tool %zu has no name", i);
 		return NULL;
 	}
 	if (!(t = json_pack("{s:s}", "name", name)))
@@ -202,7 +211,7 @@ static json_t *tool_json(const char *name, const char *description, json_t *sche
 			    schema ? json_deep_copy(schema) : json_pack("{s:s}", "type", "object"));
 	return t;
 out_utf8:
-	body_error(err, "tool %zu is not valid UTF-8%s", i, "");
+	body_error(err, "tool %zu is not valid UTF-8", i);
 	return NULL;
 }
 
