@@ -8,6 +8,8 @@
  *                             dispatch_p99_ms (a task becoming ready -> its attempt starting),
  *                             plan_p50_ms (goal submitted -> plan completed). */
 #include <getopt.h>
+#include <stdint.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +214,164 @@ static int bench_e2e(int argc, char **argv, const char *build_root)
 	return rc;
 }
 
+/* --- recovery: kill -9 a coordinator holding many active tasks -------------------------------- */
+
+static struct {
+	int64_t dispatched;	      /* act tasks dispatched (attempt 1) */
+	lh_id_t probe;		      /* the plan submitted after the restart */
+	int64_t probe_dispatch_us;    /* when its planning task was seen dispatched */
+	int64_t marker_next[64];      /* per partition: next_offset of the latest snapshot marker */
+	bool marker_covers[64];	      /* the latest marker re-reads no plan from before its last event */
+	lh_idmap_t last_offset;	      /* plan id -> (last event offset + 2), as a pointer-sized int */
+} R;
+
+static void on_recovery_event(void *opaque, const lh_kafka_msg_t *msg)
+{
+	lh_event_t *ev;
+	if (lh_event_decode(msg->payload, msg->len, &ev, NULL))
+		return;
+	lh_idmap_put(&R.last_offset, &ev->plan_id, (void *)(intptr_t)(msg->offset + 2));
+	if (ev->type == LH_EV_TASK_DISPATCHED && ev->attempt == 1 && ev->task_no >= 1)
+		R.dispatched++;
+	if (ev->type == LH_EV_TASK_DISPATCHED && lh_id_eq(&ev->plan_id, &R.probe) &&
+	    !R.probe_dispatch_us)
+		R.probe_dispatch_us = lh_mono_us();
+	lh_event_free(ev);
+}
+
+static void on_recovery_snapshot(void *opaque, const lh_kafka_msg_t *msg)
+{
+	json_t *j;
+	if (!msg->key || msg->key_len < 7 || memcmp(msg->key, "marker:", 7) != 0 ||
+	    msg->partition < 0 || msg->partition >= 64 || !msg->payload)
+		return;
+	if ((j = json_loadb(msg->payload, msg->len, 0, NULL))) {
+		json_t *e;
+		size_t i;
+		bool covers = true;
+		R.marker_next[msg->partition] = json_integer_value(json_object_get(j, "next_offset"));
+		json_array_foreach(json_object_get(j, "plans"), i, e) {
+			lh_id_t id;
+			intptr_t last;
+			if (lh_uuid_parse(json_string_value(json_object_get(e, "id")), &id))
+				continue;
+			last = (intptr_t)lh_idmap_get(&R.last_offset, &id); /* offset + 2, 0: none */
+			if (last && json_integer_value(json_object_get(e, "from")) < last - 1)
+				covers = false;
+		}
+		R.marker_covers[msg->partition] = covers;
+		json_decref(j);
+	}
+}
+
+static char *wide_goal(int width, int n)
+{
+	lh_buf_t b;
+	lh_buf_init(&b);
+	lh_buf_printf(&b, "Recovery plan %d\nlh-script: {\"tasks\":[", n);
+	for (int i = 1; i <= width; i++)
+		lh_buf_printf(&b, "%s{\"id\":%d,\"instructions\":\"Step %d\",\"tier\":\"fast\"}",
+			      i > 1 ? "," : "", i, i);
+	lh_buf_appends(&b, "]}\n");
+	return lh_buf_steal(&b, NULL);
+}
+
+static int bench_recovery(int argc, char **argv, const char *build_root)
+{
+	int plans = 1000, tasks = 100000, c, coord, rc;
+	static const struct option opts[] = {{"plans", 1, 0, 'p'}, {"tasks", 1, 0, 't'},
+					      {0, 0, 0, 0}};
+	ts_stack_t ts;
+	lh_kafka_t *reader = NULL, *snaps = NULL;
+	lh_kafka_opts_t ko = {0};
+	lh_kafka_part_t parts[8];
+	char topic[LH_TOPIC_MAX], stopic[LH_TOPIC_MAX];
+	lh_error_t err = {0};
+	int64_t hw[8], t0, deadline;
+	bool covered;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'p')
+			plans = atoi(optarg);
+		else if (c == 't')
+			tasks = atoi(optarg);
+		else {
+			fprintf(stderr, "usage: lh-bench recovery [--plans N] [--tasks N]\n");
+			return 2;
+		}
+	}
+	if (plans < 1 || tasks < plans || tasks / plans > 1000) {
+		fprintf(stderr, "lh-bench recovery: --plans >= 1, --tasks >= plans, at most 1000 "
+				"tasks per plan\n");
+		return 2;
+	}
+	lh_idmap_init(&R.last_offset);
+	if ((rc = ts_init(&ts, build_root)))
+		return rc == TS_SKIP ? 2 : rc;
+	/* no worker for "fast": every act task stays dispatched, the lease far away */
+	coord = ts_spawn_coordinator(&ts, "--max-tasks", "1000", "--start-lease", "86400",
+				     "--snapshot-interval", "2", "--instance-id", "bench-coordinator-1",
+				     NULL);
+	ts_spawn_worker(&ts, "standard");
+	lh_topic(ts.prefix, "events", topic, NULL);
+	lh_topic(ts.prefix, "snapshots", stopic, NULL);
+	ko.brokers = ts.brokers;
+	ko.client_id = "lh-bench";
+	ko.group_id = "lh-bench-reader";
+	ko.on_message = on_recovery_event;
+	if (lh_kafka_new(&ko, &reader, &err)) {
+		fprintf(stderr, "lh-bench: %s\n", err.msg);
+		ts_finish(&ts);
+		return 1;
+	}
+	ko.on_message = on_recovery_snapshot;
+	lh_kafka_new(&ko, &snaps, &err);
+	for (int i = 0; i < 8; i++)
+		parts[i] = (lh_kafka_part_t){topic, i, LH_KAFKA_OFFSET_BEGINNING};
+	lh_kafka_assign(reader, parts, 8, &err);
+	for (int i = 0; i < 8; i++)
+		parts[i] = (lh_kafka_part_t){stopic, i, LH_KAFKA_OFFSET_BEGINNING};
+	lh_kafka_assign(snaps, parts, 8, &err);
+
+	t0 = lh_mono_us();
+	for (int i = 0; i < plans; i++) {
+		char *goal = wide_goal(tasks / plans, i);
+		ts_submit(&ts, goal);
+		free(goal);
+		lh_kafka_poll(reader, 0);
+	}
+	deadline = lh_mono_us() + 600 * 1000000LL;
+	while (R.dispatched < (int64_t)(tasks / plans) * plans && lh_mono_us() < deadline)
+		lh_kafka_poll(reader, 100);
+	printf("# %lld active tasks dispatched in %.1f s\n", (long long)R.dispatched,
+	       (double)(lh_mono_us() - t0) / 1e6);
+	/* wait until a snapshot round covers everything folded so far */
+	for (int i = 0; i < 8; i++)
+		lh_kafka_watermarks(reader, topic, i, 5000, NULL, &hw[i], NULL);
+	do {
+		covered = true;
+		lh_kafka_poll(snaps, 100);
+		for (int i = 0; i < 8; i++)
+			if (hw[i] > 0 && (R.marker_next[i] < hw[i] || !R.marker_covers[i]))
+				covered = false;
+	} while (!covered && lh_mono_us() < deadline);
+	printf("# snapshots cover the log; kill -9 the coordinator\n");
+	ts_kill(&ts, coord, SIGKILL);
+	ts_restart(&ts, coord);
+	t0 = lh_mono_us();
+	R.probe = ts_submit(&ts, "A new goal right after the restart");
+	while (!R.probe_dispatch_us && lh_mono_us() < deadline)
+		lh_kafka_poll(reader, 10);
+	printf("figure active_tasks %lld count\n", (long long)R.dispatched);
+	printf("figure recovery_first_dispatch_ms %.0f ms\n",
+	       R.probe_dispatch_us ? (double)(R.probe_dispatch_us - t0) / 1000.0 : -1.0);
+	lh_kafka_free(reader);
+	lh_kafka_free(snaps);
+	ts_finish(&ts);
+	return R.probe_dispatch_us ? 0 : 1;
+}
+
 /* --- fold: the coordinator's fold + reconcile, in-process ------------------------------------ */
 
 static lh_sim_do_t silent_acts(lh_sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
@@ -334,7 +494,10 @@ static void usage(FILE *out)
 		     "      dispatch_p50_ms, dispatch_p99_ms, plan_p50_ms\n"
 		     "  fold [--plans N] [--width W]\n"
 		     "      the coordinator's fold + reconcile in-process: fold_events_per_s,\n"
-		     "      state_bytes_per_task (no services needed)\n\n"
+		     "      state_bytes_per_task (no services needed)\n"
+		     "  recovery [--plans N] [--tasks N]\n"
+		     "      kill -9 a coordinator holding N active tasks (no worker takes them),\n"
+		     "      restart it: recovery_first_dispatch_ms (restart to the next dispatch)\n\n"
 		     "The daemons are taken from the build directory (LH_BUILD_ROOT, default: the\n"
 		     "parent of this executable's directory).\n");
 }
@@ -356,6 +519,8 @@ int main(int argc, char **argv)
 		for (int i = 0; i < 2 && (slash = strrchr(root, '/')); i++)
 			*slash = 0; /* build/bench/lh-bench -> build */
 	}
+	if (strcmp(argv[1], "recovery") == 0)
+		return bench_recovery(argc - 1, argv + 1, root);
 	if (strcmp(argv[1], "fold") == 0)
 		return bench_fold(argc - 1, argv + 1);
 	if (strcmp(argv[1], "e2e") == 0)

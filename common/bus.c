@@ -85,7 +85,8 @@ lh_err_t lh_bus_ensure_topics(lh_kafka_t *k, const char *prefix, const char **ti
 	parts[n++] = 1;
 	if ((rc = lh_topic(prefix, "snapshots", names[n], err)))
 		return rc;
-	configs[n] = "cleanup.policy=compact"; /* the latest snapshot of each plan is what counts */
+	/* the latest snapshot of each plan is what counts: compact often, so recovery reads little */
+	configs[n] = "cleanup.policy=compact;segment.ms=600000;min.cleanable.dirty.ratio=0.1";
 	parts[n++] = events_partitions;
 	for (int i = 0; i < ntiers; i++) {
 		if ((rc = lh_topic_tasks(prefix, tiers[i], names[n], err)))

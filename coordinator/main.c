@@ -44,6 +44,7 @@ typedef struct coord_cfg {
 	int64_t snapshot_interval_s;
 	int64_t snapshot_max_bytes;
 	int64_t recovery_timeout_ms;
+	char *instance_id;
 } coord_cfg_t;
 
 #define C(f) offsetof(coord_cfg_t, f)
@@ -101,6 +102,12 @@ static const lh_cfg_def_t coord_table[] = {
 	{"coordinator.snapshot_max_bytes", LH_CFG_INT, "900000", 1024, 100000000, NULL, NULL, NULL,
 	 false, false, "largest snapshot of one plan; a larger plan is recovered from its events",
 	 C(snapshot_max_bytes)},
+	{"coordinator.instance_id", LH_CFG_STR, "", 0, 0, NULL, "LH_INSTANCE_ID", "instance-id", false,
+	 false,
+	 "stable name of this coordinator in its group (Kafka static membership): a restarted "
+	 "coordinator with the same name gets its partitions back at once instead of waiting for "
+	 "the old session to expire; two running coordinators must not share it",
+	 C(instance_id)},
 	{"coordinator.recovery_timeout_ms", LH_CFG_INT, "30000", 100, 3600000, NULL, NULL, NULL,
 	 false, false, "longest read of lh.snapshots on assignment before falling back to the log",
 	 C(recovery_timeout_ms)},
@@ -155,6 +162,7 @@ static struct coord {
 typedef struct pending_ack {
 	lh_id_t plan_id;
 	int64_t task_no, attempt;
+	bool order; /* the work order (else its task.dispatched) */
 } pending_ack_t;
 
 static void schedule_reconcile(void) { event_active(co.ev_reconcile, EV_TIMEOUT, 0); }
@@ -258,9 +266,8 @@ static void emit_cb(void *opaque, lh_cplan_t *p, lh_event_t *ev)
 		ack = malloc(sizeof(*ack));
 		if (!ack)
 			abort();
-		ack->plan_id = p->plan_id;
-		ack->task_no = ev->task_no;
-		ack->attempt = ev->attempt;
+		*ack = (pending_ack_t){.plan_id = p->plan_id, .task_no = ev->task_no,
+				       .attempt = ev->attempt, .order = false};
 	}
 	/* Produce first: the event may borrow from the state that applying it changes. */
 	if (lh_bus_emit(co.producer, co.events_topic, ev, false, &co.scratch, ack, &err)) {
@@ -288,9 +295,15 @@ static void send_order_cb(void *opaque, lh_cplan_t *p, lh_ctask_t *t)
 	lh_error_t err = {0};
 	lh_event_t ev;
 	char topic[LH_TOPIC_MAX];
+	pending_ack_t *ack = malloc(sizeof(*ack));
+	if (!ack)
+		abort();
+	*ack = (pending_ack_t){.plan_id = p->plan_id, .task_no = t->task_no, .attempt = t->attempt,
+			       .order = true};
 	lh_reconcile_order(&co.st, p, t, arena, &ev);
 	if (lh_topic_tasks(co.cfg.common.topic_prefix, t->tier, topic, &err) ||
-	    lh_bus_emit(co.producer, topic, &ev, true, &co.scratch, NULL, &err)) {
+	    lh_bus_emit(co.producer, topic, &ev, true, &co.scratch, ack, &err)) {
+		free(ack);
 		co.produce_errors++;
 		lh_log_warn("coordinator.order_failed", err.msg, "tier", t->tier);
 		lh_state_mark_dirty(&co.st, p); /* reconcile re-sends (order_sent still false) */
@@ -336,7 +349,10 @@ static void on_delivery(void *opaque, void *msg_opaque, lh_err_t rc, const lh_er
 	p = lh_state_plan(&co.st, &ack->plan_id);
 	if (p && ack->task_no >= 0 && ack->task_no < p->ntasks) {
 		lh_ctask_t *t = &p->tasks[ack->task_no];
-		if (t->attempt == ack->attempt) {
+		if (t->attempt == ack->attempt && ack->order) {
+			t->order_acked = true;
+			p->snap_dirty = true;
+		} else if (t->attempt == ack->attempt) {
 			t->await_ack = false;
 			if (t->status == LH_TASK_DISPATCHED && !t->order_sent)
 				send_order_cb(NULL, p, t); /* write ahead: the decision is in the log */
@@ -460,7 +476,7 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 		/* our own event, applied when emitted: only the plan's position moves */
 		lh_cplan_t *p = lh_state_plan(&co.st, &ev->plan_id);
 		if (p && msg->offset > p->applied_offset)
-			p->applied_offset = msg->offset;
+			p->applied_offset = msg->offset; /* the marker records it; the state is as it was */
 		lh_event_free(ev);
 		goto out_check_live;
 	}
@@ -648,6 +664,13 @@ int main(int argc, char **argv)
 	ko = (lh_kafka_opts_t){.brokers = co.cfg.common.brokers, .client_id = "lh-coordinator",
 			       .group_id = co.cfg.group, .topics = topics, .on_message = on_message,
 			       .on_rebalance = on_rebalance};
+	if (*co.cfg.instance_id) {
+		static char inst[300];
+		static const char *extra[2];
+		snprintf(inst, sizeof(inst), "group.instance.id=%s", co.cfg.instance_id);
+		extra[0] = inst;
+		ko.extra = extra;
+	}
 	if (lh_kafka_new(&ko, &co.consumer, &err) || lh_kafka_attach(co.producer, co.base, &err) ||
 	    lh_kafka_attach(co.consumer, co.base, &err)) {
 		lh_log_error("coordinator.start_failed", err.msg);

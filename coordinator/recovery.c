@@ -11,8 +11,14 @@
 
 #define MAX_LOAD 256
 
+/* The latest snapshot of a plan, as read (parsed only if the marker still lists the plan). */
+typedef struct raw {
+	size_t len;
+	char data[];
+} raw_t;
+
 typedef struct reader {
-	lh_idmap_t latest; /* plan id -> json_t* (latest snapshot), or &tomb for a tombstone */
+	lh_idmap_t latest; /* plan id -> raw_t* (latest snapshot), or &tomb for a tombstone */
 	json_t *marker;
 	int64_t last_offset, hi;
 	int snapshots;
@@ -32,7 +38,9 @@ static void on_snapshot(void *opaque, const lh_kafka_msg_t *msg)
 	reader_t *r = NULL;
 	char key[64];
 	lh_id_t id;
-	json_t *j = NULL, *old;
+	json_t *j = NULL;
+	raw_t *raw = NULL;
+	void *old;
 	for (int i = 0; i < rs->n; i++)
 		if (rs->partitions[i] == msg->partition)
 			r = &rs->r[i];
@@ -43,23 +51,26 @@ static void on_snapshot(void *opaque, const lh_kafka_msg_t *msg)
 		return;
 	memcpy(key, msg->key, msg->key_len);
 	key[msg->key_len] = 0;
-	if (msg->payload && msg->len)
-		j = json_loadb(msg->payload, msg->len, 0, NULL);
 	if (!strncmp(key, MARKER_PREFIX, strlen(MARKER_PREFIX))) {
-		if (j) {
+		if (msg->payload && msg->len && (j = json_loadb(msg->payload, msg->len, 0, NULL))) {
 			json_decref(r->marker);
 			r->marker = j;
 		}
 		return;
 	}
-	if (lh_uuid_parse(key, &id)) {
-		json_decref(j);
+	if (lh_uuid_parse(key, &id))
 		return;
-	}
 	r->snapshots++;
-	old = lh_idmap_put(&r->latest, &id, j ? (void *)j : (void *)&tomb);
+	if (msg->payload && msg->len) {
+		raw = malloc(sizeof(*raw) + msg->len);
+		if (!raw)
+			abort();
+		raw->len = msg->len;
+		memcpy(raw->data, msg->payload, msg->len);
+	}
+	old = lh_idmap_put(&r->latest, &id, raw ? (void *)raw : (void *)&tomb);
 	if (old && old != (void *)&tomb)
-		json_decref(old);
+		free(old);
 }
 
 static bool all_read(const readers_t *rs)
@@ -83,18 +94,30 @@ static void restore(lh_state_t *st, reader_t *r, int32_t partition, lh_recovery_
 			const char *id = json_string_value(json_object_get(e, "id"));
 			int64_t from = json_integer_value(json_object_get(e, "from"));
 			lh_id_t pid;
-			json_t *snap;
+			raw_t *raw;
 			if (!id || lh_uuid_parse(id, &pid))
 				continue;
-			snap = lh_idmap_get(&r->latest, &pid);
-			if (snap && snap != (void *)&tomb) {
+			raw = lh_idmap_get(&r->latest, &pid);
+			if (raw && raw != (void *)&tomb) {
 				lh_error_t rerr = {0};
-				if (lh_snapshot_restore(st, snap, partition, NULL, &rerr)) {
+				json_t *snap = json_loadb(raw->data, raw->len, 0, NULL);
+				lh_cplan_t *rp = NULL;
+				if (!snap)
+					lh_error_set(&rerr, LH_ERR_DECODE, "snapshot is not JSON");
+				if (!snap || lh_snapshot_restore(st, snap, partition, &rp, &rerr)) {
 					/* an unreadable snapshot: re-read that plan from its start */
 					lh_log_warn("coordinator.snapshot_bad", rerr.msg, "plan", id);
 					from = json_integer_value(json_object_get(e, "first"));
-				} else
+				} else {
+					/* events folded after the snapshot changed nothing of the
+					 * plan (else it would have been written again): skip them */
+					int64_t covers =
+						json_integer_value(json_object_get(e, "covers"));
+					if (covers > rp->applied_offset)
+						rp->applied_offset = covers;
 					stats->plans_restored++;
+				}
+				json_decref(snap);
 			}
 			if (from < seek)
 				seek = from;
@@ -169,7 +192,7 @@ out_free:
 	for (int i = 0; i < n; i++) {
 		for (size_t it = 0; (v = lh_idmap_next(&rs->r[i].latest, &it));)
 			if (v != (void *)&tomb)
-				json_decref(v);
+				free(v);
 		lh_idmap_finish(&rs->r[i].latest);
 		json_decref(rs->r[i].marker);
 	}
@@ -223,11 +246,16 @@ int lh_recovery_round(lh_state_t *st, lh_kafka_t *producer, const char *snapshot
 			}
 			free(text);
 		}
-		json_array_append_new(list, json_pack("{s:s, s:I, s:I}", "id", id, "from",
-						      (json_int_t)(p->snap_covers
-								   ? p->snap_covers + 1
-								   : p->first_offset),
-						      "first", (json_int_t)p->first_offset));
+		/* Where recovery must re-read this plan's events from. A clean snapshot reflects every
+		 * event of the plan before next_offset (they were all folded, the last at
+		 * applied_offset), so nothing of it needs re-reading below next_offset. */
+		json_array_append_new(list, json_pack("{s:s, s:I, s:I, s:I}", "id", id, "from",
+						      (json_int_t)(!p->snap_dirty && p->snap_covers
+								   ? next_offset
+							   : p->snap_covers ? p->snap_covers + 1
+									    : p->first_offset),
+						      "first", (json_int_t)p->first_offset, "covers",
+						      (json_int_t)p->applied_offset));
 	}
 	if (!rc) {
 		json_object_set_new(marker, "v", json_integer(1));

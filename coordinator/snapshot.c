@@ -10,8 +10,6 @@
 
 #define SNAP_VERSION 1
 
-static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
-
 static json_t *i64_array(const int64_t *v, int n)
 {
 	json_t *a = json_array();
@@ -29,13 +27,27 @@ static json_t *usage_json(const lh_usage_t *u)
 			 (json_int_t)u->llm_calls);
 }
 
+/* Zero, NULL and empty fields are left out (a missing field reads as zero): snapshots of wide
+ * plans are mostly zeros, and recovery time is spent reading them. */
 static json_t *task_json(const lh_ctask_t *t)
 {
 	json_t *j = json_object();
-#define SETI(k, v) json_object_set_new(j, k, json_integer((json_int_t)(v)))
-#define SETS(k, v) json_object_set_new(j, k, str_or_null(v))
-#define SETJ(k, v) json_object_set(j, k, (v) ? (v) : json_null())
-	SETI("task_no", t->task_no);
+#define SETI(k, v)                                                                           \
+	do {                                                                                 \
+		if (v)                                                                       \
+			json_object_set_new(j, k, json_integer((json_int_t)(v)));            \
+	} while (0)
+#define SETS(k, v)                                                                           \
+	do {                                                                                 \
+		if (v)                                                                       \
+			json_object_set_new(j, k, json_string(v));                           \
+	} while (0)
+#define SETJ(k, v)                                                                           \
+	do {                                                                                 \
+		if (v)                                                                       \
+			json_object_set(j, k, v);                                            \
+	} while (0)
+	json_object_set_new(j, "task_no", json_integer((json_int_t)t->task_no));
 	SETI("status", t->status);
 	SETI("kind", t->kind);
 	SETS("tier", t->tier);
@@ -43,8 +55,10 @@ static json_t *task_json(const lh_ctask_t *t)
 	SETS("instructions", t->instructions);
 	SETJ("args", t->args);
 	SETJ("output_schema", t->output_schema);
-	json_object_set_new(j, "deps", i64_array(t->deps, t->ndeps));
-	json_object_set_new(j, "refs", i64_array(t->refs, t->nrefs));
+	if (t->ndeps)
+		json_object_set_new(j, "deps", i64_array(t->deps, t->ndeps));
+	if (t->nrefs)
+		json_object_set_new(j, "refs", i64_array(t->refs, t->nrefs));
 	SETI("attempt", t->attempt);
 	SETI("failures", t->failures);
 	SETI("total_failures", t->total_failures);
@@ -60,6 +74,7 @@ static json_t *task_json(const lh_ctask_t *t)
 	SETI("cancel_requested", t->cancel_requested);
 	SETI("heartbeat_ms", t->heartbeat_ms);
 	SETI("done_ts_us", t->done_ts_us);
+	SETI("order_acked", t->order_acked); /* a runtime fact, not folded state */
 	return j;
 }
 
@@ -68,7 +83,7 @@ json_t *lh_snapshot_plan(const lh_cplan_t *p)
 	json_t *j = json_object(), *tasks = json_array();
 	char id[LH_UUID_STR_LEN + 1];
 	lh_uuid_fmt(&p->plan_id, id);
-	SETI("v", SNAP_VERSION);
+	json_object_set_new(j, "v", json_integer(SNAP_VERSION));
 	json_object_set_new(j, "plan_id", json_string(id));
 	SETS("tenant", p->tenant);
 	SETS("goal", p->goal);
@@ -113,6 +128,7 @@ json_t *lh_snapshot_plan(const lh_cplan_t *p)
 		if (p->tasks[i].task_no == i)
 			json_array_append_new(tasks, task_json(&p->tasks[i]));
 	json_object_set_new(j, "tasks", tasks);
+	json_object_set_new(j, "status", json_integer(p->status));
 	return j;
 #undef SETI
 #undef SETS
@@ -128,6 +144,8 @@ typedef struct rd {
 static int64_t gi(rd_t *r, const char *k)
 {
 	json_t *v = json_object_get(r->o, k);
+	if (!v)
+		return 0;
 	if (!json_is_integer(v)) {
 		r->bad = k;
 		return 0;
@@ -138,6 +156,8 @@ static int64_t gi(rd_t *r, const char *k)
 static double gf(rd_t *r, const char *k)
 {
 	json_t *v = json_object_get(r->o, k);
+	if (!v)
+		return 0;
 	if (!json_is_number(v)) {
 		r->bad = k;
 		return 0;
@@ -148,7 +168,7 @@ static double gf(rd_t *r, const char *k)
 static char *gs(rd_t *r, const char *k)
 {
 	json_t *v = json_object_get(r->o, k);
-	if (json_is_null(v))
+	if (!v || json_is_null(v))
 		return NULL;
 	if (!json_is_string(v)) {
 		r->bad = k;
@@ -160,11 +180,7 @@ static char *gs(rd_t *r, const char *k)
 static json_t *gj(rd_t *r, const char *k)
 {
 	json_t *v = json_object_get(r->o, k);
-	if (!v) {
-		r->bad = k;
-		return NULL;
-	}
-	return json_is_null(v) ? NULL : json_incref(v);
+	return !v || json_is_null(v) ? NULL : json_incref(v);
 }
 
 static int64_t *garr(rd_t *r, const char *k, int *ret_n)
@@ -172,6 +188,10 @@ static int64_t *garr(rd_t *r, const char *k, int *ret_n)
 	json_t *a = json_object_get(r->o, k), *v;
 	int64_t *out;
 	size_t i;
+	if (!a) {
+		*ret_n = 0;
+		return calloc(1, sizeof(int64_t));
+	}
 	if (!json_is_array(a)) {
 		r->bad = k;
 		*ret_n = 0;
@@ -195,7 +215,8 @@ lh_err_t lh_snapshot_restore(lh_state_t *st, const json_t *snap, int32_t partiti
 	size_t i;
 	int64_t max_no = 0;
 
-	if (!json_is_object(snap) || gi(&r, "v") != SNAP_VERSION)
+	if (!json_is_object(snap) || !json_is_integer(json_object_get(snap, "v")) ||
+	    gi(&r, "v") != SNAP_VERSION || !json_is_integer(json_object_get(snap, "status")))
 		return lh_error_set(err, LH_ERR_DECODE, "not a version %d plan snapshot", SNAP_VERSION);
 	p = calloc(1, sizeof(*p));
 	if (!p)
@@ -323,6 +344,7 @@ lh_err_t lh_snapshot_restore(lh_state_t *st, const json_t *snap, int32_t partiti
 			x->cancel_requested = gi(&tr, "cancel_requested") != 0;
 			x->heartbeat_ms = gi(&tr, "heartbeat_ms");
 			x->done_ts_us = gi(&tr, "done_ts_us");
+			x->order_acked = x->order_sent = gi(&tr, "order_acked") != 0;
 			if ((unsigned)x->status >= LH_TASK__COUNT || (unsigned)x->kind >= LH_KIND__COUNT ||
 			    !x->tier || !x->instructions)
 				tr.bad = "status, kind, tier or instructions";

@@ -528,6 +528,7 @@ static lh_apply_result_t apply_dispatched(lh_state_t *st, lh_cplan_t *p, lh_ctas
 	t->status = LH_TASK_DISPATCHED;
 	t->attempt = ev->attempt;
 	t->order_sent = false;
+	t->order_acked = false;
 	t->retry_ready = false;
 	t->retry_due_us = 0;
 	if (strcmp(b->tier, t->tier) != 0)

@@ -105,6 +105,8 @@ typedef struct lh_ctask {
 	 * by this process. Recomputed after recovery (a dispatched task's order is re-sent). */
 	bool order_sent;
 	bool await_ack; /* this process emitted task.dispatched; the order waits for its ack */
+	bool order_acked; /* the broker acknowledged the order (kept in snapshots: a recovered
+			     coordinator does not send it again) */
 	int64_t done_ts_us; /* event time of the success (ready time of dependents) */
 } lh_ctask_t;
 
@@ -153,7 +155,8 @@ typedef struct lh_cplan {
 	 * its goal.submitted. Events at or below applied_offset are already reflected. */
 	int64_t applied_offset;
 	int64_t first_offset;
-	/* Runtime (not folded): the covered offset of the last snapshot written; 0 = none. */
+	/* Runtime (not folded): whether the state changed since the last snapshot written, and
+	 * the applied offset that snapshot had (0 = no snapshot). */
 	bool snap_dirty;
 	int64_t snap_covers;
 } lh_cplan_t;
