@@ -394,8 +394,12 @@ void lh_config_markdown(const lh_cfg_spec_t *spec, FILE *out)
 			fprintf(out, "| `%s` | %s%s%s | %s%s%s | %s", d->name, d->flag ? "`--" : "",
 				d->flag ? d->flag : "", d->flag ? "`" : "", d->env ? "`" : "",
 				d->env ? d->env : "", d->env ? "`" : "", type_name(d->type));
-			if (d->type == LH_CFG_ENUM)
-				fprintf(out, " (%s)", d->choices);
+			if (d->type == LH_CFG_ENUM) {
+				fprintf(out, " (");
+				for (const char *c = d->choices; *c; c++)
+					fprintf(out, *c == '|' ? ", " : "%c", *c);
+				fprintf(out, ")");
+			}
 			if ((d->type == LH_CFG_INT || d->type == LH_CFG_DOUBLE) && (d->min || d->max))
 				fprintf(out, " %g..%g", d->min, d->max);
 			fprintf(out, " | %s | %s | %s |\n", d->def && *d->def ? d->def : "",
