@@ -161,9 +161,10 @@ static void event_cb(evutil_socket_t fd, short kind, void *arg)
 	int action = ((kind & EV_READ) ? CURL_CSELECT_IN : 0) |
 		     ((kind & EV_WRITE) ? CURL_CSELECT_OUT : 0);
 	curl_multi_socket_action(http->multi, fd, action, &running);
+	/* No timer clean-up here on running == 0: a done callback in check_done may start a new
+	 * request, whose start depends on the timer curl has just asked for. curl removes the
+	 * timer itself (timeout -1) when nothing is left. */
 	check_done(http);
-	if (running <= 0 && evtimer_pending(http->timer, NULL))
-		evtimer_del(http->timer);
 }
 
 static void timer_event_cb(evutil_socket_t fd, short kind, void *arg)

@@ -460,6 +460,41 @@ static void llm_once(lh_llm_provider_t *p, const char *system, const char *user,
 	T_EQ_INT(g->done, 1);
 }
 
+/* A second call started from inside the first one's callback must run (the worker does this to
+ * send an answer back to the model). Regression: the client dropped curl's timer when a socket
+ * event found no transfer running, so the new request never started. */
+struct chain {
+	lh_llm_provider_t *p;
+	struct got second;
+	int first_done;
+};
+
+static void on_first(lh_llm_resp_t *resp, const lh_llm_error_t *err, void *opaque)
+{
+	struct chain *c = opaque;
+	lh_llm_message_t msg = {.role = LH_LLM_ROLE_USER, .content = "Goal: again\nTask: second"};
+	lh_llm_req_t req = {.model = "fake-model", .messages = &msg, .n_messages = 1};
+	lh_error_t e;
+	c->first_done = 1;
+	T_CHECK(resp != NULL);
+	T_EQ_INT(lh_llm_call(c->p, &req, on_llm, &c->second, &e), LH_OK);
+}
+
+static void test_llm_call_from_callback(void)
+{
+	struct chain c = {.p = provider(&fk, 0, 5000, NULL)};
+	lh_llm_message_t msg = {.role = LH_LLM_ROLE_USER, .content = "Goal: chain\nTask: first"};
+	lh_llm_req_t req = {.model = "fake-model", .messages = &msg, .n_messages = 1};
+	lh_error_t e;
+	T_EQ_INT(lh_llm_call(c.p, &req, on_first, &c, &e), LH_OK);
+	run_until(&c.second.done);
+	T_EQ_INT(c.first_done, 1);
+	T_EQ_INT(c.second.done, 1);
+	T_CHECK(c.second.ok);
+	lh_llm_resp_finish(&c.second.resp);
+	lh_llm_provider_free(c.p);
+}
+
 static void test_llm_success(void)
 {
 	lh_llm_provider_t *p = provider(&fk, 0, 0, NULL);
@@ -833,6 +868,7 @@ int main(int argc, char **argv)
 	T_RUN(test_http_cancel);
 	T_RUN(test_fakellm_bad_requests);
 	T_RUN(test_llm_success);
+	T_RUN(test_llm_call_from_callback);
 	T_RUN(test_llm_tools_and_length);
 	T_RUN(test_llm_429_then_success);
 	T_RUN(test_llm_500_exhausts_retries);
