@@ -17,6 +17,7 @@
 #include "config.h"
 #include "http_client.h"
 #include "idmap.h"
+#include "jsonschema.h"
 #include "kafka.h"
 #include "llm.h"
 #include "log.h"
@@ -42,6 +43,7 @@ typedef struct worker_cfg {
 	double price_cached;
 	int64_t stats_interval_s;
 	int64_t heartbeat_interval_s;
+	int64_t output_retries;
 } worker_cfg_t;
 
 #define W(f) offsetof(worker_cfg_t, f)
@@ -56,18 +58,27 @@ static const lh_cfg_def_t worker_table[] = {
 	{"worker.max_output_bytes", LH_CFG_INT, "262144", 1024, 900000, NULL, NULL, "max-output-bytes",
 	 false, false, "largest task output carried in an event; larger outputs fail the attempt",
 	 W(max_output_bytes)},
-	{"llm.provider", LH_CFG_ENUM, "auto", 0, 0, "auto|scripted|openai", "LH_LLM_PROVIDER",
-	 "provider", false, false,
-	 "auto: openai when the key variable or a base URL is set, else the scripted model",
+	{"llm.provider", LH_CFG_ENUM, "auto", 0, 0, "auto|scripted|openai|anthropic",
+	 "LH_LLM_PROVIDER", "provider", false, false,
+	 "auto: openai when OPENAI_API_KEY or a base URL is set, else anthropic when "
+	 "ANTHROPIC_API_KEY is set, else the scripted model",
 	 W(provider)},
 	{"llm.base_url", LH_CFG_STR, "", 0, 0, NULL, "LH_LLM_BASE_URL", "llm-base-url", false, false,
-	 "OpenAI-compatible base URL (default https://api.openai.com/v1 when a key is set)",
+	 "base URL of the provider's API (default https://api.openai.com/v1 or "
+	 "https://api.anthropic.com/v1); any OpenAI-compatible server (vLLM, llama.cpp, Ollama)",
 	 W(base_url)},
-	{"llm.model", LH_CFG_STR, "gpt-4o-mini", 0, 0, NULL, "LH_LLM_MODEL", "model", false, false,
-	 "model name sent to the provider", W(model)},
-	{"llm.api_key_env", LH_CFG_STR, "OPENAI_API_KEY", 0, 0, NULL, "LH_LLM_API_KEY_ENV", NULL, false,
-	 false, "environment variable holding the API key (the key itself is never configured here)",
+	{"llm.model", LH_CFG_STR, "", 0, 0, NULL, "LH_LLM_MODEL", "model", false, false,
+	 "model name sent to the provider (default gpt-4o-mini, or claude-3-5-haiku-latest)",
+	 W(model)},
+	{"llm.api_key_env", LH_CFG_STR, "", 0, 0, NULL, "LH_LLM_API_KEY_ENV", NULL, false, false,
+	 "environment variable holding the API key (default OPENAI_API_KEY or ANTHROPIC_API_KEY; "
+	 "the key itself is never configured here, logged or put in an event)",
 	 W(api_key_env)},
+	{"worker.output_retries", LH_CFG_INT, "2", 0, 10, NULL, "LH_OUTPUT_RETRIES", NULL, false,
+	 false,
+	 "times an answer that does not match the task's output schema (or is not the JSON a plan "
+	 "or join needs) is sent back to the model with the error, within one attempt",
+	 W(output_retries)},
 	{"llm.timeout_ms", LH_CFG_INT, "120000", 1000, 3600000, NULL, "LH_LLM_TIMEOUT_MS", NULL, false,
 	 false, "one HTTP exchange with the model", W(llm_timeout_ms)},
 	{"llm.max_retries", LH_CFG_INT, "2", 0, 10, NULL, "LH_LLM_MAX_RETRIES", NULL, false, false,
@@ -98,10 +109,20 @@ static const lh_cfg_spec_t worker_spec = {
 	.tables = {lh_config_common_table, worker_table, NULL},
 };
 
+#define MAX_TURNS 16
+
 typedef struct attempt {
 	struct attempt *prev, *next;
 	lh_event_t *order; /* decoded work order; owns its arena */
 	lh_arena_t *arena; /* prompt and messages */
+	lh_llm_message_t msgs[MAX_TURNS];
+	size_t nmsgs;
+	lh_jsonschema_t *schema; /* the task's output schema, compiled; NULL = none */
+	lh_llm_response_schema_t rschema;
+	int corrections; /* answers sent back to the model so far */
+	lh_llm_usage_t usage; /* summed over the attempt's calls */
+	int calls;
+	char model[128];
 	int32_t partition;
 	int64_t offset;
 	int64_t start_mono_us;
@@ -172,6 +193,7 @@ static void attempt_free(attempt_t *a)
 {
 	list_del(a);
 	lh_event_free(a->order);
+	lh_jsonschema_free(a->schema);
 	lh_arena_free(a->arena);
 	free(a);
 	if (wk.paused && !wk.stopping && wk.ninflight < wk.cfg.max_inflight * 3 / 4 + 1)
@@ -212,20 +234,18 @@ static void publish(lh_event_t *ev, void *opaque)
 	}
 }
 
-static void finish(attempt_t *a, lh_llm_resp_t *resp, const char *error_class, const char *msg,
-		   json_t *output)
+static void finish(attempt_t *a, const char *error_class, const char *msg, json_t *output)
 {
 	lh_event_t ev;
 	lh_usage_t u = {0};
 	int64_t latency_ms = (lh_mono_us() - a->start_mono_us) / 1000;
-	char model[256];
-	snprintf(model, sizeof(model), "%s", resp && resp->model ? resp->model : wk.cfg.model);
-	if (resp) {
-		u.input_tokens = resp->usage.input_tokens;
-		u.output_tokens = resp->usage.output_tokens;
-		u.cached_tokens = resp->usage.cached_tokens;
-		u.reasoning_tokens = resp->usage.reasoning_tokens;
-		u.llm_calls = 1;
+	const char *model = a->model[0] ? a->model : wk.cfg.model;
+	if (a->calls) {
+		u.input_tokens = a->usage.input_tokens;
+		u.output_tokens = a->usage.output_tokens;
+		u.cached_tokens = a->usage.cached_tokens;
+		u.reasoning_tokens = a->usage.reasoning_tokens;
+		u.llm_calls = a->calls;
 		u.cost_usd = ((double)(u.input_tokens - u.cached_tokens) * wk.cfg.price_input +
 			      (double)u.cached_tokens * wk.cfg.price_cached +
 			      (double)u.output_tokens * wk.cfg.price_output) /
@@ -245,7 +265,7 @@ static void finish(attempt_t *a, lh_llm_resp_t *resp, const char *error_class, c
 					 .retryable = strcmp(error_class, "retryable") == 0 ||
 						      strcmp(error_class, "provider_down") == 0 ||
 						      strcmp(error_class, "timeout") == 0,
-					 .usage = u, .has_usage = resp != NULL,
+					 .usage = u, .has_usage = a->calls > 0,
 					 .latency_ms = latency_ms};
 		ev_init(&ev, a, LH_EV_ATTEMPT_FAILED, &f);
 		publish(&ev, NULL);
@@ -275,6 +295,32 @@ static const char *error_class_of(lh_llm_errclass_t k)
 	}
 }
 
+static void request(attempt_t *a);
+
+static void request_later(evutil_socket_t fd, short what, void *arg) { request(arg); }
+
+/* Send the answer back with what is wrong with it, or give up on the attempt. The next call
+ * starts on the next loop turn, outside the provider's callback. */
+static void correct_or_fail(attempt_t *a, const char *answer, const char *why)
+{
+	if (a->corrections >= wk.cfg.output_retries || a->nmsgs + 2 > MAX_TURNS) {
+		finish(a, "invalid_output", why, NULL);
+		return;
+	}
+	a->corrections++;
+	a->msgs[a->nmsgs++] = (lh_llm_message_t){.role = LH_LLM_ROLE_ASSISTANT,
+						 .content = lh_arena_strdup(a->arena, answer)};
+	a->msgs[a->nmsgs++] = (lh_llm_message_t){
+		.role = LH_LLM_ROLE_USER,
+		.content = lh_arena_printf(a->arena,
+					   "Your answer was not accepted: %s\nAnswer again, with only "
+					   "the corrected answer.",
+					   why)};
+	a->calling = true; /* in flight for heartbeats and shutdown from now on */
+	if (event_base_once(wk.base, -1, EV_TIMEOUT, request_later, a, NULL) != 0)
+		finish(a, "internal", "could not schedule the corrected call", NULL);
+}
+
 static void on_llm_done(lh_llm_resp_t *resp, const lh_llm_error_t *lerr, void *opaque)
 {
 	attempt_t *a = opaque;
@@ -283,20 +329,37 @@ static void on_llm_done(lh_llm_resp_t *resp, const lh_llm_error_t *lerr, void *o
 	json_t *out = NULL;
 	char *dump;
 	size_t size;
+	bool structured = a->schema != NULL;
 
 	a->calling = false;
 	if (lerr) {
-		finish(a, NULL, lerr->klass == LH_LLM_ERR_CANCELLED ? "retryable"
-								    : error_class_of(lerr->klass),
+		finish(a, lerr->klass == LH_LLM_ERR_CANCELLED ? "retryable" : error_class_of(lerr->klass),
 		       lerr->error.msg, NULL);
 		return;
 	}
+	a->calls++;
+	a->usage.input_tokens += resp->usage.input_tokens;
+	a->usage.output_tokens += resp->usage.output_tokens;
+	a->usage.cached_tokens += resp->usage.cached_tokens;
+	a->usage.reasoning_tokens += resp->usage.reasoning_tokens;
+	if (resp->model)
+		snprintf(a->model, sizeof(a->model), "%s", resp->model);
 	if (resp->finish == LH_LLM_FINISH_REFUSAL || resp->finish == LH_LLM_FINISH_CONTENT_FILTER) {
-		finish(a, resp, "refused", resp->refusal ? resp->refusal : "the model refused", NULL);
+		finish(a, "refused", resp->refusal ? resp->refusal : "the model refused", NULL);
 		return;
 	}
-	if (lh_prompt_output(o->kind, resp->content, &out, &err)) {
-		finish(a, resp, "invalid_output", err.msg, NULL);
+	/* a task with an output schema wants JSON, whatever its kind */
+	if (lh_prompt_output(structured ? "json" : o->kind, resp->content, &out, &err)) {
+		if (structured || !strcmp(o->kind, "plan") || !strcmp(o->kind, "join") ||
+		    !strcmp(o->kind, "replan"))
+			correct_or_fail(a, resp->content ? resp->content : "", err.msg);
+		else
+			finish(a, "invalid_output", err.msg, NULL);
+		return;
+	}
+	if (structured && lh_jsonschema_validate(a->schema, out, &err)) {
+		json_decref(out);
+		correct_or_fail(a, resp->content ? resp->content : "", err.msg);
 		return;
 	}
 	dump = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -307,31 +370,50 @@ static void on_llm_done(lh_llm_resp_t *resp, const lh_llm_error_t *lerr, void *o
 		snprintf(m, sizeof(m), "output of %zu bytes exceeds the %lld-byte limit", size,
 			 (long long)wk.cfg.max_output_bytes);
 		json_decref(out);
-		finish(a, resp, "too_large", m, NULL);
+		finish(a, "too_large", m, NULL);
 		return;
 	}
-	finish(a, resp, NULL, NULL, out);
+	finish(a, NULL, NULL, out);
 	json_decref(out);
+}
+
+static void request(attempt_t *a)
+{
+	const lh_task_order_t *o = a->order->body;
+	lh_llm_req_t req = {0};
+	lh_error_t err = {0};
+	req.model = wk.cfg.model;
+	req.messages = a->msgs;
+	req.n_messages = a->nmsgs;
+	req.timeout_ms = wk.cfg.llm_timeout_ms;
+	req.task_kind = o->kind;
+	req.goal = o->goal;
+	if (a->schema)
+		req.response_schema = &a->rschema;
+	a->calling = true;
+	if (lh_llm_call(wk.llm, &req, on_llm_done, a, &err)) {
+		a->calling = false;
+		finish(a, "internal", err.msg, NULL);
+	}
 }
 
 static void call_model(attempt_t *a)
 {
 	const lh_task_order_t *o = a->order->body;
-	lh_llm_message_t *msgs = lh_arena_alloc(a->arena, 2 * sizeof(*msgs));
-	lh_llm_req_t req = {0};
 	lh_error_t err = {0};
-	lh_prompt_build(o, wk.cfg.common.tiers, a->arena, msgs);
-	req.model = wk.cfg.model;
-	req.messages = msgs;
-	req.n_messages = 2;
-	req.timeout_ms = wk.cfg.llm_timeout_ms;
-	req.task_kind = o->kind;
-	req.goal = o->goal;
-	a->calling = true;
-	if (lh_llm_call(wk.llm, &req, on_llm_done, a, &err)) {
-		a->calling = false;
-		finish(a, NULL, "internal", err.msg, NULL);
+	lh_prompt_build(o, wk.cfg.common.tiers, a->arena, a->msgs);
+	a->nmsgs = 2;
+	if (json_is_object(o->output_schema)) {
+		if (lh_jsonschema_compile(o->output_schema, &a->schema, &err)) {
+			char m[700];
+			snprintf(m, sizeof(m), "the task's output schema cannot be used: %s", err.msg);
+			finish(a, "refused", m, NULL);
+			return;
+		}
+		a->rschema = (lh_llm_response_schema_t){.name = "task_output",
+							.schema = o->output_schema, .strict = false};
 	}
+	request(a);
 }
 
 /* Commit the contiguous prefix of acknowledged orders of a partition. */
@@ -398,7 +480,7 @@ static void on_delivery(void *opaque, void *msg_opaque, lh_err_t rc, const lh_er
 	a->started_acked = true;
 	ack_offset(a->partition, a->offset);
 	if (wk.stopping) {
-		finish(a, NULL, "retryable", "worker shutting down before the call", NULL);
+		finish(a, "retryable", "worker shutting down before the call", NULL);
 		return;
 	}
 	call_model(a);
@@ -520,31 +602,56 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(wk.base);
 }
 
+static const char *env_nonempty(const char *name)
+{
+	const char *v = name && *name ? getenv(name) : NULL;
+	return v && *v ? v : NULL;
+}
+
 static lh_err_t make_provider(lh_error_t *err)
 {
-	const char *key = wk.cfg.api_key_env && *wk.cfg.api_key_env ? getenv(wk.cfg.api_key_env) : NULL;
-	bool openai = strcmp(wk.cfg.provider, "openai") == 0 ||
-		      (strcmp(wk.cfg.provider, "auto") == 0 && ((key && *key) || *wk.cfg.base_url));
-	if (!openai) {
+	const char *prov = wk.cfg.provider, *key, *url;
+	const char *openai_key = env_nonempty(*wk.cfg.api_key_env ? wk.cfg.api_key_env
+								  : "OPENAI_API_KEY");
+	const char *anthropic_key = env_nonempty(*wk.cfg.api_key_env ? wk.cfg.api_key_env
+								     : "ANTHROPIC_API_KEY");
+	lh_llm_openai_opts_t o = {.max_retries = (int)wk.cfg.llm_max_retries,
+				  .timeout_ms = wk.cfg.llm_timeout_ms};
+	lh_http_opts_t ho = {.max_connections = 0};
+	bool anthropic;
+	if (!strcmp(prov, "auto"))
+		prov = openai_key || *wk.cfg.base_url ? "openai" : anthropic_key ? "anthropic"
+										   : "scripted";
+	if (!strcmp(prov, "scripted")) {
 		wk.llm = lh_llm_scripted_new(wk.base, err);
 		wk.provider_name = "scripted";
 		free(wk.cfg.model);
 		wk.cfg.model = strdup("scripted");
-		lh_log_info("worker.model", "model: scripted (no LLM key configured; set OPENAI_API_KEY "
-					    "or LH_LLM_BASE_URL to use a real model)");
-	} else {
-		lh_llm_openai_opts_t o = {.max_retries = (int)wk.cfg.llm_max_retries,
-					  .timeout_ms = wk.cfg.llm_timeout_ms};
-		const char *url = *wk.cfg.base_url ? wk.cfg.base_url : "https://api.openai.com/v1";
-		lh_http_opts_t ho = {.max_connections = 0};
-		wk.http = lh_http_new(wk.base, &ho, err);
-		if (!wk.http)
-			return LH_ERR_INTERNAL;
-		wk.llm = lh_llm_openai_new(wk.http, url, key, &o, err);
-		wk.provider_name = "openai";
-		lh_log_info("worker.model", "model: OpenAI-compatible", "base_url", url, "model",
-			    wk.cfg.model, "key", key && *key ? "set" : "none");
+		lh_log_info("worker.model", "model: scripted (no LLM key configured; set OPENAI_API_KEY, "
+					    "ANTHROPIC_API_KEY or LH_LLM_BASE_URL to use a real model)");
+		return wk.llm ? LH_OK : LH_ERR_INTERNAL;
 	}
+	anthropic = !strcmp(prov, "anthropic");
+	key = anthropic ? anthropic_key : openai_key;
+	url = *wk.cfg.base_url ? wk.cfg.base_url
+	      : anthropic	  ? "https://api.anthropic.com/v1"
+				  : "https://api.openai.com/v1";
+	if (!*wk.cfg.model) {
+		free(wk.cfg.model);
+		wk.cfg.model = strdup(anthropic ? "claude-3-5-haiku-latest" : "gpt-4o-mini");
+	}
+	if (anthropic && !key)
+		return lh_error_set(err, LH_ERR_CONFIG,
+				    "the anthropic provider needs a key in %s",
+				    *wk.cfg.api_key_env ? wk.cfg.api_key_env : "ANTHROPIC_API_KEY");
+	wk.http = lh_http_new(wk.base, &ho, err);
+	if (!wk.http)
+		return LH_ERR_INTERNAL;
+	wk.llm = anthropic ? lh_llm_anthropic_new(wk.http, url, key, &o, err)
+			   : lh_llm_openai_new(wk.http, url, key, &o, err);
+	wk.provider_name = anthropic ? "anthropic" : "openai";
+	lh_log_info("worker.model", anthropic ? "model: Anthropic Messages" : "model: OpenAI-compatible",
+		    "base_url", url, "model", wk.cfg.model, "key", key ? "set" : "none");
 	return wk.llm ? LH_OK : LH_ERR_INTERNAL;
 }
 
@@ -630,7 +737,7 @@ int main(int argc, char **argv)
 	if (lh_kafka_flush(wk.producer, 10000, &err))
 		lh_log_warn("worker.flush", err.msg);
 	while (wk.inflight.next != &wk.inflight && wk.inflight.next->started_acked)
-		finish(wk.inflight.next, NULL, "retryable", "worker shut down", NULL);
+		finish(wk.inflight.next, "retryable", "worker shut down", NULL);
 	if (lh_kafka_flush(wk.producer, 10000, &err))
 		lh_log_warn("worker.flush", err.msg);
 	wk.consumer = lh_kafka_free(wk.consumer);

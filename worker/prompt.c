@@ -153,8 +153,9 @@ lh_err_t lh_prompt_output(const char *kind, const char *content, json_t **ret_ou
 	const char *s = content ? content : "", *e;
 	json_error_t jerr;
 	json_t *j;
+	bool any = kind && !strcmp(kind, "json"); /* a task output schema: any JSON value */
 	if (!kind || (strcmp(kind, "plan") != 0 && strcmp(kind, "join") != 0 &&
-		      strcmp(kind, "replan") != 0)) {
+		      strcmp(kind, "replan") != 0 && !any)) {
 		*ret_out = json_string(s);
 		if (!*ret_out)
 			return lh_error_set(err, LH_ERR_INVALID, "model answer is not valid UTF-8");
@@ -171,12 +172,12 @@ lh_err_t lh_prompt_output(const char *kind, const char *content, json_t **ret_ou
 		if (e - s >= 3 && strncmp(e - 3, "```", 3) == 0)
 			e -= 3;
 	}
-	j = json_loadb(s, (size_t)(e - s), JSON_REJECT_DUPLICATES, &jerr);
+	j = json_loadb(s, (size_t)(e - s), JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (!j)
 		return lh_error_set(err, LH_ERR_INVALID,
-				    "the %s answer is not JSON: %s (line %d, column %d)", kind, jerr.text,
-				    jerr.line, jerr.column);
-	if (!json_is_object(j)) {
+				    "the %s answer is not JSON: %s (line %d, column %d)",
+				    any ? "task's" : kind, jerr.text, jerr.line, jerr.column);
+	if (!any && !json_is_object(j)) {
 		json_decref(j);
 		return lh_error_set(err, LH_ERR_INVALID, "the %s answer must be a JSON object", kind);
 	}

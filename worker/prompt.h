@@ -22,9 +22,10 @@ void lh_prompt_build(const lh_task_order_t *order, const char *tiers, lh_arena_t
  * A reference without an input is left as it is. */
 char *lh_prompt_substitute(const char *text, const json_t *inputs, lh_arena_t *arena);
 
-/* The task output from the model's text answer: for plan and join tasks the answer must be a
- * JSON object (a ```json fence around it is tolerated) — LH_ERR_INVALID with the parse error
- * otherwise; for other kinds the text itself (a JSON string). *ret_out is a new reference. */
+/* The task output from the model's text answer: for plan, join and replan tasks the answer must
+ * be a JSON object, for kind "json" (a task with an output schema) any JSON value (a ```json
+ * fence around it is tolerated) — LH_ERR_INVALID with the parse error otherwise; for other kinds
+ * the text itself (a JSON string). *ret_out is a new reference. */
 lh_err_t lh_prompt_output(const char *kind, const char *content, json_t **ret_out, lh_error_t *err);
 
 #endif
