@@ -395,6 +395,10 @@ static void reconcile_task(lh_state_t *st, lh_cplan_t *p, lh_ctask_t *t, lh_emit
 		} else if (t->retry_ready)
 			dispatch(st, p, t, em);
 		return;
+	case LH_TASK_WAITING_FOR_INPUT:
+		if (t->retry_ready && !t->input_request)
+			dispatch(st, p, t, em); /* answered: resume with the conversation */
+		return;
 	case LH_TASK_DISPATCHED:
 		if (!t->order_sent && !t->await_ack)
 			em->send_order(em->opaque, p, t); /* recovered from the log: send again */
@@ -599,7 +603,8 @@ void lh_reconcile_order(lh_state_t *st, const lh_cplan_t *p, const lh_ctask_t *t
 	o->args = t->args;
 	o->inputs = inputs;
 	o->output_schema = t->output_schema;
-	o->feedback = t->attempt > 1 ? t->last_error : NULL;
+	o->feedback = t->attempt > 1 && !t->conversation ? t->last_error : NULL;
+	o->conversation = t->conversation;
 	o->dispatched_ts_us = lh_now_us();
 	memset(ret_ev, 0, sizeof(*ret_ev));
 	ret_ev->v = LH_ENVELOPE_VERSION;

@@ -86,6 +86,15 @@ static void send_order(void *opaque, lh_cplan_t *p, lh_ctask_t *t)
 		lh_arena_free(arena);
 		return;
 	}
+	if (what == LH_SIM_ASK) {
+		char rid[64];
+		lh_input_requested_t q = {.request_id = rid, .question = "Which city do you mean?",
+					  .worker_id = "w1"};
+		snprintf(rid, sizeof(rid), "q:%lld:%lld", (long long)t->task_no, (long long)t->attempt);
+		worker_event(s, p, t, LH_EV_INPUT_REQUESTED, &q);
+		lh_arena_free(arena);
+		return;
+	}
 	if (o->inputs)
 		input = json_dumps(o->inputs, JSON_COMPACT | JSON_SORT_KEYS);
 	answer = lh_llm_scripted_answer(o->kind, o->goal,

@@ -12,7 +12,16 @@
 #include "reconcile.h"
 #include "state.h"
 
-typedef enum { LH_SIM_OK, LH_SIM_FAIL, LH_SIM_INVALID, LH_SIM_LOST, LH_SIM_SILENT } lh_sim_do_t;
+/* What the simulated worker does: answer, fail (retryable), fail as invalid output, never start,
+ * start and go silent, or ask a question (input.requested, request id "q:TASK:ATTEMPT"). */
+typedef enum {
+	LH_SIM_OK,
+	LH_SIM_FAIL,
+	LH_SIM_INVALID,
+	LH_SIM_LOST,
+	LH_SIM_SILENT,
+	LH_SIM_ASK
+} lh_sim_do_t;
 
 typedef struct lh_sim lh_sim_t;
 typedef lh_sim_do_t (*lh_sim_behaviour_fn)(lh_sim_t *s, const lh_ctask_t *t,

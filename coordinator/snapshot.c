@@ -75,6 +75,8 @@ static json_t *task_json(const lh_ctask_t *t)
 	SETI("heartbeat_ms", t->heartbeat_ms);
 	SETI("done_ts_us", t->done_ts_us);
 	SETI("order_acked", t->order_acked); /* a runtime fact, not folded state */
+	SETS("input_request", t->input_request);
+	SETJ("conversation", t->conversation);
 	return j;
 }
 
@@ -129,6 +131,8 @@ json_t *lh_snapshot_plan(const lh_cplan_t *p)
 			json_array_append_new(tasks, task_json(&p->tasks[i]));
 	json_object_set_new(j, "tasks", tasks);
 	json_object_set_new(j, "status", json_integer(p->status));
+	if (p->early_answers)
+		json_object_set(j, "early_answers", p->early_answers);
 	return j;
 #undef SETI
 #undef SETS
@@ -293,6 +297,9 @@ lh_err_t lh_snapshot_restore(lh_state_t *st, const json_t *snap, int32_t partiti
 	p->max_task_no = gi(&r, "max_task_no");
 	p->applied_offset = gi(&r, "applied_offset");
 	p->first_offset = gi(&r, "first_offset");
+	p->early_answers = gj(&r, "early_answers");
+	if (p->early_answers && !json_is_object(p->early_answers))
+		r.bad = "early_answers";
 	tasks = json_object_get(snap, "tasks");
 	if (!json_is_array(tasks))
 		r.bad = "tasks";
@@ -345,6 +352,8 @@ lh_err_t lh_snapshot_restore(lh_state_t *st, const json_t *snap, int32_t partiti
 			x->heartbeat_ms = gi(&tr, "heartbeat_ms");
 			x->done_ts_us = gi(&tr, "done_ts_us");
 			x->order_acked = x->order_sent = gi(&tr, "order_acked") != 0;
+			x->input_request = gs(&tr, "input_request");
+			x->conversation = gj(&tr, "conversation");
 			if ((unsigned)x->status >= LH_TASK__COUNT || (unsigned)x->kind >= LH_KIND__COUNT ||
 			    !x->tier || !x->instructions)
 				tr.bad = "status, kind, tier or instructions";

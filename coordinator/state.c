@@ -91,6 +91,8 @@ static void task_finish(lh_ctask_t *t)
 	free(t->refs);
 	free(t->last_error);
 	free(t->last_error_class);
+	free(t->input_request);
+	json_decref(t->conversation);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -106,6 +108,8 @@ static void plan_shrink(lh_cplan_t *p)
 	p->goal = NULL;
 	json_decref(p->plan_doc);
 	p->plan_doc = NULL;
+	json_decref(p->early_answers);
+	p->early_answers = NULL;
 }
 
 void lh_cplan_free(lh_cplan_t *p)
@@ -860,6 +864,73 @@ static lh_apply_result_t apply_approval_decided(lh_state_t *st, lh_cplan_t *p,
 	return LH_APPLY_CHANGED;
 }
 
+/* An answer resumes the task: the question and the answer join its conversation, and it is
+ * dispatched again (as a new attempt). */
+static void take_answer(lh_ctask_t *t, const json_t *answer)
+{
+	char *text = json_is_string(answer) ? NULL
+			     : json_dumps(answer ? answer : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+	const char *content = json_is_string(answer) ? json_string_value(answer) : text ? text : "";
+	if (!t->conversation)
+		t->conversation = json_array();
+	json_array_append_new(t->conversation,
+			      json_pack("{s:s, s:s}", "role", "user", "content", content));
+	free(text);
+	free(t->input_request);
+	t->input_request = NULL;
+	t->retry_ready = true;
+}
+
+static lh_apply_result_t apply_input(lh_state_t *st, lh_cplan_t *p, const lh_event_t *ev)
+{
+	if (ev->type == LH_EV_INPUT_REQUESTED) {
+		const lh_input_requested_t *b = ev->body;
+		lh_ctask_t *t = plan_task(p, ev->task_no);
+		json_t *early;
+		if (!t || ev->attempt != t->attempt ||
+		    (t->status != LH_TASK_DISPATCHED && t->status != LH_TASK_RUNNING))
+			return LH_APPLY_NOOP;
+		t->status = LH_TASK_WAITING_FOR_INPUT;
+		t->lease_due_us = 0;
+		t->lease_kind = LH_LEASE_NONE;
+		free(t->input_request);
+		t->input_request = strdup(b->request_id);
+		if (!t->conversation)
+			t->conversation = json_array();
+		json_array_append_new(t->conversation, json_pack("{s:s, s:s}", "role", "assistant",
+								 "content", b->question));
+		if (b->has_usage)
+			usage_add(&p->usage, &b->usage);
+		/* an answer that came first was kept for this moment */
+		early = p->early_answers ? json_object_get(p->early_answers, b->request_id) : NULL;
+		if (early) {
+			take_answer(t, json_object_get(early, "answer"));
+			json_object_del(p->early_answers, b->request_id);
+		}
+	} else {
+		const lh_input_provided_t *b = ev->body;
+		lh_ctask_t *t = NULL;
+		for (int i = 0; i < p->ntasks && !t; i++)
+			if (p->tasks[i].task_no == i && p->tasks[i].input_request &&
+			    !strcmp(p->tasks[i].input_request, b->request_id))
+				t = &p->tasks[i];
+		if (t && t->status == LH_TASK_WAITING_FOR_INPUT)
+			take_answer(t, b->answer);
+		else {
+			/* not asked yet (or asked and answered already): keep the first answer */
+			json_t *body;
+			if (!p->early_answers)
+				p->early_answers = json_object();
+			if (json_object_get(p->early_answers, b->request_id))
+				return LH_APPLY_NOOP;
+			body = json_pack("{s:O?}", "answer", b->answer);
+			json_object_set_new(p->early_answers, b->request_id, body);
+		}
+	}
+	lh_state_mark_dirty(st, p);
+	return LH_APPLY_CHANGED;
+}
+
 static lh_apply_result_t apply_task_event(lh_state_t *st, lh_cplan_t *p, lh_ctask_t *t,
 					  const lh_event_t *ev, char *reason, size_t reason_len)
 {
@@ -1010,6 +1081,10 @@ lh_apply_result_t lh_state_apply_at(lh_state_t *st, const lh_event_t *ev, int32_
 	case LH_EV_APPROVAL_DECIDED:
 		r = apply_approval_decided(st, p, ev);
 		break;
+	case LH_EV_INPUT_REQUESTED:
+	case LH_EV_INPUT_PROVIDED:
+		r = apply_input(st, p, ev);
+		break;
 	case LH_EV_PLAN_COMPLETED:
 	case LH_EV_PLAN_FAILED:
 	case LH_EV_PLAN_CANCELLED:
@@ -1070,6 +1145,7 @@ void lh_state_hash(const lh_state_t *st, char hex[65])
 			      (long long)p->replans, (long long)p->join_task, p->pause_requested,
 			      p->resume_requested, p->cancel_requested, p->fail_requested,
 			      p->last_patch);
+		hash_json(&b, p->early_answers);
 		hash_json(&b, p->plan_doc);
 		for (int k = 0; k < p->ntasks; k++) {
 			const lh_ctask_t *t = &p->tasks[k];
@@ -1078,6 +1154,8 @@ void lh_state_hash(const lh_state_t *st, char hex[65])
 				      t->failures, t->total_failures, t->tier ? t->tier : "",
 				      t->last_error ? t->last_error : "", (long long)t->lease_due_us,
 				      (long long)t->retry_due_us, t->retry_ready, t->cancel_requested);
+			lh_buf_printf(&b, "%s|", t->input_request ? t->input_request : "");
+			hash_json(&b, t->conversation);
 			hash_json(&b, t->output);
 		}
 	}

@@ -101,6 +101,9 @@ typedef struct lh_ctask {
 	bool retry_ready;	/* the backoff timer fired for this failure */
 	bool cancel_requested;
 	int64_t heartbeat_ms;	/* from task.dispatched */
+	/* Questions (ask_human): the open request and the turns so far, [{role, content}]. */
+	char *input_request;
+	json_t *conversation;
 	/* Runtime only, not part of the folded state: whether the work order of `attempt` was sent
 	 * by this process. Recomputed after recovery (a dispatched task's order is re-sent). */
 	bool order_sent;
@@ -151,6 +154,7 @@ typedef struct lh_cplan {
 	int64_t succeeded_at_replan; /* tasks succeeded when the last replan was created */
 	char last_patch[65];	 /* sha256 of the last replan patch (identical replans) */
 	int64_t max_task_no;
+	json_t *early_answers; /* request_id -> input.provided body, for questions not yet seen */
 	/* Position in the partition (lh.events offsets): the last event folded into this plan, and
 	 * its goal.submitted. Events at or below applied_offset are already reflected. */
 	int64_t applied_offset;

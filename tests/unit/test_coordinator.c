@@ -606,6 +606,66 @@ static void t_cancel_task_skips_dependents(void)
 	lh_sim_finish(&s);
 }
 
+/* --- questions (ask_human) ------------------------------------------------------------------- */
+
+static lh_sim_do_t task1_asks_first(lh_sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
+{
+	if (t->task_no != 1)
+		return LH_SIM_OK;
+	if (t->attempt == 1)
+		return LH_SIM_ASK;
+	/* resumed: the conversation holds the question and the answer */
+	if (json_array_size(o->conversation) != 2 ||
+	    strcmp(json_string_value(json_object_get(json_array_get(o->conversation, 1), "content")),
+		   "Lisbon") != 0)
+		return LH_SIM_INVALID;
+	return LH_SIM_OK;
+}
+
+static void answer(lh_sim_t *s, const lh_id_t *id, const char *rid)
+{
+	json_t *a = json_string("Lisbon");
+	lh_input_provided_t b = {.request_id = rid, .answer = a, .responder_type = "human",
+				 .responder_id = "ana"};
+	lh_sim_human(s, id, LH_EV_INPUT_PROVIDED, &b);
+	json_decref(a);
+}
+
+static void t_question_then_answer(void)
+{
+	lh_sim_t s;
+	lh_id_t id;
+	lh_cplan_t *p;
+	lh_sim_init(&s, &opts);
+	s.behave = task1_asks_first;
+	id = lh_sim_submit(&s, "Plan a city trip", NULL);
+	lh_sim_run_until(&s, 0);
+	p = lh_state_plan(&s.st, &id);
+	T_EQ_INT(p->tasks[1].status, LH_TASK_WAITING_FOR_INPUT);
+	T_EQ_INT(p->status, LH_PLAN_RUNNING); /* no lease ticks on a waiting task */
+	answer(&s, &id, "q:1:1");
+	answer(&s, &id, "q:1:1"); /* a second answer changes nothing */
+	lh_sim_run_until(&s, 0);
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_INPUT_REQUESTED), 1);
+	check_replay(&s);
+	lh_sim_finish(&s);
+}
+
+static void t_answer_before_question_is_kept(void)
+{
+	lh_sim_t s;
+	lh_id_t id;
+	lh_sim_init(&s, &opts);
+	s.behave = task1_asks_first;
+	id = lh_sim_submit(&s, "Plan a city trip", NULL);
+	answer(&s, &id, "q:1:1"); /* arrives first */
+	lh_sim_run_until(&s, 0);
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
+	check_replay(&s);
+	lh_sim_finish(&s);
+}
+
 static void t_many_plans_replay(void)
 {
 	lh_sim_t s = {0};
@@ -642,6 +702,8 @@ int main(void)
 	T_RUN(t_deadline_budget);
 	T_RUN(t_pause_resume_cancel);
 	T_RUN(t_cancel_task_skips_dependents);
+	T_RUN(t_question_then_answer);
+	T_RUN(t_answer_before_question_is_kept);
 	T_RUN(t_many_plans_replay);
 	return t_done();
 }
