@@ -306,13 +306,21 @@ static void give_up_on_tier(lh_state_t *st, lh_cplan_t *p, lh_ctask_t *t, lh_emi
 	bool capability = t->last_error_class && (!strcmp(t->last_error_class, "invalid_output") ||
 						  !strcmp(t->last_error_class, "refused"));
 	snprintf(cause, sizeof(cause), "t%lld:a%lld", (long long)t->task_no, (long long)t->attempt);
-	if (capability && ti >= 0 && ti + 1 < st->opts.ntiers && t->kind != LH_KIND_PLAN) {
+	if (capability && ti >= 0 && ti + 1 < st->opts.ntiers) {
 		lh_task_escalated_t e = {.from_tier = t->tier, .to_tier = st->opts.tiers[ti + 1],
 					 .reason = t->last_error ? t->last_error : "failed"};
 		snprintf(why, sizeof(why), "task %lld failed %d times on %s (%s): escalating to %s",
 			 (long long)t->task_no, t->failures, t->tier, e.reason, e.to_tier);
 		log_decision(p, em, "escalation", cause, why, NULL);
 		emit(p, em, LH_EV_TASK_ESCALATED, t->task_no, t->attempt, &e, cause);
+		return;
+	}
+	if (t->kind == LH_KIND_PLAN) {
+		/* no plan to repair yet: planning itself failed */
+		char reason[800];
+		snprintf(reason, sizeof(reason), "planning failed after %d attempts: %s",
+			 t->total_failures, t->last_error ? t->last_error : "");
+		fail_plan(p, em, 0, reason);
 		return;
 	}
 	{
@@ -385,13 +393,7 @@ static void reconcile_task(lh_state_t *st, lh_cplan_t *p, lh_ctask_t *t, lh_emit
 		if (t->failures >= attempts ||
 		    (st->opts.no_progress_failures > 0 && t->same_error >= st->opts.no_progress_failures &&
 		     t->failures >= 2)) {
-			if (t->kind == LH_KIND_PLAN) {
-				char reason[800];
-				snprintf(reason, sizeof(reason), "planning failed after %d attempts: %s",
-					 t->total_failures, t->last_error ? t->last_error : "");
-				fail_plan(p, em, 0, reason);
-			} else
-				give_up_on_tier(st, p, t, em);
+			give_up_on_tier(st, p, t, em);
 		} else if (t->retry_ready)
 			dispatch(st, p, t, em);
 		return;

@@ -404,6 +404,26 @@ static void t_escalation_chain(void)
 	lh_sim_finish(&s);
 }
 
+static lh_sim_do_t planner_needs_frontier(lh_sim_t *s, const lh_ctask_t *t,
+					  const lh_task_order_t *o)
+{
+	return t->task_no == 0 && strcmp(o->tier, "frontier") != 0 ? LH_SIM_INVALID : LH_SIM_OK;
+}
+
+static void t_bad_plans_escalate_the_planner(void)
+{
+	lh_sim_t s;
+	lh_id_t id;
+	lh_sim_init(&s, &opts);
+	s.behave = planner_needs_frontier;
+	id = lh_sim_submit(&s, "Planner escalation", NULL); /* planning starts on standard */
+	lh_sim_run_until(&s, 0);
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_TASK_ESCALATED), 1);
+	check_replay(&s);
+	lh_sim_finish(&s);
+}
+
 static lh_sim_do_t task3_always_fails(lh_sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
 {
 	return t->task_no == 3 ? LH_SIM_FAIL : LH_SIM_OK;
@@ -695,6 +715,7 @@ int main(void)
 	T_RUN(t_backoff_delays_retry);
 	T_RUN(t_backoff_is_deterministic);
 	T_RUN(t_escalation_chain);
+	T_RUN(t_bad_plans_escalate_the_planner);
 	T_RUN(t_dead_task_is_repaired);
 	T_RUN(t_replans_exhausted_ask_a_person);
 	T_RUN(t_budget_pauses_then_extends);
