@@ -28,7 +28,12 @@ typedef struct cmd {
 static const cmd_t cmds[] = {
 	{"dev", lhctl_cmd_dev, "run the whole stack on this machine (dev stop, dev status)"},
 	{"run", lhctl_cmd_run, "submit a goal and watch it until it finishes"},
-	{"plan", lhctl_cmd_plan, "show a plan and its tasks (plan show ID, plan list)"},
+	{"plan", lhctl_cmd_plan,
+	 "plans: plan show ID, plan list, plan pause|resume|cancel ID, plan cancel-task ID N"},
+	{"requests", lhctl_cmd_steer, "pending approvals and questions (requests [--plan ID])"},
+	{"approve", lhctl_cmd_steer, "approve a request (approve PLAN REQUEST [--budget-usd X])"},
+	{"reject", lhctl_cmd_steer, "reject a request (reject PLAN REQUEST [--reason TEXT])"},
+	{"respond", lhctl_cmd_steer, "answer a question (respond PLAN REQUEST ANSWER)"},
 	{"events", lhctl_cmd_events, "decode the event log to JSON lines (events tail)"},
 	{"db", lhctl_cmd_db, "apply database migrations (db migrate)"},
 	{"version", lhctl_cmd_version, "print the version"},

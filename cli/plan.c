@@ -231,15 +231,22 @@ int lhctl_cmd_plan(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		fprintf(argc < 2 ? stderr : stdout,
-			"usage: lhctl plan show ID | lhctl plan list [--limit N]\n\n"
-			"  show ID   a plan's status, usage and tasks (from PostgreSQL)\n"
-			"  list      the newest plans\n\n`lhctl plan show --help` lists the options.\n");
+			"usage: lhctl plan show ID | lhctl plan list [--limit N] | lhctl plan "
+			"pause|resume|cancel ID | lhctl plan cancel-task ID TASK\n\n"
+			"  show ID            a plan's status, usage and tasks (from PostgreSQL)\n"
+			"  list               the newest plans\n"
+			"  pause|resume|cancel ID    steer a plan (an event on lh.events)\n"
+			"  cancel-task ID N   cancel one task; the tasks that need it are skipped\n\n"
+			"`lhctl plan show --help` lists the options.\n");
 		return argc < 2 ? LHCTL_EXIT_USAGE : LHCTL_EXIT_OK;
 	}
 	if (strcmp(argv[1], "show") == 0)
 		return plan_show(argc - 1, argv + 1);
 	if (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "ls") == 0)
 		return plan_list(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "pause") || !strcmp(argv[1], "resume") || !strcmp(argv[1], "cancel") ||
+	    !strcmp(argv[1], "cancel-task"))
+		return lhctl_cmd_steer(argc, argv);
 	return lhctl_fail(LHCTL_EXIT_USAGE, "unknown plan command \"%s\" (try: lhctl plan show ID)",
 			  argv[1]);
 }

@@ -81,3 +81,12 @@ SELECT coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce
 
 -- name: metrics_attempts
 SELECT status, count(*) FROM task_attempts GROUP BY status ORDER BY status;
+
+-- name: request_status
+SELECT status FROM input_requests WHERE plan_id = $1::uuid AND request_id = $2;
+
+-- name: requests_pending
+SELECT r.plan_id, r.request_id, r.task_no, r.kind, r.question, r.created_at
+  FROM input_requests r JOIN plans p ON p.plan_id = r.plan_id
+ WHERE r.status = 'pending' AND p.tenant = $1 AND ($2::uuid IS NULL OR r.plan_id = $2::uuid)
+ ORDER BY r.created_at;
