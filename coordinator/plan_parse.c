@@ -112,6 +112,74 @@ static bool tier_known(const lh_state_opts_t *o, const char *tier)
 	return false;
 }
 
+/* The checks every new task gets, planned or patched: instructions present and bounded, a known
+ * tier, well-formed references (returned sorted in *ret_refs). */
+static lh_err_t check_task(const lh_state_opts_t *opts, const lh_planner_task_t *pt,
+			   lh_arena_t *arena, int64_t **ret_refs, int *ret_nrefs, lh_error_t *err)
+{
+	int64_t id = pt->id;
+	lh_err_t rc;
+	if (!pt->instructions || !*pt->instructions)
+		return lh_error_set(err, LH_ERR_INVALID, "task %lld: empty instructions",
+				    (long long)id);
+	if (strlen(pt->instructions) > opts->max_instructions)
+		return lh_error_set(err, LH_ERR_TOO_LARGE, "task %lld: instructions longer than %zu bytes",
+				    (long long)id, opts->max_instructions);
+	if (pt->tier && !tier_known(opts, pt->tier))
+		return lh_error_set(err, LH_ERR_INVALID, "task %lld: unknown tier \"%s\"",
+				    (long long)id, pt->tier);
+	if ((rc = lh_plan_refs(pt->instructions, pt->args, arena, ret_refs, ret_nrefs, err))) {
+		lh_error_prefix(err, "task %lld", (long long)id);
+		return rc;
+	}
+	return LH_OK;
+}
+
+static void fill_spec(lh_task_spec_t *s, const lh_planner_task_t *pt, int64_t *refs, int nrefs,
+		      const lh_state_opts_t *opts)
+{
+	s->task_no = pt->id;
+	s->kind = "act";
+	s->tier = pt->tier ? pt->tier : opts->default_tier;
+	s->tool = pt->tool;
+	s->instructions = pt->instructions;
+	s->args = pt->args;
+	s->refs.n = (size_t)nrefs;
+	s->refs.v = refs;
+	s->after.n = pt->after.n;
+	s->after.v = pt->after.v;
+	s->needs_approval = pt->needs_approval;
+	s->output_schema = pt->output_schema;
+}
+
+/* The join: numbered task_no, after every live task below it, reading the outputs of the sinks
+ * (live tasks nothing else depends on). live NULL means every task below task_no. */
+static void make_join(lh_task_spec_t *j, int64_t task_no, const json_t *join,
+		      const lh_state_opts_t *opts, const bool *live, const bool *has_dependent,
+		      lh_arena_t *arena)
+{
+	size_t nsinks = 0, nafter = 0;
+	j->task_no = task_no;
+	j->kind = "join";
+	j->tier = opts->default_tier;
+	j->instructions = json_is_string(join) && *json_string_value(join)
+				  ? json_string_value(join)
+				  : "Decide whether the goal is met by the results; answer with the "
+				    "final result.";
+	j->refs.v = lh_arena_alloc(arena, sizeof(int64_t) * (size_t)task_no);
+	j->after.v = lh_arena_alloc(arena, sizeof(int64_t) * (size_t)task_no);
+	for (int64_t k = 1; k < task_no; k++) {
+		if (live && !live[k])
+			continue;
+		if (has_dependent[k])
+			j->after.v[nafter++] = k;
+		else
+			j->refs.v[nsinks++] = k;
+	}
+	j->refs.n = nsinks;
+	j->after.n = nafter;
+}
+
 lh_err_t lh_plan_parse(const lh_state_opts_t *opts, const json_t *output, lh_arena_t *arena,
 		       lh_task_spec_t **ret_specs, int *ret_n, lh_error_t *err)
 {
@@ -164,20 +232,8 @@ lh_err_t lh_plan_parse(const lh_state_opts_t *opts, const json_t *output, lh_are
 		if (pt->kind && strcmp(pt->kind, "act") != 0)
 			return lh_error_set(err, LH_ERR_INVALID, "task %lld: unknown kind \"%s\"",
 					    (long long)id, pt->kind);
-		if (!pt->instructions || !*pt->instructions)
-			return lh_error_set(err, LH_ERR_INVALID, "task %lld: empty instructions",
-					    (long long)id);
-		if (strlen(pt->instructions) > opts->max_instructions)
-			return lh_error_set(err, LH_ERR_TOO_LARGE,
-					    "task %lld: instructions longer than %zu bytes",
-					    (long long)id, opts->max_instructions);
-		if (pt->tier && !tier_known(opts, pt->tier))
-			return lh_error_set(err, LH_ERR_INVALID, "task %lld: unknown tier \"%s\"",
-					    (long long)id, pt->tier);
-		if ((rc = lh_plan_refs(pt->instructions, pt->args, arena, &refs, &nrefs, err))) {
-			lh_error_prefix(err, "task %lld", (long long)id);
+		if ((rc = check_task(opts, pt, arena, &refs, &nrefs, err)))
 			return rc;
-		}
 		for (int k = 0; k < nrefs; k++) {
 			if (refs[k] >= id)
 				return lh_error_set(err, LH_ERR_INVALID,
@@ -201,42 +257,9 @@ lh_err_t lh_plan_parse(const lh_state_opts_t *opts, const json_t *output, lh_are
 						    a == id ? "to itself" : "forward");
 			has_dependent[a] = true;
 		}
-		s->task_no = id;
-		s->kind = "act";
-		s->tier = pt->tier ? pt->tier : opts->default_tier;
-		s->tool = pt->tool;
-		s->instructions = pt->instructions;
-		s->args = pt->args;
-		s->refs.n = (size_t)nrefs;
-		s->refs.v = refs;
-		s->after.n = pt->after.n;
-		s->after.v = pt->after.v;
-		s->needs_approval = pt->needs_approval;
-		s->output_schema = pt->output_schema;
+		fill_spec(s, pt, refs, nrefs, opts);
 	}
-	/* The join: depends on everything, reads the sinks' outputs. */
-	{
-		lh_task_spec_t *j = &specs[n];
-		size_t nsinks = 0, nafter = 0;
-		j->task_no = (int64_t)n + 1;
-		j->kind = "join";
-		j->tier = opts->default_tier;
-		j->instructions =
-			json_is_string(po->join) && *json_string_value(po->join)
-				? json_string_value(po->join)
-				: "Decide whether the goal is met by the results; answer with the final "
-				  "result.";
-		j->refs.v = lh_arena_alloc(arena, sizeof(int64_t) * n);
-		j->after.v = lh_arena_alloc(arena, sizeof(int64_t) * n);
-		for (size_t i = 1; i <= n; i++) {
-			if (has_dependent[i])
-				j->after.v[nafter++] = (int64_t)i;
-			else
-				j->refs.v[nsinks++] = (int64_t)i;
-		}
-		j->refs.n = nsinks;
-		j->after.n = nafter;
-	}
+	make_join(&specs[n], (int64_t)n + 1, po->join, opts, NULL, has_dependent, arena);
 	*ret_specs = specs;
 	*ret_n = (int)n + 1;
 	return LH_OK;
@@ -311,20 +334,8 @@ lh_err_t lh_plan_parse_patch(const lh_state_opts_t *opts, const lh_cplan_t *plan
 					    "tasks[%zu]: id %lld out of order (new ids continue after "
 					    "%lld: expected %lld)",
 					    i, (long long)id, (long long)(first - 1), (long long)expect);
-		if (!pt->instructions || !*pt->instructions)
-			return lh_error_set(err, LH_ERR_INVALID, "task %lld: empty instructions",
-					    (long long)id);
-		if (strlen(pt->instructions) > opts->max_instructions)
-			return lh_error_set(err, LH_ERR_TOO_LARGE,
-					    "task %lld: instructions longer than %zu bytes",
-					    (long long)id, opts->max_instructions);
-		if (pt->tier && !tier_known(opts, pt->tier))
-			return lh_error_set(err, LH_ERR_INVALID, "task %lld: unknown tier \"%s\"",
-					    (long long)id, pt->tier);
-		if ((rc = lh_plan_refs(pt->instructions, pt->args, arena, &refs, &nrefs, err))) {
-			lh_error_prefix(err, "task %lld", (long long)id);
+		if ((rc = check_task(opts, pt, arena, &refs, &nrefs, err)))
 			return rc;
-		}
 		for (int k = 0; k < nrefs + (int)pt->after.n; k++) {
 			int64_t r = k < nrefs ? refs[k] : pt->after.v[k - nrefs];
 			if (r >= id)
@@ -343,48 +354,14 @@ lh_err_t lh_plan_parse_patch(const lh_state_opts_t *opts, const lh_cplan_t *plan
 			has_dependent[r] = true;
 		}
 		live[id] = true;
-		s->task_no = id;
-		s->kind = "act";
-		s->tier = pt->tier ? pt->tier : opts->default_tier;
-		s->tool = pt->tool;
-		s->instructions = pt->instructions;
-		s->args = pt->args;
-		s->refs.n = (size_t)nrefs;
-		s->refs.v = refs;
-		s->after.n = pt->after.n;
-		s->after.v = pt->after.v;
-		s->needs_approval = pt->needs_approval;
-		s->output_schema = pt->output_schema;
+		fill_spec(s, pt, refs, nrefs, opts);
 	}
 	/* dependencies among the kept tasks */
 	for (int64_t k = 1; k < first; k++)
 		if (live[k])
 			for (int d = 0; d < plan->tasks[k].ndeps; d++)
 				has_dependent[plan->tasks[k].deps[d]] = true;
-	{
-		lh_task_spec_t *j = &specs[n];
-		size_t nsinks = 0, nafter = 0;
-		j->task_no = last;
-		j->kind = "join";
-		j->tier = opts->default_tier;
-		j->instructions =
-			json_is_string(po->join) && *json_string_value(po->join)
-				? json_string_value(po->join)
-				: "Decide whether the goal is met by the results; answer with the final "
-				  "result.";
-		j->refs.v = lh_arena_alloc(arena, sizeof(int64_t) * (size_t)last);
-		j->after.v = lh_arena_alloc(arena, sizeof(int64_t) * (size_t)last);
-		for (int64_t k = 1; k < last; k++) {
-			if (!live[k])
-				continue;
-			if (has_dependent[k])
-				j->after.v[nafter++] = k;
-			else
-				j->refs.v[nsinks++] = k;
-		}
-		j->refs.n = nsinks;
-		j->after.n = nafter;
-	}
+	make_join(&specs[n], last, po->join, opts, live, has_dependent, arena);
 	*ret_specs = specs;
 	*ret_n = (int)n + 1;
 	*ret_removed = removed;
