@@ -6,7 +6,11 @@
  *   e2e --plans N --width W   N plans of W parallel tasks each (plus the plan and join tasks) on
  *                             the scripted model; figures tasks_per_s, dispatch_p50_ms,
  *                             dispatch_p99_ms (a task becoming ready -> its attempt starting),
- *                             plan_p50_ms (goal submitted -> plan completed). */
+ *                             plan_p50_ms (goal submitted -> plan completed).
+ *   materialize --events N    N synthetic events of finished plans through lh-materializer;
+ *                             figures materialize_events_per_s, lag_p50_ms, lag_p99_ms (event
+ *                             produced -> its row visible, every 50th event sampled) and
+ *                             naive_events_per_s (one autocommitted INSERT per event). */
 #include <getopt.h>
 #include <stdint.h>
 #include <signal.h>
@@ -484,6 +488,414 @@ static int bench_fold(int argc, char **argv)
 	return 0;
 }
 
+/* --- materialize: lh-materializer throughput and lag, against a naive baseline --------------- */
+
+static void msleep_ms(int ms)
+{
+	struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&t, NULL);
+}
+
+typedef struct mplan {
+	lh_arena_t *arena;
+	lh_event_t *ev;
+	int n, cap;
+	lh_id_t id;
+	int64_t ts_us;
+} mplan_t;
+
+static void m_decref(void *p) { json_decref(p); }
+
+static lh_event_t *m_add(mplan_t *p, lh_event_type_t type, int64_t task_no, int64_t attempt,
+			 uint32_t idx, const char *actor_kind, void *body)
+{
+	lh_event_t *ev = &p->ev[p->n++];
+	memset(ev, 0, sizeof(*ev));
+	ev->v = LH_ENVELOPE_VERSION;
+	ev->type = type;
+	ev->plan_id = p->id;
+	ev->task_no = task_no;
+	ev->attempt = attempt;
+	ev->ts_us = p->ts_us++;
+	ev->actor.kind = actor_kind;
+	ev->actor.id = "lh-bench";
+	ev->body = body;
+	ev->id = lh_event_id_derivef(&p->id, lh_event_type_name(type), idx, "bench:%lld:%lld",
+				     (long long)task_no, (long long)attempt);
+	return ev;
+}
+
+static json_t *m_json(lh_arena_t *a, json_t *j)
+{
+	lh_arena_on_free(a, m_decref, j);
+	return j;
+}
+
+static void m_dispatched(mplan_t *p, int64_t no, const char *kind, const char *tier)
+{
+	lh_task_dispatched_t *d = lh_arena_alloc(p->arena, sizeof(*d));
+	d->tier = tier;
+	d->kind = kind;
+	d->topic = "bench.tasks";
+	m_add(p, LH_EV_TASK_DISPATCHED, no, 1, 0, "coordinator", d);
+}
+
+static void m_started(mplan_t *p, int64_t no)
+{
+	lh_attempt_started_t *s = lh_arena_alloc(p->arena, sizeof(*s));
+	s->worker_id = "w-bench";
+	s->model = "m-bench";
+	m_add(p, LH_EV_ATTEMPT_STARTED, no, 1, 0, "worker", s);
+}
+
+static void m_succeeded(mplan_t *p, int64_t no, json_t *output)
+{
+	lh_attempt_succeeded_t *ok = lh_arena_alloc(p->arena, sizeof(*ok));
+	ok->worker_id = "w-bench";
+	ok->model = "m-bench";
+	ok->output = m_json(p->arena, output);
+	ok->has_usage = true;
+	ok->usage = (lh_usage_t){.input_tokens = 100 + no, .output_tokens = 10 + no,
+				 .cached_tokens = no, .cost_usd = (double)(no + 1) / 64.0,
+				 .llm_calls = 1};
+	ok->latency_ms = 5;
+	m_add(p, LH_EV_ATTEMPT_SUCCEEDED, no, 1, 0, "worker", ok);
+}
+
+static void m_decision(mplan_t *p, uint32_t idx, const char *kind)
+{
+	lh_decision_logged_t *d = lh_arena_alloc(p->arena, sizeof(*d));
+	d->kind = kind;
+	d->reasoning = "the benchmark says so";
+	m_add(p, LH_EV_DECISION_LOGGED, LH_NO_TASK, 0, idx, "coordinator", d);
+}
+
+/* A finished plan of width act tasks (3 * width + 11 events): goal, the plan task, plan.created,
+ * every act task dispatched at once and their results arriving one after another, the join, the
+ * decisions and the completion. */
+static void m_gen_plan(mplan_t *p, int width, int i)
+{
+	lh_arena_t *a;
+	lh_goal_submitted_t *g;
+	lh_plan_created_t *pc;
+	lh_plan_completed_t *c;
+	int join = width + 1;
+	memset(p, 0, sizeof(*p));
+	a = p->arena = lh_arena_new(0);
+	p->ev = lh_arena_alloc(a, sizeof(lh_event_t) * (size_t)(3 * width + 11));
+	p->id = lh_uuid7_new();
+	p->ts_us = lh_now_us();
+	g = lh_arena_alloc(a, sizeof(*g));
+	g->goal = lh_arena_printf(a, "benchmark goal %d", i);
+	g->planner_tier = "standard";
+	m_add(p, LH_EV_GOAL_SUBMITTED, LH_NO_TASK, 0, 0, "cli", g);
+	m_dispatched(p, 0, "plan", "standard");
+	m_started(p, 0);
+	m_succeeded(p, 0, json_pack("{s:s}", "thought", "bench"));
+	pc = lh_arena_alloc(a, sizeof(*pc));
+	pc->version = 1;
+	pc->tasks.n = (size_t)join;
+	pc->tasks.v = lh_arena_alloc(a, sizeof(lh_task_spec_t) * (size_t)join);
+	for (int k = 1; k <= join; k++) {
+		lh_task_spec_t *t = &pc->tasks.v[k - 1];
+		t->task_no = k;
+		t->kind = k == join ? "join" : "act";
+		t->tier = k == join ? "standard" : "fast";
+		t->instructions = lh_arena_printf(a, "step %d", k);
+		if (k == join) {
+			t->refs.n = (size_t)width;
+			t->refs.v = lh_arena_alloc(a, sizeof(int64_t) * (size_t)width);
+			for (int j = 0; j < width; j++)
+				t->refs.v[j] = j + 1;
+		}
+	}
+	m_add(p, LH_EV_PLAN_CREATED, LH_NO_TASK, 0, 0, "coordinator", pc);
+	m_decision(p, 0, "plan_created");
+	for (int k = 1; k <= width; k++)
+		m_dispatched(p, k, "act", "fast");
+	for (int k = 1; k <= width; k++) {
+		m_started(p, k);
+		m_succeeded(p, k, json_pack("{s:i}", "result", k));
+	}
+	m_dispatched(p, join, "join", "standard");
+	m_started(p, join);
+	m_succeeded(p, join, json_pack("{s:s,s:s}", "decision", "finish", "answer", "done"));
+	m_decision(p, 1, "plan_completed");
+	c = lh_arena_alloc(a, sizeof(*c));
+	c->output = m_json(a, json_string("done"));
+	c->tasks = join;
+	m_add(p, LH_EV_PLAN_COMPLETED, LH_NO_TASK, 0, 0, "coordinator", c);
+}
+
+/* PostgreSQL via the stack's connection: the first column of the first row as an integer, -1 on
+ * error. */
+static int64_t m_sql_i64(ts_stack_t *ts, const char *sql, int n, const char *const *params)
+{
+	PGresult *r = PQexecParams(ts->pg, sql, n, NULL, params, NULL, NULL, 0);
+	int64_t v = -1;
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+		v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	else if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		fprintf(stderr, "lh-bench: %s", PQerrorMessage(ts->pg));
+	PQclear(r);
+	return v;
+}
+
+typedef struct msample {
+	char id[LH_UUID_STR_LEN + 1];
+	int64_t sent_us; /* monotonic */
+	int64_t seen_us; /* 0 until the row is visible */
+} msample_t;
+
+/* Mark the samples whose rows are visible now; returns how many are still pending. */
+static size_t m_poll_samples(ts_stack_t *ts, msample_t *s, size_t n, size_t *first_pending,
+			     lh_buf_t *arr)
+{
+	PGresult *r;
+	const char *param;
+	size_t pending = 0;
+	int64_t now;
+	lh_buf_reset(arr);
+	lh_buf_appends(arr, "{");
+	for (size_t i = *first_pending; i < n; i++)
+		if (!s[i].seen_us) {
+			lh_buf_printf(arr, "%s%s", pending ? "," : "", s[i].id);
+			pending++;
+		}
+	lh_buf_appends(arr, "}");
+	if (!pending)
+		return 0;
+	param = arr->data;
+	r = PQexecParams(ts->pg, "SELECT id::text FROM events WHERE id = ANY($1::uuid[])", 1, NULL,
+			 &param, NULL, NULL, 0);
+	now = lh_mono_us();
+	if (PQresultStatus(r) == PGRES_TUPLES_OK)
+		for (int row = 0; row < PQntuples(r); row++) {
+			const char *id = PQgetvalue(r, row, 0);
+			for (size_t i = *first_pending; i < n; i++)
+				if (!s[i].seen_us && strcmp(s[i].id, id) == 0) {
+					s[i].seen_us = now;
+					pending--;
+					break;
+				}
+		}
+	PQclear(r);
+	while (*first_pending < n && s[*first_pending].seen_us)
+		(*first_pending)++;
+	return pending;
+}
+
+static int bench_materialize(int argc, char **argv, const char *build_root)
+{
+	int nevents = 200000, width = 6, rate = 0, every = 50, timeout_s = 900, c, rc = 1;
+	static const struct option opts[] = {{"events", 1, 0, 'e'}, {"width", 1, 0, 'w'},
+					      {"rate", 1, 0, 'r'}, {"timeout", 1, 0, 't'},
+					      {0, 0, 0, 0}};
+	ts_stack_t ts;
+	mplan_t *plans = NULL, warm;
+	msample_t *samples = NULL;
+	size_t nsamples = 0, first_pending = 0;
+	int nplans, per_plan, wave = 64, mat;
+	char topic[LH_TOPIC_MAX], group[96];
+	const char *gparam[1] = {group};
+	lh_buf_t scratch, arr;
+	lh_error_t err = {0};
+	int64_t produced = 0, t0, t_done = 0, deadline, last_poll = 0;
+	double *lag = NULL;
+	size_t nlag = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'e')
+			nevents = atoi(optarg);
+		else if (c == 'w')
+			width = atoi(optarg);
+		else if (c == 'r')
+			rate = atoi(optarg);
+		else if (c == 't')
+			timeout_s = atoi(optarg);
+		else {
+			fprintf(stderr, "usage: lh-bench materialize [--events N] [--width W] "
+					"[--rate EVENTS_PER_S] [--timeout S]\n");
+			return 2;
+		}
+	}
+	if (nevents < 100 || nevents > 10000000 || width < 1 || width > 200 || rate < 0) {
+		fprintf(stderr, "lh-bench materialize: --events must be 100..10000000, --width "
+				"1..200, --rate >= 0\n");
+		return 2;
+	}
+	per_plan = 3 * width + 11;
+	nplans = (nevents + per_plan - 1) / per_plan;
+	nevents = nplans * per_plan;
+	plans = calloc((size_t)nplans, sizeof(*plans));
+	samples = calloc((size_t)nevents / (size_t)every + 1, sizeof(*samples));
+	for (int i = 0; i < nplans; i++)
+		m_gen_plan(&plans[i], width, i);
+	m_gen_plan(&warm, 1, -1);
+	printf("# %d events: %d plans of %d act tasks, produced in waves of %d plans\n", nevents,
+	       nplans, width, wave);
+
+	if ((rc = ts_init(&ts, build_root))) {
+		rc = rc == TS_SKIP ? 2 : rc;
+		goto out_plans;
+	}
+	rc = 1;
+	lh_buf_init(&scratch);
+	lh_buf_init(&arr);
+	lh_topic(ts.prefix, "events", topic, NULL);
+	snprintf(group, sizeof(group), "%smaterializer", ts.prefix);
+	mat = ts_spawn_materializer(&ts);
+
+	/* warm up: the materializer has joined its group and written a batch */
+	lh_bus_emit(ts.producer, topic, &warm.ev[0], false, &scratch, NULL, &err);
+	lh_kafka_flush(ts.producer, 10000, &err);
+	deadline = lh_mono_us() + 60 * 1000000LL;
+	while (m_sql_i64(&ts, "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets "
+			      "WHERE consumer = $1", 1, gparam) < 1 && lh_mono_us() < deadline)
+		lh_kafka_poll(ts.producer, 20);
+
+	/* produce (paced when --rate is given), sampling every `every`-th event's visibility */
+	t0 = lh_mono_us();
+	deadline = t0 + (int64_t)timeout_s * 1000000;
+	for (int w0 = 0; w0 < nplans; w0 += wave) {
+		int w1 = w0 + wave < nplans ? w0 + wave : nplans;
+		for (int e = 0; e < per_plan; e++)
+			for (int i = w0; i < w1; i++) {
+				lh_event_t *ev = &plans[i].ev[e];
+				if (lh_bus_emit(ts.producer, topic, ev, false, &scratch, NULL, &err)) {
+					fprintf(stderr, "lh-bench: %s\n", err.msg);
+					goto out_stack;
+				}
+				if (produced % every == 0) {
+					lh_uuid_fmt(&ev->id, samples[nsamples].id);
+					samples[nsamples++].sent_us = lh_mono_us();
+				}
+				produced++;
+				while (rate > 0 && produced * 1000000 / rate > lh_mono_us() - t0) {
+					lh_kafka_poll(ts.producer, 1);
+					if (lh_mono_us() - last_poll > 10000) {
+						m_poll_samples(&ts, samples, nsamples, &first_pending,
+							       &arr);
+						last_poll = lh_mono_us();
+					}
+				}
+				if (produced % 1000 == 0) {
+					lh_kafka_poll(ts.producer, 0);
+					if (lh_mono_us() - last_poll > 10000) {
+						m_poll_samples(&ts, samples, nsamples, &first_pending,
+							       &arr);
+						last_poll = lh_mono_us();
+					}
+				}
+			}
+	}
+	lh_kafka_flush(ts.producer, 60000, &err);
+	printf("# produced %lld events in %.2f s\n", (long long)produced,
+	       (double)(lh_mono_us() - t0) / 1e6);
+	/* until every event is stored: the stored offsets cover the warm-up event and the rest */
+	while (lh_mono_us() < deadline) {
+		int64_t stored = m_sql_i64(&ts, "SELECT coalesce(sum(next_offset), 0) FROM "
+						"consumer_offsets WHERE consumer = $1", 1, gparam);
+		m_poll_samples(&ts, samples, nsamples, &first_pending, &arr);
+		if (stored >= produced + 1) {
+			t_done = lh_mono_us();
+			break;
+		}
+		if (ts_wait_exit(&ts, mat, 0) >= 0) {
+			fprintf(stderr, "lh-bench: lh-materializer exited; see %s\n", ts.log_dir);
+			goto out_stack;
+		}
+		msleep_ms(10);
+	}
+	while (m_poll_samples(&ts, samples, nsamples, &first_pending, &arr) && t_done &&
+	       lh_mono_us() < deadline)
+		msleep_ms(10);
+	if (!t_done) {
+		fprintf(stderr, "lh-bench: not every event was stored within %d s\n", timeout_s);
+		goto out_stack;
+	}
+	lag = calloc(nsamples + 1, sizeof(double));
+	for (size_t i = 0; i < nsamples; i++)
+		if (samples[i].seen_us)
+			lag[nlag++] = (double)(samples[i].seen_us - samples[i].sent_us) / 1000.0;
+	{
+		double secs = (double)(t_done - t0) / 1e6;
+		printf("figure events %lld count\n", (long long)produced);
+		printf("figure materialize_events_per_s %.0f events/s\n", (double)produced / secs);
+		printf("figure lag_p50_ms %.1f ms\n", pct(lag, nlag, 0.50));
+		printf("figure lag_p99_ms %.1f ms\n", pct(lag, nlag, 0.99));
+	}
+	ts_kill(&ts, mat, SIGTERM);
+	ts_wait_exit(&ts, mat, 20000);
+
+	/* the naive baseline: the same events, one autocommitted INSERT each, into a scratch copy of
+	 * the events table (so the run leaves no rows behind) */
+	{
+		PGresult *r = PQexec(ts.pg, "SET client_min_messages = warning; DROP TABLE IF EXISTS "
+					    "lh_bench_naive_events; CREATE TABLE "
+					    "lh_bench_naive_events (LIKE events INCLUDING ALL)");
+		int64_t n = 0, t1;
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			fprintf(stderr, "lh-bench: %s", PQerrorMessage(ts.pg));
+			PQclear(r);
+			goto out_stack;
+		}
+		PQclear(r);
+		t1 = lh_mono_us();
+		for (int w0 = 0; w0 < nplans; w0 += wave) {
+			int w1 = w0 + wave < nplans ? w0 + wave : nplans;
+			for (int e = 0; e < per_plan; e++)
+				for (int i = w0; i < w1; i++) {
+					json_t *j = lh_event_to_json(&plans[i].ev[e]);
+					char *text;
+					const char *param;
+					json_object_set_new(j, "topic", json_string(topic));
+					json_object_set_new(j, "partition", json_integer(0));
+					json_object_set_new(j, "offset", json_integer(n));
+					text = json_dumps(j, JSON_COMPACT);
+					param = text;
+					r = PQexecParams(
+						ts.pg,
+						"INSERT INTO lh_bench_naive_events (id, plan_id, type, "
+						"task_no, attempt, ts, tenant, actor_kind, actor_id, "
+						"causation_id, body, topic, partition, \"offset\") "
+						"SELECT (e->>'id')::uuid, (e->>'plan_id')::uuid, "
+						"e->>'type', (e->>'task_no')::integer, "
+						"(e->>'attempt')::integer, "
+						"to_timestamp((e->>'ts_us')::bigint / 1000000.0), "
+						"coalesce(e->>'tenant', 'default'), e->'actor'->>'kind', "
+						"e->'actor'->>'id', (e->>'causation_id')::uuid, e->'body', "
+						"e->>'topic', (e->>'partition')::integer, "
+						"(e->>'offset')::bigint FROM (SELECT $1::jsonb e) s",
+						1, NULL, &param, NULL, NULL, 0);
+					if (PQresultStatus(r) != PGRES_COMMAND_OK)
+						fprintf(stderr, "lh-bench: %s", PQerrorMessage(ts.pg));
+					PQclear(r);
+					free(text);
+					json_decref(j);
+					n++;
+				}
+		}
+		printf("figure naive_events_per_s %.0f events/s\n",
+		       (double)n / ((double)(lh_mono_us() - t1) / 1e6));
+		PQclear(PQexec(ts.pg, "DROP TABLE IF EXISTS lh_bench_naive_events"));
+	}
+	rc = 0;
+out_stack:
+	free(lag);
+	lh_buf_finish(&scratch);
+	lh_buf_finish(&arr);
+	ts_finish(&ts);
+out_plans:
+	for (int i = 0; i < nplans; i++)
+		lh_arena_free(plans[i].arena);
+	lh_arena_free(warm.arena);
+	free(plans);
+	free(samples);
+	return rc;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: lh-bench NAME [options]\n\n"
@@ -497,7 +909,11 @@ static void usage(FILE *out)
 		     "      state_bytes_per_task (no services needed)\n"
 		     "  recovery [--plans N] [--tasks N]\n"
 		     "      kill -9 a coordinator holding N active tasks (no worker takes them),\n"
-		     "      restart it: recovery_first_dispatch_ms (restart to the next dispatch)\n\n"
+		     "      restart it: recovery_first_dispatch_ms (restart to the next dispatch)\n"
+		     "  materialize [--events N] [--width W] [--rate EVENTS_PER_S]\n"
+		     "      N synthetic events through lh-materializer: materialize_events_per_s,\n"
+		     "      lag_p50_ms, lag_p99_ms (produced -> row visible), naive_events_per_s\n"
+		     "      (one autocommitted INSERT per event, same events)\n\n"
 		     "The daemons are taken from the build directory (LH_BUILD_ROOT, default: the\n"
 		     "parent of this executable's directory).\n");
 }
@@ -521,6 +937,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "recovery") == 0)
 		return bench_recovery(argc - 1, argv + 1, root);
+	if (strcmp(argv[1], "materialize") == 0)
+		return bench_materialize(argc - 1, argv + 1, root);
 	if (strcmp(argv[1], "fold") == 0)
 		return bench_fold(argc - 1, argv + 1);
 	if (strcmp(argv[1], "e2e") == 0)
