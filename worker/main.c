@@ -19,9 +19,11 @@
 #include "idmap.h"
 #include "jsonschema.h"
 #include "kafka.h"
+#include "breaker.h"
 #include "llm.h"
 #include "log.h"
 #include "prompt.h"
+#include "tools.h"
 
 #define MAX_PARTS 256
 #define DEDUP_RING 8192
@@ -44,6 +46,17 @@ typedef struct worker_cfg {
 	int64_t stats_interval_s;
 	int64_t heartbeat_interval_s;
 	int64_t output_retries;
+	int64_t max_turns;
+	int64_t max_tool_calls;
+	int64_t attempt_tokens;
+	char *http_allow_hosts;
+	bool http_allow_private;
+	int64_t http_max_bytes;
+	int64_t http_timeout_ms;
+	bool ask_human;
+	int64_t breaker_threshold;
+	int64_t breaker_cooldown_ms;
+	double requests_per_minute;
 } worker_cfg_t;
 
 #define W(f) offsetof(worker_cfg_t, f)
@@ -97,6 +110,46 @@ static const lh_cfg_def_t worker_table[] = {
 	 "seconds between attempt.heartbeat events of each running attempt (keep it under a third "
 	 "of the coordinator's heartbeat lease)",
 	 W(heartbeat_interval_s)},
+	{"worker.max_turns", LH_CFG_INT, "12", 1, 1000, NULL, "LH_MAX_TURNS", "max-turns", false,
+	 false, "model calls one attempt may make (tool rounds and corrections included)",
+	 W(max_turns)},
+	{"worker.max_tool_calls", LH_CFG_INT, "24", 0, 10000, NULL, "LH_MAX_TOOL_CALLS",
+	 "max-tool-calls", false, false, "tool calls one attempt may make", W(max_tool_calls)},
+	{"worker.attempt_tokens", LH_CFG_INT, "200000", 0, 100000000, NULL, "LH_ATTEMPT_TOKENS",
+	 "attempt-tokens", false, false,
+	 "input plus output tokens an attempt may use before another model call is refused "
+	 "(attempt.failed, budget); 0 = no limit",
+	 W(attempt_tokens)},
+	{"tools.http_allow_hosts", LH_CFG_STR, "", 0, 0, NULL, "LH_HTTP_ALLOW_HOSTS",
+	 "http-allow-hosts", false, false,
+	 "comma-separated hosts the http_fetch tool may fetch from (exact names or addresses); "
+	 "empty: http_fetch is not offered",
+	 W(http_allow_hosts)},
+	{"tools.http_allow_private", LH_CFG_BOOL, "false", 0, 0, NULL, "LH_HTTP_ALLOW_PRIVATE",
+	 "http-allow-private", false, false,
+	 "let http_fetch reach loopback, private and link-local addresses (tests only)",
+	 W(http_allow_private)},
+	{"tools.http_max_bytes", LH_CFG_INT, "65536", 256, 8388608, NULL, NULL, "http-max-bytes",
+	 false, false, "largest body http_fetch returns to the model (longer bodies are cut)",
+	 W(http_max_bytes)},
+	{"tools.http_timeout_ms", LH_CFG_INT, "10000", 100, 600000, NULL, NULL, "http-timeout-ms",
+	 false, false, "one http_fetch, whole exchange", W(http_timeout_ms)},
+	{"tools.ask_human", LH_CFG_BOOL, "true", 0, 0, NULL, "LH_ASK_HUMAN", NULL, false, false,
+	 "offer act tasks the ask_human tool (the attempt ends with input.requested)",
+	 W(ask_human)},
+	{"llm.breaker_threshold", LH_CFG_INT, "5", 0, 1000, NULL, "LH_BREAKER_THRESHOLD", NULL,
+	 false, false,
+	 "consecutive provider_down/timeout failures that open the circuit breaker (attempts "
+	 "then fail fast as provider_down); 0 = no breaker",
+	 W(breaker_threshold)},
+	{"llm.breaker_cooldown_ms", LH_CFG_INT, "30000", 10, 3600000, NULL,
+	 "LH_BREAKER_COOLDOWN_MS", NULL, false, false,
+	 "how long an open breaker refuses calls before one trial call", W(breaker_cooldown_ms)},
+	{"llm.requests_per_minute", LH_CFG_DOUBLE, "0", 0, 1000000, NULL, "LH_LLM_RPM", "llm-rpm",
+	 false, false,
+	 "model calls a minute (a token bucket, a second's worth of burst); calls over it wait; "
+	 "0 = no limit",
+	 W(requests_per_minute)},
 	LH_CFG_END,
 };
 
@@ -109,14 +162,27 @@ static const lh_cfg_spec_t worker_spec = {
 	.tables = {lh_config_common_table, worker_table, NULL},
 };
 
-#define MAX_TURNS 16
+#define NO_PROGRESS_REPEATS 3 /* identical tool calls in one attempt that end it */
+
+typedef struct seen_call {
+	char hash[LH_TOOL_HASH_LEN + 1];
+	int count;
+} seen_call_t;
 
 typedef struct attempt {
 	struct attempt *prev, *next;
 	lh_event_t *order; /* decoded work order; owns its arena */
-	lh_arena_t *arena; /* prompt and messages */
-	lh_llm_message_t msgs[MAX_TURNS];
-	size_t nmsgs;
+	lh_arena_t *arena; /* prompt, messages, tool calls and results */
+	lh_llm_message_t *msgs;
+	size_t nmsgs, capmsgs;
+	int turns;		/* model calls started */
+	int tool_calls;		/* tool calls made (the next call's index) */
+	int pending_tools;	/* http_fetch calls in flight */
+	const lh_llm_tool_call_t *round; /* the last assistant message's calls */
+	char **results;		/* their results, same order */
+	size_t nround;
+	seen_call_t *seen;	/* distinct calls so far */
+	size_t nseen;
 	lh_jsonschema_t *schema; /* the task's output schema, compiled; NULL = none */
 	lh_llm_response_schema_t rschema;
 	int corrections; /* answers sent back to the model so far */
@@ -144,7 +210,15 @@ static struct worker {
 	struct event_base *base;
 	lh_kafka_t *consumer, *producer;
 	lh_http_t *http;
+	lh_http_t *tools_http; /* http_fetch's own client */
 	lh_llm_provider_t *llm;
+	lh_llm_tool_t tool_defs[LH_TOOLS_N];
+	json_t *tool_params[LH_TOOLS_N];
+	lh_llm_tool_t offered[LH_TOOLS_N]; /* what act tasks are offered */
+	size_t noffered;
+	lh_tools_cfg_t tools_cfg;
+	lh_breaker_t breaker;
+	lh_bucket_t bucket;
 	const char *provider_name;
 	char events_topic[LH_TOPIC_MAX], orders_topic[LH_TOPIC_MAX], dlq_topic[LH_TOPIC_MAX];
 	char worker_id[160];
@@ -158,7 +232,8 @@ static struct worker {
 	lh_id_t seen_ring[DEDUP_RING];
 	size_t seen_pos;
 	struct event *ev_sigint, *ev_sigterm, *ev_stats, *ev_heartbeat;
-	uint64_t orders, succeeded, failed, duplicates, dead_letters;
+	uint64_t orders, succeeded, failed, duplicates, dead_letters, asked, tool_calls,
+		fast_fails;
 } wk;
 
 static void list_add(attempt_t *a)
@@ -234,12 +309,9 @@ static void publish(lh_event_t *ev, void *opaque)
 	}
 }
 
-static void finish(attempt_t *a, const char *error_class, const char *msg, json_t *output)
+static lh_usage_t usage_of(const attempt_t *a)
 {
-	lh_event_t ev;
 	lh_usage_t u = {0};
-	int64_t latency_ms = (lh_mono_us() - a->start_mono_us) / 1000;
-	const char *model = a->model[0] ? a->model : wk.cfg.model;
 	if (a->calls) {
 		u.input_tokens = a->usage.input_tokens;
 		u.output_tokens = a->usage.output_tokens;
@@ -253,6 +325,15 @@ static void finish(attempt_t *a, const char *error_class, const char *msg, json_
 		if (strcmp(wk.provider_name, "scripted") == 0)
 			u.cost_usd = 0; /* the scripted model costs nothing */
 	}
+	return u;
+}
+
+static void finish(attempt_t *a, const char *error_class, const char *msg, json_t *output)
+{
+	lh_event_t ev;
+	lh_usage_t u = usage_of(a);
+	int64_t latency_ms = (lh_mono_us() - a->start_mono_us) / 1000;
+	const char *model = a->model[0] ? a->model : wk.cfg.model;
 	if (!error_class) {
 		lh_attempt_succeeded_t s = {.worker_id = wk.worker_id, .model = model, .output = output,
 					    .usage = u, .has_usage = true, .latency_ms = latency_ms};
@@ -299,15 +380,41 @@ static void request(attempt_t *a);
 
 static void request_later(evutil_socket_t fd, short what, void *arg) { request(arg); }
 
+/* Room for n more messages. */
+static void msgs_reserve(attempt_t *a, size_t n)
+{
+	lh_llm_message_t *m;
+	size_t cap;
+	if (a->nmsgs + n <= a->capmsgs)
+		return;
+	cap = a->capmsgs ? a->capmsgs * 2 : 8;
+	while (cap < a->nmsgs + n)
+		cap *= 2;
+	m = lh_arena_alloc(a->arena, cap * sizeof(*m));
+	if (a->nmsgs)
+		memcpy(m, a->msgs, a->nmsgs * sizeof(*m));
+	a->msgs = m;
+	a->capmsgs = cap;
+}
+
+/* The next model call, on the next loop turn (outside the provider's callback). */
+static void request_next(attempt_t *a)
+{
+	a->calling = true; /* in flight for heartbeats and shutdown from now on */
+	if (event_base_once(wk.base, -1, EV_TIMEOUT, request_later, a, NULL) != 0)
+		finish(a, "internal", "could not schedule the next model call", NULL);
+}
+
 /* Send the answer back with what is wrong with it, or give up on the attempt. The next call
  * starts on the next loop turn, outside the provider's callback. */
 static void correct_or_fail(attempt_t *a, const char *answer, const char *why)
 {
-	if (a->corrections >= wk.cfg.output_retries || a->nmsgs + 2 > MAX_TURNS) {
+	if (a->corrections >= wk.cfg.output_retries) {
 		finish(a, "invalid_output", why, NULL);
 		return;
 	}
 	a->corrections++;
+	msgs_reserve(a, 2);
 	a->msgs[a->nmsgs++] = (lh_llm_message_t){.role = LH_LLM_ROLE_ASSISTANT,
 						 .content = lh_arena_strdup(a->arena, answer)};
 	a->msgs[a->nmsgs++] = (lh_llm_message_t){
@@ -316,9 +423,150 @@ static void correct_or_fail(attempt_t *a, const char *answer, const char *why)
 					   "Your answer was not accepted: %s\nAnswer again, with only "
 					   "the corrected answer.",
 					   why)};
-	a->calling = true; /* in flight for heartbeats and shutdown from now on */
-	if (event_base_once(wk.base, -1, EV_TIMEOUT, request_later, a, NULL) != 0)
-		finish(a, "internal", "could not schedule the corrected call", NULL);
+	request_next(a);
+}
+
+/* The model asked a person: the attempt ends with input.requested, not with an answer. The
+ * coordinator parks the task and sends it again, the answer in its conversation. */
+static void ask_human(attempt_t *a, const char *question)
+{
+	lh_event_t ev;
+	char plan[LH_UUID_STR_LEN + 1], rid[128];
+	size_t qlen = strlen(question);
+	char *q = lh_arena_strndup(a->arena, question, qlen > 65536 ? 65536 : qlen);
+	lh_input_requested_t r = {.request_id = rid, .question = q, .worker_id = wk.worker_id,
+				  .usage = usage_of(a), .has_usage = a->calls > 0};
+	lh_uuid_fmt(&a->order->plan_id, plan);
+	snprintf(rid, sizeof(rid), "%s:t%lld:a%lld", plan, (long long)a->order->task_no,
+		 (long long)a->order->attempt);
+	ev_init(&ev, a, LH_EV_INPUT_REQUESTED, &r);
+	publish(&ev, NULL);
+	wk.asked++;
+	lh_log_info("worker.asked", "the model asked a person; the attempt ends here", "request_id",
+		    rid);
+	attempt_free(a);
+}
+
+static void decref_cb(void *p) { json_decref(p); }
+
+/* All of a round's results are in: add them to the conversation and call the model again. */
+static void round_done(attempt_t *a)
+{
+	msgs_reserve(a, a->nround);
+	for (size_t i = 0; i < a->nround; i++)
+		a->msgs[a->nmsgs++] = (lh_llm_message_t){.role = LH_LLM_ROLE_TOOL,
+							 .tool_call_id = a->round[i].id,
+							 .content = a->results[i]};
+	request_next(a);
+}
+
+typedef struct tool_slot {
+	attempt_t *a;
+	size_t i;
+} tool_slot_t;
+
+static void on_tool_done(char *result, void *opaque)
+{
+	tool_slot_t *slot = opaque;
+	attempt_t *a = slot->a;
+	a->results[slot->i] = lh_arena_strdup(a->arena, result);
+	free(result);
+	if (--a->pending_tools == 0 && !wk.stopping)
+		round_done(a);
+}
+
+/* Has this call been made NO_PROGRESS_REPEATS times now? */
+static bool repeated(attempt_t *a, const lh_llm_tool_call_t *c)
+{
+	char h[LH_TOOL_HASH_LEN + 1];
+	lh_tool_call_hash(c->name, c->arguments, h);
+	for (size_t i = 0; i < a->nseen; i++)
+		if (strcmp(a->seen[i].hash, h) == 0)
+			return ++a->seen[i].count >= NO_PROGRESS_REPEATS;
+	memcpy(a->seen[a->nseen].hash, h, sizeof(h));
+	a->seen[a->nseen++].count = 1;
+	return false;
+}
+
+/* The model asked for tools: check the caps, run them (http_fetch concurrently), then call the
+ * model again with the results. ask_human ends the attempt at once. */
+static void run_tools(attempt_t *a, lh_llm_resp_t *resp)
+{
+	size_t n = resp->n_tool_calls;
+	lh_llm_tool_call_t *calls = lh_arena_alloc(a->arena, n * sizeof(*calls));
+	char plan_hex[LH_ID_HEX_LEN + 1];
+	for (size_t i = 0; i < n; i++) {
+		const lh_llm_tool_call_t *c = &resp->tool_calls[i];
+		json_t *args = c->arguments ? json_incref(c->arguments) : json_object();
+		calls[i] = (lh_llm_tool_call_t){.id = lh_arena_strdup(a->arena, c->id ? c->id : ""),
+						.name = lh_arena_strdup(a->arena, c->name ? c->name : ""),
+						.arguments_json = lh_arena_strdup(a->arena, c->arguments_json),
+						.arguments = args};
+		lh_arena_on_free(a->arena, decref_cb, args);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(calls[i].name, "ask_human") == 0 && wk.cfg.ask_human) {
+			const char *q = json_string_value(json_object_get(calls[i].arguments, "question"));
+			if (q && *q) {
+				ask_human(a, q);
+				return;
+			}
+		}
+	if (a->tool_calls + (int64_t)n > wk.cfg.max_tool_calls) {
+		char m[160];
+		snprintf(m, sizeof(m), "tool loop: %zu more tool calls would pass the cap of %lld",
+			 n, (long long)wk.cfg.max_tool_calls);
+		finish(a, "budget", m, NULL);
+		return;
+	}
+	if (!a->seen)
+		a->seen = lh_arena_alloc(a->arena, (size_t)(wk.cfg.max_tool_calls + 1) *
+							   sizeof(*a->seen));
+	for (size_t i = 0; i < n; i++)
+		if (repeated(a, &calls[i])) {
+			char *m = lh_arena_printf(a->arena,
+						  "no progress: the model called %.64s with the same "
+						  "arguments %d times",
+						  calls[i].name, NO_PROGRESS_REPEATS);
+			finish(a, "invalid_output", m, NULL);
+			return;
+		}
+	msgs_reserve(a, 1);
+	a->msgs[a->nmsgs++] = (lh_llm_message_t){
+		.role = LH_LLM_ROLE_ASSISTANT, .content = lh_arena_strdup(a->arena, resp->content),
+		.tool_calls = calls, .n_tool_calls = n};
+	a->round = calls;
+	a->nround = n;
+	a->results = lh_arena_alloc(a->arena, n * sizeof(char *));
+	a->pending_tools = 1; /* held until every call has started */
+	a->calling = true;
+	lh_id_hex(&a->order->plan_id, plan_hex);
+	for (size_t i = 0; i < n; i++) {
+		char key[96], *result = NULL;
+		lh_error_t err = {0};
+		tool_slot_t *slot = lh_arena_alloc(a->arena, sizeof(*slot));
+		*slot = (tool_slot_t){.a = a, .i = i};
+		lh_tool_idempotency_key(plan_hex, (long long)a->order->task_no,
+					(long long)a->order->attempt, a->tool_calls++, key);
+		wk.tool_calls++;
+		if (strcmp(calls[i].name, "http_fetch") == 0 && wk.tools_http) {
+			if (lh_tool_http_fetch(wk.tools_http, &wk.tools_cfg, calls[i].arguments, key,
+					       on_tool_done, slot, &result, &err) == LH_OK) {
+				a->pending_tools++;
+				continue;
+			}
+		} else if (strcmp(calls[i].name, "ask_human") == 0 && wk.cfg.ask_human) {
+			result = lh_tool_error_result("ask_human needs a non-empty \"question\"");
+		} else {
+			char m[200];
+			snprintf(m, sizeof(m), "there is no tool named \"%.64s\" here", calls[i].name);
+			result = lh_tool_error_result(m);
+		}
+		a->results[i] = lh_arena_strdup(a->arena, result);
+		free(result);
+	}
+	if (--a->pending_tools == 0)
+		round_done(a);
 }
 
 static void on_llm_done(lh_llm_resp_t *resp, const lh_llm_error_t *lerr, void *opaque)
@@ -332,6 +580,11 @@ static void on_llm_done(lh_llm_resp_t *resp, const lh_llm_error_t *lerr, void *o
 	bool structured = a->schema != NULL;
 
 	a->calling = false;
+	if (!lerr || lerr->klass != LH_LLM_ERR_CANCELLED)
+		lh_breaker_record(&wk.breaker,
+				  lerr && (lerr->klass == LH_LLM_ERR_PROVIDER_DOWN ||
+					   lerr->klass == LH_LLM_ERR_TIMEOUT),
+				  lh_mono_us());
 	if (lerr) {
 		finish(a, lerr->klass == LH_LLM_ERR_CANCELLED ? "retryable" : error_class_of(lerr->klass),
 		       lerr->error.msg, NULL);
@@ -346,6 +599,19 @@ static void on_llm_done(lh_llm_resp_t *resp, const lh_llm_error_t *lerr, void *o
 		snprintf(a->model, sizeof(a->model), "%s", resp->model);
 	if (resp->finish == LH_LLM_FINISH_REFUSAL || resp->finish == LH_LLM_FINISH_CONTENT_FILTER) {
 		finish(a, "refused", resp->refusal ? resp->refusal : "the model refused", NULL);
+		return;
+	}
+	if (resp->n_tool_calls > 0 && wk.noffered > 0 && !strcmp(o->kind, "act")) {
+		int64_t used = a->usage.input_tokens + a->usage.output_tokens;
+		if (wk.cfg.attempt_tokens > 0 && used >= wk.cfg.attempt_tokens) {
+			char m[160];
+			snprintf(m, sizeof(m),
+				 "the attempt used %lld tokens, its budget is %lld: no more model calls",
+				 (long long)used, (long long)wk.cfg.attempt_tokens);
+			finish(a, "budget", m, NULL);
+			return;
+		}
+		run_tools(a, resp);
 		return;
 	}
 	/* a task with an output schema wants JSON, whatever its kind */
@@ -382,6 +648,36 @@ static void request(attempt_t *a)
 	const lh_task_order_t *o = a->order->body;
 	lh_llm_req_t req = {0};
 	lh_error_t err = {0};
+	int64_t now = lh_mono_us(), wait;
+	if (wk.stopping) {
+		a->calling = false;
+		return; /* main() ends it after the loop */
+	}
+	if (a->turns >= wk.cfg.max_turns) {
+		char m[120];
+		snprintf(m, sizeof(m), "tool loop: %d model calls, the cap is %lld", a->turns,
+			 (long long)wk.cfg.max_turns);
+		finish(a, "budget", m, NULL);
+		return;
+	}
+	wait = lh_bucket_take(&wk.bucket, now);
+	if (wait > 0) {
+		struct timeval tv = {wait / 1000000, wait % 1000000};
+		a->calling = true;
+		if (event_base_once(wk.base, -1, EV_TIMEOUT, request_later, a, &tv) != 0)
+			finish(a, "internal", "could not schedule a rate-limited call", NULL);
+		return;
+	}
+	if (!lh_breaker_allow(&wk.breaker, now)) {
+		char m[160];
+		wk.fast_fails++;
+		snprintf(m, sizeof(m),
+			 "the provider's circuit breaker is open (%lld ms left): failing fast",
+			 (long long)(lh_breaker_wait_us(&wk.breaker, now) / 1000));
+		finish(a, "provider_down", m, NULL);
+		return;
+	}
+	a->turns++;
 	req.model = wk.cfg.model;
 	req.messages = a->msgs;
 	req.n_messages = a->nmsgs;
@@ -390,6 +686,12 @@ static void request(attempt_t *a)
 	req.goal = o->goal;
 	if (a->schema)
 		req.response_schema = &a->rschema;
+	if (wk.noffered > 0 && !strcmp(o->kind, "act")) {
+		req.tools = wk.offered;
+		req.n_tools = wk.noffered;
+		if (a->schema) /* let the model call a tool before it answers in the schema */
+			req.tool_choice = LH_LLM_TOOL_CHOICE_AUTO;
+	}
 	a->calling = true;
 	if (lh_llm_call(wk.llm, &req, on_llm_done, a, &err)) {
 		a->calling = false;
@@ -401,8 +703,27 @@ static void call_model(attempt_t *a)
 {
 	const lh_task_order_t *o = a->order->body;
 	lh_error_t err = {0};
+	size_t nconv = json_is_array(o->conversation) ? json_array_size(o->conversation) : 0;
+	msgs_reserve(a, 2 + nconv);
 	lh_prompt_build(o, wk.cfg.common.tiers, a->arena, a->msgs);
 	a->nmsgs = 2;
+	/* resumed after a question: the earlier turns and the answer, in order */
+	for (size_t i = 0; i < nconv; i++) {
+		json_t *t = json_array_get(o->conversation, i), *c = json_object_get(t, "content");
+		const char *role = json_string_value(json_object_get(t, "role"));
+		const char *text = json_string_value(c);
+		char *dump = NULL;
+		if (!c || json_is_null(c))
+			continue;
+		if (!text)
+			text = dump = json_dumps(c, JSON_COMPACT | JSON_ENCODE_ANY);
+		a->msgs[a->nmsgs++] = (lh_llm_message_t){
+			.role = role && !strcmp(role, "assistant") ? LH_LLM_ROLE_ASSISTANT
+				: role && !strcmp(role, "system")  ? LH_LLM_ROLE_SYSTEM
+								   : LH_LLM_ROLE_USER,
+			.content = lh_arena_strdup(a->arena, text ? text : "")};
+		free(dump);
+	}
 	if (json_is_object(o->output_schema)) {
 		if (lh_jsonschema_compile(o->output_schema, &a->schema, &err)) {
 			char m[700];
@@ -584,12 +905,16 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 
 static void on_stats(evutil_socket_t fd, short what, void *arg)
 {
-	char a[24], b[24], c[24], d[24], e[24];
+	char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24];
 	lh_log_info("worker.stats", "counters", "inflight", lh_log_i64(a, (long long)wk.ninflight),
 		    "orders", lh_log_i64(b, (long long)wk.orders), "succeeded",
 		    lh_log_i64(c, (long long)wk.succeeded), "failed",
 		    lh_log_i64(d, (long long)wk.failed), "duplicates",
-		    lh_log_i64(e, (long long)wk.duplicates));
+		    lh_log_i64(e, (long long)wk.duplicates), "asked",
+		    lh_log_i64(f, (long long)wk.asked), "tool_calls",
+		    lh_log_i64(g, (long long)wk.tool_calls), "breaker",
+		    lh_breaker_state_name(wk.breaker.state), "fast_fails",
+		    lh_log_i64(h, (long long)wk.fast_fails));
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -597,8 +922,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	lh_log_info("worker.stopping", "abandoning attempts in flight with attempt.failed");
 	wk.stopping = true;
 	set_paused(true);
-	/* In-flight model calls end now with LH_LLM_ERR_CANCELLED -> attempt.failed (retryable). */
+	/* In-flight model calls end now with LH_LLM_ERR_CANCELLED -> attempt.failed (retryable);
+	 * attempts running tools end after the loop. */
 	lh_llm_cancel_all(wk.llm);
+	if (wk.tools_http)
+		lh_http_cancel_all(wk.tools_http);
 	event_base_loopbreak(wk.base);
 }
 
@@ -655,6 +983,31 @@ static lh_err_t make_provider(lh_error_t *err)
 	return wk.llm ? LH_OK : LH_ERR_INTERNAL;
 }
 
+/* The tools act tasks are offered, the breaker and the request bucket. */
+static lh_err_t setup_tools(lh_error_t *err)
+{
+	lh_http_opts_t ho = {.max_connections = 64, .max_host_connections = 8,
+			     .user_agent = "longhaul-http-fetch"};
+	lh_tools_defs(wk.tool_defs, wk.tool_params);
+	wk.tools_cfg = (lh_tools_cfg_t){.allow_hosts = wk.cfg.http_allow_hosts,
+					.allow_private = wk.cfg.http_allow_private,
+					.max_bytes = (size_t)wk.cfg.http_max_bytes,
+					.timeout_ms = (long)wk.cfg.http_timeout_ms};
+	if (*wk.cfg.http_allow_hosts) {
+		wk.tools_http = lh_http_new(wk.base, &ho, err);
+		if (!wk.tools_http)
+			return LH_ERR_INTERNAL;
+		wk.offered[wk.noffered++] = wk.tool_defs[0];
+	}
+	if (wk.cfg.ask_human)
+		wk.offered[wk.noffered++] = wk.tool_defs[1];
+	lh_breaker_init(&wk.breaker, (int)wk.cfg.breaker_threshold,
+			wk.cfg.breaker_cooldown_ms * 1000);
+	lh_bucket_init(&wk.bucket, wk.cfg.requests_per_minute, wk.cfg.requests_per_minute / 60,
+		       lh_mono_us());
+	return LH_OK;
+}
+
 int main(int argc, char **argv)
 {
 	lh_error_t err = {0};
@@ -692,7 +1045,7 @@ int main(int argc, char **argv)
 	lh_idmap_init(&wk.seen);
 	lh_buf_init(&wk.scratch);
 	wk.base = event_base_new();
-	if (make_provider(&err)) {
+	if (make_provider(&err) || setup_tools(&err)) {
 		fprintf(stderr, "lh-worker: %s\n", err.msg);
 		return 1;
 	}
@@ -744,6 +1097,8 @@ int main(int argc, char **argv)
 	wk.producer = lh_kafka_free(wk.producer);
 	wk.llm = lh_llm_provider_free(wk.llm);
 	wk.http = lh_http_free(wk.http);
+	wk.tools_http = lh_http_free(wk.tools_http);
+	lh_tools_defs_finish(wk.tool_params);
 	event_free(wk.ev_sigint);
 	event_free(wk.ev_sigterm);
 	event_free(wk.ev_heartbeat);
