@@ -45,6 +45,10 @@ typedef struct coord_cfg {
 	int64_t snapshot_max_bytes;
 	int64_t recovery_timeout_ms;
 	char *instance_id;
+	int64_t wait_reminder_s;
+	int64_t wait_escalate_s;
+	int64_t wait_deadline_s;
+	char *wait_default;
 } coord_cfg_t;
 
 #define C(f) offsetof(coord_cfg_t, f)
@@ -108,6 +112,21 @@ static const lh_cfg_def_t coord_table[] = {
 	 "coordinator with the same name gets its partitions back at once instead of waiting for "
 	 "the old session to expire; two running coordinators must not share it",
 	 C(instance_id)},
+	{"wait.reminder_s", LH_CFG_INT, "3600", 0, 31536000, NULL, "LH_WAIT_REMINDER_S",
+	 "wait-reminder", false, false,
+	 "seconds an approval or question may wait before a reminder (0: none)", C(wait_reminder_s)},
+	{"wait.escalate_s", LH_CFG_INT, "86400", 0, 31536000, NULL, "LH_WAIT_ESCALATE_S",
+	 "wait-escalate", false, false,
+	 "seconds before an unanswered request escalates to the next responder (0: never)",
+	 C(wait_escalate_s)},
+	{"wait.deadline_s", LH_CFG_INT, "604800", 0, 31536000, NULL, "LH_WAIT_DEADLINE_S",
+	 "wait-deadline", false, false,
+	 "seconds before the default action answers an unanswered request (0: wait forever)",
+	 C(wait_deadline_s)},
+	{"wait.default", LH_CFG_ENUM, "reject", 0, 0, "reject|approve", "LH_WAIT_DEFAULT",
+	 "wait-default", false, false,
+	 "what the deadline does to an approval (a question gets an answer saying none came)",
+	 C(wait_default)},
 	{"coordinator.recovery_timeout_ms", LH_CFG_INT, "30000", 100, 3600000, NULL, NULL, NULL,
 	 false, false, "longest read of lh.snapshots on assignment before falling back to the log",
 	 C(recovery_timeout_ms)},
@@ -633,7 +652,11 @@ int main(int argc, char **argv)
 			       .backoff_base_ms = co.cfg.backoff_base_ms,
 			       .backoff_cap_ms = co.cfg.backoff_cap_ms,
 			       .no_progress_failures = (int)co.cfg.no_progress_failures,
-			       .no_progress_replans = (int)co.cfg.no_progress_replans};
+			       .no_progress_replans = (int)co.cfg.no_progress_replans,
+			       .wait_reminder_s = co.cfg.wait_reminder_s,
+			       .wait_escalate_s = co.cfg.wait_escalate_s,
+			       .wait_deadline_s = co.cfg.wait_deadline_s,
+			       .wait_default_approve = !strcmp(co.cfg.wait_default, "approve")};
 	so.default_budget = (lh_budget_t){.usd = co.cfg.budget_usd, .tokens = co.cfg.budget_tokens,
 					  .tasks = co.cfg.budget_tasks,
 					  .attempts_per_task = co.cfg.max_attempts,

@@ -469,6 +469,48 @@ static bool dispatch_new_ok(lh_cplan_t *p, const lh_ctask_t *t, lh_emitter_t *em
 
 static int64_t min_due(int64_t a, int64_t b) { return !a ? b : !b ? a : a < b ? a : b; }
 
+/* The timers of one wait for a person (approval or question) asked at since_us: fire what is
+ * due, return the next one. */
+static int64_t wait_timers(lh_state_t *st, lh_cplan_t *p, lh_emitter_t *em, const char *request,
+			   int64_t task_no, int64_t since_us, unsigned marks, int64_t now_us)
+{
+	static const struct {
+		const char *timer;
+		unsigned mark;
+		const char *decision;
+	} steps[] = {{"reminder", LH_WAIT_REMINDED, "reminder"},
+		     {"wait_escalation", LH_WAIT_ESCALATED, "wait_escalation"},
+		     {"wait_deadline", LH_WAIT_EXPIRED, "wait_deadline"}};
+	int64_t after[3] = {st->opts.wait_reminder_s, st->opts.wait_escalate_s,
+			    st->opts.wait_deadline_s};
+	int64_t next = 0;
+	for (int i = 0; i < 3; i++) {
+		int64_t due = since_us + after[i] * 1000000;
+		char cause[200], why[400];
+		lh_timer_fired_t f = {.timer = steps[i].timer, .request_id = request};
+		if (after[i] <= 0 || (marks & steps[i].mark))
+			continue;
+		if (due > now_us) {
+			next = min_due(next, due);
+			continue;
+		}
+		f.due_us = due;
+		snprintf(cause, sizeof(cause), "wait:%s:%s", request, steps[i].timer);
+		snprintf(why, sizeof(why),
+			 i == 0	  ? "request %s is still unanswered after %lld s: reminding"
+			 : i == 1 ? "request %s is unanswered after %lld s: escalating to the next "
+				    "responder"
+				  : "request %s reached its deadline (%lld s) unanswered: the default "
+				    "action applies",
+			 request, (long long)after[i]);
+		log_decision(p, em, steps[i].decision, cause, why, NULL);
+		emit(p, em, LH_EV_TIMER_FIRED, task_no, 0, &f, cause);
+		if (i == 2)
+			break; /* the deadline ends the wait */
+	}
+	return next;
+}
+
 int64_t lh_reconcile(lh_state_t *st, lh_cplan_t *p, lh_emitter_t *em, int64_t now_us)
 {
 	int64_t next = 0;
@@ -501,6 +543,17 @@ int64_t lh_reconcile(lh_state_t *st, lh_cplan_t *p, lh_emitter_t *em, int64_t no
 	}
 	if (!paused_or_done(p))
 		check_budgets(p, em, now_us);
+	/* Waits for people (paused or not): reminders, escalation, deadline. */
+	if (p->wait_request)
+		next = min_due(next, wait_timers(st, p, em, p->wait_request, LH_NO_TASK,
+						 p->wait_since_us, p->wait_marks, now_us));
+	for (int i = 1; i < p->ntasks; i++)
+		if (p->tasks[i].task_no == i && p->tasks[i].input_request &&
+		    p->tasks[i].status == LH_TASK_WAITING_FOR_INPUT)
+			next = min_due(next, wait_timers(st, p, em, p->tasks[i].input_request, i,
+							 p->tasks[i].input_since_us,
+							 p->tasks[i].input_marks, now_us));
+	/* (a deadline's default action marks the plan changed: it is decided again at once) */
 	/* The wall-clock budget needs a wake-up even when nothing happens: at 80% and at 100%. */
 	if (p->deadline_us && !(p->exceeded & (1u << LH_BUDGET_DEADLINE))) {
 		int64_t warn_at = p->submitted_ts_us + (p->deadline_us - p->submitted_ts_us) * 8 / 10;

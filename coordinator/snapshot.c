@@ -77,6 +77,8 @@ static json_t *task_json(const lh_ctask_t *t)
 	SETI("order_acked", t->order_acked); /* a runtime fact, not folded state */
 	SETS("input_request", t->input_request);
 	SETJ("conversation", t->conversation);
+	SETI("input_since_us", t->input_since_us);
+	SETI("input_marks", t->input_marks);
 	return j;
 }
 
@@ -116,6 +118,8 @@ json_t *lh_snapshot_plan(const lh_cplan_t *p)
 	SETI("wait_kind", p->wait_kind);
 	SETS("wait_request", p->wait_request);
 	SETI("wait_task", p->wait_task);
+	SETI("wait_since_us", p->wait_since_us);
+	SETI("wait_marks", p->wait_marks);
 	SETI("join_task", p->join_task);
 	SETI("repair_task", p->repair_task);
 	SETS("repair_reason", p->repair_reason);
@@ -285,6 +289,8 @@ lh_err_t lh_snapshot_restore(lh_state_t *st, const json_t *snap, int32_t partiti
 	p->wait_kind = (int)gi(&r, "wait_kind");
 	p->wait_request = gs(&r, "wait_request");
 	p->wait_task = gi(&r, "wait_task");
+	p->wait_since_us = gi(&r, "wait_since_us");
+	p->wait_marks = (unsigned)gi(&r, "wait_marks");
 	p->join_task = gi(&r, "join_task");
 	p->repair_task = gi(&r, "repair_task");
 	p->repair_reason = gs(&r, "repair_reason");
@@ -354,6 +360,8 @@ lh_err_t lh_snapshot_restore(lh_state_t *st, const json_t *snap, int32_t partiti
 			x->order_acked = x->order_sent = gi(&tr, "order_acked") != 0;
 			x->input_request = gs(&tr, "input_request");
 			x->conversation = gj(&tr, "conversation");
+			x->input_since_us = gi(&tr, "input_since_us");
+			x->input_marks = (unsigned)gi(&tr, "input_marks");
 			if ((unsigned)x->status >= LH_TASK__COUNT || (unsigned)x->kind >= LH_KIND__COUNT ||
 			    !x->tier || !x->instructions)
 				tr.bad = "status, kind, tier or instructions";

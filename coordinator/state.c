@@ -761,6 +761,8 @@ static lh_apply_result_t apply_approval_requested(lh_state_t *st, lh_cplan_t *p,
 	if (p->wait_request && !strcmp(p->wait_request, b->request_id))
 		return LH_APPLY_NOOP;
 	set_str(&p->wait_request, b->request_id);
+	p->wait_since_us = ev->ts_us;
+	p->wait_marks = 0;
 	p->wait_kind = !strcmp(b->kind, "budget_extension") ? LH_WAIT_BUDGET
 		       : !strcmp(b->kind, "no_progress")    ? LH_WAIT_NO_PROGRESS
 							    : LH_WAIT_ESCALATION;
@@ -860,6 +862,61 @@ static lh_apply_result_t apply_approval_decided(lh_state_t *st, lh_cplan_t *p,
 	set_str(&p->wait_request, NULL);
 	p->wait_kind = LH_WAIT_NONE;
 	p->wait_task = 0;
+	p->wait_since_us = 0;
+	p->wait_marks = 0;
+	lh_state_mark_dirty(st, p);
+	return LH_APPLY_CHANGED;
+}
+
+static lh_apply_result_t apply_approval_decided(lh_state_t *st, lh_cplan_t *p,
+						const lh_event_t *ev);
+
+/* A timer of a wait (reminder, escalation, deadline) fired. The first two only leave a mark (the
+ * event itself is the notice); the deadline applies the configured default: approvals are
+ * approved or rejected as an automated rule, questions get an answer saying none came. */
+static void take_answer(lh_ctask_t *t, const json_t *answer);
+
+static lh_apply_result_t apply_wait_timer(lh_state_t *st, lh_cplan_t *p, const lh_event_t *ev)
+{
+	const lh_timer_fired_t *b = ev->body;
+	unsigned mark = !strcmp(b->timer, "reminder")	     ? LH_WAIT_REMINDED
+			: !strcmp(b->timer, "wait_escalation") ? LH_WAIT_ESCALATED
+							       : LH_WAIT_EXPIRED;
+	if (!b->request_id)
+		return LH_APPLY_NOOP;
+	if (p->wait_request && !strcmp(p->wait_request, b->request_id)) {
+		if (p->wait_marks & mark)
+			return LH_APPLY_NOOP;
+		p->wait_marks |= mark;
+		if (mark == LH_WAIT_EXPIRED) {
+			lh_approval_decided_t d = {.request_id = b->request_id,
+						   .decision = st->opts.wait_default_approve
+								       ? "approve"
+								       : "reject",
+						   .responder_type = "automated_rule",
+						   .responder_id = "wait_deadline",
+						   .reason = "no answer before the deadline"};
+			lh_event_t de = *ev;
+			de.type = LH_EV_APPROVAL_DECIDED;
+			de.body = &d;
+			return apply_approval_decided(st, p, &de);
+		}
+	} else {
+		lh_ctask_t *t = NULL;
+		for (int i = 0; i < p->ntasks && !t; i++)
+			if (p->tasks[i].task_no == i && p->tasks[i].input_request &&
+			    !strcmp(p->tasks[i].input_request, b->request_id))
+				t = &p->tasks[i];
+		if (!t || t->status != LH_TASK_WAITING_FOR_INPUT || (t->input_marks & mark))
+			return LH_APPLY_NOOP;
+		t->input_marks |= mark;
+		if (mark == LH_WAIT_EXPIRED) {
+			json_t *a = json_string("(no answer was given before the deadline; decide "
+						"without it)");
+			take_answer(t, a);
+			json_decref(a);
+		}
+	}
 	lh_state_mark_dirty(st, p);
 	return LH_APPLY_CHANGED;
 }
@@ -895,6 +952,8 @@ static lh_apply_result_t apply_input(lh_state_t *st, lh_cplan_t *p, const lh_eve
 		t->lease_kind = LH_LEASE_NONE;
 		free(t->input_request);
 		t->input_request = strdup(b->request_id);
+		t->input_since_us = ev->ts_us;
+		t->input_marks = 0;
 		if (!t->conversation)
 			t->conversation = json_array();
 		json_array_append_new(t->conversation, json_pack("{s:s, s:s}", "role", "assistant",
@@ -1049,7 +1108,14 @@ lh_apply_result_t lh_state_apply_at(lh_state_t *st, const lh_event_t *ev, int32_
 	case LH_EV_TASK_ESCALATED:
 	case LH_EV_TASK_CANCELLED:
 	case LH_EV_TIMER_FIRED: {
-		lh_ctask_t *t = plan_task(p, ev->task_no);
+		const lh_timer_fired_t *tb = ev->type == LH_EV_TIMER_FIRED ? ev->body : NULL;
+		lh_ctask_t *t;
+		if (tb && (!strcmp(tb->timer, "reminder") || !strcmp(tb->timer, "wait_escalation") ||
+			   !strcmp(tb->timer, "wait_deadline"))) {
+			r = apply_wait_timer(st, p, ev);
+			break;
+		}
+		t = plan_task(p, ev->task_no);
 		if (!t) {
 			if (ev->type == LH_EV_TIMER_FIRED) {
 				r = LH_APPLY_NOOP; /* plan-level timers: nothing folds them yet */
@@ -1146,6 +1212,7 @@ void lh_state_hash(const lh_state_t *st, char hex[65])
 			      p->resume_requested, p->cancel_requested, p->fail_requested,
 			      p->last_patch);
 		hash_json(&b, p->early_answers);
+		lh_buf_printf(&b, "%lld|%u|", (long long)p->wait_since_us, p->wait_marks);
 		hash_json(&b, p->plan_doc);
 		for (int k = 0; k < p->ntasks; k++) {
 			const lh_ctask_t *t = &p->tasks[k];
@@ -1154,7 +1221,8 @@ void lh_state_hash(const lh_state_t *st, char hex[65])
 				      t->failures, t->total_failures, t->tier ? t->tier : "",
 				      t->last_error ? t->last_error : "", (long long)t->lease_due_us,
 				      (long long)t->retry_due_us, t->retry_ready, t->cancel_requested);
-			lh_buf_printf(&b, "%s|", t->input_request ? t->input_request : "");
+			lh_buf_printf(&b, "%s|%lld|%u|", t->input_request ? t->input_request : "",
+				      (long long)t->input_since_us, t->input_marks);
 			hash_json(&b, t->conversation);
 			hash_json(&b, t->output);
 		}

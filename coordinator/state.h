@@ -72,6 +72,8 @@ const char *lh_budget_dim_name(int dim);
 
 /* What an awaited approval is about. */
 enum { LH_WAIT_NONE = 0, LH_WAIT_BUDGET, LH_WAIT_ESCALATION, LH_WAIT_NO_PROGRESS };
+/* Timers of a wait that have fired. */
+enum { LH_WAIT_REMINDED = 1, LH_WAIT_ESCALATED = 2, LH_WAIT_EXPIRED = 4 };
 
 typedef struct lh_ctask {
 	int64_t task_no;
@@ -104,6 +106,8 @@ typedef struct lh_ctask {
 	/* Questions (ask_human): the open request and the turns so far, [{role, content}]. */
 	char *input_request;
 	json_t *conversation;
+	int64_t input_since_us; /* when the question was asked */
+	unsigned input_marks;	/* LH_WAIT_REMINDED | LH_WAIT_ESCALATED | LH_WAIT_EXPIRED */
 	/* Runtime only, not part of the folded state: whether the work order of `attempt` was sent
 	 * by this process. Recomputed after recovery (a dispatched task's order is re-sent). */
 	bool order_sent;
@@ -145,6 +149,8 @@ typedef struct lh_cplan {
 	int wait_kind;
 	char *wait_request;	 /* request id */
 	int64_t wait_task;	 /* the escalated task, for LH_WAIT_ESCALATION */
+	int64_t wait_since_us;	 /* when the approval was requested */
+	unsigned wait_marks;	 /* which of its timers fired */
 	/* Repair. */
 	int64_t join_task;	 /* the join of the current version */
 	int64_t repair_task;	 /* a dead task (or a join that asked to replan) awaiting repair */
@@ -177,6 +183,12 @@ typedef struct lh_state_opts {
 	lh_budget_t default_budget; /* fills the goal's budget fields left at 0 */
 	int no_progress_failures;  /* identical failures in a row before escalating */
 	int no_progress_replans;   /* replans in a row without a newly succeeded task */
+	/* Waits for people never hang silently: a reminder, an escalation, then the default
+	 * action at the deadline (seconds after the request; 0 = never). */
+	int64_t wait_reminder_s;
+	int64_t wait_escalate_s;
+	int64_t wait_deadline_s;
+	bool wait_default_approve; /* at the deadline approvals are approved (else rejected) */
 } lh_state_opts_t;
 
 typedef struct lh_state {

@@ -1,6 +1,7 @@
 /* 0005-timers-restart: a worker dies in the middle of an attempt, and the coordinator is killed
- * while that attempt's heartbeat lease is pending. After the restart (which recovers from
- * snapshots) the lease fires exactly once, the task is retried, and the plan completes. */
+ * while that attempt's heartbeat lease is pending and while another plan's approval request
+ * waits for its reminder. After the restart (which recovers from snapshots) the lease and the
+ * reminder each fire exactly once, the task is retried, and the plan completes. */
 #include <signal.h>
 #include <stdio.h>
 
@@ -8,12 +9,17 @@
 #include "t.h"
 
 static ts_stack_t ts;
-static char plan[40];
+static char plan[40], waiting[40];
 static int coord, worker_fast;
 
 static void t_kill_worker_and_coordinator(void)
 {
-	lh_id_t id = ts_submit(&ts, "Compare two databases for an event store");
+	lh_budget_t tiny = {.tokens = 100}; /* the planner alone passes it: a question at once */
+	lh_id_t w = ts_submit_with(&ts, "Nobody will answer this one", &tiny, NULL), id;
+	lh_uuid_fmt(&w, waiting);
+	T_CHECK(ts_wait_sql(&ts, 60000, "SELECT status FROM input_requests WHERE plan_id = $1",
+			    waiting, "pending"));
+	id = ts_submit(&ts, "Compare two databases for an event store");
 	lh_uuid_fmt(&id, plan);
 	printf("# plan %s\n", plan);
 	/* task 1 (fast) is running: its worker holds the model call for 2.5 s */
@@ -45,6 +51,15 @@ static void t_lease_fires_once_and_plan_completes(void)
 			 "AND status = 'succeeded' GROUP BY task_no HAVING count(*) > 1) x",
 			 plan),
 		 "0");
+	/* the other plan's reminder: exactly one, whichever coordinator fired it */
+	T_CHECK(ts_wait_sql(&ts, 60000,
+			    "SELECT count(*) FROM events WHERE plan_id = $1 AND type = 'timer.fired' "
+			    "AND body->>'timer' = 'reminder'",
+			    waiting, "1"));
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT count(*) FROM plan_decisions WHERE plan_id = $1 AND kind = 'reminder'",
+			 waiting),
+		 "1");
 }
 
 int main(int argc, char **argv)
@@ -58,7 +73,7 @@ int main(int argc, char **argv)
 	}
 	ts_spawn_materializer(&ts);
 	coord = ts_spawn_coordinator(&ts, "--heartbeat-lease", "4", "--backoff-base-ms", "100",
-				     "--snapshot-interval", "1", NULL);
+				     "--snapshot-interval", "1", "--wait-reminder", "6", NULL);
 	worker_fast = ts_spawn_worker_url(&ts, "fast", ts.fakellm_url, "--heartbeat-interval", "1",
 					  NULL);
 	ts_spawn_worker_url(&ts, "standard", ts.fakellm_url, "--heartbeat-interval", "1", NULL);

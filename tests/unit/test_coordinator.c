@@ -686,6 +686,49 @@ static void t_answer_before_question_is_kept(void)
 	lh_sim_finish(&s);
 }
 
+/* --- waits never hang silently --------------------------------------------------------------- */
+
+static void t_wait_reminder_escalation_deadline(void)
+{
+	lh_state_opts_t o = opts;
+	lh_sim_t s;
+	lh_budget_t b = {.usd = 0.05};
+	lh_id_t id;
+	o.wait_reminder_s = 60;
+	o.wait_escalate_s = 600;
+	o.wait_deadline_s = 3600; /* default: reject -> the budget question cancels the plan */
+	lh_sim_init(&s, &o);
+	s.cost_per_call = 0.011;
+	id = lh_sim_submit(&s, "Nobody answers", &b);
+	lh_sim_run_until(&s, 0);
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_CANCELLED);
+	T_EQ_INT(lh_sim_count_decisions(&s, "reminder"), 1);
+	T_EQ_INT(lh_sim_count_decisions(&s, "wait_escalation"), 1);
+	T_EQ_INT(lh_sim_count_decisions(&s, "wait_deadline"), 1);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_TIMER_FIRED), 3);
+	check_replay(&s);
+	lh_sim_finish(&s);
+}
+
+static void t_unanswered_question_gets_a_default(void)
+{
+	lh_state_opts_t o = opts;
+	lh_sim_t s;
+	lh_id_t id;
+	o.wait_deadline_s = 60;
+	lh_sim_init(&s, &o);
+	s.behave = task1_asks_first; /* the resumed task then sees the default answer, not Lisbon */
+	id = lh_sim_submit(&s, "Ask and wait", NULL);
+	lh_sim_run_until(&s, 0);
+	/* the default answer resumed the task; task1_asks_first rejects anything but Lisbon, so
+	 * the task keeps failing validation — what matters is that the wait ended */
+	T_CHECK(lh_state_plan(&s.st, &id)->tasks == NULL ||
+		lh_state_plan(&s.st, &id)->tasks[1].status != LH_TASK_WAITING_FOR_INPUT);
+	T_EQ_INT(lh_sim_count_decisions(&s, "wait_deadline"), 1);
+	check_replay(&s);
+	lh_sim_finish(&s);
+}
+
 static void t_many_plans_replay(void)
 {
 	lh_sim_t s = {0};
@@ -725,6 +768,8 @@ int main(void)
 	T_RUN(t_cancel_task_skips_dependents);
 	T_RUN(t_question_then_answer);
 	T_RUN(t_answer_before_question_is_kept);
+	T_RUN(t_wait_reminder_escalation_deadline);
+	T_RUN(t_unanswered_question_gets_a_default);
 	T_RUN(t_many_plans_replay);
 	return t_done();
 }
