@@ -10,7 +10,10 @@
  *   materialize --events N    N synthetic events of finished plans through lh-materializer;
  *                             figures materialize_events_per_s, lag_p50_ms, lag_p99_ms (event
  *                             produced -> its row visible, every 50th event sampled) and
- *                             naive_events_per_s (one autocommitted INSERT per event). */
+ *                             naive_events_per_s (one autocommitted INSERT per event).
+ *   worker --latency-ms MS     one lh-worker against fakellm, work orders produced directly:
+ *                             inflight_max, completions_per_s, worker_cpu_cores, worker_rss_mib.
+ *   worker-overhead            zero model latency, one order at a time: overhead_p50_us. */
 #include <getopt.h>
 #include <stdint.h>
 #include <signal.h>
@@ -27,8 +30,12 @@
 #include "kafka.h"
 #include "sim.h"
 #include "stack.h"
+#include <event2/event.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <time.h>
+
+#include "http_client.h"
 
 typedef struct bplan {
 	int64_t submitted_us, completed_us;
@@ -896,6 +903,309 @@ out_plans:
 	return rc;
 }
 
+/* --- worker: one lh-worker against fakellm, orders produced straight to lh.tasks.fast ---------- */
+
+typedef struct wbench {
+	lh_idmap_t orders; /* plan id -> index + 1 */
+	int64_t *started_us, *done_us;
+	int succeeded, failed;
+	int64_t last_done_us;
+} wbench_t;
+
+static wbench_t W;
+
+static void on_worker_event(void *opaque, const lh_kafka_msg_t *msg)
+{
+	lh_event_t *ev;
+	intptr_t i;
+	if (lh_event_decode(msg->payload, msg->len, &ev, NULL))
+		return;
+	i = (intptr_t)lh_idmap_get(&W.orders, &ev->plan_id) - 1;
+	if (i >= 0) {
+		if (ev->type == LH_EV_ATTEMPT_STARTED)
+			W.started_us[i] = ev->ts_us;
+		else if ((ev->type == LH_EV_ATTEMPT_SUCCEEDED || ev->type == LH_EV_ATTEMPT_FAILED) &&
+			 !W.done_us[i]) {
+			W.done_us[i] = ev->ts_us;
+			if (ev->type == LH_EV_ATTEMPT_SUCCEEDED)
+				W.succeeded++;
+			else
+				W.failed++;
+			if (ev->ts_us > W.last_done_us)
+				W.last_done_us = ev->ts_us;
+		}
+	}
+	lh_event_free(ev);
+}
+
+/* utime + stime of a process, in seconds (-1 when unreadable). */
+static double proc_cpu_s(pid_t pid)
+{
+	char path[64], buf[2048], *p;
+	unsigned long long ut = 0, st = 0;
+	FILE *f;
+	size_t n;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')'); /* the command name may hold spaces */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* A /proc/PID/status field in kB (-1 when absent). */
+static long proc_status_kb(pid_t pid, const char *field)
+{
+	char path[64], line[256];
+	long v = -1;
+	size_t fl = strlen(field);
+	FILE *f;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, field, fl) == 0 && line[fl] == ':')
+			v = atol(line + fl + 1);
+	fclose(f);
+	return v;
+}
+
+typedef struct hget {
+	struct event_base *base;
+	lh_buf_t body;
+	long status;
+	double ms;
+} hget_t;
+
+static void on_hget(lh_http_resp_t *resp, void *opaque)
+{
+	hget_t *h = opaque;
+	h->status = resp->error.code ? -1 : resp->status;
+	h->ms = resp->total_ms;
+	lh_buf_reset(&h->body);
+	if (resp->body.len)
+		lh_buf_append(&h->body, resp->body.data, resp->body.len);
+	event_base_loopbreak(h->base);
+}
+
+/* One HTTP exchange, waited for (the bench has no loop of its own). */
+static long hrun(lh_http_t *http, hget_t *h, const char *url, const char *body)
+{
+	lh_http_req_t req = {.url = url, .body = body, .body_len = body ? strlen(body) : 0};
+	const char *hdr[] = {"Content-Type: application/json"};
+	lh_error_t err = {0};
+	req.headers = hdr;
+	req.n_headers = body ? 1 : 0;
+	h->status = -1;
+	if (lh_http_request(http, &req, on_hget, h, NULL, &err))
+		return -1;
+	event_base_dispatch(h->base);
+	return h->status;
+}
+
+static int bench_worker_run(int argc, char **argv, const char *build_root, bool overhead)
+{
+	int n = overhead ? 2000 : 6000, latency = overhead ? 0 : 2000, inflight = 2000;
+	int timeout_s = 300, rc, c, spin = 0, widx;
+	ts_stack_t ts;
+	lh_kafka_t *reader = NULL;
+	lh_kafka_opts_t ko = {0};
+	lh_kafka_part_t parts[8];
+	char topic[LH_TOPIC_MAX], orders[LH_TOPIC_MAX], url[128], ib[16], stats[160];
+	lh_error_t err = {0};
+	lh_buf_t scratch;
+	hget_t h = {0};
+	lh_http_t *http;
+	double cpu0, cpu1, *lat;
+	int64_t t0_us, t0_mono;
+	size_t nlat = 0;
+	pid_t wpid;
+	struct rlimit rl;
+	static const struct option opts[] = {{"orders", 1, 0, 'n'}, {"latency-ms", 1, 0, 'l'},
+					      {"max-inflight", 1, 0, 'i'}, {"timeout", 1, 0, 't'},
+					      {0, 0, 0, 0}};
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'n')
+			n = atoi(optarg);
+		else if (c == 'l')
+			latency = atoi(optarg);
+		else if (c == 'i')
+			inflight = atoi(optarg);
+		else if (c == 't')
+			timeout_s = atoi(optarg);
+		else {
+			fprintf(stderr, "usage: lh-bench %s [--orders N] [--latency-ms MS] "
+					"[--max-inflight N] [--timeout S]\n",
+				overhead ? "worker-overhead" : "worker");
+			return 2;
+		}
+	}
+	if (overhead)
+		inflight = 1; /* one call at a time: latency, not queueing */
+	if (n < 1 || n > 1000000 || latency < 0 || inflight < 1 || inflight > 100000) {
+		fprintf(stderr, "lh-bench: --orders 1..1000000, --latency-ms >= 0, --max-inflight "
+				"1..100000\n");
+		return 2;
+	}
+	/* a thousand connections need a thousand descriptors, in the worker too (inherited) */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if ((rc = ts_init(&ts, build_root)))
+		return rc == TS_SKIP ? 2 : rc;
+	if (ts_fakellm_with(&ts, latency, NULL, url)) {
+		ts_finish(&ts);
+		return 1;
+	}
+	snprintf(ib, sizeof(ib), "%d", inflight);
+	widx = ts_spawn_worker_url(&ts, "fast", url, "--max-inflight", ib, "--stats-interval", "0",
+				   NULL);
+	wpid = ts.procs[widx].pid;
+
+	lh_idmap_init(&W.orders);
+	W.started_us = calloc((size_t)n, sizeof(int64_t));
+	W.done_us = calloc((size_t)n, sizeof(int64_t));
+	lat = calloc((size_t)n, sizeof(double));
+	lh_topic(ts.prefix, "events", topic, NULL);
+	lh_topic_tasks(ts.prefix, "fast", orders, NULL);
+	ko.brokers = ts.brokers;
+	ko.client_id = "lh-bench";
+	ko.group_id = "lh-bench-reader";
+	ko.on_message = on_worker_event;
+	if (lh_kafka_new(&ko, &reader, &err)) {
+		fprintf(stderr, "lh-bench: %s\n", err.msg);
+		ts_finish(&ts);
+		return 1;
+	}
+	for (int i = 0; i < 8; i++)
+		parts[i] = (lh_kafka_part_t){topic, i, LH_KAFKA_OFFSET_END};
+	lh_kafka_assign(reader, parts, 8, &err);
+	h.base = event_base_new();
+	lh_buf_init(&h.body);
+	lh_buf_init(&scratch);
+	http = lh_http_new(h.base, NULL, &err);
+	{
+		/* the worker is up when it has joined its group; a warm-up order tells */
+		lh_id_t id = lh_uuid7_new();
+		lh_task_order_t o = {.kind = "act", .tier = "fast", .instructions = "warm up"};
+		lh_event_t ev = {.v = LH_ENVELOPE_VERSION, .type = LH_EV_TASK_ORDER, .plan_id = id,
+				 .task_no = 1, .attempt = 1, .ts_us = lh_now_us(),
+				 .tenant = "default", .actor = {"coordinator", "lh-bench"},
+				 .id = lh_uuid7_new(), .body = &o};
+		lh_idmap_put(&W.orders, &id, (void *)(intptr_t)1);
+		lh_bus_emit(ts.producer, orders, &ev, true, &scratch, NULL, &err);
+		lh_kafka_flush(ts.producer, 10000, &err);
+		while (!W.done_us[0] && spin++ < 600)
+			lh_kafka_poll(reader, 100);
+		lh_idmap_del(&W.orders, &id);
+		W.done_us[0] = W.started_us[0] = 0;
+		W.succeeded = W.failed = 0;
+		spin = 0;
+	}
+	snprintf(stats, sizeof(stats), "%.*s/reset", (int)(strlen(url) - 3), url);
+	hrun(http, &h, stats, "{}");
+	cpu0 = proc_cpu_s(wpid);
+	t0_us = lh_now_us();
+	t0_mono = lh_mono_us();
+	for (int i = 0; i < n; i++) {
+		lh_id_t id = lh_uuid7_new();
+		char instr[96];
+		lh_task_order_t o = {.kind = "act", .tier = "fast", .instructions = instr,
+				     .goal = "benchmark the worker", .dispatched_ts_us = lh_now_us()};
+		lh_event_t ev = {.v = LH_ENVELOPE_VERSION, .type = LH_EV_TASK_ORDER, .plan_id = id,
+				 .task_no = 1, .attempt = 1, .ts_us = lh_now_us(),
+				 .tenant = "default", .actor = {"coordinator", "lh-bench"},
+				 .id = lh_uuid7_new(), .body = &o};
+		snprintf(instr, sizeof(instr), "Summarize item %d in one line", i);
+		lh_idmap_put(&W.orders, &id, (void *)(intptr_t)(i + 1));
+		while (lh_bus_emit(ts.producer, orders, &ev, true, &scratch, NULL, &err))
+			lh_kafka_poll(ts.producer, 10);
+		if (overhead) { /* one order at a time */
+			lh_kafka_flush(ts.producer, 10000, &err);
+			while (!W.done_us[i] && spin < timeout_s * 1000)
+				if (lh_kafka_poll(reader, 1) == 0)
+					spin++;
+		} else if (i % 256 == 0)
+			lh_kafka_poll(reader, 0);
+	}
+	lh_kafka_flush(ts.producer, 30000, &err);
+	while (W.succeeded + W.failed < n && spin < timeout_s * 10)
+		if (lh_kafka_poll(reader, 100) == 0)
+			spin++;
+	cpu1 = proc_cpu_s(wpid);
+	for (int i = 0; i < n; i++)
+		if (W.started_us[i] && W.done_us[i])
+			lat[nlat++] = (double)(W.done_us[i] - W.started_us[i]);
+	{
+		double wall = (double)(lh_mono_us() - t0_mono) / 1e6;
+		double span = (double)(W.last_done_us - t0_us) / 1e6;
+		long max_in_flight = -1;
+		json_t *j;
+		snprintf(stats, sizeof(stats), "%.*s/stats", (int)(strlen(url) - 3), url);
+		if (hrun(http, &h, stats, NULL) == 200 &&
+		    (j = json_loadb(h.body.data, h.body.len, 0, NULL))) {
+			max_in_flight = (long)json_integer_value(json_object_get(j, "max_in_flight"));
+			json_decref(j);
+		}
+		printf("# %d orders: %d succeeded, %d failed, %d missing; fakellm latency %d ms\n", n,
+		       W.succeeded, W.failed, n - W.succeeded - W.failed, latency);
+		printf("figure orders %d count\n", n);
+		if (!overhead) {
+			printf("figure inflight_max %ld calls\n", max_in_flight);
+			printf("figure completions_per_s %.1f attempts/s\n",
+			       span > 0 ? W.succeeded / span : 0);
+			printf("figure worker_cpu_cores %.3f cores\n",
+			       wall > 0 ? (cpu1 - cpu0) / wall : 0);
+			printf("figure worker_rss_mib %.1f MiB\n",
+			       (double)proc_status_kb(wpid, "VmHWM") / 1024.0);
+			printf("figure attempt_p50_ms %.1f ms\n", pct(lat, nlat, 0.50) / 1000.0);
+			printf("figure attempt_p99_ms %.1f ms\n", pct(lat, nlat, 0.99) / 1000.0);
+		} else {
+			/* the same request straight from here, one at a time: the model's own time */
+			static const char body[] =
+				"{\"model\":\"scripted\",\"messages\":[{\"role\":\"system\",\"content\":"
+				"\"You are a worker agent of Longhaul.\"},{\"role\":\"user\",\"content\":"
+				"\"Goal: benchmark the worker\\nTask: Summarize item 1 in one line\"}]}";
+			char chat[160];
+			size_t nd = n < 2000 ? (size_t)n : 2000;
+			double *direct = calloc(nd, sizeof(double)), w50, d50;
+			snprintf(chat, sizeof(chat), "%s/chat/completions", url);
+			for (size_t i = 0; i < nd; i++) {
+				int64_t s = lh_mono_us();
+				hrun(http, &h, chat, body);
+				direct[i] = (double)(lh_mono_us() - s);
+			}
+			w50 = pct(lat, nlat, 0.50);
+			d50 = pct(direct, nd, 0.50);
+			printf("figure worker_attempt_p50_us %.0f us\n", w50);
+			printf("figure worker_attempt_p99_us %.0f us\n", pct(lat, nlat, 0.99));
+			printf("figure direct_call_p50_us %.0f us\n", d50);
+			printf("figure overhead_p50_us %.0f us\n", w50 - d50);
+			printf("figure worker_cpu_us_per_attempt %.0f us\n",
+			       W.succeeded ? (cpu1 - cpu0) * 1e6 / W.succeeded : 0);
+			free(direct);
+		}
+	}
+	rc = W.succeeded == n ? 0 : 1;
+	lh_http_free(http);
+	event_base_free(h.base);
+	lh_buf_finish(&h.body);
+	lh_buf_finish(&scratch);
+	free(lat);
+	free(W.started_us);
+	free(W.done_us);
+	lh_idmap_finish(&W.orders);
+	lh_kafka_free(reader);
+	ts_finish(&ts);
+	return rc;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: lh-bench NAME [options]\n\n"
@@ -913,7 +1223,13 @@ static void usage(FILE *out)
 		     "  materialize [--events N] [--width W] [--rate EVENTS_PER_S]\n"
 		     "      N synthetic events through lh-materializer: materialize_events_per_s,\n"
 		     "      lag_p50_ms, lag_p99_ms (produced -> row visible), naive_events_per_s\n"
-		     "      (one autocommitted INSERT per event, same events)\n\n"
+		     "      (one autocommitted INSERT per event, same events)\n"
+		     "  worker [--orders N] [--latency-ms MS] [--max-inflight N]\n"
+		     "      one lh-worker against fakellm, N work orders produced at once:\n"
+		     "      inflight_max, completions_per_s, worker_cpu_cores, worker_rss_mib\n"
+		     "  worker-overhead [--orders N]\n"
+		     "      fakellm at zero latency, one order at a time: overhead_p50_us (attempt\n"
+		     "      started -> succeeded minus the same call made directly)\n\n"
 		     "The daemons are taken from the build directory (LH_BUILD_ROOT, default: the\n"
 		     "parent of this executable's directory).\n");
 }
@@ -943,6 +1259,10 @@ int main(int argc, char **argv)
 		return bench_fold(argc - 1, argv + 1);
 	if (strcmp(argv[1], "e2e") == 0)
 		return bench_e2e(argc - 1, argv + 1, root);
+	if (strcmp(argv[1], "worker") == 0)
+		return bench_worker_run(argc - 1, argv + 1, root, false);
+	if (strcmp(argv[1], "worker-overhead") == 0)
+		return bench_worker_run(argc - 1, argv + 1, root, true);
 	fprintf(stderr, "lh-bench: unknown benchmark \"%s\" (see --help)\n", argv[1]);
 	return 2;
 }
