@@ -943,7 +943,9 @@ static lh_err_t make_provider(lh_error_t *err)
 								  : "OPENAI_API_KEY");
 	const char *anthropic_key = env_nonempty(*wk.cfg.api_key_env ? wk.cfg.api_key_env
 								     : "ANTHROPIC_API_KEY");
-	lh_llm_openai_opts_t o = {.max_retries = (int)wk.cfg.llm_max_retries,
+	/* the provider reads 0 as "its default" and -1 as none */
+	lh_llm_openai_opts_t o = {.max_retries = wk.cfg.llm_max_retries ? (int)wk.cfg.llm_max_retries
+									: -1,
 				  .timeout_ms = wk.cfg.llm_timeout_ms};
 	lh_http_opts_t ho = {.max_connections = 0};
 	bool anthropic;
