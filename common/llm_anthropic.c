@@ -1,66 +1,29 @@
 /* llm_anthropic.c — the Anthropic Messages API over lh_http_t.
  *
- * Same shape as llm_openai.c: a call serializes the request once, POSTs it to
- * {base_url}/messages, classifies the answer and retries retryable failures on an event timer
- * following the official SDKs' rule (x-should-retry, then 408/409/429/5xx — 529 overloaded
- * included — and connection errors; retry-after-ms / retry-after, else exponential backoff with
- * jitter, lh_llm_retry_delay_ms). The API key lives only in the prebuilt "x-api-key" header
- * line, is never logged and is zeroed when the provider is freed.
+ * This file holds what is Anthropic's: the request body, the response parser, the error table
+ * and the headers. The call machinery shared with llm_openai.c (llm_http.c) POSTs the body to
+ * {base_url}/messages, classifies the answer with these and retries retryable failures on an
+ * event timer following the official SDKs' rule (x-should-retry, then 408/409/429/5xx — 529
+ * overloaded included — and connection errors; retry-after-ms / retry-after, else exponential
+ * backoff with jitter, lh_llm_retry_delay_ms). The API key lives only in the prebuilt
+ * "x-api-key" header line, is never logged and is zeroed when the provider is freed.
  *
- * The call machinery (struct call, retries, cancellation) mirrors llm_openai.c line for line; the
- * two differ in the body, the parser, the error table and the headers. Structured output has no
- * response_format here: the schema becomes a forced tool and the answer is its input (llm.h). */
+ * Structured output has no response_format here: the schema becomes a forced tool and the
+ * answer is its input (llm.h); the call keeps the schema's name for the parser. */
 #include "llm.h"
 
-#include <event2/event.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "buf.h"
-#include "http_client.h"
-#include "log.h"
+#include "llm_http_int.h"
 
-#define DEFAULT_TIMEOUT_MS 600000L
-#define DEFAULT_MAX_RETRY_AFTER_MS 60000L
-#define DEFAULT_MAX_RESPONSE_BYTES ((size_t)16 << 20)
 #define PROVIDER_MSG_MAX 300
 #define REFUSAL_TEXT "the model declined to answer (stop_reason refusal)"
 #define ANSWER_TOOL_DESCRIPTION                                                                    \
 	"Give your final answer by calling this tool; its input must match the schema exactly."
-
-typedef struct anthropic anthropic_t;
-
-struct call {
-	anthropic_t *an;
-	lh_llm_done_cb cb;
-	void *opaque;
-	char *body;
-	size_t body_len;
-	char *answer_tool; /* the response schema's name, or NULL */
-	long timeout_ms;
-	int attempts;
-	bool in_http;
-	uint64_t http_id;
-	struct event *retry_timer;
-	struct timespec start;
-	struct call *prev, *next;
-};
-
-struct anthropic {
-	lh_llm_provider_t base; /* first: the vtable pointer */
-	lh_http_t *http;
-	struct event_base *evb;
-	char *url;
-	char *key_header; /* "x-api-key: …" or NULL; never logged, zeroed on free */
-	char **extra_headers;
-	size_t n_extra_headers;
-	lh_llm_openai_opts_t opts;
-	uint64_t jitter_state;
-	struct call *calls;
-};
 
 /* ---- request body ------------------------------------------------------------------------ */
 
@@ -564,7 +527,6 @@ void lh_llm_anthropic_map_error(long status, const char *body, size_t len, const
 	const char *type = NULL, *pmsg = NULL;
 	lh_llm_errclass_t klass;
 	bool retry, overloaded;
-	lh_err_t ec = LH_ERR_HTTP;
 	char detail[PROVIDER_MSG_MAX + 1] = "";
 
 	if (body && len)
@@ -603,24 +565,6 @@ void lh_llm_anthropic_map_error(long status, const char *body, size_t len, const
 		klass = LH_LLM_ERR_INVALID_REQUEST;
 		retry = false;
 	}
-	if (should_retry && strcmp(should_retry, "true") == 0)
-		retry = true;
-	else if (should_retry && strcmp(should_retry, "false") == 0)
-		retry = false;
-
-	switch (klass) {
-	case LH_LLM_ERR_TIMEOUT:
-		ec = LH_ERR_TIMEOUT;
-		break;
-	case LH_LLM_ERR_PROVIDER_DOWN:
-		ec = LH_ERR_UNAVAILABLE;
-		break;
-	case LH_LLM_ERR_TOO_LARGE:
-		ec = LH_ERR_TOO_LARGE;
-		break;
-	default:
-		break;
-	}
 	/* an authentication failure's text may quote part of the key: keep only the type */
 	if (klass == LH_LLM_ERR_AUTH)
 		snprintf(detail, sizeof(detail), "%s", type ? type : "not authorized");
@@ -629,352 +573,27 @@ void lh_llm_anthropic_map_error(long status, const char *body, size_t len, const
 	else if (type || pmsg)
 		snprintf(detail, sizeof(detail), "%s", type ? type : pmsg);
 
-	memset(ret_err, 0, sizeof(*ret_err));
-	ret_err->klass = klass;
-	ret_err->http_status = status;
-	ret_err->retry_after_ms = retry_after_ms;
-	lh_error_set(&ret_err->error, ec, "messages request failed with http status %ld%s%s",
-		     status, detail[0] ? ": " : "", detail);
-	ret_err->error.retriable = retry;
+	lh_llm_http_status_error(ret_err, "messages request", status, klass, retry, should_retry,
+				 retry_after_ms, detail);
 	json_decref(root);
 }
 
-/* ---- the provider (as in llm_openai.c) --------------------------------------------------- */
+/* ---- the provider ------------------------------------------------------------------------ */
 
-static void call_unlink(anthropic_t *an, struct call *c)
-{
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		an->calls = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
-}
-
-static double ms_since(const struct timespec *start)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - start->tv_sec) * 1000.0 +
-	       (double)(now.tv_nsec - start->tv_nsec) / 1e6;
-}
-
-static void call_free(struct call *c)
-{
-	if (c->retry_timer)
-		event_free(c->retry_timer);
-	free(c->body);
-	free(c->answer_tool);
-	free(c);
-}
-
-static void call_fail(struct call *c, lh_llm_error_t *e)
-{
-	call_unlink(c->an, c);
-	e->attempts = c->attempts;
-	c->cb(NULL, e, c->opaque);
-	call_free(c);
-}
-
-static void call_succeed(struct call *c, lh_llm_resp_t *r)
-{
-	call_unlink(c->an, c);
-	r->attempts = c->attempts;
-	r->latency_ms = ms_since(&c->start);
-	c->cb(r, NULL, c->opaque);
-	lh_llm_resp_finish(r);
-	call_free(c);
-}
-
-static void http_done(lh_http_resp_t *resp, void *opaque);
-
-static lh_err_t start_try(struct call *c, lh_error_t *err)
-{
-	anthropic_t *an = c->an;
-	const char *headers[4 + 16];
-	size_t nh = 0;
-	lh_http_req_t hreq;
-
-	headers[nh++] = "Content-Type: application/json";
-	headers[nh++] = "Accept: application/json";
-	headers[nh++] = "anthropic-version: " LH_LLM_ANTHROPIC_VERSION;
-	if (an->key_header)
-		headers[nh++] = an->key_header;
-	for (size_t i = 0; i < an->n_extra_headers && nh < sizeof(headers) / sizeof(headers[0]);
-	     i++)
-		headers[nh++] = an->extra_headers[i];
-	memset(&hreq, 0, sizeof(hreq));
-	hreq.method = "POST";
-	hreq.url = an->url;
-	hreq.headers = headers;
-	hreq.n_headers = nh;
-	hreq.body = c->body;
-	hreq.body_len = c->body_len;
-	hreq.connect_timeout_ms = an->opts.connect_timeout_ms;
-	hreq.first_byte_timeout_ms = an->opts.first_byte_timeout_ms;
-	hreq.total_timeout_ms = c->timeout_ms;
-	hreq.max_response_bytes = an->opts.max_response_bytes;
-	if (lh_http_request(an->http, &hreq, http_done, c, &c->http_id, err) != LH_OK)
-		return err ? err->code : LH_ERR_HTTP;
-	c->in_http = true;
-	return LH_OK;
-}
-
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct call *c = arg;
-	lh_llm_error_t e;
-
-	memset(&e, 0, sizeof(e));
-	if (start_try(c, &e.error) != LH_OK) {
-		e.klass =
-		    e.error.code == LH_ERR_STATE ? LH_LLM_ERR_CANCELLED : LH_LLM_ERR_RETRYABLE;
-		e.retry_after_ms = -1;
-		call_fail(c, &e);
-	}
-}
-
-/* Retry c after e if the rule allows; returns true when a retry is scheduled. */
-static bool maybe_retry(struct call *c, const lh_llm_error_t *e)
-{
-	anthropic_t *an = c->an;
-	long delay;
-	struct timeval tv;
-
-	if (!e->error.retriable || c->attempts > an->opts.max_retries)
-		return false;
-	if (e->retry_after_ms > an->opts.max_retry_after_ms)
-		return false; /* the caller decides (and can schedule a durable retry) */
-	delay = lh_llm_retry_delay_ms(c->attempts - 1, e->retry_after_ms, an->jitter_state++,
-				      an->opts.retry_base_ms, an->opts.retry_cap_ms);
-	if (!c->retry_timer) {
-		c->retry_timer = evtimer_new(an->evb, retry_cb, c);
-		if (!c->retry_timer)
-			return false;
-	}
-	if (lh_log_debug_on(LH_DBG_HTTP)) {
-		char sb[24], db[24], ab[24];
-		lh_log(LH_LOG_DEBUG, "llm.retry", e->error.msg, "provider", "anthropic", "class",
-		       lh_llm_errclass_name(e->klass), "status", lh_log_i64(sb, e->http_status),
-		       "delay_ms", lh_log_i64(db, delay), "attempt", lh_log_i64(ab, c->attempts),
-		       (char *)NULL);
-	}
-	tv.tv_sec = delay / 1000;
-	tv.tv_usec = (delay % 1000) * 1000;
-	evtimer_add(c->retry_timer, &tv);
-	return true;
-}
-
-static void transport_error(const lh_http_resp_t *resp, lh_llm_error_t *e)
-{
-	memset(e, 0, sizeof(*e));
-	e->error = resp->error;
-	e->http_status = resp->status;
-	e->retry_after_ms = -1;
-	switch (resp->error.code) {
-	case LH_ERR_TIMEOUT:
-		e->klass = LH_LLM_ERR_TIMEOUT;
-		break;
-	case LH_ERR_UNAVAILABLE:
-		e->klass = resp->cancelled ? LH_LLM_ERR_CANCELLED : LH_LLM_ERR_PROVIDER_DOWN;
-		break;
-	case LH_ERR_TOO_LARGE:
-		e->klass = LH_LLM_ERR_TOO_LARGE;
-		break;
-	case LH_ERR_INVALID:
-		e->klass = LH_LLM_ERR_INVALID_REQUEST;
-		break;
-	default:
-		e->klass = LH_LLM_ERR_RETRYABLE;
-		break;
-	}
-	if (resp->cancelled)
-		e->error.retriable = false;
-}
-
-static void http_done(lh_http_resp_t *resp, void *opaque)
-{
-	struct call *c = opaque;
-	lh_llm_error_t e;
-	lh_llm_resp_t r;
-
-	c->in_http = false;
-	c->attempts++;
-	if (resp->error.code != LH_OK) {
-		transport_error(resp, &e);
-	} else if (resp->status >= 200 && resp->status < 300) {
-		if (lh_llm_anthropic_parse_response(resp->body.data, resp->body.len, c->answer_tool,
-						    &r, &e) == LH_OK) {
-			call_succeed(c, &r);
-			return;
-		}
-		e.http_status = resp->status;
-	} else {
-		lh_llm_anthropic_map_error(resp->status, resp->body.data, resp->body.len,
-					   lh_http_resp_header(resp, "x-should-retry"),
-					   resp->retry_after_ms, &e);
-	}
-	if (maybe_retry(c, &e))
-		return;
-	call_fail(c, &e);
-}
-
-static lh_err_t anthropic_call(lh_llm_provider_t *p, const lh_llm_req_t *req, lh_llm_done_cb cb,
-			       void *opaque, lh_error_t *err)
-{
-	anthropic_t *an = (anthropic_t *)p;
-	struct call *c;
-	json_t *body;
-	lh_err_t rc;
-
-	body = lh_llm_anthropic_build_body(req, err);
-	if (!body)
-		return err ? err->code : LH_ERR_INVALID;
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		json_decref(body);
-		return lh_error_set(err, LH_ERR_NOMEM, "could not call llm: out of memory");
-	}
-	c->an = an;
-	c->cb = cb;
-	c->opaque = opaque;
-	c->body = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	if (req->response_schema)
-		c->answer_tool = strdup(req->response_schema->name);
-	if (!c->body || (req->response_schema && !c->answer_tool)) {
-		call_free(c);
-		return lh_error_set(err, LH_ERR_NOMEM, "could not call llm: out of memory");
-	}
-	c->body_len = strlen(c->body);
-	c->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : an->opts.timeout_ms;
-	clock_gettime(CLOCK_MONOTONIC, &c->start);
-	rc = start_try(c, err);
-	if (rc != LH_OK) {
-		call_free(c);
-		return rc;
-	}
-	c->next = an->calls;
-	if (an->calls)
-		an->calls->prev = c;
-	an->calls = c;
-	return LH_OK;
-}
-
-static void anthropic_cancel_all(lh_llm_provider_t *p)
-{
-	anthropic_t *an = (anthropic_t *)p;
-	while (an->calls) {
-		struct call *c = an->calls;
-		lh_llm_error_t e;
-		if (c->in_http) {
-			/* http_done runs inside and ends the call as cancelled */
-			if (lh_http_cancel(an->http, c->http_id) == LH_OK)
-				continue;
-		}
-		memset(&e, 0, sizeof(e));
-		e.klass = LH_LLM_ERR_CANCELLED;
-		e.retry_after_ms = -1;
-		lh_error_set(&e.error, LH_ERR_UNAVAILABLE,
-			     "could not complete messages request: call cancelled");
-		call_fail(c, &e);
-	}
-}
-
-static void anthropic_free(lh_llm_provider_t *p)
-{
-	anthropic_t *an = (anthropic_t *)p;
-	anthropic_cancel_all(p);
-	for (size_t i = 0; i < an->n_extra_headers; i++)
-		free(an->extra_headers[i]);
-	free(an->extra_headers);
-	if (an->key_header) {
-		explicit_bzero(an->key_header, strlen(an->key_header));
-		free(an->key_header);
-	}
-	free(an->url);
-	free(an);
-}
-
-static const lh_llm_provider_ops_t anthropic_ops = {
-    .name = "anthropic",
-    .call = anthropic_call,
-    .cancel_all = anthropic_cancel_all,
-    .free = anthropic_free,
+static const lh_llm_http_api_t anthropic_api = {
+	.name = "anthropic",
+	.what = "messages request",
+	.path = "/messages",
+	.key_header = "x-api-key: %s",
+	.fixed_header = "anthropic-version: " LH_LLM_ANTHROPIC_VERSION,
+	.answer_by_tool = true,
+	.build_body = lh_llm_anthropic_build_body,
+	.parse = lh_llm_anthropic_parse_response,
+	.map_error = lh_llm_anthropic_map_error,
 };
 
 lh_llm_provider_t *lh_llm_anthropic_new(lh_http_t *http, const char *base_url, const char *api_key,
 					const lh_llm_openai_opts_t *opts, lh_error_t *err)
 {
-	anthropic_t *an;
-	size_t n;
-	struct timespec ts;
-
-	if (!http || !base_url || !*base_url) {
-		lh_error_set(err, LH_ERR_INVALID, "could not create anthropic provider: %s",
-			     !http ? "no http client" : "no base url");
-		return NULL;
-	}
-	if (api_key && strpbrk(api_key, "\r\n")) {
-		lh_error_set(err, LH_ERR_INVALID,
-			     "could not create anthropic provider: api key contains a line break");
-		return NULL;
-	}
-	an = calloc(1, sizeof(*an));
-	if (!an)
-		goto out_nomem;
-	an->base.ops = &anthropic_ops;
-	an->http = http;
-	an->evb = lh_http_base(http);
-	if (opts)
-		an->opts = *opts;
-	an->opts.extra_headers = NULL;
-	an->opts.n_extra_headers = 0;
-	if (an->opts.max_retries == 0)
-		an->opts.max_retries = 2;
-	else if (an->opts.max_retries < 0)
-		an->opts.max_retries = 0;
-	if (an->opts.timeout_ms <= 0)
-		an->opts.timeout_ms = DEFAULT_TIMEOUT_MS;
-	if (an->opts.max_retry_after_ms <= 0)
-		an->opts.max_retry_after_ms = DEFAULT_MAX_RETRY_AFTER_MS;
-	if (an->opts.max_response_bytes == 0)
-		an->opts.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	an->jitter_state = an->opts.jitter_seed
-			       ? an->opts.jitter_seed
-			       : ((uint64_t)ts.tv_sec * 1000000007ULL) ^ (uint64_t)ts.tv_nsec ^
-				     (uint64_t)(uintptr_t)an;
-
-	n = strlen(base_url);
-	while (n > 0 && base_url[n - 1] == '/')
-		n--;
-	an->url = malloc(n + sizeof("/messages"));
-	if (!an->url)
-		goto out_an;
-	memcpy(an->url, base_url, n);
-	strcpy(an->url + n, "/messages");
-	if (api_key && *api_key && asprintf(&an->key_header, "x-api-key: %s", api_key) < 0) {
-		an->key_header = NULL;
-		goto out_an;
-	}
-	if (opts && opts->n_extra_headers) {
-		an->extra_headers = calloc(opts->n_extra_headers, sizeof(char *));
-		if (!an->extra_headers)
-			goto out_an;
-		for (size_t i = 0; i < opts->n_extra_headers; i++) {
-			an->extra_headers[i] = strdup(opts->extra_headers[i]);
-			if (!an->extra_headers[i])
-				goto out_an;
-			an->n_extra_headers = i + 1;
-		}
-	}
-	return &an->base;
-
-out_an:
-	anthropic_free(&an->base);
-out_nomem:
-	lh_error_set(err, LH_ERR_NOMEM, "could not create anthropic provider: out of memory");
-	return NULL;
+	return lh_llm_http_new(&anthropic_api, http, base_url, api_key, opts, err);
 }

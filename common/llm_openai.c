@@ -1,55 +1,20 @@
 /* llm_openai.c — OpenAI Chat Completions (and compatible servers: vLLM, llama.cpp, Ollama,
- * OpenRouter) over lh_http_t.
+ * OpenRouter): the request body, the response parser and the error table.
  *
- * A call serializes the request once, POSTs it to {base_url}/chat/completions, classifies the
- * answer and retries retryable failures on an event timer following the official SDKs' rule
- * (x-should-retry, then 408/409/429/5xx and connection errors; retry-after-ms / retry-after, else
- * exponential backoff with jitter). The API key is kept only in the prebuilt Authorization
- * header line and never logged. */
+ * The call machinery (llm_http.c) POSTs the body to {base_url}/chat/completions, classifies the
+ * answer with these and retries retryable failures on an event timer following the official
+ * SDKs' rule (x-should-retry, then 408/409/429/5xx and connection errors; retry-after-ms /
+ * retry-after, else exponential backoff with jitter). The API key is kept only in the prebuilt
+ * Authorization header line, never logged, and zeroed when the provider is freed. */
 #include "llm.h"
 
-#include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "http_client.h"
-#include "log.h"
+#include "llm_http_int.h"
 
-#define DEFAULT_TIMEOUT_MS 600000L
-#define DEFAULT_MAX_RETRY_AFTER_MS 60000L
-#define DEFAULT_MAX_RESPONSE_BYTES ((size_t)16 << 20)
 #define PROVIDER_MSG_MAX 300
-
-typedef struct openai openai_t;
-
-struct call {
-	openai_t *oa;
-	lh_llm_done_cb cb;
-	void *opaque;
-	char *body;
-	size_t body_len;
-	long timeout_ms;
-	int attempts;
-	bool in_http;
-	uint64_t http_id;
-	struct event *retry_timer;
-	struct timespec start;
-	struct call *prev, *next;
-};
-
-struct openai {
-	lh_llm_provider_t base; /* first: the vtable pointer */
-	lh_http_t *http;
-	struct event_base *evb;
-	char *url;
-	char *auth_header; /* "Authorization: Bearer …" or NULL; never logged */
-	char **extra_headers;
-	size_t n_extra_headers;
-	lh_llm_openai_opts_t opts;
-	uint64_t jitter_state;
-	struct call *calls;
-};
 
 /* ---- request body ------------------------------------------------------------------------ */
 
@@ -414,7 +379,6 @@ void lh_llm_openai_map_error(long status, const char *body, size_t len, const ch
 	const char *code = NULL, *type = NULL, *pmsg = NULL;
 	lh_llm_errclass_t klass;
 	bool retry;
-	lh_err_t ec = LH_ERR_HTTP;
 	char detail[PROVIDER_MSG_MAX + 1] = "";
 
 	if (body && len)
@@ -463,24 +427,6 @@ void lh_llm_openai_map_error(long status, const char *body, size_t len, const ch
 		klass = LH_LLM_ERR_INVALID_REQUEST;
 		retry = false;
 	}
-	if (should_retry && strcmp(should_retry, "true") == 0)
-		retry = true;
-	else if (should_retry && strcmp(should_retry, "false") == 0)
-		retry = false;
-
-	switch (klass) {
-	case LH_LLM_ERR_TIMEOUT:
-		ec = LH_ERR_TIMEOUT;
-		break;
-	case LH_LLM_ERR_PROVIDER_DOWN:
-		ec = LH_ERR_UNAVAILABLE;
-		break;
-	case LH_LLM_ERR_TOO_LARGE:
-		ec = LH_ERR_TOO_LARGE;
-		break;
-	default:
-		break;
-	}
 	/* an auth failure's text may quote part of the key: keep only the code */
 	if (klass == LH_LLM_ERR_AUTH)
 		snprintf(detail, sizeof(detail), "%s", code ? code : type ? type : "not authorized");
@@ -489,349 +435,31 @@ void lh_llm_openai_map_error(long status, const char *body, size_t len, const ch
 	else if (code || type)
 		snprintf(detail, sizeof(detail), "%s", code ? code : type);
 
-	memset(ret_err, 0, sizeof(*ret_err));
-	ret_err->klass = klass;
-	ret_err->http_status = status;
-	ret_err->retry_after_ms = retry_after_ms;
-	lh_error_set(&ret_err->error, ec, "chat completion failed with http status %ld%s%s", status,
-		     detail[0] ? ": " : "", detail);
-	ret_err->error.retriable = retry;
+	lh_llm_http_status_error(ret_err, "chat completion", status, klass, retry, should_retry,
+				 retry_after_ms, detail);
 	json_decref(root);
 }
 
 /* ---- the provider ------------------------------------------------------------------------ */
 
-static void call_unlink(openai_t *oa, struct call *c)
+static lh_err_t parse_answer(const char *body, size_t len, const char *answer_tool,
+			     lh_llm_resp_t *ret_resp, lh_llm_error_t *err)
 {
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		oa->calls = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
+	return lh_llm_openai_parse_response(body, len, ret_resp, err);
 }
 
-static double ms_since(const struct timespec *start)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - start->tv_sec) * 1000.0 +
-	       (double)(now.tv_nsec - start->tv_nsec) / 1e6;
-}
-
-static void call_free(struct call *c)
-{
-	if (c->retry_timer)
-		event_free(c->retry_timer);
-	free(c->body);
-	free(c);
-}
-
-static void call_fail(struct call *c, lh_llm_error_t *e)
-{
-	call_unlink(c->oa, c);
-	e->attempts = c->attempts;
-	c->cb(NULL, e, c->opaque);
-	call_free(c);
-}
-
-static void call_succeed(struct call *c, lh_llm_resp_t *r)
-{
-	call_unlink(c->oa, c);
-	r->attempts = c->attempts;
-	r->latency_ms = ms_since(&c->start);
-	c->cb(r, NULL, c->opaque);
-	lh_llm_resp_finish(r);
-	call_free(c);
-}
-
-static void http_done(lh_http_resp_t *resp, void *opaque);
-
-static lh_err_t start_try(struct call *c, lh_error_t *err)
-{
-	openai_t *oa = c->oa;
-	const char *headers[3 + 16];
-	size_t nh = 0;
-	lh_http_req_t hreq;
-
-	headers[nh++] = "Content-Type: application/json";
-	headers[nh++] = "Accept: application/json";
-	if (oa->auth_header)
-		headers[nh++] = oa->auth_header;
-	for (size_t i = 0; i < oa->n_extra_headers && nh < sizeof(headers) / sizeof(headers[0]);
-	     i++)
-		headers[nh++] = oa->extra_headers[i];
-	memset(&hreq, 0, sizeof(hreq));
-	hreq.method = "POST";
-	hreq.url = oa->url;
-	hreq.headers = headers;
-	hreq.n_headers = nh;
-	hreq.body = c->body;
-	hreq.body_len = c->body_len;
-	hreq.connect_timeout_ms = oa->opts.connect_timeout_ms;
-	hreq.first_byte_timeout_ms = oa->opts.first_byte_timeout_ms;
-	hreq.total_timeout_ms = c->timeout_ms;
-	hreq.max_response_bytes = oa->opts.max_response_bytes;
-	if (lh_http_request(oa->http, &hreq, http_done, c, &c->http_id, err) != LH_OK)
-		return err ? err->code : LH_ERR_HTTP;
-	c->in_http = true;
-	return LH_OK;
-}
-
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct call *c = arg;
-	lh_llm_error_t e;
-
-	memset(&e, 0, sizeof(e));
-	if (start_try(c, &e.error) != LH_OK) {
-		e.klass = e.error.code == LH_ERR_STATE ? LH_LLM_ERR_CANCELLED : LH_LLM_ERR_RETRYABLE;
-		e.retry_after_ms = -1;
-		call_fail(c, &e);
-	}
-}
-
-/* Retry c after e if the rule allows; returns true when a retry is scheduled. */
-static bool maybe_retry(struct call *c, const lh_llm_error_t *e)
-{
-	openai_t *oa = c->oa;
-	long delay;
-	struct timeval tv;
-
-	if (!e->error.retriable || c->attempts > oa->opts.max_retries)
-		return false;
-	if (e->retry_after_ms > oa->opts.max_retry_after_ms)
-		return false; /* the caller decides (and can schedule a durable retry) */
-	delay = lh_llm_retry_delay_ms(c->attempts - 1, e->retry_after_ms, oa->jitter_state++,
-				      oa->opts.retry_base_ms, oa->opts.retry_cap_ms);
-	if (!c->retry_timer) {
-		c->retry_timer = evtimer_new(oa->evb, retry_cb, c);
-		if (!c->retry_timer)
-			return false;
-	}
-	if (lh_log_debug_on(LH_DBG_HTTP)) {
-		char sb[24], db[24], ab[24];
-		lh_log(LH_LOG_DEBUG, "llm.retry", e->error.msg, "class",
-		       lh_llm_errclass_name(e->klass), "status", lh_log_i64(sb, e->http_status),
-		       "delay_ms", lh_log_i64(db, delay), "attempt", lh_log_i64(ab, c->attempts),
-		       (char *)NULL);
-	}
-	tv.tv_sec = delay / 1000;
-	tv.tv_usec = (delay % 1000) * 1000;
-	evtimer_add(c->retry_timer, &tv);
-	return true;
-}
-
-static void transport_error(const lh_http_resp_t *resp, lh_llm_error_t *e)
-{
-	memset(e, 0, sizeof(*e));
-	e->error = resp->error;
-	e->http_status = resp->status;
-	e->retry_after_ms = -1;
-	switch (resp->error.code) {
-	case LH_ERR_TIMEOUT:
-		e->klass = LH_LLM_ERR_TIMEOUT;
-		break;
-	case LH_ERR_UNAVAILABLE:
-		e->klass = resp->cancelled ? LH_LLM_ERR_CANCELLED : LH_LLM_ERR_PROVIDER_DOWN;
-		break;
-	case LH_ERR_TOO_LARGE:
-		e->klass = LH_LLM_ERR_TOO_LARGE;
-		break;
-	case LH_ERR_INVALID:
-		e->klass = LH_LLM_ERR_INVALID_REQUEST;
-		break;
-	default:
-		e->klass = LH_LLM_ERR_RETRYABLE;
-		break;
-	}
-	if (resp->cancelled)
-		e->error.retriable = false;
-}
-
-static void http_done(lh_http_resp_t *resp, void *opaque)
-{
-	struct call *c = opaque;
-	lh_llm_error_t e;
-	lh_llm_resp_t r;
-
-	c->in_http = false;
-	c->attempts++;
-	if (resp->error.code != LH_OK) {
-		transport_error(resp, &e);
-	} else if (resp->status >= 200 && resp->status < 300) {
-		if (lh_llm_openai_parse_response(resp->body.data, resp->body.len, &r, &e) == LH_OK) {
-			call_succeed(c, &r);
-			return;
-		}
-		e.http_status = resp->status;
-	} else {
-		lh_llm_openai_map_error(resp->status, resp->body.data, resp->body.len,
-					lh_http_resp_header(resp, "x-should-retry"),
-					resp->retry_after_ms, &e);
-	}
-	if (maybe_retry(c, &e))
-		return;
-	call_fail(c, &e);
-}
-
-static lh_err_t openai_call(lh_llm_provider_t *p, const lh_llm_req_t *req, lh_llm_done_cb cb,
-			    void *opaque, lh_error_t *err)
-{
-	openai_t *oa = (openai_t *)p;
-	struct call *c;
-	json_t *body;
-	lh_err_t rc;
-
-	body = lh_llm_openai_build_body(req, err);
-	if (!body)
-		return err ? err->code : LH_ERR_INVALID;
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		json_decref(body);
-		return lh_error_set(err, LH_ERR_NOMEM, "could not call llm: out of memory");
-	}
-	c->oa = oa;
-	c->cb = cb;
-	c->opaque = opaque;
-	c->body = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	if (!c->body) {
-		free(c);
-		return lh_error_set(err, LH_ERR_NOMEM, "could not call llm: out of memory");
-	}
-	c->body_len = strlen(c->body);
-	c->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : oa->opts.timeout_ms;
-	clock_gettime(CLOCK_MONOTONIC, &c->start);
-	rc = start_try(c, err);
-	if (rc != LH_OK) {
-		call_free(c);
-		return rc;
-	}
-	c->next = oa->calls;
-	if (oa->calls)
-		oa->calls->prev = c;
-	oa->calls = c;
-	return LH_OK;
-}
-
-static void openai_cancel_all(lh_llm_provider_t *p)
-{
-	openai_t *oa = (openai_t *)p;
-	while (oa->calls) {
-		struct call *c = oa->calls;
-		if (c->in_http) {
-			/* http_done runs inside and ends the call as cancelled */
-			if (lh_http_cancel(oa->http, c->http_id) == LH_OK)
-				continue;
-		}
-		lh_llm_error_t e;
-		memset(&e, 0, sizeof(e));
-		e.klass = LH_LLM_ERR_CANCELLED;
-		e.retry_after_ms = -1;
-		lh_error_set(&e.error, LH_ERR_UNAVAILABLE, "could not complete chat completion: "
-							    "call cancelled");
-		call_fail(c, &e);
-	}
-}
-
-static void openai_free(lh_llm_provider_t *p)
-{
-	openai_t *oa = (openai_t *)p;
-	openai_cancel_all(p);
-	for (size_t i = 0; i < oa->n_extra_headers; i++)
-		free(oa->extra_headers[i]);
-	free(oa->extra_headers);
-	if (oa->auth_header) {
-		explicit_bzero(oa->auth_header, strlen(oa->auth_header));
-		free(oa->auth_header);
-	}
-	free(oa->url);
-	free(oa);
-}
-
-static const lh_llm_provider_ops_t openai_ops = {
+static const lh_llm_http_api_t openai_api = {
 	.name = "openai",
-	.call = openai_call,
-	.cancel_all = openai_cancel_all,
-	.free = openai_free,
+	.what = "chat completion",
+	.path = "/chat/completions",
+	.key_header = "Authorization: Bearer %s",
+	.build_body = lh_llm_openai_build_body,
+	.parse = parse_answer,
+	.map_error = lh_llm_openai_map_error,
 };
 
 lh_llm_provider_t *lh_llm_openai_new(lh_http_t *http, const char *base_url, const char *api_key,
 				     const lh_llm_openai_opts_t *opts, lh_error_t *err)
 {
-	openai_t *oa;
-	size_t n;
-	struct timespec ts;
-
-	if (!http || !base_url || !*base_url) {
-		lh_error_set(err, LH_ERR_INVALID, "could not create openai provider: %s",
-			     !http ? "no http client" : "no base url");
-		return NULL;
-	}
-	oa = calloc(1, sizeof(*oa));
-	if (!oa)
-		goto out_nomem;
-	oa->base.ops = &openai_ops;
-	oa->http = http;
-	oa->evb = lh_http_base(http);
-	if (opts)
-		oa->opts = *opts;
-	oa->opts.extra_headers = NULL;
-	oa->opts.n_extra_headers = 0;
-	if (oa->opts.max_retries == 0)
-		oa->opts.max_retries = 2;
-	else if (oa->opts.max_retries < 0)
-		oa->opts.max_retries = 0;
-	if (oa->opts.timeout_ms <= 0)
-		oa->opts.timeout_ms = DEFAULT_TIMEOUT_MS;
-	if (oa->opts.max_retry_after_ms <= 0)
-		oa->opts.max_retry_after_ms = DEFAULT_MAX_RETRY_AFTER_MS;
-	if (oa->opts.max_response_bytes == 0)
-		oa->opts.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	oa->jitter_state = oa->opts.jitter_seed
-				   ? oa->opts.jitter_seed
-				   : ((uint64_t)ts.tv_sec * 1000000007ULL) ^ (uint64_t)ts.tv_nsec ^
-					     (uint64_t)(uintptr_t)oa;
-
-	n = strlen(base_url);
-	while (n > 0 && base_url[n - 1] == '/')
-		n--;
-	oa->url = malloc(n + sizeof("/chat/completions"));
-	if (!oa->url)
-		goto out_oa;
-	memcpy(oa->url, base_url, n);
-	strcpy(oa->url + n, "/chat/completions");
-	if (api_key && *api_key) {
-		if (strpbrk(api_key, "\r\n")) {
-			lh_error_set(err, LH_ERR_INVALID,
-				     "could not create openai provider: api key contains a line break");
-			openai_free(&oa->base);
-			return NULL;
-		}
-		if (asprintf(&oa->auth_header, "Authorization: Bearer %s", api_key) < 0) {
-			oa->auth_header = NULL;
-			goto out_oa;
-		}
-	}
-	if (opts && opts->n_extra_headers) {
-		oa->extra_headers = calloc(opts->n_extra_headers, sizeof(char *));
-		if (!oa->extra_headers)
-			goto out_oa;
-		for (size_t i = 0; i < opts->n_extra_headers; i++) {
-			oa->extra_headers[i] = strdup(opts->extra_headers[i]);
-			if (!oa->extra_headers[i])
-				goto out_oa;
-			oa->n_extra_headers = i + 1;
-		}
-	}
-	return &oa->base;
-
-out_oa:
-	openai_free(&oa->base);
-out_nomem:
-	lh_error_set(err, LH_ERR_NOMEM, "could not create openai provider: out of memory");
-	return NULL;
+	return lh_llm_http_new(&openai_api, http, base_url, api_key, opts, err);
 }
