@@ -1,31 +1,28 @@
-/* lh-gateway — for now: liveness, readiness and metrics over HTTP (libevent's evhttp).
+/* lh-gateway — the HTTP edge: the admin REST API (/v1/...), server-sent events, health,
+ * readiness and metrics (libevent's evhttp). Reads come from PostgreSQL; writes are appended to
+ * lh.events (the gateway never talks to the coordinator). See README.md and docs/openapi.yaml.
  *
- *   GET /healthz  200 "ok" while the process serves
- *   GET /readyz   200 when PostgreSQL and Kafka both answer, else 503 with the reason as JSON
- *   GET /metrics  Prometheus text: plans by status, tasks and attempts, tokens and cost
- * The admin REST API, SSE and the dashboard arrive with the gateway issue. Every error body is
- * written by reply_error(). */
-#include <event2/buffer.h>
+ *   lh-gateway [options]                                  serve
+ *   lh-gateway --create-token NAME --role R --tenant T    print a new bearer token once, exit
+ *   lh-gateway --revoke-token NAME                        revoke every live token NAME, exit */
+#include <arpa/inet.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <arpa/inet.h>
-#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "kafka.h"
+#include "gateway.h"
 #include "log.h"
-#include "pg.h"
 
-typedef struct gw_cfg {
-	lh_common_cfg_t common;
-	char *listen;
-	int64_t port;
-} gw_cfg_t;
+/* write.c */
+void gw_on_delivery(void *opaque, void *msg_opaque, lh_err_t rc, const lh_error_t *err,
+		    int32_t partition, int64_t offset);
+
+/* Hard cap for libevent: bodies between gateway.max_body and this get our JSON 413; beyond it
+ * libevent answers 413 itself (with its own HTML body) without reading the body. */
+#define HARD_MAX_BODY (1024 * 1024)
 
 #define G(f) offsetof(gw_cfg_t, f)
 static const lh_cfg_def_t gw_table[] = {
@@ -33,123 +30,92 @@ static const lh_cfg_def_t gw_table[] = {
 	 false, "address to listen on", G(listen)},
 	{"gateway.port", LH_CFG_INT, "8088", 0, 65535, NULL, "LH_GATEWAY_PORT", "port", false, false,
 	 "TCP port (0 picks a free one and logs it)", G(port)},
+	{"gateway.no_auth", LH_CFG_BOOL, "false", 0, 0, NULL, "LH_GATEWAY_NO_AUTH", "no-auth", false,
+	 false,
+	 "serve without tokens: every caller is admin, sees every tenant and writes as --tenant "
+	 "(local development only)",
+	 G(no_auth)},
+	{"gateway.max_body", LH_CFG_INT, "65536", 1024, HARD_MAX_BODY, NULL, "LH_GATEWAY_MAX_BODY",
+	 "max-body", false, false, "largest request body in bytes (413 beyond)", G(max_body)},
+	{"gateway.max_headers", LH_CFG_INT, "16384", 1024, 1048576, NULL, NULL, "max-headers", false,
+	 false, "largest request header block in bytes", G(max_headers)},
+	{"gateway.rate_per_s", LH_CFG_DOUBLE, "20", 0.001, 100000, NULL, "LH_GATEWAY_RATE_PER_S",
+	 "rate-per-s", false, false, "requests per second a token may make, sustained",
+	 G(rate_per_s)},
+	{"gateway.rate_burst", LH_CFG_INT, "40", 1, 100000, NULL, "LH_GATEWAY_RATE_BURST",
+	 "rate-burst", false, false, "requests a token may make at once (429 beyond)", G(rate_burst)},
+	{"gateway.max_streams", LH_CFG_INT, "64", 1, 10000, NULL, "LH_GATEWAY_MAX_STREAMS",
+	 "max-streams", false, false, "concurrent server-sent event streams (503 beyond)",
+	 G(max_streams)},
+	{"gateway.sse_poll_ms", LH_CFG_INT, "200", 10, 60000, NULL, NULL, "sse-poll-ms", false,
+	 false, "how often an event stream polls PostgreSQL for new events", G(sse_poll_ms)},
+	{"gateway.delivery_timeout_ms", LH_CFG_INT, "10000", 100, 600000, NULL, NULL,
+	 "delivery-timeout-ms", false, false,
+	 "how long a write waits for Kafka's acknowledgement before answering 503",
+	 G(delivery_timeout_ms)},
+	{"gateway.create_token", LH_CFG_STR, "", 0, 0, NULL, NULL, "create-token", false, false,
+	 "create a token with this name (with --role and --tenant), print it once and exit",
+	 G(create_token)},
+	{"gateway.revoke_token", LH_CFG_STR, "", 0, 0, NULL, NULL, "revoke-token", false, false,
+	 "revoke every live token with this name and exit", G(revoke_token)},
+	{"gateway.role", LH_CFG_ENUM, "viewer", 0, 0, "viewer|responder|admin", NULL, "role", false,
+	 false, "role of a token made by --create-token", G(role)},
 	LH_CFG_END,
 };
 
 static const lh_cfg_spec_t gw_spec = {
 	.prog = "lh-gateway",
-	.usage = "[options]",
-	.summary = "HTTP edge of Longhaul. Today: /healthz, /readyz and /metrics.",
+	.usage = "[options] | --create-token NAME --role R --tenant T | --revoke-token NAME",
+	.summary = "HTTP edge of Longhaul: the admin REST API under /v1 (bearer tokens, see "
+		   "docs/openapi.yaml), server-sent events of a plan, /healthz, /readyz and "
+		   "/metrics. Reads PostgreSQL; writes are appended to the events topic.",
 	.tables = {lh_config_common_table, gw_table, NULL},
 };
 
-static struct gateway {
-	gw_cfg_t cfg;
-	struct event_base *base;
-	struct evhttp *http;
-	lh_pg_t *pg;
-	lh_kafka_t *kafka;
-	struct event *ev_sigint, *ev_sigterm;
-} gw;
-
-/* The one place that writes an error body. */
-static void reply_error(struct evhttp_request *req, int status, const char *code, const char *msg)
-{
-	struct evbuffer *b = evbuffer_new();
-	json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
-	char *s = json_dumps(j, JSON_COMPACT);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "application/json");
-	evbuffer_add_printf(b, "%s\n", s ? s : "{}");
-	evhttp_send_reply(req, status, code, b);
-	evbuffer_free(b);
-	free(s);
-	json_decref(j);
-}
-
-static void reply_text(struct evhttp_request *req, const char *type, const char *text)
-{
-	struct evbuffer *b = evbuffer_new();
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
-	evbuffer_add(b, text, strlen(text));
-	evhttp_send_reply(req, 200, "OK", b);
-	evbuffer_free(b);
-}
-
-static bool pg_ready(lh_error_t *err)
-{
-	int v;
-	if (!gw.pg && lh_pg_connect(gw.cfg.common.pg_url, &gw.pg, err))
-		return false;
-	return lh_pg_schema_version(gw.pg, &v, err) == LH_OK;
-}
-
-static void on_request(struct evhttp_request *req, void *arg)
-{
-	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	lh_error_t err = {0};
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-		reply_error(req, 405, "method_not_allowed", "only GET is served here");
-		return;
-	}
-	if (!path || strcmp(path, "/healthz") == 0) {
-		reply_text(req, "text/plain", "ok\n");
-	} else if (strcmp(path, "/readyz") == 0) {
-		if (!pg_ready(&err))
-			reply_error(req, 503, "postgresql_unavailable", err.msg);
-		else if (lh_kafka_wait_ready(gw.kafka, 2000, &err))
-			reply_error(req, 503, "kafka_unavailable", err.msg);
-		else
-			reply_text(req, "text/plain", "ready\n");
-	} else if (strcmp(path, "/metrics") == 0) {
-		lh_pg_res_t *res = NULL;
-		struct evbuffer *b;
-		if (!pg_ready(&err) || lh_pg_query(gw.pg, "metrics_plans", 0, NULL, NULL, NULL, &res,
-						   &err)) {
-			reply_error(req, 503, "postgresql_unavailable", err.msg);
-			return;
-		}
-		b = evbuffer_new();
-		evbuffer_add_printf(b, "# HELP lh_plans Plans by status.\n# TYPE lh_plans gauge\n");
-		for (int i = 0; i < lh_pg_nrows(res); i++)
-			evbuffer_add_printf(b, "lh_plans{status=\"%s\"} %s\n", lh_pg_get(res, i, 0),
-					    lh_pg_get(res, i, 1));
-		lh_pg_res_free(res);
-		if (lh_pg_query(gw.pg, "metrics_usage", 0, NULL, NULL, NULL, &res, &err) == LH_OK &&
-		    lh_pg_nrows(res) == 1) {
-			evbuffer_add_printf(b,
-					    "# HELP lh_tokens_total Tokens used by all plans.\n"
-					    "# TYPE lh_tokens_total counter\n"
-					    "lh_tokens_total{direction=\"input\"} %s\n"
-					    "lh_tokens_total{direction=\"output\"} %s\n"
-					    "# HELP lh_cost_usd_total Model cost of all plans.\n"
-					    "# TYPE lh_cost_usd_total counter\nlh_cost_usd_total %s\n"
-					    "# HELP lh_attempts_total Task attempts by status.\n"
-					    "# TYPE lh_attempts_total counter\n",
-					    lh_pg_get(res, 0, 0), lh_pg_get(res, 0, 1), lh_pg_get(res, 0, 2));
-		}
-		lh_pg_res_free(res);
-		res = NULL;
-		if (lh_pg_query(gw.pg, "metrics_attempts", 0, NULL, NULL, NULL, &res, &err) == LH_OK)
-			for (int i = 0; i < lh_pg_nrows(res); i++)
-				evbuffer_add_printf(b, "lh_attempts_total{status=\"%s\"} %s\n",
-						    lh_pg_get(res, i, 0), lh_pg_get(res, i, 1));
-		lh_pg_res_free(res);
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-				  "text/plain; version=0.0.4");
-		evhttp_send_reply(req, 200, "OK", b);
-		evbuffer_free(b);
-	} else
-		reply_error(req, 404, "not_found", "no such route");
-}
-
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
-	event_base_loopbreak(gw.base);
+	gw_t *gw = arg;
+	event_base_loopbreak(gw->base);
+}
+
+/* --create-token / --revoke-token: one database call, then exit. */
+static int token_command(gw_t *gw)
+{
+	lh_error_t err = {0};
+	char token[68];
+	int n = 0;
+	if (lh_pg_connect(gw->cfg.common.pg_url, &gw->pg, &err) ||
+	    lh_pg_migrate(gw->pg, NULL, &err)) {
+		fprintf(stderr, "lh-gateway: %s\n", err.msg);
+		return 1;
+	}
+	if (*gw->cfg.revoke_token) {
+		if (gw_token_revoke(gw->pg, gw->cfg.revoke_token, &n, &err)) {
+			fprintf(stderr, "lh-gateway: could not revoke the token: %s\n", err.msg);
+			return 1;
+		}
+		if (!n) {
+			fprintf(stderr, "lh-gateway: no live token named \"%s\"\n",
+				gw->cfg.revoke_token);
+			return 1;
+		}
+		printf("revoked %d token(s) named %s\n", n, gw->cfg.revoke_token);
+		return 0;
+	}
+	if (gw_token_create(gw->pg, gw->cfg.create_token, gw->cfg.role, gw->cfg.common.tenant,
+			    token, &err)) {
+		fprintf(stderr, "lh-gateway: could not create the token: %s\n", err.msg);
+		return 1;
+	}
+	/* The only time the token exists outside the caller's hands: stdout, never the log. */
+	printf("%s\n", token);
+	fflush(stdout);
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
+	static gw_t gw; /* the daemon's one context (large: the rate-limit buckets) */
 	lh_error_t err = {0};
 	lh_kafka_opts_t ko = {0};
 	struct evhttp_bound_socket *sock;
@@ -162,17 +128,39 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lh-gateway: %s\n", err.msg);
 		return 2;
 	}
+	if (*gw.cfg.create_token || *gw.cfg.revoke_token) {
+		rc = token_command(&gw);
+		lh_pg_free(gw.pg);
+		lh_config_finish(&gw_spec, &gw.cfg);
+		return rc;
+	}
+	if (lh_topic(gw.cfg.common.topic_prefix, "events", gw.events_topic, &err)) {
+		fprintf(stderr, "lh-gateway: %s\n", err.msg);
+		return 2;
+	}
 	ko.brokers = gw.cfg.common.brokers;
 	ko.client_id = "lh-gateway";
+	ko.on_delivery = gw_on_delivery;
+	ko.opaque = &gw;
+	ko.message_timeout_ms = (int)gw.cfg.delivery_timeout_ms;
 	if (lh_kafka_new(&ko, &gw.kafka, &err)) {
 		fprintf(stderr, "lh-gateway: %s\n", err.msg);
 		return 1;
 	}
+	/* The schema (api_tokens, api_writes) must exist before the first request; a database
+	 * that is down now is retried per request. */
+	if (lh_pg_connect(gw.cfg.common.pg_url, &gw.pg, &err) == LH_OK &&
+	    lh_pg_migrate(gw.pg, NULL, &err))
+		lh_log_warn("gateway.migrate", "could not migrate the database", "error", err.msg);
+	lh_buf_init(&gw.scratch);
 	gw.base = event_base_new();
 	gw.http = evhttp_new(gw.base);
-	evhttp_set_max_body_size(gw.http, 65536);
-	evhttp_set_max_headers_size(gw.http, 16384);
-	evhttp_set_gencb(gw.http, on_request, NULL);
+	evhttp_set_max_body_size(gw.http, HARD_MAX_BODY);
+	evhttp_set_max_headers_size(gw.http, gw.cfg.max_headers);
+	evhttp_set_allowed_methods(gw.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+						    EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+						    EVHTTP_REQ_HEAD);
+	evhttp_set_gencb(gw.http, gw_http_on_request, &gw);
 	sock = evhttp_bind_socket_with_handle(gw.http, gw.cfg.listen, (ev_uint16_t)gw.cfg.port);
 	if (!sock) {
 		fprintf(stderr, "lh-gateway: could not listen on %s:%lld\n", gw.cfg.listen,
@@ -186,20 +174,25 @@ int main(int argc, char **argv)
 		if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &len) == 0)
 			snprintf(port, sizeof(port), "%u",
 				 (unsigned)ntohs(((struct sockaddr_in *)&ss)->sin_port));
-		lh_log_info("gateway.started", "serving /healthz /readyz /metrics", "listen",
-			    gw.cfg.listen, "port", port);
+		lh_log_info("gateway.started", "serving /v1, /healthz, /readyz, /metrics", "listen",
+			    gw.cfg.listen, "port", port, "auth",
+			    gw.cfg.no_auth ? "off (--no-auth)" : "bearer tokens");
 	}
-	gw.ev_sigint = evsignal_new(gw.base, SIGINT, on_signal, NULL);
-	gw.ev_sigterm = evsignal_new(gw.base, SIGTERM, on_signal, NULL);
+	gw.ev_sigint = evsignal_new(gw.base, SIGINT, on_signal, &gw);
+	gw.ev_sigterm = evsignal_new(gw.base, SIGTERM, on_signal, &gw);
 	event_add(gw.ev_sigint, NULL);
 	event_add(gw.ev_sigterm, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	event_base_dispatch(gw.base);
+	gw_sse_close_all(&gw);
 	event_free(gw.ev_sigint);
 	event_free(gw.ev_sigterm);
 	evhttp_free(gw.http);
 	event_base_free(gw.base);
+	lh_kafka_flush(gw.kafka, 2000, NULL);
 	lh_kafka_free(gw.kafka);
 	lh_pg_free(gw.pg);
+	lh_buf_finish(&gw.scratch);
 	lh_config_finish(&gw_spec, &gw.cfg);
 	return 0;
 }

@@ -90,3 +90,95 @@ SELECT r.plan_id, r.request_id, r.task_no, r.kind, r.question, r.created_at
   FROM input_requests r JOIN plans p ON p.plan_id = r.plan_id
  WHERE r.status = 'pending' AND p.tenant = $1 AND ($2::uuid IS NULL OR r.plan_id = $2::uuid)
  ORDER BY r.created_at;
+
+-- ---- lh-gateway (admin REST API). A NULL tenant parameter means every tenant (--no-auth). ----
+
+-- name: api_token_get
+SELECT name, role, tenant FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL;
+
+-- name: api_token_create
+INSERT INTO api_tokens (token_sha256, name, role, tenant) VALUES ($1, $2, $3, $4);
+
+-- name: api_token_revoke
+UPDATE api_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL RETURNING 1;
+
+-- name: api_write_claim
+-- Claim an idempotency key for a request, or find who claimed it: request hash, plan id and
+-- whether the event was acknowledged by Kafka.
+WITH ins AS (
+    INSERT INTO api_writes (tenant, idem_key, route, request_hash, plan_id)
+    VALUES ($1, $2, $3, $4, $5::uuid)
+    ON CONFLICT (tenant, idem_key) DO NOTHING
+    RETURNING request_hash, plan_id::text, false AS delivered)
+SELECT * FROM ins
+UNION ALL
+SELECT request_hash, plan_id::text, delivered_at IS NOT NULL FROM api_writes
+ WHERE tenant = $1 AND idem_key = $2 AND NOT EXISTS (SELECT 1 FROM ins);
+
+-- name: api_write_get
+SELECT request_hash FROM api_writes WHERE tenant = $1 AND idem_key = $2;
+
+-- name: api_write_delivered
+UPDATE api_writes SET delivered_at = now() WHERE tenant = $1 AND idem_key = $2;
+
+-- name: api_plan_visible
+SELECT 1 FROM plans WHERE plan_id = $1::uuid AND ($2::text IS NULL OR tenant = $2);
+
+-- name: api_plans_list
+SELECT coalesce(json_agg(p ORDER BY p.created_at DESC, p.plan_id), '[]')::text FROM (
+    SELECT plan_id, tenant, left(goal, 200) AS goal, status, version, tasks_total,
+           tasks_succeeded, input_tokens, output_tokens, cost_usd, created_at, updated_at,
+           finished_at
+      FROM plans
+     WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR status = $2)
+     ORDER BY created_at DESC, plan_id LIMIT $3::integer) p;
+
+-- name: api_plan_get
+SELECT json_build_object(
+    'plan', (SELECT row_to_json(x) FROM (
+        SELECT plan_id, tenant, goal, status, version, budget, metadata, output, reason,
+               tasks_total, tasks_succeeded, input_tokens, output_tokens, cached_tokens,
+               reasoning_tokens, cost_usd, created_at, updated_at, finished_at) x),
+    'tasks', coalesce((SELECT json_agg(t ORDER BY t.task_no) FROM (
+        SELECT task_no, version, kind, tier, tool, instructions, args, needs_approval, status,
+               attempts, output, created_at, updated_at,
+               coalesce((SELECT json_agg(d.depends_on ORDER BY d.depends_on)
+                           FROM task_dependencies d
+                          WHERE d.plan_id = tk.plan_id AND d.task_no = tk.task_no),
+                        '[]') AS depends_on
+          FROM tasks tk WHERE tk.plan_id = p.plan_id) t), '[]'))::text
+  FROM plans p WHERE p.plan_id = $1::uuid AND ($2::text IS NULL OR p.tenant = $2);
+
+-- name: api_plan_decisions
+SELECT coalesce(json_agg(d ORDER BY d.ts, d.id), '[]')::text FROM (
+    SELECT replace(id::text, '-', '') AS id, ts, actor_kind, actor_id, kind, reasoning, payload
+      FROM plan_decisions WHERE plan_id = $1::uuid) d;
+
+-- name: api_plan_attempts
+SELECT coalesce(json_agg(a ORDER BY a.task_no, a.attempt), '[]')::text FROM (
+    SELECT task_no, attempt, status, tier, worker_id, model, input_tokens, output_tokens,
+           cached_tokens, reasoning_tokens, llm_calls, cost_usd, latency_ms, error_class,
+           error_message, dispatched_at, started_at, finished_at
+      FROM task_attempts WHERE plan_id = $1::uuid) a;
+
+-- name: api_requests_list
+SELECT coalesce(json_agg(r ORDER BY r.created_at, r.plan_id, r.request_id), '[]')::text FROM (
+    SELECT r.plan_id, r.request_id, r.task_no, r.kind, r.question, r.proposed, r.status,
+           r.deadline, r.responder_type, r.responder_id, r.response, r.created_at, r.decided_at
+      FROM input_requests r JOIN plans p ON p.plan_id = r.plan_id
+     WHERE ($1::text IS NULL OR p.tenant = $1) AND ($2::text IS NULL OR r.status = $2)
+     ORDER BY r.created_at, r.plan_id, r.request_id LIMIT $3::integer) r;
+
+-- name: api_request_get
+SELECT r.status FROM input_requests r JOIN plans p ON p.plan_id = r.plan_id
+ WHERE r.plan_id = $1::uuid AND r.request_id = $2 AND ($3::text IS NULL OR p.tenant = $3);
+
+-- name: api_events_after
+-- A plan's events after an offset, in log order (one partition holds a plan), as the JSON form.
+SELECT "offset", type, json_build_object(
+           'id', replace(id::text, '-', ''), 'type', type, 'plan_id', plan_id,
+           'task_no', task_no, 'attempt', attempt, 'ts', ts, 'tenant', tenant,
+           'actor', json_build_object('kind', actor_kind, 'id', actor_id),
+           'causation_id', replace(causation_id::text, '-', ''), 'body', body)::text
+  FROM events WHERE plan_id = $1::uuid AND "offset" > $2::bigint
+ ORDER BY partition, "offset" LIMIT $3::integer;

@@ -1,0 +1,148 @@
+/* gateway.h — lh-gateway's one context and the functions its files share (private to gateway/).
+ *
+ * Files, one concern each:
+ *   main.c          configuration, --create-token / --revoke-token, startup and the loop
+ *   http.c          routing, the single error-body writer, JSON replies, bodies and query strings,
+ *                   /healthz /readyz /metrics
+ *   auth.c          bearer tokens (sha256 in api_tokens), roles, per-token rate limit
+ *   write.c         idempotent appends to lh.events (api_writes + derived event ids)
+ *   api_plans.c     /v1/goals, /v1/plans...
+ *   api_requests.c  /v1/requests...
+ *   sse.c           /v1/plans/{id}/events as server-sent events
+ * Threads: one libevent loop. PostgreSQL reads and the wait for Kafka's acknowledgement of a write
+ * block the loop briefly (see README.md). */
+#ifndef LH_GATEWAY_H
+#define LH_GATEWAY_H
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "bus.h"
+#include "config.h"
+#include "event.h"
+#include "kafka.h"
+#include "pg.h"
+
+typedef struct gw_cfg {
+	lh_common_cfg_t common;
+	char *listen;
+	int64_t port;
+	bool no_auth;
+	int64_t max_body;
+	int64_t max_headers;
+	double rate_per_s;
+	int64_t rate_burst;
+	int64_t max_streams;
+	int64_t sse_poll_ms;
+	int64_t delivery_timeout_ms;
+	char *create_token; /* --create-token NAME: print a new token and exit */
+	char *revoke_token; /* --revoke-token NAME: revoke every live token of that name and exit */
+	char *role;
+} gw_cfg_t;
+
+typedef enum gw_role { GW_VIEWER = 1, GW_RESPONDER = 2, GW_ADMIN = 3 } gw_role_t;
+
+/* Who is calling: from the token, or the --no-auth stand-in (admin, every tenant visible). */
+typedef struct gw_caller {
+	char name[128];
+	char tenant[LH_ENVELOPE_TENANT_MAX_LEN + 1]; /* tenant of writes */
+	const char *read_tenant; /* tenant filter of reads: tenant, or NULL for all (--no-auth) */
+	gw_role_t role;
+	char token_sha256[65];
+} gw_caller_t;
+
+typedef struct gw_bucket {
+	char token_sha256[65];
+	double tokens;
+	int64_t last_us;
+} gw_bucket_t;
+
+#define GW_MAX_BUCKETS 1024
+
+typedef struct gw_sse gw_sse_t;
+
+/* The delivery report a write waits for (one write at a time: the loop waits for it). */
+typedef struct gw_delivery {
+	uintptr_t seq; /* msg_opaque of the awaited message */
+	bool done;
+	lh_err_t rc;
+	char msg[256];
+} gw_delivery_t;
+
+typedef struct gw {
+	gw_cfg_t cfg;
+	struct event_base *base;
+	struct evhttp *http;
+	lh_pg_t *pg;
+	lh_kafka_t *kafka;
+	char events_topic[LH_TOPIC_MAX];
+	lh_buf_t scratch;
+	gw_delivery_t delivery;
+	gw_bucket_t buckets[GW_MAX_BUCKETS];
+	int nbuckets;
+	gw_sse_t *streams; /* list of open event streams */
+	int nstreams;
+	struct event *ev_sigint, *ev_sigterm;
+} gw_t;
+
+/* ---- http.c -------------------------------------------------------------------------------- */
+void gw_http_on_request(struct evhttp_request *req, void *arg); /* arg: gw_t */
+/* The one function that writes an error body: {"error": {"code", "message"}}. */
+void gw_reply_error(struct evhttp_request *req, int status, const char *code, const char *fmt,
+		    ...) __attribute__((format(printf, 4, 5)));
+/* Reply with JSON text (borrowed) or a json_t (borrowed). */
+void gw_reply_json_text(struct evhttp_request *req, int status, const char *text);
+void gw_reply_json(struct evhttp_request *req, int status, const json_t *j);
+/* PostgreSQL connection, connected on demand; false after replying 503. */
+bool gw_pg(gw_t *gw, struct evhttp_request *req);
+/* Parse the request body as one JSON object, strictly (duplicates rejected, size-limited). New
+ * reference, or NULL after replying 400/413. */
+json_t *gw_read_body(gw_t *gw, struct evhttp_request *req);
+
+/* ---- auth.c -------------------------------------------------------------------------------- */
+/* Authenticate and authorize: false after replying 401/403/429. */
+bool gw_auth(gw_t *gw, struct evhttp_request *req, gw_role_t need, gw_caller_t *ret_caller);
+/* New token for NAME printed on stdout; only its hash is stored. */
+lh_err_t gw_token_create(lh_pg_t *pg, const char *name, const char *role, const char *tenant,
+			 char ret_token[68], lh_error_t *err);
+lh_err_t gw_token_revoke(lh_pg_t *pg, const char *name, int *ret_revoked, lh_error_t *err);
+
+/* ---- write.c ------------------------------------------------------------------------------- */
+/* Append ev (type, task_no, body set by the caller) for the caller, idempotently under key:
+ * claims (tenant, key) in api_writes for route + request (a canonical description of the call),
+ * and produces ev only until Kafka acknowledged it once. plan_id: in/out — for a goal the caller
+ * passes a fresh id and gets back the one stored for the key. Replies itself on failure (409/422
+ * for a reused key, 503) and returns false; on true the caller replies 202. */
+bool gw_append(gw_t *gw, struct evhttp_request *req, const gw_caller_t *caller, const char *key,
+	       const char *route, const char *request, lh_event_t *ev);
+/* The idempotency key: the Idempotency-Key header or the body's "idempotency_key" (removed from
+ * body). Borrowed (header or body string; body keeps its own reference until decref'd by the
+ * caller: the value is copied into out). false after replying 400. */
+bool gw_idempotency_key(struct evhttp_request *req, json_t *body, char out[257]);
+
+/* ---- api_plans.c / api_requests.c ---------------------------------------------------------- */
+void gw_api_goals_post(gw_t *gw, struct evhttp_request *req);
+void gw_api_plans_list(gw_t *gw, struct evhttp_request *req);
+/* /v1/plans/{id}[/sub] where sub is "", "decisions", "attempts", "pause", "resume", "cancel" */
+void gw_api_plan(gw_t *gw, struct evhttp_request *req, const char *plan, const char *sub);
+void gw_api_requests_list(gw_t *gw, struct evhttp_request *req);
+void gw_api_request_decision(gw_t *gw, struct evhttp_request *req, const char *plan,
+			     const char *request_id);
+/* Does the plan exist for the caller (0 rows for another tenant's plan)? false after replying
+ * 404/503. */
+bool gw_plan_visible(gw_t *gw, struct evhttp_request *req, const gw_caller_t *caller,
+		     const char *plan);
+/* Query parameters: each must be in allowed ("status|limit"); false after replying 400. */
+bool gw_query_params(struct evhttp_request *req, const char *allowed, struct evkeyvalq *ret_q);
+bool gw_query_limit(struct evhttp_request *req, struct evkeyvalq *q, int def, int max,
+		    char out[16]);
+
+/* ---- sse.c --------------------------------------------------------------------------------- */
+void gw_sse_start(gw_t *gw, struct evhttp_request *req, const char *plan);
+void gw_sse_close_all(gw_t *gw);
+
+#endif
