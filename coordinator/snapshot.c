@@ -137,6 +137,10 @@ json_t *lh_snapshot_plan(const lh_cplan_t *p)
 	json_object_set_new(j, "status", json_integer(p->status));
 	if (p->early_answers)
 		json_object_set(j, "early_answers", p->early_answers);
+	if (p->closed)
+		json_object_set(j, "closed", p->closed);
+	if (p->once)
+		json_object_set(j, "once", p->once);
 	return j;
 #undef SETI
 #undef SETS
@@ -304,6 +308,12 @@ lh_err_t lh_snapshot_restore(lh_state_t *st, const json_t *snap, int32_t partiti
 	p->applied_offset = gi(&r, "applied_offset");
 	p->first_offset = gi(&r, "first_offset");
 	p->early_answers = gj(&r, "early_answers");
+	p->closed = gj(&r, "closed");
+	p->once = gj(&r, "once");
+	if (p->once && !json_is_object(p->once))
+		r.bad = "once";
+	if (p->closed && !json_is_object(p->closed))
+		r.bad = "closed";
 	if (p->early_answers && !json_is_object(p->early_answers))
 		r.bad = "early_answers";
 	tasks = json_object_get(snap, "tasks");

@@ -110,6 +110,10 @@ static void plan_shrink(lh_cplan_t *p)
 	p->plan_doc = NULL;
 	json_decref(p->early_answers);
 	p->early_answers = NULL;
+	json_decref(p->closed);
+	p->closed = NULL;
+	json_decref(p->once);
+	p->once = NULL;
 }
 
 void lh_cplan_free(lh_cplan_t *p)
@@ -749,17 +753,23 @@ static lh_apply_result_t apply_budget(lh_state_t *st, lh_cplan_t *p, const lh_ev
 	unsigned *bits = ev->type == LH_EV_BUDGET_WARNING ? &p->warned : &p->exceeded;
 	if (dim < 0 || (*bits & (1u << dim)))
 		return LH_APPLY_NOOP;
+	if (b->limit != lh_budget_limit(p, dim))
+		return LH_APPLY_NOOP; /* about a limit since raised: a fact of the past */
 	*bits |= 1u << dim;
 	lh_state_mark_dirty(st, p);
 	return LH_APPLY_CHANGED;
 }
 
+static lh_apply_result_t apply_approval_decided(lh_state_t *st, lh_cplan_t *p,
+						const lh_event_t *ev);
+
 static lh_apply_result_t apply_approval_requested(lh_state_t *st, lh_cplan_t *p,
 						  const lh_event_t *ev)
 {
 	const lh_approval_requested_t *b = ev->body;
-	if (p->wait_request && !strcmp(p->wait_request, b->request_id))
-		return LH_APPLY_NOOP;
+	if ((p->wait_request && !strcmp(p->wait_request, b->request_id)) ||
+	    (p->closed && json_object_get(p->closed, b->request_id)))
+		return LH_APPLY_NOOP; /* asked already, or asked and answered */
 	set_str(&p->wait_request, b->request_id);
 	p->wait_since_us = ev->ts_us;
 	p->wait_marks = 0;
@@ -768,6 +778,25 @@ static lh_apply_result_t apply_approval_requested(lh_state_t *st, lh_cplan_t *p,
 							    : LH_WAIT_ESCALATION;
 	p->wait_task = ev->task_no;
 	lh_state_mark_dirty(st, p);
+	/* a decision that came before the question is applied now */
+	{
+		json_t *early = p->early_answers ? json_object_get(p->early_answers, b->request_id)
+						 : NULL;
+		lh_arena_t *arena;
+		lh_approval_decided_t *d;
+		if (early && json_object_get(early, "decision")) {
+			arena = lh_arena_new(0);
+			if (lh_struct_from_json(&lh_approval_decided_desc, early, arena, (void **)&d,
+						NULL) == LH_OK) {
+				lh_event_t de = *ev;
+				de.type = LH_EV_APPROVAL_DECIDED;
+				de.body = d;
+				apply_approval_decided(st, p, &de);
+			}
+			json_object_del(p->early_answers, b->request_id);
+			lh_arena_free(arena);
+		}
+	}
 	return LH_APPLY_CHANGED;
 }
 
@@ -776,8 +805,19 @@ static lh_apply_result_t apply_approval_decided(lh_state_t *st, lh_cplan_t *p,
 {
 	const lh_approval_decided_t *b = ev->body;
 	bool approve = !strcmp(b->decision, "approve");
-	if (!p->wait_request || strcmp(p->wait_request, b->request_id) != 0)
-		return LH_APPLY_NOOP; /* not awaited (answered already, or unknown) */
+	if (!p->wait_request || strcmp(p->wait_request, b->request_id) != 0) {
+		/* not awaited now: answered already (ignored), or not asked yet (kept for then) */
+		json_t *j;
+		if (p->early_answers && json_object_get(p->early_answers, b->request_id))
+			return LH_APPLY_NOOP;
+		if (!(j = lh_struct_to_json(&lh_approval_decided_desc, b)))
+			return LH_APPLY_NOOP;
+		if (!p->early_answers)
+			p->early_answers = json_object();
+		json_object_set_new(p->early_answers, b->request_id, j);
+		lh_state_mark_dirty(st, p);
+		return LH_APPLY_CHANGED;
+	}
 	if (p->wait_kind == LH_WAIT_BUDGET && approve) {
 		if (b->has_budget) {
 			const lh_budget_t *n = &b->budget;
@@ -859,6 +899,9 @@ static lh_apply_result_t apply_approval_decided(lh_state_t *st, lh_cplan_t *p,
 			p->cancel_requested = true;
 		set_str(&p->command_reason, b->reason ? b->reason : "approval rejected");
 	}
+	if (!p->closed)
+		p->closed = json_object();
+	json_object_set_new(p->closed, p->wait_request, json_true());
 	set_str(&p->wait_request, NULL);
 	p->wait_kind = LH_WAIT_NONE;
 	p->wait_task = 0;
@@ -1092,6 +1135,21 @@ lh_apply_result_t lh_state_apply_at(lh_state_t *st, const lh_event_t *ev, int32_
 		r = LH_APPLY_NOOP;
 		goto out;
 	}
+	/* Events whose effect is not idempotent by state (a pause after a later resume would pause
+	 * again) are applied once per id. */
+	if (ev->type == LH_EV_COMMAND_ISSUED || ev->type == LH_EV_PLAN_PAUSED ||
+	    ev->type == LH_EV_PLAN_RESUMED || ev->type == LH_EV_INPUT_PROVIDED ||
+	    ev->type == LH_EV_APPROVAL_DECIDED) {
+		char hex[LH_ID_HEX_LEN + 1];
+		lh_id_hex(&ev->id, hex);
+		if (p->once && json_object_get(p->once, hex)) {
+			r = LH_APPLY_NOOP;
+			goto out;
+		}
+		if (!p->once)
+			p->once = json_object();
+		json_object_set_new(p->once, hex, json_true());
+	}
 	switch (ev->type) {
 	case LH_EV_PLAN_CREATED:
 		r = apply_plan_created(st, p, ev, reason, reason_len);
@@ -1212,6 +1270,8 @@ void lh_state_hash(const lh_state_t *st, char hex[65])
 			      p->resume_requested, p->cancel_requested, p->fail_requested,
 			      p->last_patch);
 		hash_json(&b, p->early_answers);
+		hash_json(&b, p->closed);
+		hash_json(&b, p->once);
 		lh_buf_printf(&b, "%lld|%u|", (long long)p->wait_since_us, p->wait_marks);
 		hash_json(&b, p->plan_doc);
 		for (int k = 0; k < p->ntasks; k++) {

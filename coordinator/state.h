@@ -161,6 +161,9 @@ typedef struct lh_cplan {
 	char last_patch[65];	 /* sha256 of the last replan patch (identical replans) */
 	int64_t max_task_no;
 	json_t *early_answers; /* request_id -> input.provided body, for questions not yet seen */
+	json_t *closed;	       /* request ids answered already: asking them again changes nothing */
+	json_t *once;	       /* ids of applied commands, pauses, resumes and answers: their
+				  duplicates (at-least-once delivery) change nothing */
 	/* Position in the partition (lh.events offsets): the last event folded into this plan, and
 	 * its goal.submitted. Events at or below applied_offset are already reflected. */
 	int64_t applied_offset;

@@ -39,6 +39,30 @@ static void check_replay(lh_sim_t *s)
 	T_EQ_STR(live, replay);
 	T_EQ_STR(replay, twice);
 	lh_state_finish(&r);
+	/* duplicates delivered later, anywhere after their original (at-least-once consumers) */
+	for (unsigned round = 0, seed = 11; round < 5; round++) {
+		lh_event_t **seq = calloc(2 * (size_t)s->nlog + 1, sizeof(*seq));
+		int n = 0;
+		char got[65];
+		for (int i = 0; i < s->nlog; i++)
+			seq[n++] = s->log[i];
+		for (int i = 0; i < s->nlog; i++) {
+			int pos = 0, at;
+			while (seq[pos] != s->log[i])
+				pos++;
+			at = pos + 1 + (int)(rand_r(&seed) % (unsigned)(n - pos));
+			memmove(&seq[at + 1], &seq[at], sizeof(seq[0]) * (size_t)(n - at));
+			seq[at] = s->log[i];
+			n++;
+		}
+		lh_state_init(&r, &opts);
+		for (int i = 0; i < n; i++)
+			lh_state_apply(&r, seq[i], 0, NULL, 0);
+		lh_state_hash(&r, got);
+		T_EQ_STR(got, replay);
+		lh_state_finish(&r);
+		free(seq);
+	}
 	/* and every plan survives a snapshot: restore(snapshot(plan)) is the same state */
 	{
 		lh_state_t z;
@@ -526,6 +550,26 @@ static void t_budget_pauses_then_extends(void)
 
 static lh_sim_do_t silent_task1(lh_sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o);
 
+static void t_approval_before_request_is_kept(void)
+{
+	lh_sim_t s;
+	lh_budget_t b = {.usd = 0.05};
+	lh_id_t id;
+	lh_approval_decided_t d = {.request_id = "budget:usd:0.050000000000000003",
+				   .decision = "approve", .responder_type = "automated_rule",
+				   .has_budget = true};
+	lh_sim_init(&s, &opts);
+	s.cost_per_call = 0.011;
+	d.budget.usd = 1.0;
+	id = lh_sim_submit(&s, "Pre-approved", &b);
+	lh_sim_human(&s, &id, LH_EV_APPROVAL_DECIDED, &d); /* before the question exists */
+	lh_sim_run_until(&s, 0);
+	T_EQ_INT(lh_sim_count(&s, LH_EV_APPROVAL_REQUESTED), 1);
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
+	check_replay(&s);
+	lh_sim_finish(&s);
+}
+
 static void t_task_budget(void)
 {
 	lh_sim_t s = {0};
@@ -762,6 +806,7 @@ int main(void)
 	T_RUN(t_dead_task_is_repaired);
 	T_RUN(t_replans_exhausted_ask_a_person);
 	T_RUN(t_budget_pauses_then_extends);
+	T_RUN(t_approval_before_request_is_kept);
 	T_RUN(t_task_budget);
 	T_RUN(t_deadline_budget);
 	T_RUN(t_pause_resume_cancel);
