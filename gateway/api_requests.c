@@ -51,11 +51,24 @@ out_free_q:
 void gw_api_request_decision(gw_t *gw, struct evhttp_request *req, const char *plan_seg,
 			     const char *rid_seg)
 {
+	gw_api_request_respond(gw, req, plan_seg, rid_seg, false);
+}
+
+void gw_api_request_answer(gw_t *gw, struct evhttp_request *req, const char *plan_seg,
+			   const char *rid_seg)
+{
+	gw_api_request_respond(gw, req, plan_seg, rid_seg, true);
+}
+
+/* An approval's decision (approval.decided) or a question's answer (input.provided). */
+void gw_api_request_respond(gw_t *gw, struct evhttp_request *req, const char *plan_seg,
+			    const char *rid_seg, bool answer)
+{
 	gw_caller_t caller;
 	json_t *body = NULL;
 	char key[257], plan[LH_UUID_STR_LEN + 1], *canon = NULL, *rid = NULL;
 	lh_arena_t *arena = NULL;
-	lh_approval_decided_t *d;
+	void *d;
 	lh_event_t ev = {0};
 	lh_pg_res_t *res = NULL;
 	lh_error_t err = {0};
@@ -84,7 +97,8 @@ void gw_api_request_decision(gw_t *gw, struct evhttp_request *req, const char *p
 	if (!json_object_get(body, "responder_id"))
 		json_object_set_new(body, "responder_id", json_string(caller.name));
 	arena = lh_arena_new(0);
-	if (lh_struct_from_json(&lh_approval_decided_desc, body, arena, (void **)&d, &err)) {
+	if (lh_struct_from_json(answer ? &lh_input_provided_desc : &lh_approval_decided_desc, body,
+				arena, &d, &err)) {
 		gw_reply_error(req, 400, "invalid_body", "%s", err.msg);
 		goto out_free_arena;
 	}
@@ -116,18 +130,20 @@ void gw_api_request_decision(gw_t *gw, struct evhttp_request *req, const char *p
 			goto out_free_arena;
 		}
 	}
-	ev.type = LH_EV_APPROVAL_DECIDED;
+	ev.type = answer ? LH_EV_INPUT_PROVIDED : LH_EV_APPROVAL_DECIDED;
 	ev.task_no = LH_NO_TASK;
 	ev.plan_id = id;
 	ev.body = d;
 	{
 		char *request = lh_arena_printf(arena, "%s\n%s\n%s", plan, rid, canon ? canon : "");
-		if (!gw_append(gw, req, &caller, key, "decision", request, &ev))
+		if (!gw_append(gw, req, &caller, key, answer ? "answer" : "decision", request, &ev))
 			goto out_free_arena;
 	}
 	{
-		json_t *j = json_pack("{s:s, s:s, s:s}", "plan_id", plan, "request_id", rid,
-				      "decision", d->decision);
+		json_t *j = answer ? json_pack("{s:s, s:s, s:b}", "plan_id", plan, "request_id", rid,
+					       "answered", 1)
+				   : json_pack("{s:s, s:s, s:s}", "plan_id", plan, "request_id", rid,
+					       "decision", ((lh_approval_decided_t *)d)->decision);
 		gw_reply_json(req, 202, j);
 		json_decref(j);
 	}

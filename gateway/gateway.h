@@ -132,6 +132,11 @@ void gw_api_plan(gw_t *gw, struct evhttp_request *req, const char *plan, const c
 void gw_api_requests_list(gw_t *gw, struct evhttp_request *req);
 void gw_api_request_decision(gw_t *gw, struct evhttp_request *req, const char *plan,
 			     const char *request_id);
+/* POST /v1/requests/{plan}/{request_id}/answer: a question's answer (input.provided). */
+void gw_api_request_answer(gw_t *gw, struct evhttp_request *req, const char *plan,
+			   const char *request_id);
+void gw_api_request_respond(gw_t *gw, struct evhttp_request *req, const char *plan_seg,
+			    const char *rid_seg, bool answer);
 /* Does the plan exist for the caller (0 rows for another tenant's plan)? false after replying
  * 404/503. */
 bool gw_plan_visible(gw_t *gw, struct evhttp_request *req, const gw_caller_t *caller,
