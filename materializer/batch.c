@@ -1,5 +1,6 @@
 #include "batch.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,4 +143,22 @@ bool lh_mbatch_has_skipped(const lh_mbatch_t *b, size_t lo, size_t hi)
 		if (!b->v[i].json)
 			return true;
 	return false;
+}
+
+/* The event's JSON form plus where it was read: new string, NULL on out-of-memory. */
+char *lh_mbatch_event_json(const lh_event_t *ev, const lh_kafka_msg_t *msg)
+{
+	json_t *j = lh_event_to_json(ev);
+	char *s;
+	if (!j)
+		return NULL;
+	if (json_object_set_new(j, "topic", json_string(msg->topic)) ||
+	    json_object_set_new(j, "partition", json_integer(msg->partition)) ||
+	    json_object_set_new(j, "offset", json_integer(msg->offset))) {
+		json_decref(j);
+		return NULL;
+	}
+	s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return s;
 }

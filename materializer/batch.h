@@ -21,6 +21,8 @@
 
 #include "buf.h"
 #include "err.h"
+#include "event.h"
+#include "kafka.h"
 
 typedef struct lh_mentry {
 	int32_t partition;
@@ -68,5 +70,9 @@ size_t lh_mbatch_offsets_json(const lh_mbatch_t *b, size_t lo, size_t hi, const 
 
 /* True when entries [lo, hi) hold a dead-lettered one. */
 bool lh_mbatch_has_skipped(const lh_mbatch_t *b, size_t lo, size_t hi);
+
+/* The event's JSON form (lh_event_to_json) plus topic, partition and offset of the message it was
+ * read from: new string (free), NULL on out-of-memory. */
+char *lh_mbatch_event_json(const lh_event_t *ev, const lh_kafka_msg_t *msg);
 
 #endif

@@ -25,6 +25,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "pg.h"
+#include "tools.h"
 #include "writer.h"
 
 #define MAX_PARTS 1024
@@ -43,6 +44,12 @@ typedef struct mat_cfg {
 	int64_t session_timeout_ms;
 	int64_t shutdown_timeout_ms;
 	bool migrate_only;
+	bool rebuild;
+	bool swap;
+	char *schema;
+	char *live_schema;
+	char *against_url;
+	char *against_schema;
 } mat_cfg_t;
 
 #define C(f) offsetof(mat_cfg_t, f)
@@ -71,12 +78,32 @@ static const lh_cfg_def_t mat_table[] = {
 	 C(shutdown_timeout_ms)},
 	{"materializer.migrate_only", LH_CFG_BOOL, "false", 0, 0, NULL, NULL, "migrate-only", false,
 	 false, "apply the database migrations, say what was done, and exit", C(migrate_only)},
+	{"materializer.rebuild", LH_CFG_BOOL, "false", 0, 0, NULL, NULL, "rebuild", false, false,
+	 "create schema --schema, migrate it, replay the whole events topic into it, print the "
+	 "counts and exit",
+	 C(rebuild)},
+	{"materializer.swap", LH_CFG_BOOL, "false", 0, 0, NULL, NULL, "swap", false, false,
+	 "with --rebuild: then rename --live-schema to SCHEMA_old_TIME and the rebuilt schema to "
+	 "--live-schema, in one transaction (stop every daemon first)",
+	 C(swap)},
+	{"materializer.schema", LH_CFG_STR, "", 0, 0, NULL, NULL, "schema", false, false,
+	 "--rebuild: the new schema; checksum: the schema read (default: --live-schema)",
+	 C(schema)},
+	{"materializer.live_schema", LH_CFG_STR, "public", 0, 0, NULL, NULL, "live-schema", false,
+	 false, "the schema the daemons use (what --swap replaces)", C(live_schema)},
+	{"materializer.against_url", LH_CFG_STR, "", 0, 0, NULL, NULL, "against-url", false, true,
+	 "checksum: compare with this database (default: none)", C(against_url)},
+	{"materializer.against_schema", LH_CFG_STR, "", 0, 0, NULL, NULL, "against-schema", false,
+	 false, "checksum: the schema read there (default: --schema); with --against-schema alone "
+	 "the same database is compared",
+	 C(against_schema)},
 	LH_CFG_END,
 };
 
 static const lh_cfg_spec_t mat_spec = {
 	.prog = "lh-materializer",
-	.usage = "[options]",
+	.usage = "[options] | --rebuild --schema NAME [--swap] | checksum [--schema S] "
+		 "[--against-url URL] [--against-schema S2]",
 	.summary = "Folds the event log (lh.events) into PostgreSQL tables, exactly once, in "
 		   "batches: events inserted once by id, projections of new events, and the "
 		   "consumer's offsets, in one transaction per batch. Applies the database "
@@ -393,24 +420,6 @@ static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, in
 		on_revoked(parts, n);
 }
 
-/* The event's JSON form plus where it was read: new string, NULL on out-of-memory. */
-static char *event_json(const lh_event_t *ev, const lh_kafka_msg_t *msg)
-{
-	json_t *j = lh_event_to_json(ev);
-	char *s;
-	if (!j)
-		return NULL;
-	if (json_object_set_new(j, "topic", json_string(msg->topic)) ||
-	    json_object_set_new(j, "partition", json_integer(msg->partition)) ||
-	    json_object_set_new(j, "offset", json_integer(msg->offset))) {
-		json_decref(j);
-		return NULL;
-	}
-	s = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	return s;
-}
-
 static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 {
 	part_t *pt = msg->partition >= 0 && msg->partition < MAX_PARTS ? &mt.parts[msg->partition]
@@ -444,7 +453,7 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 		lh_mbatch_add(&mt.batch, msg->partition, msg->offset, NULL, NULL, 0, NULL, 0);
 		goto out_added;
 	}
-	json = event_json(ev, msg);
+	json = lh_mbatch_event_json(ev, msg);
 	lh_event_free(ev);
 	if (!json)
 		abort(); /* out of memory */
@@ -578,12 +587,44 @@ static int start_kafka(void)
 	return 0;
 }
 
+/* `checksum` or `--rebuild`: one-shot, then exit (tools.h). */
+static int run_tool(bool checksum)
+{
+	lh_mtool_opts_t o = {.pg_url = mt.cfg.common.pg_url,
+			     .schema = *mt.cfg.schema ? mt.cfg.schema : mt.cfg.live_schema,
+			     .against_url = mt.cfg.against_url,
+			     .against_schema = mt.cfg.against_schema,
+			     .live_schema = mt.cfg.live_schema,
+			     .brokers = mt.cfg.common.brokers,
+			     .events_topic = mt.events_topic,
+			     .consumer = mt.consumer_name,
+			     .batch_max_events = mt.cfg.batch_max_events,
+			     .swap = mt.cfg.swap};
+	setenv("PGCONNECT_TIMEOUT", "10", 0);
+	if (checksum) {
+		if (*o.against_schema && !*o.against_url)
+			o.against_url = o.pg_url;
+		return lh_mtool_checksum(&o);
+	}
+	if (!*mt.cfg.schema) {
+		fprintf(stderr, "lh-materializer: --rebuild needs --schema NAME\n");
+		return 2;
+	}
+	if (!*o.brokers) {
+		fprintf(stderr, "lh-materializer: no kafka brokers configured: set LH_KAFKA_BROKERS "
+				"or --brokers\n");
+		return 1;
+	}
+	return lh_mtool_rebuild(&o);
+}
+
 int main(int argc, char **argv)
 {
 	lh_error_t err = {0};
 	lh_mwriter_ops_t ops = {.reject = reject_entry, .sync_dead_letters = sync_dead_letters};
 	char **rest = NULL;
 	int nrest = 0, rc;
+	bool checksum;
 
 	lh_log_init("lh-materializer", LH_LOG_INFO, NULL);
 	rc = lh_config_load(&mat_spec, &mt.cfg, argc, argv, &rest, &nrest, &err);
@@ -593,7 +634,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lh-materializer: %s\n", err.msg);
 		return 2;
 	}
-	if (nrest > 0) {
+	checksum = nrest == 1 && strcmp(rest[0], "checksum") == 0;
+	if (nrest > 0 && !checksum) {
 		fprintf(stderr, "lh-materializer: unexpected argument \"%s\" (see --help)\n", rest[0]);
 		free(rest);
 		return 2;
@@ -616,6 +658,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lh-materializer: no postgresql url configured: set LH_PG_URL or "
 				"--pg-url\n");
 		return 1;
+	}
+	if (checksum || mt.cfg.rebuild) {
+		rc = run_tool(checksum);
+		goto out_free_cfg;
 	}
 	if (!mt.cfg.migrate_only && !*mt.cfg.common.brokers) {
 		fprintf(stderr, "lh-materializer: no kafka brokers configured: set LH_KAFKA_BROKERS "

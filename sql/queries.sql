@@ -182,3 +182,78 @@ SELECT "offset", type, json_build_object(
            'causation_id', replace(causation_id::text, '-', ''), 'body', body)::text
   FROM events WHERE plan_id = $1::uuid AND "offset" > $2::bigint
  ORDER BY partition, "offset" LIMIT $3::integer;
+
+-- name: mat_session_schema
+-- lh-materializer checksum/--rebuild: the schema this session reads and writes, and a fixed text
+-- form of timestamps and numbers, so that two sessions print the same row the same way.
+SELECT set_config('search_path', $1, false), set_config('TimeZone', 'UTC', false),
+       set_config('DateStyle', 'ISO, YMD', false), set_config('extra_float_digits', '1', false);
+
+-- name: mat_rebuild_names
+-- lh-materializer --rebuild: the schema names the DDL below reads (identifiers cannot be bound
+-- parameters; the DO blocks quote them with format('%I')).
+SELECT set_config('lh.rebuild_schema', $1, false), set_config('lh.live_schema', $2, false),
+       set_config('lh.old_schema', $3, false);
+
+-- name: mat_rebuild_create_schema
+DO $$ BEGIN EXECUTE format('CREATE SCHEMA %I', current_setting('lh.rebuild_schema')); END $$;
+
+-- name: mat_rebuild_swap
+-- Copy the tables that are not derived from the log (blobs, API tokens and writes, the offsets of
+-- other consumers) into the rebuilt schema, then rename live -> old and rebuilt -> live. Run in
+-- one transaction.
+DO $$
+DECLARE
+    live text := current_setting('lh.live_schema');
+    rb   text := current_setting('lh.rebuild_schema');
+    old  text := current_setting('lh.old_schema');
+    t    text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['blobs', 'api_tokens', 'api_writes', 'consumer_offsets'] LOOP
+        EXECUTE format('INSERT INTO %I.%I SELECT * FROM %I.%I ON CONFLICT DO NOTHING',
+                       rb, t, live, t);
+    END LOOP;
+    EXECUTE format('ALTER SCHEMA %I RENAME TO %I', live, old);
+    EXECUTE format('ALTER SCHEMA %I RENAME TO %I', rb, live);
+END $$;
+
+-- name: mat_checksum_plans
+-- lh-materializer checksum: rows and an order-independent digest (md5 of the sorted md5s of each
+-- row's text) of a table, restricted to the plans with an event read from topic $1.
+SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
+  SELECT md5(x::text) h FROM plans x
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+
+-- name: mat_checksum_plan_versions
+SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
+  SELECT md5(x::text) h FROM plan_versions x
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+
+-- name: mat_checksum_tasks
+SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
+  SELECT md5(x::text) h FROM tasks x
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+
+-- name: mat_checksum_task_dependencies
+SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
+  SELECT md5(x::text) h FROM task_dependencies x
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+
+-- name: mat_checksum_task_attempts
+SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
+  SELECT md5(x::text) h FROM task_attempts x
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+
+-- name: mat_checksum_plan_decisions
+SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
+  SELECT md5(x::text) h FROM plan_decisions x
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+
+-- name: mat_checksum_input_requests
+SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
+  SELECT md5(x::text) h FROM input_requests x
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+
+-- name: mat_checksum_events
+SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
+  SELECT md5(x::text) h FROM events x WHERE x.topic = $1) s;
