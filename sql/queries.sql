@@ -257,3 +257,73 @@ SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
 -- name: mat_checksum_events
 SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
   SELECT md5(x::text) h FROM events x WHERE x.topic = $1) s;
+
+-- name: memory_lock
+-- lh_memory_write: serialize writers of one (tenant, scope, plan) for the near-duplicate check.
+SELECT pg_advisory_xact_lock(hashtextextended('lh.memory:' || $1 || ':' || $2 || ':' || coalesce($3, ''), 0));
+
+-- name: memory_nearest
+-- lh_memory_write: the live memory of the same tenant, scope and plan closest to an embedding.
+SELECT m.id, (SELECT sum(a * b) FROM unnest(m.embedding, $4::real[]) AS t(a, b)) AS cosine
+  FROM memories m
+ WHERE m.tenant = $1 AND m.scope = $2 AND m.plan_id IS NOT DISTINCT FROM $3::uuid
+   AND m.superseded_by IS NULL
+ ORDER BY cosine DESC NULLS LAST, m.id LIMIT 1;
+
+-- name: memory_insert
+-- lh_memory_write: no row back when the same content is already stored in that scope.
+INSERT INTO memories (tenant, scope, plan_id, kind, content, embedding, content_sha256,
+                      source_event, task_no, attempt)
+VALUES ($1, $2, $3::uuid, $4, $5, $6::real[], $7, $8::uuid, $9::integer, $10::integer)
+ON CONFLICT DO NOTHING RETURNING id;
+
+-- name: memory_by_sha
+SELECT id FROM memories
+ WHERE tenant = $1 AND scope = $2 AND plan_id IS NOT DISTINCT FROM $3::uuid AND content_sha256 = $4;
+
+-- name: memory_supersede
+-- Mark memory $1 replaced by memory $2 (reconcile UPDATE/DELETE); searches skip it from now on.
+UPDATE memories SET superseded_by = $2::bigint, updated_at = now()
+ WHERE id = $1::bigint AND superseded_by IS NULL RETURNING id;
+
+-- name: memory_search_fulltext
+-- Memories visible to tenant $1 (and plan $2, may be NULL): global ones, the tenant's, the plan's.
+-- $3 is a websearch_to_tsquery string, $4 the number of results.
+SELECT m.id, ts_rank_cd(m.tsv, q) AS score, m.content
+  FROM memories m, websearch_to_tsquery('english', $3) AS q
+ WHERE m.superseded_by IS NULL AND m.tsv @@ q
+   AND (m.scope = 'global' OR (m.tenant = $1 AND (m.scope = 'tenant' OR m.plan_id = $2::uuid)))
+ ORDER BY score DESC, m.id LIMIT $4::integer;
+
+-- name: memory_search_vector
+-- Same visibility; $3 is the query embedding (real[] literal), scored by the dot product.
+SELECT m.id, (SELECT sum(a * b) FROM unnest(m.embedding, $3::real[]) AS t(a, b)) AS score,
+       m.content
+  FROM memories m
+ WHERE m.superseded_by IS NULL
+   AND (m.scope = 'global' OR (m.tenant = $1 AND (m.scope = 'tenant' OR m.plan_id = $2::uuid)))
+ ORDER BY score DESC NULLS LAST, m.id LIMIT $4::integer;
+
+-- name: memory_search_hybrid
+-- Reciprocal rank fusion of the two rankings above, each cut at $6 candidates:
+-- score = sum over the rankings that hold the row of 1 / (60 + rank).
+WITH vis AS (
+    SELECT m.id, m.tsv, m.embedding FROM memories m
+     WHERE m.superseded_by IS NULL
+       AND (m.scope = 'global' OR (m.tenant = $1 AND (m.scope = 'tenant' OR m.plan_id = $2::uuid)))
+), ft AS (
+    SELECT id, row_number() OVER (ORDER BY ts_rank_cd(tsv, q) DESC, id) AS r
+      FROM vis, websearch_to_tsquery('english', $3) AS q WHERE tsv @@ q
+     ORDER BY r LIMIT $6::integer
+), vec AS (
+    SELECT id, row_number() OVER (ORDER BY s DESC NULLS LAST, id) AS r
+      FROM (SELECT id, (SELECT sum(a * b) FROM unnest(embedding, $4::real[]) AS t(a, b)) AS s
+              FROM vis) AS x
+     ORDER BY r LIMIT $6::integer
+), fused AS (
+    SELECT coalesce(ft.id, vec.id) AS id,
+           coalesce(1.0 / (60 + ft.r), 0) + coalesce(1.0 / (60 + vec.r), 0) AS score
+      FROM ft FULL JOIN vec ON ft.id = vec.id
+)
+SELECT f.id, f.score, m.content FROM fused f JOIN memories m ON m.id = f.id
+ ORDER BY f.score DESC, f.id LIMIT $5::integer;
