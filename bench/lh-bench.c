@@ -36,6 +36,9 @@
 #include <time.h>
 
 #include "http_client.h"
+#include "fixtures/memory/recall.h"
+#include "ids.h"
+#include "pg.h"
 
 typedef struct bplan {
 	int64_t submitted_us, completed_us;
@@ -1206,6 +1209,46 @@ static int bench_worker_run(int argc, char **argv, const char *build_root, bool 
 	return rc;
 }
 
+/* recall: the memory retrieval fixture (tests/fixtures/memory) loaded into a fresh tenant of the
+ * PostgreSQL named by LH_PG_URL; recall@5 of full-text, vector and hybrid search. */
+static int bench_recall(int argc, char **argv)
+{
+	const char *url = getenv("LH_PG_URL");
+	static int64_t ids[LH_FX_NMEMORIES];
+	char tenant[64], tid[LH_UUID_STR_LEN + 1];
+	lh_pg_t *pg = NULL;
+	lh_error_t err;
+	double r[3];
+	static const char *const names[] = {"recall5_fulltext", "recall5_vector", "recall5_hybrid"};
+	static const lh_memory_mode_t modes[] = {LH_MEMORY_FULLTEXT, LH_MEMORY_VECTOR,
+						 LH_MEMORY_HYBRID};
+	if (argc > 1) {
+		fprintf(stderr, "usage: lh-bench recall\n");
+		return 2;
+	}
+	if (!url || !*url) {
+		fprintf(stderr, "lh-bench recall: LH_PG_URL is not set\n");
+		return 2;
+	}
+	lh_id_t t = lh_uuid7_new();
+	lh_uuid_fmt(&t, tid);
+	snprintf(tenant, sizeof(tenant), "bench-recall-%s", tid);
+	if (lh_pg_connect(url, &pg, &err) != LH_OK || lh_pg_migrate(pg, NULL, &err) != LH_OK ||
+	    lh_fx_recall_load(pg, tenant, ids, &err) != LH_OK)
+		goto fail;
+	for (int i = 0; i < 3; i++)
+		if (lh_fx_recall_measure(pg, tenant, ids, 5, modes[i], &r[i], &err) != LH_OK)
+			goto fail;
+	for (int i = 0; i < 3; i++)
+		printf("figure %s %.2f ratio\n", names[i], r[i]);
+	lh_pg_free(pg);
+	return 0;
+fail:
+	fprintf(stderr, "lh-bench recall: %s\n", err.msg);
+	lh_pg_free(pg);
+	return 1;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: lh-bench NAME [options]\n\n"
@@ -1229,7 +1272,10 @@ static void usage(FILE *out)
 		     "      inflight_max, completions_per_s, worker_cpu_cores, worker_rss_mib\n"
 		     "  worker-overhead [--orders N]\n"
 		     "      fakellm at zero latency, one order at a time: overhead_p50_us (attempt\n"
-		     "      started -> succeeded minus the same call made directly)\n\n"
+		     "      started -> succeeded minus the same call made directly)\n"
+		     "  recall\n"
+		     "      the memory fixture (200 facts, 50 questions) in PostgreSQL only:\n"
+		     "      recall5_fulltext, recall5_vector, recall5_hybrid\n\n"
 		     "The daemons are taken from the build directory (LH_BUILD_ROOT, default: the\n"
 		     "parent of this executable's directory).\n");
 }
@@ -1257,6 +1303,8 @@ int main(int argc, char **argv)
 		return bench_materialize(argc - 1, argv + 1, root);
 	if (strcmp(argv[1], "fold") == 0)
 		return bench_fold(argc - 1, argv + 1);
+	if (strcmp(argv[1], "recall") == 0)
+		return bench_recall(argc - 1, argv + 1);
 	if (strcmp(argv[1], "e2e") == 0)
 		return bench_e2e(argc - 1, argv + 1, root);
 	if (strcmp(argv[1], "worker") == 0)
