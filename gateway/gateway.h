@@ -9,6 +9,8 @@
  *   api_plans.c     /v1/goals, /v1/plans...
  *   api_requests.c  /v1/requests...
  *   sse.c           /v1/plans/{id}/events as server-sent events
+ *   notify.c        webhooks (a second consumer of lh.events, write-ahead notification.queued)
+ *   links.c         GET /v1/links/{token}: signed one-click approve/reject links
  * Threads: one libevent loop. PostgreSQL reads and the wait for Kafka's acknowledgement of a write
  * block the loop briefly (see README.md). */
 #ifndef LH_GATEWAY_H
@@ -42,6 +44,13 @@ typedef struct gw_cfg {
 	char *create_token; /* --create-token NAME: print a new token and exit */
 	char *revoke_token; /* --revoke-token NAME: revoke every live token of that name and exit */
 	char *role;
+	char *webhook_url;    /* comma list; empty = no notifier */
+	char *webhook_secret; /* HMAC key of signatures and links; never logged */
+	char *webhook_format; /* slack | generic */
+	char *public_url;     /* base of the links in notifications */
+	int64_t webhook_attempts;
+	int64_t webhook_backoff_ms;
+	int64_t link_ttl_s;
 } gw_cfg_t;
 
 typedef enum gw_role { GW_VIEWER = 1, GW_RESPONDER = 2, GW_ADMIN = 3 } gw_role_t;
@@ -64,6 +73,7 @@ typedef struct gw_bucket {
 #define GW_MAX_BUCKETS 1024
 
 typedef struct gw_sse gw_sse_t;
+typedef struct gw_notify gw_notify_t;
 
 /* The delivery report a write waits for (one write at a time: the loop waits for it). */
 typedef struct gw_delivery {
@@ -87,6 +97,7 @@ typedef struct gw {
 	gw_sse_t *streams; /* list of open event streams */
 	int nstreams;
 	struct event *ev_sigint, *ev_sigterm;
+	gw_notify_t *notify; /* NULL without --webhook-url */
 } gw_t;
 
 /* ---- http.c -------------------------------------------------------------------------------- */
@@ -149,5 +160,19 @@ bool gw_query_limit(struct evhttp_request *req, struct evkeyvalq *q, int def, in
 /* ---- sse.c --------------------------------------------------------------------------------- */
 void gw_sse_start(gw_t *gw, struct evhttp_request *req, const char *plan);
 void gw_sse_close_all(gw_t *gw);
+
+/* ---- notify.c / links.c ------------------------------------------------------------------ */
+/* Start the notifier when --webhook-url is set (LH_OK and nothing started otherwise). */
+lh_err_t gw_notify_start(gw_t *gw, lh_error_t *err);
+void gw_notify_stop(gw_t *gw);
+/* HMAC-SHA256 of data under secret, as 64 hex digits. */
+void gw_hmac_hex(const char *secret, const void *data, size_t len, char out[65]);
+/* A signed link token for a decision ("approve" | "reject") valid until exp_s (epoch seconds);
+ * budget (may be NULL): JSON of the new limits an approval sets (a budget extension). New
+ * string (free), NULL on out-of-memory. */
+char *gw_link_token(const gw_t *gw, const char *plan, const char *rid, const char *tenant,
+		    const char *decision, int64_t exp_s, const char *budget);
+/* GET /v1/links/{token}: no bearer token, the signed token is the credential. */
+void gw_links_get(gw_t *gw, struct evhttp_request *req, const char *token);
 
 #endif

@@ -295,6 +295,9 @@ void gw_http_on_request(struct evhttp_request *req, void *arg)
 		} else if (n == 5 && IS(1, "requests") && IS(4, "answer")) {
 			if (method_is(req, EVHTTP_REQ_POST, "POST"))
 				gw_api_request_answer(gw, req, seg[2], seg[3]);
+		} else if (n == 3 && IS(1, "links")) {
+			if (method_is(req, EVHTTP_REQ_GET, "GET"))
+				gw_links_get(gw, req, seg[2]);
 		} else
 			gw_reply_error(req, 404, "not_found", "no such route");
 	} else

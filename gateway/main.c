@@ -60,6 +60,31 @@ static const lh_cfg_def_t gw_table[] = {
 	 "revoke every live token with this name and exit", G(revoke_token)},
 	{"gateway.role", LH_CFG_ENUM, "viewer", 0, 0, "viewer|responder|admin", NULL, "role", false,
 	 false, "role of a token made by --create-token", G(role)},
+	{"gateway.webhook_url", LH_CFG_STR, "", 0, 0, NULL, "LH_WEBHOOK_URL", "webhook-url", false,
+	 false,
+	 "webhook targets (comma list): approvals, questions, wait reminders and plan ends are "
+	 "POSTed there; empty = no notifier",
+	 G(webhook_url)},
+	{"gateway.webhook_secret", LH_CFG_STR, "", 0, 0, NULL, "LH_WEBHOOK_SECRET", "webhook-secret",
+	 false, true,
+	 "key of the webhooks' X-Longhaul-Signature (HMAC-SHA256) and of approval links (required "
+	 "with --webhook-url)",
+	 G(webhook_secret)},
+	{"gateway.webhook_format", LH_CFG_ENUM, "slack", 0, 0, "slack|generic", NULL,
+	 "webhook-format", false, false,
+	 "webhook body: Slack-compatible {text, blocks} or the generic {id, kind, event, links}",
+	 G(webhook_format)},
+	{"gateway.public_url", LH_CFG_STR, "http://127.0.0.1:8088", 0, 0, NULL, "LH_GATEWAY_PUBLIC_URL",
+	 "public-url", false, false, "base URL of this gateway as people reach it (approval links)",
+	 G(public_url)},
+	{"gateway.webhook_attempts", LH_CFG_INT, "5", 1, 100, NULL, NULL, "webhook-attempts", false,
+	 false, "tries per webhook before giving up (exponential backoff between them)",
+	 G(webhook_attempts)},
+	{"gateway.webhook_backoff_ms", LH_CFG_INT, "1000", 1, 3600000, NULL, NULL,
+	 "webhook-backoff-ms", false, false, "wait before the second try; doubled for each next one",
+	 G(webhook_backoff_ms)},
+	{"gateway.link_ttl_s", LH_CFG_INT, "604800", 1, 31536000, NULL, NULL, "link-ttl-s", false,
+	 false, "how long an approval link stays valid", G(link_ttl_s)},
 	LH_CFG_END,
 };
 
@@ -178,6 +203,10 @@ int main(int argc, char **argv)
 			    gw.cfg.listen, "port", port, "auth",
 			    gw.cfg.no_auth ? "off (--no-auth)" : "bearer tokens");
 	}
+	if (gw_notify_start(&gw, &err)) {
+		fprintf(stderr, "lh-gateway: could not start the notifier: %s\n", err.msg);
+		return 1;
+	}
 	gw.ev_sigint = evsignal_new(gw.base, SIGINT, on_signal, &gw);
 	gw.ev_sigterm = evsignal_new(gw.base, SIGTERM, on_signal, &gw);
 	event_add(gw.ev_sigint, NULL);
@@ -185,6 +214,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	event_base_dispatch(gw.base);
 	gw_sse_close_all(&gw);
+	gw_notify_stop(&gw);
 	event_free(gw.ev_sigint);
 	event_free(gw.ev_sigterm);
 	evhttp_free(gw.http);
