@@ -649,6 +649,9 @@ static void t_requests(void)
 		PROBE(413, port_open, "POST", dt, dpath, NULL, "d-big", big, NULL);
 		free(big);
 	}
+	/* approval links (the gateways run with LH_WEBHOOK_SECRET): a forged token is refused */
+	PROBE(403, port_open, "GET", "/v1/links/{token}", "/v1/links/v1.forged.0000", NULL, NULL,
+	      NULL, NULL);
 }
 
 /* The router: every route it serves and likely neighbours, every method. */
@@ -660,14 +663,15 @@ static void t_router(void)
 		"/v1/plans/{plan_id}/events", "/v1/plans/{plan_id}/pause",
 		"/v1/plans/{plan_id}/resume", "/v1/plans/{plan_id}/cancel", "/v1/requests",
 		"/v1/requests/{plan_id}/{request_id}/decision",
-		"/v1/requests/{plan_id}/{request_id}/answer",
+		"/v1/requests/{plan_id}/{request_id}/answer", "/v1/links/{token}",
 		/* neighbours: none of these may be served unless documented */
 		"/", "/v1", "/v1/", "/v2/plans", "/v1/plans/", "/v1/goals/{plan_id}", "/v1/tokens",
 		"/v1/events", "/v1/metrics", "/v1/healthz", "/healthz/x", "/v1/plans/{plan_id}/tasks",
 		"/v1/plans/{plan_id}/versions", "/v1/plans/{plan_id}/cancel_task",
 		"/v1/plans/{plan_id}/tasks/1", "/v1/requests/{plan_id}",
 		"/v1/requests/{plan_id}/{request_id}", "/v1/requests/{plan_id}/{request_id}/approve",
-		"/v1/requests/{plan_id}/{request_id}/decision/x", NULL};
+		"/v1/requests/{plan_id}/{request_id}/decision/x", "/v1/links", "/v1/links/{token}/x",
+		NULL};
 	static const char *const ms[] = {"GET", "POST", "PUT", "DELETE", "PATCH", NULL};
 	json_t *paths = json_object_get(doc, "paths");
 	json_t *err_schema = json_pack("{s:s}", "$ref", "#/components/schemas/Error");
@@ -768,6 +772,7 @@ int main(int argc, char **argv)
 	ts_spawn_coordinator(&ts, NULL);
 	ts_spawn_worker(&ts, "fast");
 	ts_spawn_worker(&ts, "standard");
+	setenv("LH_WEBHOOK_SECRET", "0017-link-secret", 1); /* links on, no notifier */
 	port_open = start_gateway("gateway-open", "--no-auth", NULL, NULL, NULL);
 	port_auth = start_gateway("gateway-auth", "--rate-burst", "1000", NULL, NULL);
 	port_slow = start_gateway("gateway-slow", "--rate-per-s", "0.001", "--rate-burst", "1");
