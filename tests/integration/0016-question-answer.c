@@ -49,27 +49,7 @@ static long post(const char *path, const char *body, const char *key)
 	return status;
 }
 
-static int gateway_port(void)
-{
-	char logf[700], line[2048];
-	struct timespec d = {0, 50 * 1000000};
-	snprintf(logf, sizeof(logf), "%s/gateway.log", ts.log_dir);
-	for (int i = 0; i < 400; i++) {
-		FILE *f = fopen(logf, "r");
-		while (f && fgets(line, sizeof(line), f)) {
-			const char *p = strstr(line, "\"gateway.started\"") ? strstr(line, "\"port\":\"")
-									   : NULL;
-			if (p) {
-				fclose(f);
-				return atoi(p + 8);
-			}
-		}
-		if (f)
-			fclose(f);
-		nanosleep(&d, NULL);
-	}
-	return -1;
-}
+static int gateway_port(void) { return ts_gateway_port(&ts, "gateway"); }
 
 static void t_question_is_pending(void)
 {
@@ -87,14 +67,17 @@ static void t_question_is_pending(void)
 
 static void t_answer_resumes(void)
 {
-	char path[300], rid[160];
+	char path[300], rid[160], key1[64], key2[64];
 	const char *v = ts_sql1(&ts, "SELECT request_id FROM input_requests WHERE plan_id = $1", plan);
 	char *esc;
 	snprintf(rid, sizeof(rid), "%s", v ? v : "");
 	esc = curl_easy_escape(NULL, rid, 0);
 	snprintf(path, sizeof(path), "/v1/requests/%s/%s/answer", plan, esc);
 	curl_free(esc);
-	T_EQ_INT(post(path, "{\"answer\":\"Casa Guedes\"}", "answer-1"), 202);
+	/* idempotency keys are claimed per tenant for good: make them this run's own */
+	snprintf(key1, sizeof(key1), "%sanswer-1", ts.prefix);
+	snprintf(key2, sizeof(key2), "%sanswer-2", ts.prefix);
+	T_EQ_INT(post(path, "{\"answer\":\"Casa Guedes\"}", key1), 202);
 	T_CHECK(ts_wait_sql(&ts, 60000, "SELECT status FROM plans WHERE plan_id = $1", plan,
 			    "completed"));
 	T_EQ_STR(ts_sql1(&ts,
@@ -104,7 +87,7 @@ static void t_answer_resumes(void)
 		 "1=asked,2=succeeded");
 	T_EQ_STR(ts_sql1(&ts, "SELECT status FROM input_requests WHERE plan_id = $1", plan),
 		 "answered");
-	T_EQ_INT(post(path, "{\"answer\":\"somewhere else\"}", "answer-2"), 409);
+	T_EQ_INT(post(path, "{\"answer\":\"somewhere else\"}", key2), 409);
 }
 
 int main(int argc, char **argv)
