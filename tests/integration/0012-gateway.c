@@ -136,26 +136,9 @@ static int run_gateway_cmd(const char *args)
 /* Start a gateway and read its port from the gateway.started log line. */
 static int start_gateway(const char *name, const char *rate, const char *burst)
 {
-	char logf[700], line[2048];
-	struct timespec d = {0, 50 * 1000000};
 	ts_spawn(&ts, name, "gateway/lh-gateway", "--pg-url", ts.pg_url, "--port", "0",
 		 "--rate-per-s", rate, "--rate-burst", burst, "--max-streams", "4", NULL);
-	snprintf(logf, sizeof(logf), "%s/%s.log", ts.log_dir, name);
-	for (int i = 0; i < 400; i++) {
-		FILE *f = fopen(logf, "r");
-		while (f && fgets(line, sizeof(line), f)) {
-			const char *p = strstr(line, "\"gateway.started\"") ? strstr(line, "\"port\":\"")
-									   : NULL;
-			if (p) {
-				fclose(f);
-				return atoi(p + 8);
-			}
-		}
-		if (f)
-			fclose(f);
-		nanosleep(&d, NULL);
-	}
-	return -1;
+	return ts_gateway_port(&ts, name);
 }
 
 static void t_auth_and_roles(void)

@@ -390,26 +390,9 @@ static bool check_reply(const char *method, const char *tmpl)
 static int start_gateway(const char *name, const char *a1, const char *a2, const char *a3,
 			 const char *a4)
 {
-	char logf[700], line[2048];
-	struct timespec d = {0, 50 * 1000000};
 	ts_spawn(&ts, name, "gateway/lh-gateway", "--pg-url", ts.pg_url, "--port", "0",
 		 "--max-streams", "4", a1, a2, a3, a4, NULL);
-	snprintf(logf, sizeof(logf), "%s/%s.log", ts.log_dir, name);
-	for (int i = 0; i < 400; i++) {
-		FILE *f = fopen(logf, "r");
-		while (f && fgets(line, sizeof(line), f)) {
-			const char *p = strstr(line, "\"gateway.started\"") ? strstr(line, "\"port\":\"")
-									   : NULL;
-			if (p) {
-				fclose(f);
-				return atoi(p + 8);
-			}
-		}
-		if (f)
-			fclose(f);
-		nanosleep(&d, NULL); /* polling a log file the child writes, with a deadline */
-	}
-	return -1;
+	return ts_gateway_port(&ts, name);
 }
 
 static void make_token(const char *name, const char *role, char out[80])

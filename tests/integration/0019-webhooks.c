@@ -129,27 +129,7 @@ static long get_link(const char *link, char *body /* [4096] */)
 	return status;
 }
 
-static int gateway_port(void)
-{
-	char logf[700], line[4096];
-	struct timespec d = {0, 50 * 1000000};
-	snprintf(logf, sizeof(logf), "%s/gateway.log", ts.log_dir);
-	for (int i = 0; i < 400; i++) {
-		FILE *f = fopen(logf, "r");
-		while (f && fgets(line, sizeof(line), f)) {
-			const char *p = strstr(line, "\"gateway.started\"") ? strstr(line, "\"port\":\"")
-									   : NULL;
-			if (p) {
-				fclose(f);
-				return atoi(p + 8);
-			}
-		}
-		if (f)
-			fclose(f);
-		nanosleep(&d, NULL);
-	}
-	return -1;
-}
+static int gateway_port(void) { return ts_gateway_port(&ts, "gateway"); }
 
 static bool signature_ok(const hook_t *k)
 {

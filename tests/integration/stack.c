@@ -287,6 +287,27 @@ void ts_emit(ts_stack_t *ts, lh_event_t *ev)
 	lh_buf_finish(&b);
 }
 
+int ts_gateway_port(ts_stack_t *ts, const char *name)
+{
+	char logf[700], line[4096];
+	snprintf(logf, sizeof(logf), "%s/%s.log", ts->log_dir, name);
+	for (int waited = 0; waited <= 20000; waited += 50) {
+		FILE *f = fopen(logf, "r");
+		while (f && fgets(line, sizeof(line), f)) {
+			const char *p = strstr(line, "\"gateway.started\"") ? strstr(line, "\"port\":\"")
+									     : NULL;
+			if (p) {
+				fclose(f);
+				return atoi(p + 8);
+			}
+		}
+		if (f)
+			fclose(f);
+		msleep(50); /* polling a log file the child writes, with a deadline */
+	}
+	return -1;
+}
+
 int ts_count_events(ts_stack_t *ts, const char *plan, const char *type)
 {
 	char q[256];

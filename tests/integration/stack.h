@@ -77,6 +77,9 @@ int ts_fakellm_with(ts_stack_t *ts, int latency_ms, const char *script_json, cha
 /* A worker of a tier answering through the given base URL, with extra arguments (NULL-ended). */
 int ts_spawn_worker_url(ts_stack_t *ts, const char *tier, const char *url, ...)
 	__attribute__((sentinel));
+/* The port a gateway spawned as process NAME with --port 0 listens on, read from the
+ * "gateway.started" line of its log (waits up to 20 s); -1 when it did not start. */
+int ts_gateway_port(ts_stack_t *ts, const char *name);
 /* Count events of a plan of a type in PostgreSQL (-1 on error). */
 int ts_count_events(ts_stack_t *ts, const char *plan, const char *type);
 
