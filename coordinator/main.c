@@ -430,7 +430,7 @@ static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, in
 			lh_error_t err = {0};
 			int64_t hi = 0;
 			part_t *pt = &co.parts[pn];
-			char a[24], b[24], c[24];
+			char a[24], b[24], c[24], d[24];
 			parts[i].offset = rs[i].seek_offset;
 			if (lh_kafka_watermarks(co.producer, co.events_topic, pn, 10000, NULL, &hi,
 						&err)) {
@@ -447,7 +447,8 @@ static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, in
 			lh_log_info("coordinator.assigned", "partition assigned; folding the log",
 				    "partition", lh_log_i64(ps, pn), "high_watermark",
 				    lh_log_i64(hs, hi == INT64_MAX ? -1 : hi), "restored_plans",
-				    lh_log_i64(a, rs[i].plans_restored), "from_offset",
+				    lh_log_i64(a, rs[i].plans_restored), "retired_plans",
+				    lh_log_i64(d, rs[i].plans_retired), "from_offset",
 				    lh_log_i64(b, rs[i].seek_offset), "recovery_ms",
 				    lh_log_i64(c, rs[i].elapsed_us / 1000));
 			if (hi == 0 || (hi != INT64_MAX && pt->next_offset >= hi))

@@ -18,7 +18,9 @@ typedef struct raw {
 } raw_t;
 
 typedef struct reader {
-	lh_idmap_t latest; /* plan id -> raw_t* (latest snapshot), or &tomb for a tombstone */
+	/* plan id -> raw_t* (latest snapshot), &tomb for a tombstone (written by older versions),
+	 * or done_value(status) for a finished plan's "done" record */
+	lh_idmap_t latest;
 	json_t *marker;
 	int64_t last_offset, hi;
 	int snapshots;
@@ -32,6 +34,38 @@ typedef struct readers {
 
 static char tomb; /* a tombstone's value in reader_t.latest */
 
+/* A finished plan leaves a small "done" record in place of its snapshot, for good: compaction
+ * keeps it, so that a coordinator recovering years later still knows the id finished and a late
+ * duplicate goal.submitted starts nothing. In reader_t.latest a done record is one of these
+ * addresses, one per status. */
+static char done_marks[LH_PLAN__COUNT];
+#define DONE_MAX_LEN 96
+
+static bool is_done_mark(const void *v)
+{
+	return (const char *)v >= done_marks && (const char *)v < done_marks + LH_PLAN__COUNT;
+}
+
+static bool is_raw(const void *v)
+{
+	return v && v != (void *)&tomb && !is_done_mark(v);
+}
+
+/* The status of a "done" record's payload, or -1 when it is not one. */
+static int done_status(const void *payload, size_t len)
+{
+	json_t *j;
+	lh_plan_status_t st;
+	int r = -1;
+	if (len > DONE_MAX_LEN || !memmem(payload, len, "\"done\"", 6))
+		return -1;
+	if ((j = json_loadb(payload, len, 0, NULL)) &&
+	    lh_plan_status_parse(json_string_value(json_object_get(j, "done")), &st))
+		r = (int)st;
+	json_decref(j);
+	return r;
+}
+
 static void on_snapshot(void *opaque, const lh_kafka_msg_t *msg)
 {
 	readers_t *rs = opaque;
@@ -41,6 +75,7 @@ static void on_snapshot(void *opaque, const lh_kafka_msg_t *msg)
 	json_t *j = NULL;
 	raw_t *raw = NULL;
 	void *old;
+	int done;
 	for (int i = 0; i < rs->n; i++)
 		if (rs->partitions[i] == msg->partition)
 			r = &rs->r[i];
@@ -61,6 +96,12 @@ static void on_snapshot(void *opaque, const lh_kafka_msg_t *msg)
 	if (lh_uuid_parse(key, &id))
 		return;
 	r->snapshots++;
+	if (msg->payload && msg->len && (done = done_status(msg->payload, msg->len)) >= 0) {
+		old = lh_idmap_put(&r->latest, &id, &done_marks[done]);
+		if (is_raw(old))
+			free(old);
+		return;
+	}
 	if (msg->payload && msg->len) {
 		raw = malloc(sizeof(*raw) + msg->len);
 		if (!raw)
@@ -69,7 +110,7 @@ static void on_snapshot(void *opaque, const lh_kafka_msg_t *msg)
 		memcpy(raw->data, msg->payload, msg->len);
 	}
 	old = lh_idmap_put(&r->latest, &id, raw ? (void *)raw : (void *)&tomb);
-	if (old && old != (void *)&tomb)
+	if (is_raw(old))
 		free(old);
 }
 
@@ -86,8 +127,16 @@ static void restore(lh_state_t *st, reader_t *r, int32_t partition, lh_recovery_
 {
 	json_t *plans = r->marker ? json_object_get(r->marker, "plans") : NULL, *e;
 	int64_t seek = LH_KAFKA_OFFSET_BEGINNING;
-	size_t i;
+	size_t i, it = 0;
+	void *v;
 	stats->snapshots_read = r->snapshots;
+	/* finished plans first: their events below the seek offset must start nothing */
+	while ((v = lh_idmap_next(&r->latest, &it)))
+		if (is_done_mark(v)) {
+			lh_state_retire(st, &r->latest.slots[it - 1].key, partition,
+					(lh_plan_status_t)((char *)v - done_marks));
+			stats->plans_retired++;
+		}
 	if (r->marker) {
 		seek = json_integer_value(json_object_get(r->marker, "next_offset"));
 		json_array_foreach(plans, i, e) {
@@ -98,7 +147,7 @@ static void restore(lh_state_t *st, reader_t *r, int32_t partition, lh_recovery_
 			if (!id || lh_uuid_parse(id, &pid))
 				continue;
 			raw = lh_idmap_get(&r->latest, &pid);
-			if (raw && raw != (void *)&tomb) {
+			if (is_raw(raw)) {
 				lh_error_t rerr = {0};
 				json_t *snap = json_loadb(raw->data, raw->len, 0, NULL);
 				lh_cplan_t *rp = NULL;
@@ -191,7 +240,7 @@ lh_err_t lh_recovery_load(lh_state_t *st, const char *brokers, const char *snaps
 out_free:
 	for (int i = 0; i < n; i++) {
 		for (size_t it = 0; (v = lh_idmap_next(&rs->r[i].latest, &it));)
-			if (v != (void *)&tomb)
+			if (is_raw(v))
 				free(v);
 		lh_idmap_finish(&rs->r[i].latest);
 		json_decref(rs->r[i].marker);
@@ -205,8 +254,9 @@ int lh_recovery_round(lh_state_t *st, lh_kafka_t *producer, const char *snapshot
 		      int32_t partition, int64_t next_offset, size_t max_bytes, lh_error_t *err)
 {
 	json_t *marker = json_object(), *list = json_array();
-	lh_id_t drop[512];
-	int ndrop = 0, written = 0;
+	lh_id_t *drop = NULL;
+	size_t ndrop = 0, capdrop = 0;
+	int written = 0;
 	size_t it = 0;
 	lh_cplan_t *p;
 	char key[64], *text;
@@ -220,13 +270,21 @@ int lh_recovery_round(lh_state_t *st, lh_kafka_t *producer, const char *snapshot
 			continue;
 		lh_uuid_fmt(&p->plan_id, id);
 		if (done) {
-			/* a tombstone, then forget it (late events of a finished plan change nothing) */
-			if (p->snap_covers && (rc = lh_kafka_produce(producer, snapshots_topic, partition,
-								     id, strlen(id), NULL, 0, NULL, 0,
-								     NULL, err)))
+			/* a "done" record replaces its snapshot; then the plan is retired to its id
+			 * and outcome (late events of a finished plan change nothing) */
+			char rec[DONE_MAX_LEN];
+			snprintf(rec, sizeof(rec), "{\"v\":1,\"done\":\"%s\"}",
+				 lh_plan_status_name(p->status));
+			if ((rc = lh_kafka_produce(producer, snapshots_topic, partition, id,
+						   strlen(id), rec, strlen(rec), NULL, 0, NULL,
+						   err)))
 				break;
-			if (ndrop < 512)
-				drop[ndrop++] = p->plan_id;
+			if (ndrop == capdrop) {
+				capdrop = capdrop ? capdrop * 2 : 64;
+				if (!(drop = realloc(drop, capdrop * sizeof(*drop))))
+					abort();
+			}
+			drop[ndrop++] = p->plan_id;
 			continue;
 		}
 		if (p->snap_dirty && p->applied_offset > 0) {
@@ -271,9 +329,11 @@ int lh_recovery_round(lh_state_t *st, lh_kafka_t *producer, const char *snapshot
 	}
 	json_decref(list);
 	json_decref(marker);
-	if (rc)
+	if (rc) {
+		free(drop);
 		return -1;
-	for (int i = 0; i < ndrop; i++) {
+	}
+	for (size_t i = 0; i < ndrop; i++) {
 		p = lh_idmap_del(&st->plans, &drop[i]);
 		if (p && p->dirty) {
 			lh_cplan_t **pp = &st->dirty_head;
@@ -282,7 +342,18 @@ int lh_recovery_round(lh_state_t *st, lh_kafka_t *producer, const char *snapshot
 			if (*pp)
 				*pp = p->next_dirty;
 		}
-		lh_cplan_free(p);
+		if (p) {
+			lh_state_retire(st, &p->plan_id, partition, p->status);
+			lh_cplan_free(p);
+		}
 	}
+	if (ndrop) {
+		char ps[24], ns[24];
+		lh_log_info("coordinator.plans_retired",
+			    "finished plans left a done record and were dropped from memory",
+			    "partition", lh_log_i64(ps, partition), "count",
+			    lh_log_i64(ns, (long long)ndrop));
+	}
+	free(drop);
 	return written;
 }

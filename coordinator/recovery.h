@@ -19,6 +19,7 @@
 
 typedef struct lh_recovery_stats {
 	int plans_restored;
+	int plans_retired; /* finished plans known by their done records */
 	int snapshots_read;
 	int64_t seek_offset; /* LH_KAFKA_OFFSET_BEGINNING when no marker was found */
 	int64_t elapsed_us;

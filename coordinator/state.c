@@ -76,6 +76,7 @@ void lh_state_init(lh_state_t *st, const lh_state_opts_t *opts)
 {
 	memset(st, 0, sizeof(*st));
 	lh_idmap_init(&st->plans);
+	lh_idmap_init(&st->retired);
 	st->opts = *opts;
 }
 
@@ -136,11 +137,39 @@ void lh_state_finish(lh_state_t *st)
 	while ((p = lh_idmap_next(&st->plans, &it)))
 		lh_cplan_free(p);
 	lh_idmap_finish(&st->plans);
+	lh_idmap_finish(&st->retired);
 }
 
 lh_cplan_t *lh_state_plan(lh_state_t *st, const lh_id_t *plan_id)
 {
 	return lh_idmap_get(&st->plans, plan_id);
+}
+
+void lh_state_retire(lh_state_t *st, const lh_id_t *plan_id, int32_t partition,
+		     lh_plan_status_t status)
+{
+	uintptr_t v = ((uintptr_t)(uint32_t)partition + 1) << 8 | (uintptr_t)status;
+	lh_idmap_put(&st->retired, plan_id, (void *)v);
+}
+
+bool lh_state_retired(const lh_state_t *st, const lh_id_t *plan_id, lh_plan_status_t *status)
+{
+	uintptr_t v = (uintptr_t)lh_idmap_get(&st->retired, plan_id);
+	if (!v)
+		return false;
+	if (status)
+		*status = (lh_plan_status_t)(v & 0xff);
+	return true;
+}
+
+bool lh_plan_status_parse(const char *name, lh_plan_status_t *out)
+{
+	for (int i = 0; name && i < LH_PLAN__COUNT; i++)
+		if (!strcmp(name, plan_status_names[i])) {
+			*out = (lh_plan_status_t)i;
+			return true;
+		}
+	return false;
 }
 
 void lh_state_drop_partition(lh_state_t *st, int32_t partition)
@@ -166,6 +195,16 @@ void lh_state_drop_partition(lh_state_t *st, int32_t partition)
 			}
 			lh_cplan_free(p);
 		}
+	} while (n == 256);
+	do {
+		size_t it = 0;
+		void *v;
+		n = 0;
+		while (n < 256 && (v = lh_idmap_next(&st->retired, &it)))
+			if ((int64_t)((uintptr_t)v >> 8) - 1 == partition)
+				drop[n++] = st->retired.slots[it - 1].key; /* the slot just returned */
+		for (int i = 0; i < n; i++)
+			lh_idmap_del(&st->retired, &drop[i]);
 	} while (n == 256);
 }
 
@@ -386,8 +425,17 @@ static lh_apply_result_t apply_goal(lh_state_t *st, const lh_event_t *ev, int32_
 	const lh_budget_t *d = &st->opts.default_budget;
 	lh_cplan_t *p = lh_state_plan(st, &ev->plan_id);
 	lh_ctask_t *t;
+	lh_plan_status_t done;
 	if (p)
 		return LH_APPLY_NOOP; /* the first submission of a plan id wins */
+	if (lh_state_retired(st, &ev->plan_id, &done)) {
+		char id[LH_UUID_STR_LEN + 1];
+		lh_uuid_fmt(&ev->plan_id, id);
+		lh_log_info("coordinator.duplicate_goal",
+			    "goal.submitted for a plan that already finished: nothing started", "plan",
+			    id, "status", lh_plan_status_name(done));
+		return LH_APPLY_NOOP;
+	}
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		abort();

@@ -196,6 +196,10 @@ typedef struct lh_state_opts {
 
 typedef struct lh_state {
 	lh_idmap_t plans; /* plan_id -> lh_cplan_t* */
+	/* Finished plans retired from memory (after their snapshot round wrote a "done" record):
+	 * plan_id -> (partition + 1) << 8 | status. A late duplicate goal.submitted finds them here
+	 * and starts nothing. */
+	lh_idmap_t retired;
 	lh_cplan_t *dirty_head;
 	lh_state_opts_t opts;
 	uint64_t applied, ignored, rejected; /* counters */
@@ -206,8 +210,15 @@ void lh_state_finish(lh_state_t *st);
 lh_cplan_t *lh_state_plan(lh_state_t *st, const lh_id_t *plan_id);
 /* Free a plan that is not (or no longer) in a state's map. */
 void lh_cplan_free(lh_cplan_t *plan);
-/* Drop every plan of a partition (revoked). */
+/* Drop every plan of a partition (revoked), retired ones included. */
 void lh_state_drop_partition(lh_state_t *st, int32_t partition);
+/* Remember a finished plan by id and outcome only (the plan itself must not be in the map). */
+void lh_state_retire(lh_state_t *st, const lh_id_t *plan_id, int32_t partition,
+		     lh_plan_status_t status);
+/* The outcome of a retired plan, or false when the id is not retired. */
+bool lh_state_retired(const lh_state_t *st, const lh_id_t *plan_id, lh_plan_status_t *status);
+/* Parse a plan status name ("completed", ...); false when unknown. */
+bool lh_plan_status_parse(const char *name, lh_plan_status_t *out);
 
 typedef enum lh_apply_result {
 	LH_APPLY_CHANGED, /* state changed */

@@ -287,25 +287,43 @@ void ts_emit(ts_stack_t *ts, lh_event_t *ev)
 	lh_buf_finish(&b);
 }
 
-int ts_gateway_port(ts_stack_t *ts, const char *name)
+/* Scans NAME's log until a line holds a and (when not NULL) b, or ms pass; copies the line into
+ * out (when not NULL). */
+static bool scan_log(ts_stack_t *ts, const char *name, const char *a, const char *b, int ms,
+		     char *out, size_t outlen)
 {
 	char logf[700], line[4096];
 	snprintf(logf, sizeof(logf), "%s/%s.log", ts->log_dir, name);
-	for (int waited = 0; waited <= 20000; waited += 50) {
+	for (int waited = 0; waited <= ms; waited += 50) {
 		FILE *f = fopen(logf, "r");
 		while (f && fgets(line, sizeof(line), f)) {
-			const char *p = strstr(line, "\"gateway.started\"") ? strstr(line, "\"port\":\"")
-									     : NULL;
-			if (p) {
+			if (strstr(line, a) && (!b || strstr(line, b))) {
 				fclose(f);
-				return atoi(p + 8);
+				if (out)
+					snprintf(out, outlen, "%s", line);
+				return true;
 			}
 		}
 		if (f)
 			fclose(f);
 		msleep(50); /* polling a log file the child writes, with a deadline */
 	}
-	return -1;
+	return false;
+}
+
+bool ts_wait_log(ts_stack_t *ts, const char *name, const char *a, const char *b, int ms)
+{
+	return scan_log(ts, name, a, b, ms, NULL, 0);
+}
+
+int ts_gateway_port(ts_stack_t *ts, const char *name)
+{
+	char line[4096];
+	const char *p;
+	if (!scan_log(ts, name, "\"gateway.started\"", "\"port\":\"", 20000, line, sizeof(line)))
+		return -1;
+	p = strstr(line, "\"port\":\"");
+	return atoi(p + 8);
 }
 
 int ts_count_events(ts_stack_t *ts, const char *plan, const char *type)

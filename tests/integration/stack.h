@@ -80,6 +80,8 @@ int ts_spawn_worker_url(ts_stack_t *ts, const char *tier, const char *url, ...)
 /* The port a gateway spawned as process NAME with --port 0 listens on, read from the
  * "gateway.started" line of its log (waits up to 20 s); -1 when it did not start. */
 int ts_gateway_port(ts_stack_t *ts, const char *name);
+/* Wait until a line of NAME's log holds a and (when not NULL) b; false after ms. */
+bool ts_wait_log(ts_stack_t *ts, const char *name, const char *a, const char *b, int ms);
 /* Count events of a plan of a type in PostgreSQL (-1 on error). */
 int ts_count_events(ts_stack_t *ts, const char *plan, const char *type);
 

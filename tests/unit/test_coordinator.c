@@ -785,8 +785,46 @@ static void t_many_plans_replay(void)
 	lh_sim_finish(&s);
 }
 
+/* A finished plan retired from memory (what a snapshot round does) is still known: its
+ * goal.submitted, delivered again, starts nothing; a revoked partition forgets its retired ids. */
+static void t_retired_plan_is_not_restarted(void)
+{
+	lh_sim_t s = {0};
+	lh_state_t r;
+	lh_id_t id;
+	lh_cplan_t *p;
+	lh_plan_status_t st;
+	const lh_event_t *goal = NULL;
+	lh_sim_init(&s, &opts);
+	id = lh_sim_submit(&s, "Compare three queues", NULL);
+	lh_sim_run_until(&s, 0);
+	lh_state_init(&r, &opts);
+	for (int i = 0; i < s.nlog; i++) {
+		lh_state_apply(&r, s.log[i], 3, NULL, 0);
+		if (s.log[i]->type == LH_EV_GOAL_SUBMITTED)
+			goal = s.log[i];
+	}
+	T_CHECK(goal != NULL);
+	p = lh_idmap_del(&r.plans, &id);
+	T_CHECK(p != NULL && p->status == LH_PLAN_COMPLETED);
+	lh_state_retire(&r, &id, 3, p->status);
+	lh_cplan_free(p);
+	T_CHECK(lh_state_retired(&r, &id, &st) && st == LH_PLAN_COMPLETED);
+	T_EQ_INT(lh_state_apply(&r, goal, 3, NULL, 0), LH_APPLY_NOOP);
+	T_CHECK(lh_state_plan(&r, &id) == NULL);
+	lh_state_drop_partition(&r, 2);
+	T_CHECK(lh_state_retired(&r, &id, NULL));
+	lh_state_drop_partition(&r, 3);
+	T_CHECK(!lh_state_retired(&r, &id, NULL));
+	/* once forgotten, the same event would start the plan again: the set is what stops it */
+	T_EQ_INT(lh_state_apply(&r, goal, 3, NULL, 0), LH_APPLY_CHANGED);
+	lh_state_finish(&r);
+	lh_sim_finish(&s);
+}
+
 int main(void)
 {
+	T_RUN(t_retired_plan_is_not_restarted);
 	T_RUN(t_plan_completes);
 	T_RUN(t_apply_twice_changes_nothing);
 	T_RUN(t_replay_equals_live);
