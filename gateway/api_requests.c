@@ -115,6 +115,17 @@ void gw_api_request_respond(gw_t *gw, struct evhttp_request *req, const char *pl
 		gw_reply_error(req, 404, "not_found", "no such request: %s/%.128s", plan, rid);
 		goto out_free_arena;
 	}
+	/* An approval is decided, a question is answered: the other route would append an event
+	 * the coordinator cannot match to what it waits for. */
+	if (answer != !strcmp(lh_pg_get(res, 0, 1), "question")) {
+		gw_reply_error(req, 422, "wrong_kind",
+			       answer ? "request %.128s of plan %s is an approval (%s), not a question: "
+					"decide it with POST /v1/requests/{plan_id}/{request_id}/decision"
+				      : "request %.128s of plan %s is a %s, not an approval: answer it "
+					"with POST /v1/requests/{plan_id}/{request_id}/answer",
+			       rid, plan, lh_pg_get(res, 0, 1));
+		goto out_free_arena;
+	}
 	canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
 	/* A retry of an answer that was taken is answered like the first time (202), before the
 	 * status check would call it a second answer. */

@@ -170,7 +170,7 @@ SELECT coalesce(json_agg(r ORDER BY r.created_at, r.plan_id, r.request_id), '[]'
      ORDER BY r.created_at, r.plan_id, r.request_id LIMIT $3::integer) r;
 
 -- name: api_request_get
-SELECT r.status FROM input_requests r JOIN plans p ON p.plan_id = r.plan_id
+SELECT r.status, r.kind FROM input_requests r JOIN plans p ON p.plan_id = r.plan_id
  WHERE r.plan_id = $1::uuid AND r.request_id = $2 AND ($3::text IS NULL OR p.tenant = $3);
 
 -- name: api_events_after
