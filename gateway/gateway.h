@@ -11,6 +11,7 @@
  *   sse.c           /v1/plans/{id}/events as server-sent events
  *   notify.c        webhooks (a second consumer of lh.events, write-ahead notification.queued)
  *   links.c         GET /v1/links/{token}: signed one-click approve/reject links
+ *   static.c        the dashboard (/dashboard/...): files embedded at build time, strict CSP
  * Threads: one libevent loop. PostgreSQL reads and the wait for Kafka's acknowledgement of a write
  * block the loop briefly (see README.md). */
 #ifndef LH_GATEWAY_H
@@ -174,5 +175,11 @@ char *gw_link_token(const gw_t *gw, const char *plan, const char *rid, const cha
 		    const char *decision, int64_t exp_s, const char *budget);
 /* GET /v1/links/{token}: no bearer token, the signed token is the credential. */
 void gw_links_get(gw_t *gw, struct evhttp_request *req, const char *token);
+
+/* ---- static.c ------------------------------------------------------------------------------ */
+/* GET /dashboard/NAME: an embedded file (NAME "index.html" for /dashboard/), or 404. */
+void gw_static_get(struct evhttp_request *req, const char *name);
+/* 302 to a path of this gateway (/ and /dashboard -> /dashboard/). */
+void gw_static_redirect(struct evhttp_request *req, const char *to);
 
 #endif

@@ -253,6 +253,22 @@ void gw_http_on_request(struct evhttp_request *req, void *arg)
 	int n = split_path(path, buf, sizeof(buf), seg);
 	lh_error_t err = {0};
 
+	/* The dashboard: "/", "/dashboard" and "/dashboard/" (a final slash split_path refuses). */
+	if (path && (!strcmp(path, "/") || !strcmp(path, "/dashboard"))) {
+		if (method_is(req, EVHTTP_REQ_GET, "GET"))
+			gw_static_redirect(req, "/dashboard/");
+		return;
+	}
+	if (path && !strcmp(path, "/dashboard/")) {
+		if (method_is(req, EVHTTP_REQ_GET, "GET"))
+			gw_static_get(req, "index.html");
+		return;
+	}
+	if (n == 2 && IS(0, "dashboard")) {
+		if (method_is(req, EVHTTP_REQ_GET, "GET"))
+			gw_static_get(req, seg[1]);
+		return;
+	}
 	if (n == 1 && IS(0, "healthz")) {
 		if (method_is(req, EVHTTP_REQ_GET, "GET"))
 			reply_text(req, "text/plain", "ok\n");
