@@ -18,7 +18,29 @@ packages=(
 	valgrind clang
 	openjdk-17-jre-headless maven
 	python3 ca-certificates
+	chromium
 )
+
+# The dashboard's browser test (tests/integration/0025-dashboard.c) drives Debian's chromium
+# with playwright-core from npm (tests/browser/package-lock.json; needs node >= 20 and npm).
+# Installed with `npm ci` whenever tests/browser/node_modules is missing or older than the lock.
+browser_deps() {
+	local dir
+	dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/browser
+	if [[ -d $dir/node_modules/playwright-core && $dir/node_modules -nt $dir/package-lock.json ]]; then
+		return 0
+	fi
+	if [[ ${1:-} == --check ]]; then
+		echo "deps.sh: missing: tests/browser/node_modules (npm ci)"
+		return 1
+	fi
+	command -v npm >/dev/null 2>&1 || {
+		echo "deps.sh: npm is not installed: the dashboard test needs node >= 20 with npm" >&2
+		return 1
+	}
+	echo "deps.sh: npm ci in tests/browser"
+	(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error </dev/null) && touch "$dir/node_modules"
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -28,11 +50,13 @@ done
 
 if ((${#missing[@]} == 0)); then
 	echo "deps.sh: all ${#packages[@]} packages are installed"
-	exit 0
+	browser_deps "${1:-}"
+	exit $?
 fi
 
 if [[ ${1:-} == --check ]]; then
 	echo "deps.sh: missing: ${missing[*]}"
+	browser_deps --check || true
 	exit 1
 fi
 
@@ -62,3 +86,4 @@ if ((${#still[@]})); then
 	exit 1
 fi
 echo "deps.sh: installed ${missing[*]}"
+browser_deps

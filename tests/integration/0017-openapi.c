@@ -35,6 +35,9 @@ typedef struct resp {
 	size_t len;
 	char ctype[128];
 	char allow[128];
+	char csp[256];
+	char location[128];
+	char etag[80];
 } resp_t;
 static resp_t r;
 
@@ -64,6 +67,9 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 	resp_t *x = arg;
 	header_value(p, size * n, "Content-Type", x->ctype, sizeof(x->ctype));
 	header_value(p, size * n, "Allow", x->allow, sizeof(x->allow));
+	header_value(p, size * n, "Content-Security-Policy", x->csp, sizeof(x->csp));
+	header_value(p, size * n, "Location", x->location, sizeof(x->location));
+	header_value(p, size * n, "ETag", x->etag, sizeof(x->etag));
 	return size * n;
 }
 
@@ -603,13 +609,19 @@ static void t_requests(void)
 	PROBE(409, port_open, "POST", dt, dpath, NULL, "d2", "{\"decision\":\"reject\"}", NULL);
 	PROBE(202, port_open, "POST", dt, dpath, NULL, "d1",
 	      "{\"decision\":\"approve\",\"budget\":{\"tokens\":100000},\"reason\":\"ok\"}", NULL);
-	PROBE(409, port_open, "POST", at, apath, NULL, "a0", "{\"answer\":\"late\"}", NULL);
+	/* an approval is decided, not answered (checked before whether it is still pending) */
+	PROBE(422, port_open, "POST", at, apath, NULL, "a0", "{\"answer\":\"late\"}", NULL);
+	T_CHECK(strstr(r.body, "wrong_kind") && strstr(r.body, "/decision"));
 	snprintf(path, sizeof(path), "/v1/requests/%s/nope/decision", plan_budget);
 	PROBE(404, port_open, "POST", dt, path, NULL, "d3", "{\"decision\":\"approve\"}", NULL);
 	snprintf(path, sizeof(path), "/v1/requests/not-a-uuid/nope/answer");
 	PROBE(404, port_open, "POST", at, path, NULL, "a3", "{\"answer\":1}", NULL);
 
 	snprintf(apath, sizeof(apath), "/v1/requests/%s/%s/answer", plan_done, rid_question);
+	/* a question is answered, not decided */
+	snprintf(path, sizeof(path), "/v1/requests/%s/%s/decision", plan_done, rid_question);
+	PROBE(422, port_open, "POST", dt, path, NULL, "d-q", "{\"decision\":\"approve\"}", NULL);
+	T_CHECK(strstr(r.body, "wrong_kind") && strstr(r.body, "/answer"));
 	PROBE(400, port_open, "POST", at, apath, NULL, "a-bad", "{\"answer\":1,\"why\":2}", NULL);
 	PROBE(400, port_open, "POST", at, apath, NULL, NULL, "{\"answer\":1}", NULL);
 	PROBE(401, port_auth, "POST", at, apath, NULL, "a1", "{\"answer\":\"x\"}", NULL);
@@ -637,6 +649,35 @@ static void t_requests(void)
 	      NULL, NULL);
 }
 
+/* The dashboard: static files without a token, a strict CSP on each, ETag revalidation. */
+static void t_dashboard(void)
+{
+	char etag[80];
+	PROBE(302, port_auth, "GET", "/", "/", NULL, NULL, NULL, NULL);
+	T_EQ_STR(r.location, "/dashboard/");
+	PROBE(302, port_auth, "GET", "/dashboard", "/dashboard", NULL, NULL, NULL, NULL);
+	T_EQ_STR(r.location, "/dashboard/");
+	PROBE(200, port_auth, "GET", "/dashboard/", "/dashboard/", NULL, NULL, NULL, NULL);
+	T_CHECK(strstr(r.body, "<script src=\"app.js\"></script>") != NULL);
+	T_CHECK(strstr(r.csp, "default-src 'none'") && strstr(r.csp, "script-src 'self'") &&
+		!strstr(r.csp, "unsafe"));
+	PROBE(200, port_auth, "GET", "/dashboard/{file}", "/dashboard/app.js", NULL, NULL, NULL,
+	      NULL);
+	T_CHECK(strstr(r.body, "Authorization") != NULL && r.etag[0] == '"');
+	T_CHECK(strstr(r.csp, "script-src 'self'") != NULL);
+	snprintf(etag, sizeof(etag), "If-None-Match: %s", r.etag);
+	PROBE(304, port_auth, "GET", "/dashboard/{file}", "/dashboard/app.js", NULL, NULL, NULL,
+	      etag);
+	T_EQ_INT((int)r.len, 0);
+	PROBE(200, port_auth, "GET", "/dashboard/{file}", "/dashboard/app.css", NULL, NULL, NULL,
+	      NULL);
+	T_EQ_STR(r.ctype, "text/css; charset=utf-8");
+	PROBE(404, port_auth, "GET", "/dashboard/{file}", "/dashboard/nope.js", NULL, NULL, NULL,
+	      NULL);
+	PROBE(404, port_auth, "GET", "/dashboard/{file}", "/dashboard/%2e%2e%2fmain.c", NULL, NULL,
+	      NULL, NULL);
+}
+
 /* The router: every route it serves and likely neighbours, every method. */
 static void t_router(void)
 {
@@ -646,7 +687,8 @@ static void t_router(void)
 		"/v1/plans/{plan_id}/events", "/v1/plans/{plan_id}/pause",
 		"/v1/plans/{plan_id}/resume", "/v1/plans/{plan_id}/cancel", "/v1/requests",
 		"/v1/requests/{plan_id}/{request_id}/decision",
-		"/v1/requests/{plan_id}/{request_id}/answer", "/v1/links/{token}",
+		"/v1/requests/{plan_id}/{request_id}/answer", "/v1/links/{token}", "/dashboard",
+		"/dashboard/", "/dashboard/{file}", "/dashboard/app.js/x", "/dashboard/x/y",
 		/* neighbours: none of these may be served unless documented */
 		"/", "/v1", "/v1/", "/v2/plans", "/v1/plans/", "/v1/goals/{plan_id}", "/v1/tokens",
 		"/v1/events", "/v1/metrics", "/v1/healthz", "/healthz/x", "/v1/plans/{plan_id}/tasks",
@@ -771,6 +813,7 @@ int main(int argc, char **argv)
 	T_RUN(t_plan_reads);
 	T_RUN(t_commands);
 	T_RUN(t_requests);
+	T_RUN(t_dashboard);
 	T_RUN(t_router);
 	T_RUN(t_every_operation_probed);
 	ts_finish(&ts);
