@@ -151,7 +151,36 @@ bool gw_plan_visible(gw_t *gw, struct evhttp_request *req, const gw_caller_t *ca
 	return ok;
 }
 
-static void command(gw_t *gw, struct evhttp_request *req, const char *plan, const char *cmd)
+/* Is task task_no of the plan (visible to the caller) still cancellable? false after replying
+ * 404 (no such task), 409 (already finished) or 503. */
+static bool task_cancellable(gw_t *gw, struct evhttp_request *req, const char *plan,
+			     const char *task_no)
+{
+	lh_pg_res_t *res = NULL;
+	lh_error_t err = {0};
+	const char *params[2] = {plan, task_no};
+	const char *st;
+	bool ok = false;
+	if (lh_pg_query(gw->pg, "api_task_status", 2, params, NULL, NULL, &res, &err)) {
+		gw_reply_error(req, 503, "postgresql_unavailable", "%s", err.msg);
+		return false;
+	}
+	if (lh_pg_nrows(res) != 1 || !strcmp(lh_pg_get(res, 0, 1), "plan"))
+		gw_reply_error(req, 404, "not_found", "plan %s has no task %s", plan, task_no);
+	else if (!strcmp(st = lh_pg_get(res, 0, 0), "succeeded") || !strcmp(st, "dead") ||
+		 !strcmp(st, "cancelled") || !strcmp(st, "skipped"))
+		gw_reply_error(req, 409, "task_finished",
+			       "task %s of plan %s is %s: there is nothing to cancel", task_no, plan,
+			       st);
+	else
+		ok = true;
+	lh_pg_res_free(res);
+	return ok;
+}
+
+/* command.issued: pause, resume, cancel (task_no NULL) or cancel_task (task_no "N"). */
+static void command(gw_t *gw, struct evhttp_request *req, const char *plan, const char *cmd,
+		    const char *task_no)
 {
 	gw_caller_t caller;
 	json_t *body = NULL;
@@ -177,11 +206,14 @@ static void command(gw_t *gw, struct evhttp_request *req, const char *plan, cons
 		goto out_free_body;
 	}
 	json_object_set_new(body, "command", json_string(cmd));
+	if (task_no)
+		json_object_set_new(body, "task_no", json_integer(atoll(task_no)));
 	arena = lh_arena_new(0);
 	if (!parse_body(req, LH_EV_COMMAND_ISSUED, body, arena, (void **)&ci))
 		goto out_free_arena;
 	ci->idempotency_key = key;
-	if (!gw_plan_visible(gw, req, &caller, plan))
+	if (!gw_plan_visible(gw, req, &caller, plan) ||
+	    (task_no && !task_cancellable(gw, req, plan, task_no)))
 		goto out_free_arena;
 	canon = canonical(body);
 	request = lh_arena_printf(arena, "%s\n%s", plan, canon ? canon : "");
@@ -193,6 +225,8 @@ static void command(gw_t *gw, struct evhttp_request *req, const char *plan, cons
 		goto out_free_arena;
 	{
 		json_t *j = json_pack("{s:s, s:s}", "plan_id", plan, "command", cmd);
+		if (task_no)
+			json_object_set_new(j, "task_no", json_integer(atoll(task_no)));
 		gw_reply_json(req, 202, j);
 		json_decref(j);
 	}
@@ -201,6 +235,27 @@ out_free_arena:
 	lh_arena_free(arena);
 out_free_body:
 	json_decref(body);
+}
+
+void gw_api_task_cancel(gw_t *gw, struct evhttp_request *req, const char *plan,
+			const char *task_seg)
+{
+	gw_caller_t caller;
+	lh_id_t id;
+	char canon[LH_UUID_STR_LEN + 1], *end;
+	long long n = strtoll(task_seg, &end, 10);
+	if (lh_uuid_parse(plan, &id) || !*task_seg || *end || n < 1 || n > 1000000 ||
+	    task_seg[0] == '0' || task_seg[0] == '+' || task_seg[0] == ' ') {
+		/* authenticate first: an anonymous caller learns nothing, not even 404 */
+		if (gw_auth(gw, req, GW_ADMIN, &caller))
+			gw_reply_error(req, 404, "not_found",
+				       "no such task: %.64s/%.16s (a plan UUID and a task number "
+				       "from 1)",
+				       plan, task_seg);
+		return;
+	}
+	lh_uuid_fmt(&id, canon);
+	command(gw, req, canon, "cancel_task", task_seg);
 }
 
 void gw_api_plan(gw_t *gw, struct evhttp_request *req, const char *plan, const char *sub)
@@ -219,7 +274,7 @@ void gw_api_plan(gw_t *gw, struct evhttp_request *req, const char *plan, const c
 	}
 	lh_uuid_fmt(&id, canon);
 	if (!strcmp(sub, "pause") || !strcmp(sub, "resume") || !strcmp(sub, "cancel")) {
-		command(gw, req, canon, sub);
+		command(gw, req, canon, sub, NULL);
 		return;
 	}
 	if (!gw_auth(gw, req, GW_VIEWER, &caller))

@@ -141,6 +141,9 @@ void gw_api_goals_post(gw_t *gw, struct evhttp_request *req);
 void gw_api_plans_list(gw_t *gw, struct evhttp_request *req);
 /* /v1/plans/{id}[/sub] where sub is "", "decisions", "attempts", "pause", "resume", "cancel" */
 void gw_api_plan(gw_t *gw, struct evhttp_request *req, const char *plan, const char *sub);
+/* POST /v1/plans/{id}/tasks/{task_no}/cancel: command.issued cancel_task. */
+void gw_api_task_cancel(gw_t *gw, struct evhttp_request *req, const char *plan,
+			const char *task_seg);
 void gw_api_requests_list(gw_t *gw, struct evhttp_request *req);
 void gw_api_request_decision(gw_t *gw, struct evhttp_request *req, const char *plan,
 			     const char *request_id);

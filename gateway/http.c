@@ -302,6 +302,9 @@ void gw_http_on_request(struct evhttp_request *req, void *arg)
 			   (IS(3, "pause") || IS(3, "resume") || IS(3, "cancel"))) {
 			if (method_is(req, EVHTTP_REQ_POST, "POST"))
 				gw_api_plan(gw, req, seg[2], seg[3]);
+		} else if (n == 6 && IS(1, "plans") && IS(3, "tasks") && IS(5, "cancel")) {
+			if (method_is(req, EVHTTP_REQ_POST, "POST"))
+				gw_api_task_cancel(gw, req, seg[2], seg[4]);
 		} else if (n == 2 && IS(1, "requests")) {
 			if (method_is(req, EVHTTP_REQ_GET, "GET"))
 				gw_api_requests_list(gw, req);

@@ -173,6 +173,10 @@ SELECT coalesce(json_agg(r ORDER BY r.created_at, r.plan_id, r.request_id), '[]'
 SELECT r.status, r.kind FROM input_requests r JOIN plans p ON p.plan_id = r.plan_id
  WHERE r.plan_id = $1::uuid AND r.request_id = $2 AND ($3::text IS NULL OR p.tenant = $3);
 
+-- name: api_task_status
+-- lh-gateway: a task's status and kind before a cancel_task command (the plan is checked first).
+SELECT status, kind FROM tasks WHERE plan_id = $1::uuid AND task_no = $2::integer;
+
 -- name: api_events_after
 -- A plan's events after an offset, in log order (one partition holds a plan), as the JSON form.
 SELECT "offset", type, json_build_object(

@@ -519,6 +519,53 @@ static void t_plan_reads(void)
 	T_CHECK(strstr(r.body, "event: goal.submitted\n") != NULL);
 }
 
+/* Cancel one task: a plan paused by its task budget (tasks 2.. never started) loses task 3. */
+static void t_cancel_task(void)
+{
+	const char *tmpl = "/v1/plans/{plan_id}/tasks/{task_no}/cancel";
+	char plan[40], path[300];
+	PROBE(202, port_open, "POST", "/v1/goals", "/v1/goals", NULL, "goal-tasks",
+	      "{\"goal\":\"Plan a weekend in Porto\",\"budget\":{\"tasks\":2}}", NULL);
+	plan_id_of_reply(plan);
+	T_CHECK(ts_wait_sql(&ts, 90000,
+			    "SELECT status FROM input_requests WHERE plan_id = $1 AND kind = "
+			    "'budget_extension'",
+			    plan, "pending"));
+	T_EQ_STR(ts_sql1(&ts, "SELECT status FROM tasks WHERE plan_id = $1 AND task_no = 3", plan),
+		 "pending");
+	snprintf(path, sizeof(path), "/v1/plans/%s/tasks/3/cancel", plan);
+	PROBE(401, port_auth, "POST", tmpl, path, NULL, "ct-1", NULL, NULL);
+	PROBE(403, port_auth, "POST", tmpl, path, tok_viewer, "ct-1", NULL, NULL);
+	PROBE(404, port_auth, "POST", tmpl, path, tok_admin, "ct-1", NULL, NULL); /* tenant */
+	PROBE(429, port_slow, "POST", tmpl, path, tok_slow, "ct-1", NULL, NULL);
+	PROBE(400, port_open, "POST", tmpl, path, NULL, "ct-bad", "{\"task_no\":4}", NULL);
+	PROBE(400, port_open, "POST", tmpl, path, NULL, NULL, NULL, NULL);
+	PROBE(202, port_open, "POST", tmpl, path, NULL, "ct-1", "{\"reason\":\"not needed\"}",
+	      NULL);
+	T_CHECK(strstr(r.body, "\"task_no\":3") && strstr(r.body, "cancel_task"));
+	PROBE(202, port_open, "POST", tmpl, path, NULL, "ct-1", "{\"reason\":\"not needed\"}",
+	      NULL);
+	T_CHECK(ts_wait_sql(&ts, 60000,
+			    "SELECT status FROM tasks WHERE plan_id = $1 AND task_no = 3", plan,
+			    "cancelled"));
+	T_EQ_INT(ts_count_events(&ts, plan, "command.issued"), 1);
+	PROBE(409, port_open, "POST", tmpl, path, NULL, "ct-2", NULL, NULL); /* cancelled */
+	snprintf(path, sizeof(path), "/v1/plans/%s/tasks/1/cancel", plan);
+	PROBE(409, port_open, "POST", tmpl, path, NULL, "ct-3", NULL, NULL); /* succeeded */
+	T_CHECK(strstr(r.body, "task_finished") != NULL);
+	snprintf(path, sizeof(path), "/v1/plans/%s/tasks/99/cancel", plan);
+	PROBE(404, port_open, "POST", tmpl, path, NULL, "ct-4", NULL, NULL);
+	snprintf(path, sizeof(path), "/v1/plans/%s/tasks/0/cancel", plan);
+	PROBE(404, port_open, "POST", tmpl, path, NULL, "ct-5", NULL, NULL);
+	snprintf(path, sizeof(path), "/v1/plans/%s/tasks/01/cancel", plan);
+	PROBE(404, port_open, "POST", tmpl, path, NULL, "ct-6", NULL, NULL);
+	snprintf(path, sizeof(path), "/v1/plans/%s/tasks/x/cancel", plan);
+	PROBE(404, port_open, "POST", tmpl, path, NULL, "ct-7", NULL, NULL);
+	PROBE(404, port_open, "POST", tmpl,
+	      "/v1/plans/01900000-0000-7000-8000-000000000000/tasks/1/cancel", NULL, "ct-8", NULL,
+	      NULL);
+}
+
 static void t_commands(void)
 {
 	static const char *const cmds[] = {"pause", "resume", "cancel", NULL};
@@ -689,6 +736,8 @@ static void t_router(void)
 		"/v1/requests/{plan_id}/{request_id}/decision",
 		"/v1/requests/{plan_id}/{request_id}/answer", "/v1/links/{token}", "/dashboard",
 		"/dashboard/", "/dashboard/{file}", "/dashboard/app.js/x", "/dashboard/x/y",
+		"/v1/plans/{plan_id}/tasks/{task_no}/cancel", "/v1/plans/{plan_id}/tasks/1/cancel/x",
+		"/v1/plans/{plan_id}/tasks/1/pause",
 		/* neighbours: none of these may be served unless documented */
 		"/", "/v1", "/v1/", "/v2/plans", "/v1/plans/", "/v1/goals/{plan_id}", "/v1/tokens",
 		"/v1/events", "/v1/metrics", "/v1/healthz", "/healthz/x", "/v1/plans/{plan_id}/tasks",
@@ -812,6 +861,7 @@ int main(int argc, char **argv)
 	T_RUN(t_goals);
 	T_RUN(t_plan_reads);
 	T_RUN(t_commands);
+	T_RUN(t_cancel_task);
 	T_RUN(t_requests);
 	T_RUN(t_dashboard);
 	T_RUN(t_router);
