@@ -10,6 +10,8 @@ int lhctl_cmd_events(int argc, char **argv);  /* events.c */
 /* requests, approve, reject, respond, plan pause|resume|cancel|cancel-task (steer.c) */
 int lhctl_cmd_steer(int argc, char **argv);
 int lhctl_cmd_db(int argc, char **argv);      /* db.c */
+int lhctl_cmd_token(int argc, char **argv);   /* token.c */
+int lhctl_cmd_watch(int argc, char **argv);   /* watch.c */
 int lhctl_cmd_version(int argc, char **argv); /* db.c */
 
 #endif

@@ -5,6 +5,8 @@
  *   lhctl run "GOAL"              submit a goal and watch it to the end (run.c)
  *   lhctl plan show ID | list     inspect plans in PostgreSQL (plan.c)
  *   lhctl events tail             decode lh.events to JSON lines (events.c)
+ *   lhctl token create|revoke|list  the gateway's bearer tokens (token.c)
+ *   lhctl watch PLAN              follow a running plan to its end (watch.c)
  *   lhctl db migrate              apply the schema (db.c)
  *   lhctl version
  *
@@ -30,10 +32,13 @@ static const cmd_t cmds[] = {
 	{"run", lhctl_cmd_run, "submit a goal and watch it until it finishes"},
 	{"plan", lhctl_cmd_plan,
 	 "plans: plan show ID, plan list, plan pause|resume|cancel ID, plan cancel-task ID N"},
+	{"watch", lhctl_cmd_watch, "follow a running plan to its end with a live progress bar"},
 	{"requests", lhctl_cmd_steer, "pending approvals and questions (requests [--plan ID])"},
 	{"approve", lhctl_cmd_steer, "approve a request (approve PLAN REQUEST [--budget-usd X])"},
 	{"reject", lhctl_cmd_steer, "reject a request (reject PLAN REQUEST [--reason TEXT])"},
 	{"respond", lhctl_cmd_steer, "answer a question (respond PLAN REQUEST ANSWER)"},
+	{"token", lhctl_cmd_token,
+	 "gateway bearer tokens (token create NAME --role R, token revoke NAME, token list)"},
 	{"events", lhctl_cmd_events, "decode the event log to JSON lines (events tail)"},
 	{"db", lhctl_cmd_db, "apply database migrations (db migrate)"},
 	{"version", lhctl_cmd_version, "print the version"},

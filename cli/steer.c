@@ -142,9 +142,10 @@ out_free:
 	return rc;
 }
 
-/* The plan must exist (in PostgreSQL); the request, when given, must be pending there. */
-static int check(steer_cfg_t *cfg, const char *plan_arg, const char *request, lh_id_t *ret_id,
-		 bool *ret_pending)
+/* The plan must exist (in PostgreSQL); the request, when given, must be pending there and of the
+ * kind the command answers (question: respond; anything else is an approval: approve, reject). */
+static int check(steer_cfg_t *cfg, const char *plan_arg, const char *request, bool question,
+		 lh_id_t *ret_id, bool *ret_pending)
 {
 	lh_error_t err = {0};
 	lh_pg_t *pg = NULL;
@@ -173,6 +174,15 @@ static int check(steer_cfg_t *cfg, const char *plan_arg, const char *request, lh
 		}
 		/* a request not materialized yet may still come: the answer is kept until it does */
 		*ret_pending = lh_pg_nrows(res) == 0 || !strcmp(lh_pg_get(res, 0, 0), "pending");
+		if (lh_pg_nrows(res) == 1 && question != !strcmp(lh_pg_get(res, 0, 1), "question")) {
+			rc = lhctl_fail(LHCTL_EXIT_FAIL,
+					question ? "request %s of plan %s is an approval (%s): use lhctl "
+						   "approve or lhctl reject"
+						 : "request %s of plan %s is a %s: answer it with lhctl "
+						   "respond",
+					request, id, lh_pg_get(res, 0, 1));
+			goto out_free;
+		}
 		if (lh_pg_nrows(res) == 1 && !*ret_pending) {
 			rc = lhctl_fail(LHCTL_EXIT_FAIL, "request %s of plan %s is already %s", request,
 					id, lh_pg_get(res, 0, 0));
@@ -230,7 +240,7 @@ static int decide(steer_cfg_t *cfg, char **rest, int nrest, bool approve)
 	if (nrest != 2)
 		return lhctl_fail(LHCTL_EXIT_USAGE, "usage: lhctl %s PLAN REQUEST",
 				  approve ? "approve" : "reject");
-	if ((rc = check(cfg, rest[0], rest[1], &id, &pending)))
+	if ((rc = check(cfg, rest[0], rest[1], false, &id, &pending)))
 		return rc;
 	if (cfg->budget_usd > 0 || cfg->budget_tokens || cfg->budget_tasks || cfg->budget_replans ||
 	    cfg->budget_deadline_s) {
@@ -266,7 +276,7 @@ static int respond(steer_cfg_t *cfg, char **rest, int nrest)
 		return lhctl_fail(LHCTL_EXIT_USAGE, "usage: lhctl respond PLAN REQUEST ANSWER");
 	if (!*rest[2])
 		return lhctl_fail(LHCTL_EXIT_USAGE, "the answer is empty");
-	if ((rc = check(cfg, rest[0], rest[1], &id, &pending)))
+	if ((rc = check(cfg, rest[0], rest[1], true, &id, &pending)))
 		return rc;
 	if (!(answer = json_string(rest[2])))
 		return lhctl_fail(LHCTL_EXIT_USAGE, "the answer is not valid UTF-8");
@@ -295,7 +305,7 @@ static int command(steer_cfg_t *cfg, const char *cmd, char **rest, int nrest)
 			return lhctl_fail(LHCTL_EXIT_USAGE, "\"%.32s\" is not a task number (1 or more)",
 					  rest[1]);
 	}
-	if ((rc = check(cfg, rest[0], NULL, &id, NULL)))
+	if ((rc = check(cfg, rest[0], NULL, false, &id, NULL)))
 		return rc;
 	snprintf(what, sizeof(what), "%s requested", task ? "cancel of the task" : cmd);
 	return append(cfg, &id, LH_EV_COMMAND_ISSUED, LH_NO_TASK, &c, what);

@@ -83,7 +83,7 @@ SELECT coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce
 SELECT status, count(*) FROM task_attempts GROUP BY status ORDER BY status;
 
 -- name: request_status
-SELECT status FROM input_requests WHERE plan_id = $1::uuid AND request_id = $2;
+SELECT status, kind FROM input_requests WHERE plan_id = $1::uuid AND request_id = $2;
 
 -- name: requests_pending
 SELECT r.plan_id, r.request_id, r.task_no, r.kind, r.question, r.created_at
@@ -101,6 +101,13 @@ INSERT INTO api_tokens (token_sha256, name, role, tenant) VALUES ($1, $2, $3, $4
 
 -- name: api_token_revoke
 UPDATE api_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL RETURNING 1;
+
+-- name: api_token_list
+-- lhctl token list: never the hash. $1 't' includes revoked tokens.
+SELECT name, role, tenant, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+       to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+  FROM api_tokens WHERE $1::boolean OR revoked_at IS NULL
+ ORDER BY created_at, name;
 
 -- name: api_write_claim
 -- Claim an idempotency key for a request, or find who claimed it: request hash, plan id and
