@@ -57,6 +57,8 @@ typedef struct worker_cfg {
 	int64_t breaker_threshold;
 	int64_t breaker_cooldown_ms;
 	double requests_per_minute;
+	int64_t linger_ms;
+	int64_t commit_interval_ms;
 } worker_cfg_t;
 
 #define W(f) offsetof(worker_cfg_t, f)
@@ -150,6 +152,17 @@ static const lh_cfg_def_t worker_table[] = {
 	 "model calls a minute (a token bucket, a second's worth of burst); calls over it wait; "
 	 "0 = no limit",
 	 W(requests_per_minute)},
+	{"worker.linger_ms", LH_CFG_INT, "0", 0, 1000, NULL, "LH_WORKER_LINGER_MS", NULL, false,
+	 false,
+	 "how long the events producer waits to fill a batch; 0 sends at once (an attempt waits "
+	 "for its attempt.started acknowledgement; events that queue while requests are in "
+	 "flight are still batched)",
+	 W(linger_ms)},
+	{"worker.commit_interval_ms", LH_CFG_INT, "100", 0, 60000, NULL, NULL, NULL, false, false,
+	 "order offsets whose attempt.started is acknowledged are committed together this often "
+	 "(0: each at once); a crash re-delivers at most this much, which the coordinator's "
+	 "fencing and event ids absorb",
+	 W(commit_interval_ms)},
 	LH_CFG_END,
 };
 
@@ -194,12 +207,22 @@ typedef struct attempt {
 	int64_t start_mono_us;
 	bool started_acked;
 	bool calling;
+	/* The first model call starts together with attempt.started; what the attempt does with
+	 * an answer (tools, events) waits for the broker's acknowledgement of attempt.started. */
+	bool has_parked;      /* the model answered before the acknowledgement */
+	bool parked_is_err;
+	lh_llm_resp_t parked; /* owned */
+	lh_llm_error_t parked_err;
+	const char *deferred_class; /* finish() before the acknowledgement: done in on_delivery */
+	char *deferred_msg;	    /* in arena */
+	bool abandoned; /* attempt.started could not be delivered: freed when its call ends */
 	int64_t beats;
 } attempt_t;
 
 /* Offsets of one order partition waiting for their attempt.started ack, in order. */
 typedef struct ptrack {
 	bool assigned;
+	int64_t commit; /* offset to commit on the next commit tick; -1 = nothing new */
 	int64_t *offs;
 	bool *acked;
 	size_t head, n, cap;
@@ -231,7 +254,8 @@ static struct worker {
 	lh_idmap_t seen; /* order ids recently taken: duplicates of a re-sent order are dropped */
 	lh_id_t seen_ring[DEDUP_RING];
 	size_t seen_pos;
-	struct event *ev_sigint, *ev_sigterm, *ev_stats, *ev_heartbeat;
+	struct event *ev_sigint, *ev_sigterm, *ev_stats, *ev_heartbeat, *ev_commit;
+	bool commit_scheduled;
 	uint64_t orders, succeeded, failed, duplicates, dead_letters, asked, tool_calls,
 		fast_fails;
 } wk;
@@ -267,6 +291,7 @@ static void set_paused(bool pause)
 static void attempt_free(attempt_t *a)
 {
 	list_del(a);
+	lh_llm_resp_finish(&a->parked);
 	lh_event_free(a->order);
 	lh_jsonschema_free(a->schema);
 	lh_arena_free(a->arena);
@@ -331,6 +356,13 @@ static lh_usage_t usage_of(const attempt_t *a)
 static void finish(attempt_t *a, const char *error_class, const char *msg, json_t *output)
 {
 	lh_event_t ev;
+	if (!a->started_acked) {
+		/* Only failures end an attempt before the ack (answers are parked until then): the
+		 * failure follows attempt.started, and on_delivery still needs a. */
+		a->deferred_class = error_class ? error_class : "internal";
+		a->deferred_msg = lh_arena_strdup(a->arena, msg ? msg : "");
+		return;
+	}
 	lh_usage_t u = usage_of(a);
 	int64_t latency_ms = (lh_mono_us() - a->start_mono_us) / 1000;
 	const char *model = a->model[0] ? a->model : wk.cfg.model;
@@ -377,6 +409,7 @@ static const char *error_class_of(lh_llm_errclass_t k)
 }
 
 static void request(attempt_t *a);
+static void handle_answer(attempt_t *a, lh_llm_resp_t *resp, const lh_llm_error_t *lerr);
 
 static void request_later(evutil_socket_t fd, short what, void *arg) { request(arg); }
 
@@ -569,9 +602,32 @@ static void run_tools(attempt_t *a, lh_llm_resp_t *resp)
 		round_done(a);
 }
 
+/* A model call ended: act on it, or park it until attempt.started is acknowledged. */
 static void on_llm_done(lh_llm_resp_t *resp, const lh_llm_error_t *lerr, void *opaque)
 {
 	attempt_t *a = opaque;
+	if (a->abandoned) {
+		attempt_free(a);
+		return;
+	}
+	if (!a->started_acked) {
+		a->calling = false;
+		a->has_parked = true;
+		a->parked_is_err = lerr != NULL;
+		if (lerr)
+			a->parked_err = *lerr;
+		else {
+			a->parked = *resp; /* the response's fields are ours now */
+			memset(resp, 0, sizeof(*resp));
+		}
+		return;
+	}
+	handle_answer(a, resp, lerr);
+}
+
+/* Act on a model call's outcome: tools, corrections, the attempt's result. */
+static void handle_answer(attempt_t *a, lh_llm_resp_t *resp, const lh_llm_error_t *lerr)
+{
 	const lh_task_order_t *o = a->order->body;
 	lh_error_t err = {0};
 	json_t *out = NULL;
@@ -737,12 +793,33 @@ static void call_model(attempt_t *a)
 	request(a);
 }
 
+/* Commit what a partition has acknowledged since its last commit (asynchronously). */
+static void commit_pending(int32_t partition)
+{
+	ptrack_t *pt = &wk.parts[partition];
+	lh_error_t err = {0};
+	if (pt->commit < 0)
+		return;
+	if (lh_kafka_commit(wk.consumer, wk.orders_topic, partition, pt->commit, false, &err))
+		lh_log_warn("worker.commit", err.msg);
+	pt->commit = -1;
+}
+
+/* The commit tick: one commit request per partition for every order acknowledged since the
+ * last tick, instead of one per order. */
+static void on_commit_tick(evutil_socket_t fd, short what, void *arg)
+{
+	wk.commit_scheduled = false;
+	for (int i = 0; i < MAX_PARTS; i++)
+		if (wk.parts[i].assigned)
+			commit_pending(i);
+}
+
 /* Commit the contiguous prefix of acknowledged orders of a partition. */
 static void ack_offset(int32_t partition, int64_t offset)
 {
 	ptrack_t *pt = &wk.parts[partition];
 	int64_t commit = -1;
-	lh_error_t err = {0};
 	if (!pt->assigned)
 		return;
 	for (size_t i = 0; i < pt->n; i++) {
@@ -755,8 +832,17 @@ static void ack_offset(int32_t partition, int64_t offset)
 		pt->head = (pt->head + 1) % pt->cap;
 		pt->n--;
 	}
-	if (commit >= 0 && lh_kafka_commit(wk.consumer, wk.orders_topic, partition, commit, false, &err))
-		lh_log_warn("worker.commit", err.msg);
+	if (commit < 0)
+		return;
+	pt->commit = commit;
+	if (wk.cfg.commit_interval_ms == 0) {
+		commit_pending(partition);
+	} else if (!wk.commit_scheduled) {
+		struct timeval tv = {wk.cfg.commit_interval_ms / 1000,
+				     (wk.cfg.commit_interval_ms % 1000) * 1000};
+		wk.commit_scheduled = true;
+		event_add(wk.ev_commit, &tv);
+	}
 }
 
 static void track_offset(int32_t partition, int64_t offset, bool acked)
@@ -792,8 +878,12 @@ static void on_delivery(void *opaque, void *msg_opaque, lh_err_t rc, const lh_er
 	attempt_t *a = msg_opaque;
 	if (rc) {
 		lh_log_error("worker.delivery_failed", err ? err->msg : "delivery failed");
-		if (a)
-			attempt_free(a); /* not started in the log: the coordinator's lease re-dispatches */
+		/* not started in the log: the coordinator's lease re-dispatches; a model call still
+		 * in flight frees the attempt when it ends */
+		if (a && a->calling)
+			a->abandoned = true;
+		else if (a)
+			attempt_free(a);
 		return;
 	}
 	if (!a)
@@ -802,9 +892,17 @@ static void on_delivery(void *opaque, void *msg_opaque, lh_err_t rc, const lh_er
 	ack_offset(a->partition, a->offset);
 	if (wk.stopping) {
 		finish(a, "retryable", "worker shutting down before the call", NULL);
-		return;
+	} else if (a->deferred_class) {
+		finish(a, a->deferred_class, a->deferred_msg, NULL);
+	} else if (a->has_parked) {
+		lh_llm_resp_t r = a->parked;
+		lh_llm_error_t e = a->parked_err;
+		memset(&a->parked, 0, sizeof(a->parked));
+		a->has_parked = false;
+		handle_answer(a, a->parked_is_err ? NULL : &r, a->parked_is_err ? &e : NULL);
+		lh_llm_resp_finish(&r);
 	}
-	call_model(a);
+	/* else the first model call is still in flight (or waiting for the rate limit) */
 }
 
 static bool seen_before(const lh_id_t *id)
@@ -865,6 +963,10 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 	publish(&started, a);
 	if (wk.ninflight >= wk.cfg.max_inflight)
 		set_paused(true);
+	/* The model call overlaps the broker's round trip of attempt.started: a call has no side
+	 * effect but its cost, and nothing it leads to (tools, events) happens before the ack. */
+	if (!wk.stopping)
+		call_model(a);
 }
 
 static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, int n)
@@ -873,10 +975,13 @@ static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, in
 		int32_t p = parts[i].partition;
 		if (p < 0 || p >= MAX_PARTS)
 			continue;
+		if (!assigned && wk.parts[p].assigned)
+			commit_pending(p); /* what was acknowledged before the partition leaves */
 		free(wk.parts[p].offs);
 		free(wk.parts[p].acked);
 		memset(&wk.parts[p], 0, sizeof(wk.parts[p]));
 		wk.parts[p].assigned = assigned;
+		wk.parts[p].commit = -1;
 	}
 	if (assigned && wk.paused) {
 		/* new partitions arrive unpaused: pause them too */
@@ -1015,7 +1120,8 @@ int main(int argc, char **argv)
 	lh_error_t err = {0};
 	lh_kafka_opts_t ko;
 	const char *topics[2];
-	char host[64] = "?";
+	char host[64] = "?", linger[32];
+	const char *producer_extra[] = {linger, NULL};
 	int rc;
 
 	lh_log_init("lh-worker", LH_LOG_INFO, NULL);
@@ -1044,6 +1150,8 @@ int main(int argc, char **argv)
 	snprintf(wk.worker_id, sizeof(wk.worker_id), "lh-worker@%s:%d/%s", host, (int)getpid(),
 		 wk.cfg.tier);
 	wk.inflight.next = wk.inflight.prev = &wk.inflight;
+	for (int i = 0; i < MAX_PARTS; i++)
+		wk.parts[i].commit = -1;
 	lh_idmap_init(&wk.seen);
 	lh_buf_init(&wk.scratch);
 	wk.base = event_base_new();
@@ -1051,8 +1159,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lh-worker: %s\n", err.msg);
 		return 1;
 	}
+	snprintf(linger, sizeof(linger), "linger.ms=%lld", (long long)wk.cfg.linger_ms);
 	ko = (lh_kafka_opts_t){.brokers = wk.cfg.common.brokers, .client_id = "lh-worker",
-			       .on_delivery = on_delivery};
+			       .on_delivery = on_delivery, .extra = producer_extra};
 	if (lh_kafka_new(&ko, &wk.producer, &err) || lh_kafka_wait_ready(wk.producer, 15000, &err)) {
 		lh_log_error("worker.start_failed", err.msg);
 		fprintf(stderr, "lh-worker: %s\n", err.msg);
@@ -1083,6 +1192,7 @@ int main(int argc, char **argv)
 		wk.ev_heartbeat = event_new(wk.base, -1, EV_PERSIST, on_heartbeat, NULL);
 		event_add(wk.ev_heartbeat, &tv);
 	}
+	wk.ev_commit = evtimer_new(wk.base, on_commit_tick, NULL);
 	lh_log_info("worker.started", "consuming", "topic", wk.orders_topic, "group", wk.group, "id",
 		    wk.worker_id);
 	event_base_dispatch(wk.base);
@@ -1095,6 +1205,10 @@ int main(int argc, char **argv)
 		finish(wk.inflight.next, "retryable", "worker shut down", NULL);
 	if (lh_kafka_flush(wk.producer, 10000, &err))
 		lh_log_warn("worker.flush", err.msg);
+	for (int i = 0; i < MAX_PARTS; i++)
+		if (wk.parts[i].assigned && wk.parts[i].commit >= 0 &&
+		    lh_kafka_commit(wk.consumer, wk.orders_topic, i, wk.parts[i].commit, true, &err))
+			lh_log_warn("worker.commit", err.msg);
 	wk.consumer = lh_kafka_free(wk.consumer);
 	wk.producer = lh_kafka_free(wk.producer);
 	wk.llm = lh_llm_provider_free(wk.llm);
@@ -1104,6 +1218,7 @@ int main(int argc, char **argv)
 	event_free(wk.ev_sigint);
 	event_free(wk.ev_sigterm);
 	event_free(wk.ev_heartbeat);
+	event_free(wk.ev_commit);
 	if (wk.ev_stats)
 		event_free(wk.ev_stats);
 	event_base_free(wk.base);
