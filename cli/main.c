@@ -31,7 +31,8 @@ static const cmd_t cmds[] = {
 	{"dev", lhctl_cmd_dev, "run the whole stack on this machine (dev stop, dev status)"},
 	{"run", lhctl_cmd_run, "submit a goal and watch it until it finishes"},
 	{"plan", lhctl_cmd_plan,
-	 "plans: plan show ID, plan list, plan pause|resume|cancel ID, plan cancel-task ID N"},
+	 "plans: plan show|list, plan pause|resume|cancel ID, plan cancel-task ID N, plan modify "
+	 "ID PATCH"},
 	{"watch", lhctl_cmd_watch, "follow a running plan to its end with a live progress bar"},
 	{"requests", lhctl_cmd_steer, "pending approvals and questions (requests [--plan ID])"},
 	{"approve", lhctl_cmd_steer, "approve a request (approve PLAN REQUEST [--budget-usd X])"},

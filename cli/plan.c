@@ -232,11 +232,15 @@ int lhctl_cmd_plan(int argc, char **argv)
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		fprintf(argc < 2 ? stderr : stdout,
 			"usage: lhctl plan show ID | lhctl plan list [--limit N] | lhctl plan "
-			"pause|resume|cancel ID | lhctl plan cancel-task ID TASK\n\n"
+			"pause|resume|cancel ID | lhctl plan cancel-task ID TASK | lhctl plan "
+			"modify ID PATCH.json|-\n\n"
 			"  show ID            a plan's status, usage and tasks (from PostgreSQL)\n"
 			"  list               the newest plans\n"
 			"  pause|resume|cancel ID    steer a plan (an event on lh.events)\n"
-			"  cancel-task ID N   cancel one task; the tasks that need it are skipped\n\n"
+			"  cancel-task ID N   cancel one task; the tasks that need it are skipped\n"
+			"  modify ID PATCH    add, remove, reorder or edit tasks: {base_version, "
+			"tasks, remove,\n"
+			"                     join_instructions, reason} (cli/README.md)\n\n"
 			"`lhctl plan show --help` lists the options.\n");
 		return argc < 2 ? LHCTL_EXIT_USAGE : LHCTL_EXIT_OK;
 	}
@@ -245,7 +249,7 @@ int lhctl_cmd_plan(int argc, char **argv)
 	if (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "ls") == 0)
 		return plan_list(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "pause") || !strcmp(argv[1], "resume") || !strcmp(argv[1], "cancel") ||
-	    !strcmp(argv[1], "cancel-task"))
+	    !strcmp(argv[1], "cancel-task") || !strcmp(argv[1], "modify"))
 		return lhctl_cmd_steer(argc, argv);
 	return lhctl_fail(LHCTL_EXIT_USAGE, "unknown plan command \"%s\" (try: lhctl plan show ID)",
 			  argv[1]);

@@ -15,6 +15,7 @@
 #include "ids.h"
 #include "kafka.h"
 #include "pg.h"
+#include "plan_patch.h"
 
 #define DELIVERY_TIMEOUT_MS 15000
 #define CONNECT_TIMEOUT_MS 5000
@@ -65,7 +66,8 @@ static const lh_cfg_spec_t steer_spec = {
 	.prog = "lhctl",
 	.usage = "requests [--plan ID] | approve PLAN REQUEST [--budget-usd X ...] [--edit X] | "
 		 "reject PLAN REQUEST | respond PLAN REQUEST ANSWER | plan "
-		 "pause|resume|cancel PLAN | plan cancel-task PLAN TASK",
+		 "pause|resume|cancel PLAN | plan cancel-task PLAN TASK | plan modify PLAN "
+		 "PATCH.json|-",
 	.summary = "Steers plans: lists pending approvals and questions, answers them (as a person by "
 		   "default; --as ai_agent or automated_rule), pauses, resumes or cancels a plan or "
 		   "one task. Each command appends one event to lh.events and waits for the broker "
@@ -311,6 +313,95 @@ static int command(steer_cfg_t *cfg, const char *cmd, char **rest, int nrest)
 	return append(cfg, &id, LH_EV_COMMAND_ISSUED, LH_NO_TASK, &c, what);
 }
 
+#define PATCH_MAX_BYTES (1024 * 1024)
+
+/* The patch file (or stdin for "-"): one JSON object. New reference or NULL after printing. */
+static json_t *read_patch(const char *path, int *ret_rc)
+{
+	json_error_t jerr;
+	json_t *j;
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+	char *buf;
+	size_t n;
+	if (!f) {
+		*ret_rc = lhctl_fail(LHCTL_EXIT_USAGE, "could not open %s", path);
+		return NULL;
+	}
+	buf = malloc(PATCH_MAX_BYTES + 1);
+	if (!buf)
+		abort();
+	n = fread(buf, 1, PATCH_MAX_BYTES + 1, f);
+	if (f != stdin)
+		fclose(f);
+	if (n > PATCH_MAX_BYTES) {
+		free(buf);
+		*ret_rc = lhctl_fail(LHCTL_EXIT_USAGE, "the patch is larger than %d bytes",
+				     PATCH_MAX_BYTES);
+		return NULL;
+	}
+	j = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &jerr);
+	free(buf);
+	if (!j)
+		*ret_rc = lhctl_fail(LHCTL_EXIT_USAGE, "the patch is not JSON: %s (line %d, column %d)",
+				     jerr.text, jerr.line, jerr.column);
+	return j;
+}
+
+/* lhctl plan modify PLAN FILE|-: the same patch and checks as POST /v1/plans/{id}/modify
+ * (common/plan_patch.h), appended as plan.revised. */
+static int modify(steer_cfg_t *cfg, char **rest, int nrest)
+{
+	lh_error_t err = {0};
+	lh_pg_t *pg = NULL;
+	lh_pg_res_t *res = NULL;
+	json_t *patch = NULL, *current = NULL;
+	lh_arena_t *arena = NULL;
+	lh_plan_revised_t *rev;
+	const char *conflict = NULL, *params[2];
+	char id_s[LH_UUID_STR_LEN + 1], what[96];
+	lh_id_t id;
+	int rc = LHCTL_EXIT_OK;
+	lh_err_t prc;
+	if (nrest != 2)
+		return lhctl_fail(LHCTL_EXIT_USAGE, "usage: lhctl plan modify PLAN PATCH.json|-");
+	if (!(patch = read_patch(rest[1], &rc)))
+		return rc;
+	if ((rc = check(cfg, rest[0], NULL, false, &id, NULL)))
+		goto out_free;
+	lh_uuid_fmt(&id, id_s);
+	params[0] = id_s;
+	params[1] = NULL;
+	if (lh_pg_connect(cfg->common.pg_url, &pg, &err) ||
+	    lh_pg_query(pg, "api_plan_get", 2, params, NULL, NULL, &res, &err)) {
+		rc = lhctl_fail(LHCTL_EXIT_FAIL, "%s", err.msg);
+		goto out_free;
+	}
+	if (lh_pg_nrows(res) != 1 || !(current = json_loads(lh_pg_get(res, 0, 0), 0, NULL))) {
+		rc = lhctl_fail(LHCTL_EXIT_FAIL, "plan %s not found", id_s);
+		goto out_free;
+	}
+	arena = lh_arena_new(0);
+	prc = lh_plan_patch(current, patch, arena, &rev, &conflict, &err);
+	if (prc) {
+		rc = lhctl_fail(prc == LH_ERR_CONFLICT ? LHCTL_EXIT_FAIL : LHCTL_EXIT_USAGE,
+				"%s%s%s", prc == LH_ERR_CONFLICT ? "" : "the patch: ", err.msg,
+				prc == LH_ERR_CONFLICT && !strcmp(conflict, "version_conflict")
+					? " (lhctl plan show prints the version)"
+					: "");
+		goto out_free;
+	}
+	snprintf(what, sizeof(what), "plan modified: version %lld, join is task %lld",
+		 (long long)rev->version, (long long)rev->tasks.v[rev->tasks.n - 1].task_no);
+	rc = append(cfg, &id, LH_EV_PLAN_REVISED, LH_NO_TASK, rev, what);
+out_free:
+	lh_arena_free(arena);
+	lh_pg_res_free(res);
+	lh_pg_free(pg);
+	json_decref(current);
+	json_decref(patch);
+	return rc;
+}
+
 int lhctl_cmd_steer(int argc, char **argv)
 {
 	steer_cfg_t cfg = {0};
@@ -334,6 +425,8 @@ int lhctl_cmd_steer(int argc, char **argv)
 		rc = command(&cfg, verb, rest, nrest);
 	else if (!strcmp(verb, "cancel-task"))
 		rc = command(&cfg, "cancel_task", rest, nrest);
+	else if (!strcmp(verb, "modify"))
+		rc = modify(&cfg, rest, nrest);
 	else
 		rc = lhctl_fail(LHCTL_EXIT_USAGE, "unknown command \"%s\"", verb);
 	free(rest);

@@ -11,6 +11,7 @@
 
 #include "gateway.h"
 #include "ids.h"
+#include "plan_patch.h"
 
 #define LIST_LIMIT_DEFAULT 50
 #define LIST_LIMIT_MAX 500
@@ -237,6 +238,92 @@ out_free_body:
 	json_decref(body);
 }
 
+/* POST /v1/plans/{id}/modify: a person's patch (plan_patch.h) checked against the plan as
+ * PostgreSQL shows it, appended as plan.revised. The coordinator folds it only while the plan is
+ * still at base_version (it refuses a revision on another base), so a patch raced by a replan
+ * is dropped, never misapplied: the caller sees the version not move and patches again. */
+static void modify(gw_t *gw, struct evhttp_request *req, const char *plan)
+{
+	gw_caller_t caller;
+	json_t *body = NULL, *current = NULL;
+	char key[257], *canon = NULL, *request;
+	lh_arena_t *arena = NULL;
+	lh_plan_revised_t *rev = NULL;
+	lh_event_t ev = {0};
+	lh_pg_res_t *res = NULL;
+	lh_error_t err = {0};
+	const char *params[2], *conflict = NULL;
+	lh_err_t rc;
+
+	if (!gw_auth(gw, req, GW_ADMIN, &caller) || !(body = gw_read_body(gw, req)))
+		return;
+	if (!gw_idempotency_key(req, body, key) || !gw_plan_visible(gw, req, &caller, plan))
+		goto out_free;
+	params[0] = plan;
+	params[1] = caller.read_tenant;
+	if (lh_pg_query(gw->pg, "api_plan_get", 2, params, NULL, NULL, &res, &err)) {
+		gw_reply_error(req, 503, "postgresql_unavailable", "%s", err.msg);
+		goto out_free;
+	}
+	if (lh_pg_nrows(res) != 1 || !(current = json_loads(lh_pg_get(res, 0, 0), 0, NULL))) {
+		gw_reply_error(req, 404, "not_found", "no such plan: %s", plan);
+		goto out_free;
+	}
+	arena = lh_arena_new(0);
+	rc = lh_plan_patch(current, body, arena, &rev, &conflict, &err);
+	canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+	request = lh_arena_printf(arena, "%s\n%s", plan, canon ? canon : "");
+	if (rc == LH_ERR_CONFLICT && !strcmp(conflict, "version_conflict")) {
+		/* the retry of a patch that was taken and moved the plan on: the same answer */
+		int done = gw_write_done(gw, req, &caller, key, "modify", request);
+		if (done < 0)
+			goto out_free;
+		if (done) {
+			int64_t base = json_integer_value(json_object_get(body, "base_version"));
+			json_t *j = json_pack("{s:s, s:I, s:I}", "plan_id", plan, "version",
+					      (json_int_t)base + 1, "base_version", (json_int_t)base);
+			gw_reply_json(req, 202, j);
+			json_decref(j);
+			goto out_free;
+		}
+	}
+	if (rc == LH_ERR_CONFLICT) {
+		gw_reply_error(req, 409, conflict, "%s", err.msg);
+		goto out_free;
+	}
+	if (rc) {
+		gw_reply_error(req, rc == LH_ERR_NOMEM ? 500 : 400,
+			       rc == LH_ERR_NOMEM ? "internal" : "invalid_body", "%s", err.msg);
+		goto out_free;
+	}
+	ev.type = LH_EV_PLAN_REVISED;
+	ev.task_no = LH_NO_TASK;
+	lh_uuid_parse(plan, &ev.plan_id);
+	ev.body = rev;
+	if (!gw_append(gw, req, &caller, key, "modify", request, &ev))
+		goto out_free;
+	{
+		json_t *j = json_pack("{s:s, s:I, s:I, s:[], s:[], s:I}", "plan_id", plan, "version",
+				      (json_int_t)rev->version, "base_version",
+				      (json_int_t)rev->base_version, "tasks", "removed", "join",
+				      (json_int_t)rev->tasks.v[rev->tasks.n - 1].task_no);
+		for (size_t i = 0; i + 1 < rev->tasks.n; i++)
+			json_array_append_new(json_object_get(j, "tasks"),
+					      json_integer(rev->tasks.v[i].task_no));
+		for (size_t i = 0; i < rev->removed.n; i++)
+			json_array_append_new(json_object_get(j, "removed"),
+					      json_integer(rev->removed.v[i]));
+		gw_reply_json(req, 202, j);
+		json_decref(j);
+	}
+out_free:
+	free(canon);
+	lh_pg_res_free(res);
+	lh_arena_free(arena);
+	json_decref(current);
+	json_decref(body);
+}
+
 void gw_api_task_cancel(gw_t *gw, struct evhttp_request *req, const char *plan,
 			const char *task_seg)
 {
@@ -273,6 +360,10 @@ void gw_api_plan(gw_t *gw, struct evhttp_request *req, const char *plan, const c
 		return;
 	}
 	lh_uuid_fmt(&id, canon);
+	if (!strcmp(sub, "modify")) {
+		modify(gw, req, canon);
+		return;
+	}
 	if (!strcmp(sub, "pause") || !strcmp(sub, "resume") || !strcmp(sub, "cancel")) {
 		command(gw, req, canon, sub, NULL);
 		return;

@@ -131,6 +131,11 @@ lh_err_t gw_token_revoke(lh_pg_t *pg, const char *name, int *ret_revoked, lh_err
  * for a reused key, 503) and returns false; on true the caller replies 202. */
 bool gw_append(gw_t *gw, struct evhttp_request *req, const gw_caller_t *caller, const char *key,
 	       const char *route, const char *request, lh_event_t *ev);
+/* Was this very call (route + request, as gw_append hashes it) appended under key and
+ * acknowledged? 1 yes, 0 no (not claimed, or claimed but never acknowledged), -1 after replying
+ * (422 the key was used for another request, 503). */
+int gw_write_done(gw_t *gw, struct evhttp_request *req, const gw_caller_t *caller,
+		  const char *key, const char *route, const char *request);
 /* The idempotency key: the Idempotency-Key header or the body's "idempotency_key" (removed from
  * body). Borrowed (header or body string; body keeps its own reference until decref'd by the
  * caller: the value is copied into out). false after replying 400. */
@@ -139,7 +144,8 @@ bool gw_idempotency_key(struct evhttp_request *req, json_t *body, char out[257])
 /* ---- api_plans.c / api_requests.c ---------------------------------------------------------- */
 void gw_api_goals_post(gw_t *gw, struct evhttp_request *req);
 void gw_api_plans_list(gw_t *gw, struct evhttp_request *req);
-/* /v1/plans/{id}[/sub] where sub is "", "decisions", "attempts", "pause", "resume", "cancel" */
+/* /v1/plans/{id}[/sub] where sub is "", "decisions", "attempts", "events", "pause", "resume",
+ * "cancel", "modify" */
 void gw_api_plan(gw_t *gw, struct evhttp_request *req, const char *plan, const char *sub);
 /* POST /v1/plans/{id}/tasks/{task_no}/cancel: command.issued cancel_task. */
 void gw_api_task_cancel(gw_t *gw, struct evhttp_request *req, const char *plan,

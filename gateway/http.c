@@ -299,7 +299,8 @@ void gw_http_on_request(struct evhttp_request *req, void *arg)
 			if (method_is(req, EVHTTP_REQ_GET, "GET"))
 				gw_api_plan(gw, req, seg[2], seg[3]);
 		} else if (n == 4 && IS(1, "plans") &&
-			   (IS(3, "pause") || IS(3, "resume") || IS(3, "cancel"))) {
+			   (IS(3, "pause") || IS(3, "resume") || IS(3, "cancel") ||
+			    IS(3, "modify"))) {
 			if (method_is(req, EVHTTP_REQ_POST, "POST"))
 				gw_api_plan(gw, req, seg[2], seg[3]);
 		} else if (n == 6 && IS(1, "plans") && IS(3, "tasks") && IS(5, "cancel")) {

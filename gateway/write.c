@@ -104,6 +104,41 @@ static bool produce(gw_t *gw, struct evhttp_request *req, const lh_event_t *ev)
 	return true;
 }
 
+static void request_hash(const char *route, const char *request, char hash[65])
+{
+	lh_buf_t b;
+	lh_buf_init(&b);
+	lh_buf_appends(&b, route);
+	lh_buf_append(&b, "\n", 1);
+	lh_buf_appends(&b, request);
+	lh_sha256_hex(b.data, b.len, hash);
+	lh_buf_finish(&b);
+}
+
+int gw_write_done(gw_t *gw, struct evhttp_request *req, const gw_caller_t *caller,
+		  const char *key, const char *route, const char *request)
+{
+	char hash[65];
+	const char *params[2] = {caller->tenant, key};
+	lh_pg_res_t *res = NULL;
+	lh_error_t err = {0};
+	int rc = 0;
+	request_hash(route, request, hash);
+	if (lh_pg_query(gw->pg, "api_write_get", 2, params, NULL, NULL, &res, &err)) {
+		gw_reply_error(req, 503, "postgresql_unavailable", "%s", err.msg);
+		return -1;
+	}
+	if (lh_pg_nrows(res) == 1 && strcmp(lh_pg_get(res, 0, 0), hash) != 0) {
+		gw_reply_error(req, 422, "idempotency_key_reused",
+			       "the Idempotency-Key \"%.64s\" was used for a different request",
+			       key);
+		rc = -1;
+	} else if (lh_pg_nrows(res) == 1 && !strcmp(lh_pg_get(res, 0, 1), "t"))
+		rc = 1;
+	lh_pg_res_free(res);
+	return rc;
+}
+
 bool gw_append(gw_t *gw, struct evhttp_request *req, const gw_caller_t *caller, const char *key,
 	       const char *route, const char *request, lh_event_t *ev)
 {
@@ -112,14 +147,8 @@ bool gw_append(gw_t *gw, struct evhttp_request *req, const gw_caller_t *caller, 
 	lh_pg_res_t *res = NULL;
 	lh_error_t err = {0};
 	bool delivered;
-	lh_buf_t b;
 
-	lh_buf_init(&b);
-	lh_buf_appends(&b, route);
-	lh_buf_append(&b, "\n", 1);
-	lh_buf_appends(&b, request);
-	lh_sha256_hex(b.data, b.len, hash);
-	lh_buf_finish(&b);
+	request_hash(route, request, hash);
 	lh_uuid_fmt(&ev->plan_id, plan);
 	params[0] = caller->tenant;
 	params[1] = key;

@@ -123,7 +123,7 @@ SELECT request_hash, plan_id::text, delivered_at IS NOT NULL FROM api_writes
  WHERE tenant = $1 AND idem_key = $2 AND NOT EXISTS (SELECT 1 FROM ins);
 
 -- name: api_write_get
-SELECT request_hash FROM api_writes WHERE tenant = $1 AND idem_key = $2;
+SELECT request_hash, delivered_at IS NOT NULL FROM api_writes WHERE tenant = $1 AND idem_key = $2;
 
 -- name: api_write_delivered
 UPDATE api_writes SET delivered_at = now() WHERE tenant = $1 AND idem_key = $2;

@@ -564,6 +564,37 @@ static void t_cancel_task(void)
 	PROBE(404, port_open, "POST", tmpl,
 	      "/v1/plans/01900000-0000-7000-8000-000000000000/tasks/1/cancel", NULL, "ct-8", NULL,
 	      NULL);
+
+	/* modify the same plan: task 3 is cancelled, 4 skipped; add 6 after 2 */
+	tmpl = "/v1/plans/{plan_id}/modify";
+	snprintf(path, sizeof(path), "/v1/plans/%s/modify", plan);
+	{
+		const char *patch = "{\"base_version\":1,\"tasks\":[{\"task_no\":6,\"tier\":"
+				    "\"fast\",\"instructions\":\"Sum up ${2}\",\"refs\":[2]}]}";
+		PROBE(401, port_auth, "POST", tmpl, path, NULL, "mod-1", patch, NULL);
+		PROBE(403, port_auth, "POST", tmpl, path, tok_viewer, "mod-1", patch, NULL);
+		PROBE(404, port_auth, "POST", tmpl, path, tok_admin, "mod-1", patch, NULL);
+		PROBE(429, port_slow, "POST", tmpl, path, tok_slow, "mod-1", patch, NULL);
+		PROBE(400, port_open, "POST", tmpl, path, NULL, "mod-x", "{\"base_version\":1}",
+		      NULL);
+		PROBE(400, port_open, "POST", tmpl, path, NULL, NULL, patch, NULL);
+		PROBE(409, port_open, "POST", tmpl, path, NULL, "mod-x",
+		      "{\"base_version\":1,\"remove\":[1]}", NULL);
+		T_CHECK(strstr(r.body, "task_finished") != NULL);
+		PROBE(409, port_open, "POST", tmpl, path, NULL, "mod-y",
+		      "{\"base_version\":5,\"remove\":[4]}", NULL);
+		T_CHECK(strstr(r.body, "version_conflict") != NULL);
+		PROBE(202, port_open, "POST", tmpl, path, NULL, "mod-1", patch, NULL);
+		T_CHECK(strstr(r.body, "\"join\":7") != NULL);
+		PROBE(422, port_open, "POST", tmpl, path, NULL, "mod-1",
+		      "{\"base_version\":1,\"join_instructions\":\"x\"}", NULL);
+		T_CHECK(ts_wait_sql(&ts, 60000, "SELECT version FROM plans WHERE plan_id = $1", plan,
+				    "2"));
+		PROBE(202, port_open, "POST", tmpl, path, NULL, "mod-1", patch, NULL); /* retry */
+		PROBE(404, port_open, "POST", tmpl,
+		      "/v1/plans/01900000-0000-7000-8000-000000000000/modify", NULL, "mod-z", patch,
+		      NULL);
+	}
 }
 
 static void t_commands(void)
@@ -737,6 +768,7 @@ static void t_router(void)
 		"/v1/requests/{plan_id}/{request_id}/answer", "/v1/links/{token}", "/dashboard",
 		"/dashboard/", "/dashboard/{file}", "/dashboard/app.js/x", "/dashboard/x/y",
 		"/v1/plans/{plan_id}/tasks/{task_no}/cancel", "/v1/plans/{plan_id}/tasks/1/cancel/x",
+		"/v1/plans/{plan_id}/modify", "/v1/plans/{plan_id}/modify/x",
 		"/v1/plans/{plan_id}/tasks/1/pause",
 		/* neighbours: none of these may be served unless documented */
 		"/", "/v1", "/v1/", "/v2/plans", "/v1/plans/", "/v1/goals/{plan_id}", "/v1/tokens",
