@@ -165,7 +165,7 @@
     const pct = total > 0 ? Math.round((100 * done) / total) : 0;
     const bar = h('span', { class: 'progress', title: done + ' of ' + total + ' tasks' }, h('span'));
     bar.firstChild.style.width = pct + '%'; /* CSSOM, allowed by the CSP (no inline style text) */
-    return h('span', { class: 'row' }, bar, h('span', { class: 'muted' }, done + '/' + total));
+    return h('span', { class: 'prog' }, bar, h('span', { class: 'muted' }, done + '/' + total));
   }
 
   function setConn(text) { $('conn').textContent = text; }
@@ -394,7 +394,7 @@
         dag.replaceChildren(dagSvg(pt.tasks));
         renderRequests(reqs, rq.filter((r) => r.plan_id === plan), false, load);
         setPendingCount(rq.length);
-        renderTasks(tasks, pt.tasks, atts);
+        renderTasks(tasks, pt.tasks, atts, plan, TERMINAL.includes(pt.plan.status), load);
         renderDecisions(decisions, decs);
         const pts = atts.filter((a) => a.finished_at).map((a) => [Date.parse(a.finished_at), Number(a.cost_usd || 0)])
           .sort((a, b) => a[0] - b[0]);
@@ -456,7 +456,29 @@
       .filter((x) => x));
   }
 
-  function renderTasks(box, tasks, atts) {
+  /* A task that may still be cancelled on its own (the planner and the join may not). */
+  const CANCELLABLE = ['pending', 'ready', 'dispatched', 'running', 'failed', 'waiting_for_input',
+    'waiting_for_approval'];
+
+  function cancelTaskButton(plan, t, reload) {
+    const b = h('button', { type: 'button', class: 'danger', 'data-action': 'cancel-task' }, 'cancel');
+    b.addEventListener('click', async () => {
+      if (!confirm('Cancel task ' + t.task_no + '? The tasks that need it are skipped.')) return;
+      b.disabled = true;
+      try {
+        await api('POST', '/v1/plans/' + plan + '/tasks/' + t.task_no + '/cancel', {},
+          'dash-' + NONCE + '-cancel-task-' + plan + '-' + t.task_no);
+        toast('cancel of task ' + t.task_no + ' sent');
+        reload();
+      } catch (e) {
+        toast('could not cancel task ' + t.task_no + ': ' + e.message, true);
+        b.disabled = false;
+      }
+    });
+    return b;
+  }
+
+  function renderTasks(box, tasks, atts, plan, done, reload) {
     const byTask = new Map();
     for (const a of atts) {
       if (!byTask.has(a.task_no)) byTask.set(a.task_no, []);
@@ -465,7 +487,7 @@
     box.replaceChildren(h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, '#'), h('th', {}, 'Kind'), h('th', {}, 'Status'),
         h('th', {}, 'Tier'), h('th', { class: 'num' }, 'Attempts'), h('th', { class: 'num' }, 'Tokens'),
-        h('th', { class: 'num' }, 'Cost'), h('th', {}, 'Instructions'))),
+        h('th', { class: 'num' }, 'Cost'), h('th', {}, 'Instructions'), h('th', {}, ''))),
       h('tbody', {}, tasks.map((t) => {
         const a = byTask.get(t.task_no) || [];
         const tok = a.reduce((s, x) => s + (x.input_tokens || 0) + (x.output_tokens || 0), 0);
@@ -475,7 +497,8 @@
           h('td', {}, t.task_no), h('td', {}, t.kind), h('td', {}, badge(t.status)),
           h('td', {}, t.tier || ''), h('td', { class: 'num' }, t.attempts),
           h('td', { class: 'num' }, fmtInt(tok)), h('td', { class: 'num' }, fmtUsd(usd)),
-          h('td', {}, (t.instructions || '').slice(0, 200), err.length ? h('div', { class: 'error' }, err.join('; ')) : null));
+          h('td', {}, (t.instructions || '').slice(0, 200), err.length ? h('div', { class: 'error' }, err.join('; ')) : null),
+          h('td', {}, !done && t.kind === 'act' && CANCELLABLE.includes(t.status) ? cancelTaskButton(plan, t, reload) : null));
       }))));
   }
 
