@@ -106,6 +106,19 @@ typedef struct lh_llm_usage {
 	int64_t reasoning_tokens;
 } lh_llm_usage_t;
 
+/* What a provider's rate-limit headers said about one answer (llm_ratelimit.c). Remaining
+ * counts are what is left after the call, -1 when not reported; resets are milliseconds from
+ * when the answer was read, -1 when not reported. present is false when no header was there
+ * (in-process providers, servers without limits): then nothing else means anything. */
+typedef struct lh_llm_ratelimit {
+	bool present;
+	int64_t requests_limit, tokens_limit;
+	int64_t requests_remaining, tokens_remaining;
+	int64_t input_tokens_remaining, output_tokens_remaining; /* Anthropic only */
+	int64_t requests_reset_ms, tokens_reset_ms;
+	int64_t input_tokens_reset_ms, output_tokens_reset_ms;
+} lh_llm_ratelimit_t;
+
 typedef struct lh_llm_resp {
 	lh_llm_finish_t finish;
 	char *finish_raw; /* the provider's own word ("stop", "end_turn"); may be NULL */
@@ -118,6 +131,7 @@ typedef struct lh_llm_resp {
 	char *id;    /* the provider's response id; may be NULL */
 	double latency_ms; /* from lh_llm_call to the callback, retries included */
 	int attempts;	   /* HTTP tries made (1 = no retry); 1 for in-process providers */
+	lh_llm_ratelimit_t ratelimit; /* of the last try's answer */
 } lh_llm_resp_t;
 
 /* Frees every field still set (NULL fields are skipped) and zeroes the struct. */
@@ -144,6 +158,7 @@ typedef struct lh_llm_error {
 	long retry_after_ms; /* -1 when the provider gave none */
 	int attempts;	     /* HTTP tries made */
 	lh_error_t error;    /* code, message; error.retriable says whether retrying may help */
+	lh_llm_ratelimit_t ratelimit; /* of the last try's answer (a 429 usually has them) */
 } lh_llm_error_t;
 
 /* "retryable", "rate_limited", ... ("none" for LH_LLM_ERR_NONE); static strings. */
@@ -310,5 +325,31 @@ lh_err_t lh_llm_anthropic_parse_response(const char *body, size_t len, const cha
  * ret_err. */
 void lh_llm_anthropic_map_error(long status, const char *body, size_t len, const char *should_retry,
 				long retry_after_ms, lh_llm_error_t *ret_err);
+
+/* ---- rate-limit headers (llm_ratelimit.c) ----------------------------------------------- */
+
+/* Returns the value of one response header (case-insensitive name), or NULL when absent. */
+typedef const char *(*lh_llm_header_fn)(void *ctx, const char *name);
+
+/* Read both APIs' rate-limit headers through get into *ret (every field written):
+ *   OpenAI    x-ratelimit-{limit,remaining,reset}-{requests,tokens}, resets as durations
+ *             ("6m0s", "1s", "20ms", "59.988s", "1h2m3.5s");
+ *   Anthropic anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,
+ *             remaining,reset}, resets as RFC 3339 times (made relative to now_unix_ms).
+ * Either reset format is accepted in either family. A value that does not parse counts as
+ * absent. When both families report a dimension, the smaller remaining wins. */
+void lh_llm_ratelimit_read(lh_llm_ratelimit_t *ret, lh_llm_header_fn get, void *ctx,
+			   int64_t now_unix_ms);
+
+/* A Go-style duration ("6m0s", "1.5s", "20ms", "300us", "1h") in milliseconds, rounded up;
+ * -1 when s is not one (or exceeds ~31 years). "0" alone is 0. */
+int64_t lh_llm_parse_duration_ms(const char *s);
+
+/* An RFC 3339 date-time ("2024-05-01T12:00:30Z", "...30.250+02:00") as Unix milliseconds in
+ * *ret_unix_ms; LH_ERR_INVALID when s is not one (*ret_unix_ms untouched). */
+lh_err_t lh_llm_parse_rfc3339_ms(const char *s, int64_t *ret_unix_ms);
+
+/* A non-negative decimal count; -1 when s is not one. */
+int64_t lh_llm_parse_count(const char *s);
 
 #endif

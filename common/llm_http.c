@@ -244,19 +244,32 @@ static void transport_error(const lh_http_resp_t *resp, lh_llm_error_t *e)
 		e->error.retriable = false;
 }
 
+static const char *resp_header(void *ctx, const char *name)
+{
+	return lh_http_resp_header(ctx, name);
+}
+
 static void http_done(lh_http_resp_t *resp, void *opaque)
 {
 	struct call *c = opaque;
 	const lh_llm_http_api_t *api = c->lp->api;
 	lh_llm_error_t e;
 	lh_llm_resp_t r;
+	lh_llm_ratelimit_t rl = {0};
+	struct timespec now;
 
 	c->in_http = false;
 	c->attempts++;
+	if (resp->status > 0) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		lh_llm_ratelimit_read(&rl, resp_header, resp,
+				      (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+	}
 	if (resp->error.code != LH_OK) {
 		transport_error(resp, &e);
 	} else if (resp->status >= 200 && resp->status < 300) {
 		if (api->parse(resp->body.data, resp->body.len, c->answer_tool, &r, &e) == LH_OK) {
+			r.ratelimit = rl;
 			call_succeed(c, &r);
 			return;
 		}
@@ -266,6 +279,7 @@ static void http_done(lh_http_resp_t *resp, void *opaque)
 			       lh_http_resp_header(resp, "x-should-retry"), resp->retry_after_ms,
 			       &e);
 	}
+	e.ratelimit = rl;
 	if (maybe_retry(c, &e))
 		return;
 	call_fail(c, &e);

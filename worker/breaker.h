@@ -15,6 +15,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "llm.h"
+
 typedef enum lh_breaker_state {
 	LH_BREAKER_CLOSED = 0,
 	LH_BREAKER_OPEN,
@@ -55,5 +57,49 @@ void lh_bucket_init(lh_bucket_t *b, double per_minute, double burst, int64_t now
 int64_t lh_bucket_take(lh_bucket_t *b, int64_t now_us);
 /* What a provider says is left (e.g. x-ratelimit-remaining-requests) caps the tokens. */
 void lh_bucket_observe_remaining(lh_bucket_t *b, double remaining, int64_t now_us);
+/* Take n tokens (n may exceed the burst: then a full bucket is enough, and it goes negative,
+ * delaying later takes): 0 when taken, else the microseconds until enough will be there. */
+int64_t lh_bucket_take_n(lh_bucket_t *b, double n, int64_t now_us);
+/* Give back (n > 0) or charge more (n < 0) after the fact, e.g. actual usage vs estimate. */
+void lh_bucket_adjust(lh_bucket_t *b, double n, int64_t now_us);
+
+/* One window the provider announced in its rate-limit headers: `remaining` calls or tokens
+ * until `reset_us`, after which `limit` (when known) is available again. */
+typedef struct lh_rl_window {
+	double remaining; /* < 0: nothing known */
+	double limit;	  /* < 0: not announced */
+	int64_t reset_us; /* when the window refills (monotonic) */
+	int64_t period_us; /* the longest reset announced: the window's length, as far as known */
+} lh_rl_window_t;
+
+/* Limiter: everything that may hold back a call to one endpoint (a base URL + model):
+ *   - the configured requests and tokens per minute (buckets; 0 = none);
+ *   - the provider's own view from its last answers' headers (x-ratelimit-*,
+ *     anthropic-ratelimit-*): requests, tokens, input and output tokens left until a reset;
+ *   - a pause after a 429 that named its retry-after.
+ * A call takes one request and its estimated tokens; when any of these is short it waits
+ * until the earliest time all could be satisfied. Pure: the caller supplies the clock. */
+typedef struct lh_limiter {
+	lh_bucket_t rpm, tpm;
+	lh_rl_window_t requests, tokens, input_tokens, output_tokens;
+	int64_t blocked_until_us;
+	uint64_t waits;	    /* takes refused, for stats */
+	uint64_t observed;  /* answers whose headers were read */
+} lh_limiter_t;
+
+void lh_limiter_init(lh_limiter_t *l, double rpm, double tpm, int64_t now_us);
+/* May a call estimated at est_in input and est_out output tokens start now? 0: yes, and its
+ * share is taken; else the microseconds to wait before asking again (nothing taken). */
+int64_t lh_limiter_take(lh_limiter_t *l, int64_t est_in, int64_t est_out, int64_t now_us);
+/* An answer's rate-limit headers. others_in_flight: calls to this endpoint still in flight,
+ * which the provider may not have counted yet (they are subtracted: conservative). A window
+ * whose reset moved on replaces the old one; within the same window the smaller remaining
+ * wins (answers arrive out of order). */
+void lh_limiter_observe(lh_limiter_t *l, const lh_llm_ratelimit_t *rl, int others_in_flight,
+			int64_t now_us);
+/* A 429 said: wait retry_after_ms before any call. */
+void lh_limiter_block(lh_limiter_t *l, int64_t retry_after_ms, int64_t now_us);
+/* After a call: the configured tokens bucket learns the actual usage vs the estimate. */
+void lh_limiter_settle(lh_limiter_t *l, int64_t estimated, int64_t actual, int64_t now_us);
 
 #endif

@@ -7,6 +7,7 @@
  * lost attempt) and call the model; publish attempt.succeeded or attempt.failed. Many attempts are
  * in flight at once; at the cap the partitions are paused and polling goes on. */
 #include <event2/event.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "bus.h"
 #include "config.h"
+#include "context.h"
 #include "http_client.h"
 #include "idmap.h"
 #include "jsonschema.h"
@@ -57,6 +59,7 @@ typedef struct worker_cfg {
 	int64_t breaker_threshold;
 	int64_t breaker_cooldown_ms;
 	double requests_per_minute;
+	double tokens_per_minute;
 	int64_t linger_ms;
 	int64_t commit_interval_ms;
 } worker_cfg_t;
@@ -152,6 +155,12 @@ static const lh_cfg_def_t worker_table[] = {
 	 "model calls a minute (a token bucket, a second's worth of burst); calls over it wait; "
 	 "0 = no limit",
 	 W(requests_per_minute)},
+	{"llm.tokens_per_minute", LH_CFG_DOUBLE, "0", 0, 1e12, NULL, "LH_LLM_TPM", "llm-tpm", false,
+	 false,
+	 "estimated input plus output tokens a minute (a token bucket holding a minute's worth); "
+	 "calls over it wait; 0 = no limit. The provider's x-ratelimit-* / "
+	 "anthropic-ratelimit-* headers limit calls too, whatever this says",
+	 W(tokens_per_minute)},
 	{"worker.linger_ms", LH_CFG_INT, "0", 0, 1000, NULL, "LH_WORKER_LINGER_MS", NULL, false,
 	 false,
 	 "how long the events producer waits to fill a batch; 0 sends at once (an attempt waits "
@@ -216,6 +225,8 @@ typedef struct attempt {
 	const char *deferred_class; /* finish() before the acknowledgement: done in on_delivery */
 	char *deferred_msg;	    /* in arena */
 	bool abandoned; /* attempt.started could not be delivered: freed when its call ends */
+	int64_t est_input; /* estimated input tokens of the call in flight */
+	struct attempt *probe_next; /* waiting for the endpoint's first answer */
 	int64_t beats;
 } attempt_t;
 
@@ -241,7 +252,15 @@ static struct worker {
 	size_t noffered;
 	lh_tools_cfg_t tools_cfg;
 	lh_breaker_t breaker;
-	lh_bucket_t bucket;
+	lh_limiter_t limiter; /* configured rpm/tpm and the provider's rate-limit headers */
+	int64_t llm_inflight; /* model calls in flight to the endpoint */
+	/* Until the endpoint has answered once, one call at a time: its rate-limit headers are
+	 * not known yet, and a cold worker with hundreds of orders would otherwise burst into
+	 * 429s. The others wait here and go when the first answer arrives. */
+	bool endpoint_answered;
+	attempt_t *probe_waiters;
+	double est_error_sum; /* |estimated - reported| / reported input tokens, summed */
+	uint64_t est_error_n;
 	const char *provider_name;
 	char events_topic[LH_TOPIC_MAX], orders_topic[LH_TOPIC_MAX], dlq_topic[LH_TOPIC_MAX];
 	char worker_id[160];
@@ -606,6 +625,31 @@ static void run_tools(attempt_t *a, lh_llm_resp_t *resp)
 static void on_llm_done(lh_llm_resp_t *resp, const lh_llm_error_t *lerr, void *opaque)
 {
 	attempt_t *a = opaque;
+	int64_t now = lh_mono_us();
+	wk.llm_inflight--;
+	/* the provider's view of our limits, whatever becomes of the answer */
+	lh_limiter_observe(&wk.limiter, lerr ? &lerr->ratelimit : &resp->ratelimit,
+			   (int)wk.llm_inflight, now);
+	if (lerr && lerr->klass == LH_LLM_ERR_RATE_LIMITED)
+		lh_limiter_block(&wk.limiter, lerr->retry_after_ms, now);
+	if (!wk.endpoint_answered && (!lerr || lerr->klass != LH_LLM_ERR_CANCELLED)) {
+		wk.endpoint_answered = true;
+		while (wk.probe_waiters) {
+			attempt_t *w = wk.probe_waiters;
+			wk.probe_waiters = w->probe_next;
+			request_next(w);
+		}
+	}
+	if (!lerr) {
+		int64_t actual = resp->usage.input_tokens;
+		lh_limiter_settle(&wk.limiter, a->est_input + 1,
+				  resp->usage.input_tokens + resp->usage.output_tokens, now);
+		if (actual > 0) {
+			wk.est_error_sum += fabs(lh_context_estimate_error((long)a->est_input,
+									   (long)actual));
+			wk.est_error_n++;
+		}
+	}
 	if (a->abandoned) {
 		attempt_free(a);
 		return;
@@ -705,6 +749,10 @@ static void request(attempt_t *a)
 	lh_llm_req_t req = {0};
 	lh_error_t err = {0};
 	int64_t now = lh_mono_us(), wait;
+	if (a->abandoned) {
+		attempt_free(a);
+		return;
+	}
 	if (wk.stopping) {
 		a->calling = false;
 		return; /* main() ends it after the loop */
@@ -716,7 +764,16 @@ static void request(attempt_t *a)
 		finish(a, "budget", m, NULL);
 		return;
 	}
-	wait = lh_bucket_take(&wk.bucket, now);
+	if (!wk.endpoint_answered && wk.llm_inflight > 0) {
+		a->calling = true;
+		a->probe_next = wk.probe_waiters;
+		wk.probe_waiters = a;
+		return;
+	}
+	a->est_input = 0;
+	for (size_t i = 0; i < a->nmsgs; i++)
+		a->est_input += lh_context_message_tokens(wk.cfg.model, &a->msgs[i]);
+	wait = lh_limiter_take(&wk.limiter, a->est_input, 1, now);
 	if (wait > 0) {
 		struct timeval tv = {wait / 1000000, wait % 1000000};
 		a->calling = true;
@@ -752,7 +809,9 @@ static void request(attempt_t *a)
 	if (lh_llm_call(wk.llm, &req, on_llm_done, a, &err)) {
 		a->calling = false;
 		finish(a, "internal", err.msg, NULL);
+		return;
 	}
+	wk.llm_inflight++;
 }
 
 static void call_model(attempt_t *a)
@@ -1010,8 +1069,10 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 
 static void on_stats(evutil_socket_t fd, short what, void *arg)
 {
-	char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24];
-	lh_log_info("worker.stats", "counters", "inflight", lh_log_i64(a, (long long)wk.ninflight),
+	char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24], i[24], j[24];
+	snprintf(j, sizeof(j), "%.3f", wk.est_error_n ? wk.est_error_sum / wk.est_error_n : 0.0);
+	lh_log_info("worker.stats", "counters", "rate_waits",
+		    lh_log_i64(i, (long long)wk.limiter.waits), "token_estimate_error", j, "inflight", lh_log_i64(a, (long long)wk.ninflight),
 		    "orders", lh_log_i64(b, (long long)wk.orders), "succeeded",
 		    lh_log_i64(c, (long long)wk.succeeded), "failed",
 		    lh_log_i64(d, (long long)wk.failed), "duplicates",
@@ -1110,8 +1171,8 @@ static lh_err_t setup_tools(lh_error_t *err)
 		wk.offered[wk.noffered++] = wk.tool_defs[1];
 	lh_breaker_init(&wk.breaker, (int)wk.cfg.breaker_threshold,
 			wk.cfg.breaker_cooldown_ms * 1000);
-	lh_bucket_init(&wk.bucket, wk.cfg.requests_per_minute, wk.cfg.requests_per_minute / 60,
-		       lh_mono_us());
+	lh_limiter_init(&wk.limiter, wk.cfg.requests_per_minute, wk.cfg.tokens_per_minute,
+			lh_mono_us());
 	return LH_OK;
 }
 

@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "buf.h"
 #include "fakellm.h"
@@ -46,7 +47,7 @@ typedef struct pending {
 	struct evhttp_request *req;
 	struct event *timer; /* NULL for a hung request */
 	int status;
-	json_t *headers;     /* borrowed from the rule */
+	json_t *headers;     /* owned (a reference) */
 	char *body;
 	size_t len;
 	bool truncate;
@@ -70,6 +71,11 @@ struct srv {
 	long hung, truncated, malformed, faults;
 	long in_flight, max_in_flight;
 	json_t *by_status;  /* {"200": n} */
+	/* --rl-*: a real limit per fixed window, announced in rate-limit headers */
+	long rl_requests, rl_tokens, rl_window_ms; /* 0 = no limit of that kind */
+	int64_t rl_start_ms;			    /* the current window's start */
+	long rl_used_requests, rl_used_tokens;
+	long rl_limited; /* requests refused with 429 by the limit */
 };
 
 /* ---- sending ----------------------------------------------------------------------------- */
@@ -184,6 +190,7 @@ static void pending_unlink_free(pending_t *p)
 		p->next->prev = p->prev;
 	if (p->timer)
 		event_free(p->timer);
+	json_decref(p->headers);
 	free(p->body);
 	free(p);
 }
@@ -198,7 +205,8 @@ static void pending_fire(evutil_socket_t fd, short what, void *arg)
 	pending_unlink_free(p);
 }
 
-/* Reply now or after latency_ms; a hang (latency_ms < 0) never replies. Takes body. */
+/* Reply now or after latency_ms; a hang (latency_ms < 0) never replies. Takes body and
+ * headers (a reference, may be NULL). */
 static void reply_later(srv_t *srv, struct evhttp_request *req, long latency_ms, int status,
 			json_t *headers, char *body, size_t len, bool truncate)
 {
@@ -207,6 +215,7 @@ static void reply_later(srv_t *srv, struct evhttp_request *req, long latency_ms,
 		send_reply(srv, req, status, headers, body, len, truncate);
 		srv->in_flight--;
 		free(body);
+		json_decref(headers);
 		return;
 	}
 	p = calloc(1, sizeof(*p));
@@ -214,6 +223,7 @@ static void reply_later(srv_t *srv, struct evhttp_request *req, long latency_ms,
 		send_reply(srv, req, 500, NULL, "{}", 2, false);
 		srv->in_flight--;
 		free(body);
+		json_decref(headers);
 		return;
 	}
 	p->srv = srv;
@@ -297,18 +307,141 @@ static void bad_request(srv_t *srv, struct evhttp_request *req, enum api api, in
 }
 
 /* Apply the script to a parsed request and answer it (now, later, or never). */
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "1s", "250ms", "6m0s": the way OpenAI writes a reset */
+static void fmt_duration(char *b, size_t n, int64_t ms)
+{
+	if (ms >= 60000)
+		snprintf(b, n, "%lldm%llds", (long long)(ms / 60000), (long long)(ms % 60000 / 1000));
+	else if (ms >= 1000 && ms % 1000 == 0)
+		snprintf(b, n, "%llds", (long long)(ms / 1000));
+	else if (ms >= 1000)
+		snprintf(b, n, "%.3fs", (double)ms / 1000.0);
+	else
+		snprintf(b, n, "%lldms", (long long)ms);
+}
+
+/* RFC 3339 in UTC with milliseconds: the way Anthropic writes a reset */
+static void fmt_rfc3339(char *b, size_t n, int64_t unix_ms)
+{
+	time_t t = (time_t)(unix_ms / 1000);
+	struct tm tm;
+	char d[32];
+	gmtime_r(&t, &tm);
+	strftime(d, sizeof(d), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(b, n, "%s.%03dZ", d, (int)(unix_ms % 1000));
+}
+
+static void set_str(json_t *h, const char *k, const char *v) { json_object_set_new(h, k, json_string(v)); }
+static void set_num(json_t *h, const char *k, long v)
+{
+	char b[32];
+	snprintf(b, sizeof(b), "%ld", v);
+	json_object_set_new(h, k, json_string(b));
+}
+
+/* The --rl-* limit: admit a's request into the current window or refuse it. Adds the
+ * API's rate-limit headers (what is left after this request) to h. Returns false when the
+ * request is over the limit. */
+static bool rl_admit(srv_t *srv, const ask_t *a, json_t *h)
+{
+	int64_t now = now_ms(), reset_ms, reset_at;
+	long tokens = (long)(lh_llm_estimate_tokens(a->prompt_bytes) + 3 * (int64_t)a->n_messages);
+	bool ok = true;
+	char rb[48];
+	if (!srv->rl_requests && !srv->rl_tokens)
+		return true;
+	if (!srv->rl_start_ms || now - srv->rl_start_ms >= srv->rl_window_ms) {
+		srv->rl_start_ms = now;
+		srv->rl_used_requests = srv->rl_used_tokens = 0;
+	}
+	if ((srv->rl_requests && srv->rl_used_requests + 1 > srv->rl_requests) ||
+	    (srv->rl_tokens && srv->rl_used_tokens + tokens > srv->rl_tokens))
+		ok = false;
+	else {
+		srv->rl_used_requests++;
+		srv->rl_used_tokens += tokens;
+	}
+	reset_at = srv->rl_start_ms + srv->rl_window_ms;
+	reset_ms = reset_at - now;
+	if (reset_ms < 1)
+		reset_ms = 1;
+	if (a->api == API_OPENAI) {
+		fmt_duration(rb, sizeof(rb), reset_ms);
+		if (srv->rl_requests) {
+			set_num(h, "x-ratelimit-limit-requests", srv->rl_requests);
+			set_num(h, "x-ratelimit-remaining-requests",
+				srv->rl_requests - srv->rl_used_requests);
+			set_str(h, "x-ratelimit-reset-requests", rb);
+		}
+		if (srv->rl_tokens) {
+			set_num(h, "x-ratelimit-limit-tokens", srv->rl_tokens);
+			set_num(h, "x-ratelimit-remaining-tokens", srv->rl_tokens - srv->rl_used_tokens);
+			set_str(h, "x-ratelimit-reset-tokens", rb);
+		}
+	} else {
+		fmt_rfc3339(rb, sizeof(rb), reset_at);
+		if (srv->rl_requests) {
+			set_num(h, "anthropic-ratelimit-requests-limit", srv->rl_requests);
+			set_num(h, "anthropic-ratelimit-requests-remaining",
+				srv->rl_requests - srv->rl_used_requests);
+			set_str(h, "anthropic-ratelimit-requests-reset", rb);
+		}
+		if (srv->rl_tokens) {
+			set_num(h, "anthropic-ratelimit-tokens-limit", srv->rl_tokens);
+			set_num(h, "anthropic-ratelimit-tokens-remaining",
+				srv->rl_tokens - srv->rl_used_tokens);
+			set_str(h, "anthropic-ratelimit-tokens-reset", rb);
+			set_num(h, "anthropic-ratelimit-input-tokens-limit", srv->rl_tokens);
+			set_num(h, "anthropic-ratelimit-input-tokens-remaining",
+				srv->rl_tokens - srv->rl_used_tokens);
+			set_str(h, "anthropic-ratelimit-input-tokens-reset", rb);
+		}
+	}
+	if (!ok) {
+		/* what the official APIs add to a 429 */
+		set_num(h, "retry-after", (long)((reset_ms + 999) / 1000));
+		srv->rl_limited++;
+	}
+	return ok;
+}
+
 static void respond(srv_t *srv, struct evhttp_request *req, ask_t *a)
 {
 	rule_t *r = find_rule(srv, a->n, a->users.data);
 	long latency = r && r->latency_ms >= 0 ? r->latency_ms : srv->latency_ms;
 	int status = r && r->status ? r->status : 200;
 	char *body;
+	json_t *headers = r && r->headers ? json_deep_copy(r->headers) : json_object();
+
+	if (!rl_admit(srv, a, headers)) {
+		json_t *e = a->api == API_ANTHROPIC
+				    ? fake_anthropic_error_body("rate_limit_error",
+								"Number of requests has exceeded "
+								"your rate limit")
+				    : fake_error_body("Rate limit reached for requests",
+						      "requests", "rate_limit_exceeded");
+		srv->in_flight++;
+		if (srv->in_flight > srv->max_in_flight)
+			srv->max_in_flight = srv->in_flight;
+		body = json_dumps(e, JSON_COMPACT);
+		json_decref(e);
+		reply_later(srv, req, 0, 429, headers, body, body ? strlen(body) : 0, false);
+		return;
+	}
 
 	if (r)
 		srv->faults += r->action != ACT_ANSWER || status != 200 || r->body || r->content;
 	if (r && r->action == ACT_HANG) {
 		/* counted in "hung", not in "in_flight": they never end */
 		srv->hung++;
+		json_decref(headers);
 		reply_later(srv, req, -1, 0, NULL, NULL, 0, false);
 		return;
 	}
@@ -333,13 +466,14 @@ static void respond(srv_t *srv, struct evhttp_request *req, ask_t *a)
 	}
 	if (!body) {
 		srv->in_flight--;
+		json_decref(headers);
 		send_error(srv, req, 500, "fakellm could not build the answer", "server_error",
 			   NULL);
 		return;
 	}
 	if (r && r->action == ACT_TRUNCATE)
 		srv->truncated++;
-	reply_later(srv, req, latency, status, r ? r->headers : NULL, body, strlen(body),
+	reply_later(srv, req, latency, status, headers, body, strlen(body),
 		    r && r->action == ACT_TRUNCATE);
 }
 
@@ -583,7 +717,8 @@ static void handle_stats(srv_t *srv, struct evhttp_request *req)
 	for (size_t i = 0; i < srv->n_rules; i++)
 		json_array_append_new(hits, json_integer(srv->rules[i].hits));
 	send_json(srv, req, 200,
-		  json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:O, s:o}",
+		  json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:O, s:o}",
+			    "rate_limited", (json_int_t)srv->rl_limited,
 			    "requests", (json_int_t)srv->requests, "chat_requests",
 			    (json_int_t)srv->chat_requests, "messages_requests",
 			    (json_int_t)srv->messages_requests, "http_requests",
@@ -601,6 +736,7 @@ static void handle_reset(srv_t *srv, struct evhttp_request *req)
 	srv->requests = srv->http_requests = srv->bad_requests = 0;
 	srv->chat_requests = srv->messages_requests = 0;
 	srv->hung = srv->truncated = srv->malformed = srv->faults = 0;
+	srv->rl_limited = 0;
 	srv->max_in_flight = srv->in_flight;
 	json_object_clear(srv->by_status);
 	for (size_t i = 0; i < srv->n_rules; i++)
@@ -725,6 +861,25 @@ static int load_script(srv_t *srv, const char *path)
 		return -1;
 	}
 	rules = json_is_array(root) ? root : json_object_get(root, "rules");
+	if (json_is_object(root) && json_object_get(root, "ratelimit")) {
+		json_int_t rq = 0, tk = 0, win = 60000;
+		if (json_unpack_ex(json_object_get(root, "ratelimit"), &jerr, JSON_STRICT,
+				   "{s?I, s?I, s?I}", "requests", &rq, "tokens", &tk, "window_ms",
+				   &win) != 0 ||
+		    rq < 0 || tk < 0 || win < 1) {
+			fprintf(stderr, "fakellm: could not load script \"%s\": ratelimit: %s\n", path,
+				jerr.text);
+			json_decref(root);
+			return -1;
+		}
+		srv->rl_requests = (long)rq;
+		srv->rl_tokens = (long)tk;
+		srv->rl_window_ms = (long)win;
+	}
+	if (!rules && json_is_object(root) && json_object_get(root, "ratelimit")) {
+		json_decref(root);
+		return 0; /* a script with only a rate limit */
+	}
 	if (!json_is_array(rules)) {
 		fprintf(stderr, "fakellm: could not load script \"%s\": no \"rules\" array\n", path);
 		json_decref(root);
@@ -757,7 +912,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: fakellm --port N [--host ADDR] [--latency-ms N] [--script FILE] "
-			"[--api-key KEY]\n");
+			"[--api-key KEY] [--rl-requests N] [--rl-tokens N] [--rl-window-ms MS]\n");
 }
 
 static bool parse_long(const char *s, long min, long max, long *ret)
@@ -800,6 +955,14 @@ int main(int argc, char **argv)
 			host = argv[++i];
 		else if (strcmp(a, "--api-key") == 0 && v)
 			srv.api_key = argv[++i];
+		else if (strcmp(a, "--rl-requests") == 0 &&
+			 parse_long(v, 1, 100000000L, &srv.rl_requests))
+			i++;
+		else if (strcmp(a, "--rl-tokens") == 0 && parse_long(v, 1, 1000000000L, &srv.rl_tokens))
+			i++;
+		else if (strcmp(a, "--rl-window-ms") == 0 &&
+			 parse_long(v, 1, 86400000L, &srv.rl_window_ms))
+			i++;
 		else {
 			usage();
 			return 2;
@@ -809,6 +972,8 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
+	if (!srv.rl_window_ms)
+		srv.rl_window_ms = 60000;
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_port = htons((uint16_t)port);
