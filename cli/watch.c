@@ -190,13 +190,13 @@ static int look(watch_t *w, lh_pg_t *pg, lh_error_t *err)
 	tasks_changed(w, tasks);
 	requests_changed(w, reqs);
 	{
-		const char *st = lh_pg_get(plan, 0, 3);
+		const char *st = lh_pg_isnull(plan, 0, 3) ? "" : lh_pg_get(plan, 0, 3);
 		long long done = lh_pg_get_i64(plan, 0, 6), total = lh_pg_get_i64(plan, 0, 5);
 		long long tokens = lh_pg_get_i64(plan, 0, 7) + lh_pg_get_i64(plan, 0, 8);
 		if (strcmp(st, w->status) != 0) {
 			snprintf(w->status, sizeof(w->status), "%s", st);
-			say(w, "plan %s %s: %lld/%lld tasks, %s tokens, $%.4f", w->plan, st, done, total,
-			    lhctl_fmt_int(tok, tokens), strtod(lh_pg_get(plan, 0, 11), NULL));
+			say(w, "plan %s %s: %lld/%lld tasks, %s tokens, $%.4f", w->plan, w->status, done,
+			    total, lhctl_fmt_int(tok, tokens), strtod(lh_pg_get(plan, 0, 11), NULL));
 		}
 		if (terminal(st)) {
 			if (!lh_pg_isnull(plan, 0, 16) && *lh_pg_get(plan, 0, 16))

@@ -362,8 +362,10 @@ lh_err_t lh_plan_patch(const json_t *current, const json_t *patch, lh_arena_t *a
 		p->patched = true;
 		p->ndeps = s->refs.n + s->after.n;
 		p->deps = lh_arena_alloc(arena, sizeof(int64_t) * (p->ndeps + 1));
-		memcpy(p->deps, s->refs.v, sizeof(int64_t) * s->refs.n);
-		memcpy(p->deps + s->refs.n, s->after.v, sizeof(int64_t) * s->after.n);
+		if (s->refs.n) /* v is NULL when the list is absent */
+			memcpy(p->deps, s->refs.v, sizeof(int64_t) * s->refs.n);
+		if (s->after.n)
+			memcpy(p->deps + s->refs.n, s->after.v, sizeof(int64_t) * s->after.n);
 	}
 	/* new numbers come without gaps */
 	for (int64_t k = cur_max + 1; k <= pp.max_no; k++)
@@ -457,6 +459,20 @@ lh_err_t lh_plan_patch(const json_t *current, const json_t *patch, lh_arena_t *a
 	rev->base_version = version;
 	rev->reason = lh_arena_strdup(arena, json_string_value(json_object_get(patch, "reason")));
 	rev->replan_task_no = 0;
+	/* every bound of the event's schema (a join tier copied from a malformed current plan, for
+	 * one): what the codec would refuse to encode is refused here */
+	{
+		json_t *j = lh_struct_to_json(&lh_plan_revised_desc, rev);
+		void *back;
+		if (!j)
+			return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
+		rc = lh_struct_from_json(&lh_plan_revised_desc, j, arena, &back, err);
+		json_decref(j);
+		if (rc) {
+			lh_error_prefix(err, "the revision");
+			return LH_ERR_INVALID;
+		}
+	}
 	*ret_rev = rev;
 	return LH_OK;
 }
