@@ -24,6 +24,7 @@
 #include "breaker.h"
 #include "llm.h"
 #include "log.h"
+#include "endpoints.h"
 #include "prompt.h"
 #include "tools.h"
 
@@ -62,6 +63,9 @@ typedef struct worker_cfg {
 	double tokens_per_minute;
 	int64_t linger_ms;
 	int64_t commit_interval_ms;
+	char *models;
+	int64_t context_window;
+	int64_t max_concurrency;
 } worker_cfg_t;
 
 #define W(f) offsetof(worker_cfg_t, f)
@@ -161,6 +165,19 @@ static const lh_cfg_def_t worker_table[] = {
 	 "calls over it wait; 0 = no limit. The provider's x-ratelimit-* / "
 	 "anthropic-ratelimit-* headers limit calls too, whatever this says",
 	 W(tokens_per_minute)},
+	{"llm.models", LH_CFG_STR, "", 0, 0, NULL, "LH_LLM_MODELS", "llm-models", false, false,
+	 "the tier's models in preference order, a JSON array of {model, provider?, base_url?, "
+	 "api_key_env?, price_input?, price_output?, price_cached?, context_window?, "
+	 "max_concurrency?, requests_per_minute?, tokens_per_minute?} (missing fields from the "
+	 "single-model llm.* settings); each is an endpoint with its own circuit breaker and "
+	 "rate limits, and an attempt whose endpoint is down moves on to the next; empty: one "
+	 "model from llm.provider, llm.base_url and llm.model",
+	 W(models)},
+	{"llm.context_window", LH_CFG_INT, "128000", 1024, 100000000, NULL, "LH_LLM_CONTEXT_WINDOW",
+	 NULL, false, false, "the model's context window in tokens", W(context_window)},
+	{"llm.max_concurrency", LH_CFG_INT, "0", 0, 100000, NULL, "LH_LLM_MAX_CONCURRENCY", NULL,
+	 false, false, "model calls in flight to one endpoint at once (more wait); 0 = no cap",
+	 W(max_concurrency)},
 	{"worker.linger_ms", LH_CFG_INT, "0", 0, 1000, NULL, "LH_WORKER_LINGER_MS", NULL, false,
 	 false,
 	 "how long the events producer waits to fill a batch; 0 sends at once (an attempt waits "
@@ -226,7 +243,9 @@ typedef struct attempt {
 	char *deferred_msg;	    /* in arena */
 	bool abandoned; /* attempt.started could not be delivered: freed when its call ends */
 	int64_t est_input; /* estimated input tokens of the call in flight */
-	struct attempt *probe_next; /* waiting for the endpoint's first answer */
+	struct attempt *wait_next; /* in an endpoint's waiters: no call slot yet */
+	size_t ep;		    /* the endpoint this attempt calls (moves on when one is down) */
+	double cost_usd;	    /* summed over its calls, each at its endpoint's prices */
 	int64_t beats;
 } attempt_t;
 
@@ -245,23 +264,16 @@ static struct worker {
 	lh_kafka_t *consumer, *producer;
 	lh_http_t *http;
 	lh_http_t *tools_http; /* http_fetch's own client */
-	lh_llm_provider_t *llm;
+	lh_endpoint_t *eps; /* the tier's models in preference order */
+	size_t neps;
 	lh_llm_tool_t tool_defs[LH_TOOLS_N];
 	json_t *tool_params[LH_TOOLS_N];
 	lh_llm_tool_t offered[LH_TOOLS_N]; /* what act tasks are offered */
 	size_t noffered;
 	lh_tools_cfg_t tools_cfg;
-	lh_breaker_t breaker;
-	lh_limiter_t limiter; /* configured rpm/tpm and the provider's rate-limit headers */
-	int64_t llm_inflight; /* model calls in flight to the endpoint */
-	/* Until the endpoint has answered once, one call at a time: its rate-limit headers are
-	 * not known yet, and a cold worker with hundreds of orders would otherwise burst into
-	 * 429s. The others wait here and go when the first answer arrives. */
-	bool endpoint_answered;
-	attempt_t *probe_waiters;
+
 	double est_error_sum; /* |estimated - reported| / reported input tokens, summed */
 	uint64_t est_error_n;
-	const char *provider_name;
 	char events_topic[LH_TOPIC_MAX], orders_topic[LH_TOPIC_MAX], dlq_topic[LH_TOPIC_MAX];
 	char worker_id[160];
 	char group[LH_TOPIC_MAX + 16];
@@ -362,12 +374,7 @@ static lh_usage_t usage_of(const attempt_t *a)
 		u.cached_tokens = a->usage.cached_tokens;
 		u.reasoning_tokens = a->usage.reasoning_tokens;
 		u.llm_calls = a->calls;
-		u.cost_usd = ((double)(u.input_tokens - u.cached_tokens) * wk.cfg.price_input +
-			      (double)u.cached_tokens * wk.cfg.price_cached +
-			      (double)u.output_tokens * wk.cfg.price_output) /
-			     1e6;
-		if (strcmp(wk.provider_name, "scripted") == 0)
-			u.cost_usd = 0; /* the scripted model costs nothing */
+		u.cost_usd = a->cost_usd;
 	}
 	return u;
 }
@@ -384,7 +391,7 @@ static void finish(attempt_t *a, const char *error_class, const char *msg, json_
 	}
 	lh_usage_t u = usage_of(a);
 	int64_t latency_ms = (lh_mono_us() - a->start_mono_us) / 1000;
-	const char *model = a->model[0] ? a->model : wk.cfg.model;
+	const char *model = a->model[0] ? a->model : wk.eps[a->ep].model;
 	if (!error_class) {
 		lh_attempt_succeeded_t s = {.worker_id = wk.worker_id, .model = model, .output = output,
 					    .usage = u, .has_usage = true, .latency_ms = latency_ms};
@@ -455,6 +462,18 @@ static void request_next(attempt_t *a)
 	a->calling = true; /* in flight for heartbeats and shutdown from now on */
 	if (event_base_once(wk.base, -1, EV_TIMEOUT, request_later, a, NULL) != 0)
 		finish(a, "internal", "could not schedule the next model call", NULL);
+}
+
+/* A call slot of ep is free (or, all: its first answer is in): waiting attempts go again. */
+static void release_waiters(lh_endpoint_t *ep, bool all)
+{
+	while (ep->waiters) {
+		attempt_t *w = ep->waiters;
+		ep->waiters = w->wait_next;
+		request_next(w);
+		if (!all)
+			break;
+	}
 }
 
 /* Send the answer back with what is wrong with it, or give up on the attempt. The next call
@@ -625,25 +644,33 @@ static void run_tools(attempt_t *a, lh_llm_resp_t *resp)
 static void on_llm_done(lh_llm_resp_t *resp, const lh_llm_error_t *lerr, void *opaque)
 {
 	attempt_t *a = opaque;
+	lh_endpoint_t *ep = &wk.eps[a->ep];
 	int64_t now = lh_mono_us();
-	wk.llm_inflight--;
+	ep->inflight--;
 	/* the provider's view of our limits, whatever becomes of the answer */
-	lh_limiter_observe(&wk.limiter, lerr ? &lerr->ratelimit : &resp->ratelimit,
-			   (int)wk.llm_inflight, now);
+	lh_limiter_observe(&ep->limiter, lerr ? &lerr->ratelimit : &resp->ratelimit,
+			   (int)ep->inflight, now);
 	if (lerr && lerr->klass == LH_LLM_ERR_RATE_LIMITED)
-		lh_limiter_block(&wk.limiter, lerr->retry_after_ms, now);
-	if (!wk.endpoint_answered && (!lerr || lerr->klass != LH_LLM_ERR_CANCELLED)) {
-		wk.endpoint_answered = true;
-		while (wk.probe_waiters) {
-			attempt_t *w = wk.probe_waiters;
-			wk.probe_waiters = w->probe_next;
-			request_next(w);
-		}
+		lh_limiter_block(&ep->limiter, lerr->retry_after_ms, now);
+	if (!lerr || lerr->klass != LH_LLM_ERR_CANCELLED) {
+		lh_breaker_record(&ep->breaker,
+				  lerr && (lerr->klass == LH_LLM_ERR_PROVIDER_DOWN ||
+					   lerr->klass == LH_LLM_ERR_TIMEOUT),
+				  now);
+		release_waiters(ep, !ep->answered);
+		ep->answered = true;
 	}
 	if (!lerr) {
 		int64_t actual = resp->usage.input_tokens;
-		lh_limiter_settle(&wk.limiter, a->est_input + 1,
+		lh_limiter_settle(&ep->limiter, a->est_input + 1,
 				  resp->usage.input_tokens + resp->usage.output_tokens, now);
+		a->cost_usd += strcmp(ep->provider, "scripted") == 0
+				       ? 0 /* the scripted model costs nothing */
+				       : ((double)(resp->usage.input_tokens - resp->usage.cached_tokens) *
+						  ep->price_input +
+					  (double)resp->usage.cached_tokens * ep->price_cached +
+					  (double)resp->usage.output_tokens * ep->price_output) /
+						 1e6;
 		if (actual > 0) {
 			wk.est_error_sum += fabs(lh_context_estimate_error((long)a->est_input,
 									   (long)actual));
@@ -680,11 +707,16 @@ static void handle_answer(attempt_t *a, lh_llm_resp_t *resp, const lh_llm_error_
 	bool structured = a->schema != NULL;
 
 	a->calling = false;
-	if (!lerr || lerr->klass != LH_LLM_ERR_CANCELLED)
-		lh_breaker_record(&wk.breaker,
-				  lerr && (lerr->klass == LH_LLM_ERR_PROVIDER_DOWN ||
-					   lerr->klass == LH_LLM_ERR_TIMEOUT),
-				  lh_mono_us());
+	if (lerr && (lerr->klass == LH_LLM_ERR_PROVIDER_DOWN || lerr->klass == LH_LLM_ERR_TIMEOUT) &&
+	    a->ep + 1 < wk.neps && !wk.stopping) {
+		/* this endpoint is down: the next model of the tier takes the call */
+		wk.eps[a->ep].failovers++;
+		lh_log_warn("worker.failover", lerr->error.msg, "from", wk.eps[a->ep].model, "to",
+			    wk.eps[a->ep + 1].model);
+		a->ep++;
+		request_next(a);
+		return;
+	}
 	if (lerr) {
 		finish(a, lerr->klass == LH_LLM_ERR_CANCELLED ? "retryable" : error_class_of(lerr->klass),
 		       lerr->error.msg, NULL);
@@ -749,6 +781,7 @@ static void request(attempt_t *a)
 	lh_llm_req_t req = {0};
 	lh_error_t err = {0};
 	int64_t now = lh_mono_us(), wait;
+	lh_endpoint_t *ep;
 	if (a->abandoned) {
 		attempt_free(a);
 		return;
@@ -764,34 +797,62 @@ static void request(attempt_t *a)
 		finish(a, "budget", m, NULL);
 		return;
 	}
-	if (!wk.endpoint_answered && wk.llm_inflight > 0) {
-		a->calling = true;
-		a->probe_next = wk.probe_waiters;
-		wk.probe_waiters = a;
-		return;
-	}
-	a->est_input = 0;
-	for (size_t i = 0; i < a->nmsgs; i++)
-		a->est_input += lh_context_message_tokens(wk.cfg.model, &a->msgs[i]);
-	wait = lh_limiter_take(&wk.limiter, a->est_input, 1, now);
-	if (wait > 0) {
-		struct timeval tv = {wait / 1000000, wait % 1000000};
-		a->calling = true;
-		if (event_base_once(wk.base, -1, EV_TIMEOUT, request_later, a, &tv) != 0)
-			finish(a, "internal", "could not schedule a rate-limited call", NULL);
-		return;
-	}
-	if (!lh_breaker_allow(&wk.breaker, now)) {
-		char m[160];
-		wk.fast_fails++;
-		snprintf(m, sizeof(m),
-			 "the provider's circuit breaker is open (%lld ms left): failing fast",
-			 (long long)(lh_breaker_wait_us(&wk.breaker, now) / 1000));
-		finish(a, "provider_down", m, NULL);
-		return;
+	for (;;) {
+		/* the first endpoint, from the attempt's current one, whose breaker is not open */
+		size_t i = a->ep;
+		while (i < wk.neps && lh_breaker_wait_us(&wk.eps[i].breaker, now) > 0)
+			i++;
+		if (i == wk.neps) {
+			char m[200];
+			wk.fast_fails++;
+			snprintf(m, sizeof(m),
+				 "the circuit breaker is open for %s (%lld ms left)%s: failing fast",
+				 wk.eps[a->ep].model,
+				 (long long)(lh_breaker_wait_us(&wk.eps[a->ep].breaker, now) / 1000),
+				 wk.neps > 1 ? ", and of every model after it" : "");
+			finish(a, "provider_down", m, NULL);
+			return;
+		}
+		a->ep = i;
+		ep = &wk.eps[i];
+		/* Until an endpoint has answered once, one call at a time: its rate limits are not
+		 * known, and a cold worker with hundreds of orders would burst into 429s. */
+		if ((!ep->answered && ep->inflight > 0) ||
+		    (ep->max_concurrency > 0 && ep->inflight >= ep->max_concurrency)) {
+			a->calling = true;
+			a->wait_next = ep->waiters;
+			ep->waiters = a;
+			return;
+		}
+		a->est_input = 0;
+		for (size_t k = 0; k < a->nmsgs; k++)
+			a->est_input += lh_context_message_tokens(ep->model, &a->msgs[k]);
+		wait = lh_limiter_take(&ep->limiter, a->est_input, 1, now);
+		if (wait > 0) {
+			struct timeval tv = {wait / 1000000, wait % 1000000};
+			a->calling = true;
+			if (event_base_once(wk.base, -1, EV_TIMEOUT, request_later, a, &tv) != 0)
+				finish(a, "internal", "could not schedule a rate-limited call", NULL);
+			return;
+		}
+		if (lh_breaker_allow(&ep->breaker, now))
+			break;
+		/* half-open with its one trial call already out: the next model, if any */
+		if (a->ep + 1 == wk.neps) {
+			char m[160];
+			wk.fast_fails++;
+			snprintf(m, sizeof(m),
+				 "the circuit breaker of %s is half-open with its trial call out: "
+				 "failing fast",
+				 ep->model);
+			finish(a, "provider_down", m, NULL);
+			return;
+		}
+		a->ep++;
 	}
 	a->turns++;
-	req.model = wk.cfg.model;
+	ep->calls++;
+	req.model = ep->model;
 	req.messages = a->msgs;
 	req.n_messages = a->nmsgs;
 	req.timeout_ms = wk.cfg.llm_timeout_ms;
@@ -806,12 +867,12 @@ static void request(attempt_t *a)
 			req.tool_choice = LH_LLM_TOOL_CHOICE_AUTO;
 	}
 	a->calling = true;
-	if (lh_llm_call(wk.llm, &req, on_llm_done, a, &err)) {
+	if (lh_llm_call(ep->llm, &req, on_llm_done, a, &err)) {
 		a->calling = false;
 		finish(a, "internal", err.msg, NULL);
 		return;
 	}
-	wk.llm_inflight++;
+	ep->inflight++;
 }
 
 static void call_model(attempt_t *a)
@@ -1016,7 +1077,7 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 	list_add(a);
 	track_offset(msg->partition, msg->offset, false);
 	s.worker_id = wk.worker_id;
-	s.model = wk.cfg.model;
+	s.model = wk.eps[0].model;
 	s.dispatched_ts_us = ((const lh_task_order_t *)ev->body)->dispatched_ts_us;
 	ev_init(&started, a, LH_EV_ATTEMPT_STARTED, &s);
 	publish(&started, a);
@@ -1070,17 +1131,27 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 static void on_stats(evutil_socket_t fd, short what, void *arg)
 {
 	char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24], i[24], j[24];
+	uint64_t waits = 0;
+	for (size_t k = 0; k < wk.neps; k++) {
+		lh_endpoint_t *ep = &wk.eps[k];
+		char n1[24], n2[24], n3[24];
+		waits += ep->limiter.waits;
+		lh_log_info("worker.endpoint", "endpoint counters", "model", ep->model, "breaker",
+			    lh_breaker_state_name(ep->breaker.state), "calls",
+			    lh_log_i64(n1, (long long)ep->calls), "failovers",
+			    lh_log_i64(n2, (long long)ep->failovers), "rate_waits",
+			    lh_log_i64(n3, (long long)ep->limiter.waits));
+	}
 	snprintf(j, sizeof(j), "%.3f", wk.est_error_n ? wk.est_error_sum / wk.est_error_n : 0.0);
-	lh_log_info("worker.stats", "counters", "rate_waits",
-		    lh_log_i64(i, (long long)wk.limiter.waits), "token_estimate_error", j, "inflight", lh_log_i64(a, (long long)wk.ninflight),
+	lh_log_info("worker.stats", "counters", "inflight", lh_log_i64(a, (long long)wk.ninflight),
 		    "orders", lh_log_i64(b, (long long)wk.orders), "succeeded",
 		    lh_log_i64(c, (long long)wk.succeeded), "failed",
 		    lh_log_i64(d, (long long)wk.failed), "duplicates",
 		    lh_log_i64(e, (long long)wk.duplicates), "asked",
 		    lh_log_i64(f, (long long)wk.asked), "tool_calls",
-		    lh_log_i64(g, (long long)wk.tool_calls), "breaker",
-		    lh_breaker_state_name(wk.breaker.state), "fast_fails",
-		    lh_log_i64(h, (long long)wk.fast_fails));
+		    lh_log_i64(g, (long long)wk.tool_calls), "fast_fails",
+		    lh_log_i64(h, (long long)wk.fast_fails), "rate_waits",
+		    lh_log_i64(i, (long long)waits), "token_estimate_error", j);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -1090,7 +1161,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	set_paused(true);
 	/* In-flight model calls end now with LH_LLM_ERR_CANCELLED -> attempt.failed (retryable);
 	 * attempts running tools end after the loop. */
-	lh_llm_cancel_all(wk.llm);
+	for (size_t i = 0; i < wk.neps; i++)
+		lh_llm_cancel_all(wk.eps[i].llm);
 	if (wk.tools_http)
 		lh_http_cancel_all(wk.tools_http);
 	event_base_loopbreak(wk.base);
@@ -1102,56 +1174,89 @@ static const char *env_nonempty(const char *name)
 	return v && *v ? v : NULL;
 }
 
-static lh_err_t make_provider(lh_error_t *err)
+/* One endpoint's provider. The scripted model when asked for, or by "auto" without a key or
+ * base URL; keys come from the environment only and are never logged. */
+static lh_err_t make_endpoint(lh_endpoint_t *ep, lh_error_t *err)
 {
-	const char *prov = wk.cfg.provider, *key, *url;
-	const char *openai_key = env_nonempty(*wk.cfg.api_key_env ? wk.cfg.api_key_env
-								  : "OPENAI_API_KEY");
-	const char *anthropic_key = env_nonempty(*wk.cfg.api_key_env ? wk.cfg.api_key_env
-								     : "ANTHROPIC_API_KEY");
+	const char *prov = ep->provider, *key, *url;
+	const char *openai_key = env_nonempty(*ep->api_key_env ? ep->api_key_env : "OPENAI_API_KEY");
+	const char *anthropic_key =
+		env_nonempty(*ep->api_key_env ? ep->api_key_env : "ANTHROPIC_API_KEY");
 	/* the provider reads 0 as "its default" and -1 as none */
 	lh_llm_openai_opts_t o = {.max_retries = wk.cfg.llm_max_retries ? (int)wk.cfg.llm_max_retries
 									: -1,
 				  .timeout_ms = wk.cfg.llm_timeout_ms};
 	lh_http_opts_t ho = {.max_connections = 0};
 	bool anthropic;
-	if (!strcmp(prov, "auto"))
-		prov = openai_key || *wk.cfg.base_url ? "openai" : anthropic_key ? "anthropic"
-										   : "scripted";
+	if (!strcmp(prov, "auto")) {
+		prov = openai_key || *ep->base_url ? "openai" : anthropic_key ? "anthropic"
+									   : "scripted";
+		free(ep->provider);
+		ep->provider = strdup(prov);
+		if (!ep->provider)
+			abort();
+		prov = ep->provider;
+	}
 	if (!strcmp(prov, "scripted")) {
-		wk.llm = lh_llm_scripted_new(wk.base, err);
-		wk.provider_name = "scripted";
-		free(wk.cfg.model);
-		wk.cfg.model = strdup("scripted");
+		ep->llm = lh_llm_scripted_new(wk.base, err);
+		free(ep->model);
+		ep->model = strdup("scripted");
 		lh_log_info("worker.model", "model: scripted (no LLM key configured; set OPENAI_API_KEY, "
 					    "ANTHROPIC_API_KEY or LH_LLM_BASE_URL to use a real model)");
-		return wk.llm ? LH_OK : LH_ERR_INTERNAL;
+		return ep->llm ? LH_OK : LH_ERR_INTERNAL;
 	}
 	anthropic = !strcmp(prov, "anthropic");
 	key = anthropic ? anthropic_key : openai_key;
-	url = *wk.cfg.base_url ? wk.cfg.base_url
-	      : anthropic	  ? "https://api.anthropic.com/v1"
-				  : "https://api.openai.com/v1";
-	if (!*wk.cfg.model) {
-		free(wk.cfg.model);
-		wk.cfg.model = strdup(anthropic ? "claude-3-5-haiku-latest" : "gpt-4o-mini");
+	url = *ep->base_url ? ep->base_url
+	      : anthropic   ? "https://api.anthropic.com/v1"
+			    : "https://api.openai.com/v1";
+	if (!*ep->model) {
+		free(ep->model);
+		ep->model = strdup(anthropic ? "claude-3-5-haiku-latest" : "gpt-4o-mini");
 	}
 	if (anthropic && !key)
-		return lh_error_set(err, LH_ERR_CONFIG,
-				    "the anthropic provider needs a key in %s",
-				    *wk.cfg.api_key_env ? wk.cfg.api_key_env : "ANTHROPIC_API_KEY");
-	wk.http = lh_http_new(wk.base, &ho, err);
-	if (!wk.http)
+		return lh_error_set(err, LH_ERR_CONFIG, "the anthropic provider needs a key in %s",
+				    *ep->api_key_env ? ep->api_key_env : "ANTHROPIC_API_KEY");
+	if (!wk.http && !(wk.http = lh_http_new(wk.base, &ho, err)))
 		return LH_ERR_INTERNAL;
-	wk.llm = anthropic ? lh_llm_anthropic_new(wk.http, url, key, &o, err)
-			   : lh_llm_openai_new(wk.http, url, key, &o, err);
-	wk.provider_name = anthropic ? "anthropic" : "openai";
+	ep->llm = anthropic ? lh_llm_anthropic_new(wk.http, url, key, &o, err)
+			    : lh_llm_openai_new(wk.http, url, key, &o, err);
 	lh_log_info("worker.model", anthropic ? "model: Anthropic Messages" : "model: OpenAI-compatible",
-		    "base_url", url, "model", wk.cfg.model, "key", key ? "set" : "none");
-	return wk.llm ? LH_OK : LH_ERR_INTERNAL;
+		    "base_url", url, "model", ep->model, "key", key ? "set" : "none");
+	return ep->llm ? LH_OK : LH_ERR_INTERNAL;
 }
 
-/* The tools act tasks are offered, the breaker and the request bucket. */
+/* The tier's endpoints (llm.models, or the single-model settings), each with its provider,
+ * breaker and limiter. */
+static lh_err_t make_endpoints(lh_error_t *err)
+{
+	lh_endpoint_t dflt = {.provider = wk.cfg.provider,
+			      .base_url = wk.cfg.base_url,
+			      .model = wk.cfg.model,
+			      .api_key_env = wk.cfg.api_key_env,
+			      .price_input = wk.cfg.price_input,
+			      .price_output = wk.cfg.price_output,
+			      .price_cached = wk.cfg.price_cached,
+			      .context_window = wk.cfg.context_window,
+			      .max_concurrency = wk.cfg.max_concurrency,
+			      .requests_per_minute = wk.cfg.requests_per_minute,
+			      .tokens_per_minute = wk.cfg.tokens_per_minute};
+	lh_err_t rc = lh_endpoints_parse(wk.cfg.models, &dflt, &wk.eps, &wk.neps, err);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < wk.neps; i++) {
+		lh_endpoint_t *ep = &wk.eps[i];
+		if ((rc = make_endpoint(ep, err)))
+			return rc;
+		lh_breaker_init(&ep->breaker, (int)wk.cfg.breaker_threshold,
+				wk.cfg.breaker_cooldown_ms * 1000);
+		lh_limiter_init(&ep->limiter, ep->requests_per_minute, ep->tokens_per_minute,
+				lh_mono_us());
+	}
+	return LH_OK;
+}
+
+/* The tools act tasks are offered. */
 static lh_err_t setup_tools(lh_error_t *err)
 {
 	lh_http_opts_t ho = {.max_connections = 64, .max_host_connections = 8,
@@ -1169,10 +1274,6 @@ static lh_err_t setup_tools(lh_error_t *err)
 	}
 	if (wk.cfg.ask_human)
 		wk.offered[wk.noffered++] = wk.tool_defs[1];
-	lh_breaker_init(&wk.breaker, (int)wk.cfg.breaker_threshold,
-			wk.cfg.breaker_cooldown_ms * 1000);
-	lh_limiter_init(&wk.limiter, wk.cfg.requests_per_minute, wk.cfg.tokens_per_minute,
-			lh_mono_us());
 	return LH_OK;
 }
 
@@ -1216,7 +1317,7 @@ int main(int argc, char **argv)
 	lh_idmap_init(&wk.seen);
 	lh_buf_init(&wk.scratch);
 	wk.base = event_base_new();
-	if (make_provider(&err) || setup_tools(&err)) {
+	if (make_endpoints(&err) || setup_tools(&err)) {
 		fprintf(stderr, "lh-worker: %s\n", err.msg);
 		return 1;
 	}
@@ -1272,7 +1373,9 @@ int main(int argc, char **argv)
 			lh_log_warn("worker.commit", err.msg);
 	wk.consumer = lh_kafka_free(wk.consumer);
 	wk.producer = lh_kafka_free(wk.producer);
-	wk.llm = lh_llm_provider_free(wk.llm);
+	for (size_t i = 0; i < wk.neps; i++)
+		wk.eps[i].llm = lh_llm_provider_free(wk.eps[i].llm);
+	lh_endpoints_free(wk.eps, wk.neps);
 	wk.http = lh_http_free(wk.http);
 	wk.tools_http = lh_http_free(wk.tools_http);
 	lh_tools_defs_finish(wk.tool_params);

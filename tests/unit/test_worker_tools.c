@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "breaker.h"
+#include "endpoints.h"
 #include "t.h"
 #include "tools.h"
 
@@ -293,6 +294,58 @@ static void t_bucket(void)
 		T_EQ_INT(lh_bucket_take(&b, 0), 0);
 }
 
+static void t_endpoints(void)
+{
+	lh_endpoint_t dflt = {.provider = "auto", .base_url = "http://a/v1", .model = "m0",
+			      .api_key_env = "", .price_input = 1, .price_output = 2,
+			      .price_cached = 0.5, .context_window = 8000, .max_concurrency = 3,
+			      .requests_per_minute = 60, .tokens_per_minute = 1000};
+	lh_endpoint_t *eps = NULL;
+	size_t n = 0;
+	lh_error_t err = {0};
+	/* empty: one endpoint, the defaults */
+	T_EQ_INT(lh_endpoints_parse("", &dflt, &eps, &n, &err), LH_OK);
+	T_EQ_INT(n, 1);
+	T_EQ_STR(eps[0].model, "m0");
+	T_EQ_STR(eps[0].base_url, "http://a/v1");
+	T_EQ_INT(eps[0].max_concurrency, 3);
+	lh_endpoints_free(eps, n);
+	/* a list: missing fields from the defaults, given ones win */
+	T_EQ_INT(lh_endpoints_parse("[{\"model\":\"x\"},{\"model\":\"y\",\"provider\":\"anthropic\","
+				    "\"base_url\":\"http://b/v1\",\"price_output\":9,"
+				    "\"context_window\":200000,\"tokens_per_minute\":5}]",
+				    &dflt, &eps, &n, &err),
+		 LH_OK);
+	T_EQ_INT(n, 2);
+	T_EQ_STR(eps[0].model, "x");
+	T_EQ_STR(eps[0].provider, "auto");
+	T_EQ_STR(eps[0].base_url, "http://a/v1");
+	T_EQ_STR(eps[1].provider, "anthropic");
+	T_EQ_STR(eps[1].base_url, "http://b/v1");
+	T_CHECK(eps[1].price_output == 9 && eps[1].price_input == 1);
+	T_EQ_INT(eps[1].context_window, 200000);
+	T_CHECK(eps[1].tokens_per_minute == 5 && eps[1].requests_per_minute == 60);
+	T_CHECK(eps[1].llm == NULL && eps[1].inflight == 0);
+	lh_endpoints_free(eps, n);
+	/* refused: not an array, empty, unknown key, no model, bad provider, negative price */
+	eps = NULL;
+	T_EQ_INT(lh_endpoints_parse("{}", &dflt, &eps, &n, &err), LH_ERR_CONFIG);
+	T_EQ_INT(lh_endpoints_parse("[]", &dflt, &eps, &n, &err), LH_ERR_CONFIG);
+	T_EQ_INT(lh_endpoints_parse("[{\"model\":\"x\",\"colour\":1}]", &dflt, &eps, &n, &err),
+		 LH_ERR_CONFIG);
+	T_EQ_INT(lh_endpoints_parse("[{\"provider\":\"openai\"}]", &dflt, &eps, &n, &err),
+		 LH_ERR_CONFIG);
+	T_EQ_INT(lh_endpoints_parse("[{\"model\":\"x\",\"provider\":\"bard\"}]", &dflt, &eps, &n,
+				    &err),
+		 LH_ERR_CONFIG);
+	T_EQ_INT(lh_endpoints_parse("[{\"model\":\"x\",\"price_input\":-1}]", &dflt, &eps, &n,
+				    &err),
+		 LH_ERR_CONFIG);
+	T_EQ_INT(lh_endpoints_parse("not json", &dflt, &eps, &n, &err), LH_ERR_CONFIG);
+	T_CHECK(strstr(err.msg, "llm.models") != NULL);
+	T_CHECK(eps == NULL);
+}
+
 int main(void)
 {
 	T_RUN(t_host_private);
@@ -301,5 +354,6 @@ int main(void)
 	T_RUN(t_http_fetch);
 	T_RUN(t_breaker);
 	T_RUN(t_bucket);
+	T_RUN(t_endpoints);
 	return t_done();
 }
