@@ -46,10 +46,17 @@ static void stream_free(gw_sse_t *s)
 	free(s);
 }
 
-/* The client went away: libevent frees the request. */
+/* The client went away. libevent detaches a request whose reply the handler has not ended
+ * (evhttp_connection_incoming_fail: req->evcon = NULL) and leaves it to its owner, so it is freed
+ * here (evhttp_send_reply_end frees a detached request); one still attached is freed by libevent
+ * with the connection. Found by valgrind: one request leaked per client that hung up. */
 static void on_close(struct evhttp_connection *conn, void *arg)
 {
-	stream_free(arg);
+	gw_sse_t *s = arg;
+	struct evhttp_request *req = s->req;
+	stream_free(s);
+	if (evhttp_request_get_connection(req) == NULL)
+		evhttp_send_reply_end(req);
 }
 
 /* End the reply ourselves (plan finished, shutdown, database gone). */
