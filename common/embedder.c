@@ -281,7 +281,8 @@ lh_err_t lh_embedder_parse_response(const char *body, size_t len, size_t n, int 
 				goto out;
 			}
 			vecs[at * (size_t)dims + j] = (float)v;
-			sum += v * v;
+			/* from the stored float: 1e-50 is not zero as a double but is as a float */
+			sum += (double)vecs[at * (size_t)dims + j] * vecs[at * (size_t)dims + j];
 		}
 		if (!(sum > 0)) {
 			lh_error_set(err, rc, "could not parse embeddings: item %zu is the zero "
@@ -326,7 +327,8 @@ lh_err_t lh_embedder_parse_literal(const char *lit, int dims, float *ret_vec)
 		double v;
 		errno = 0;
 		v = strtod(p, &end);
-		if (end == p || errno == ERANGE || !isfinite(v) ||
+		/* a finite double may still overflow a float: refuse what the parser refuses */
+		if (end == p || errno == ERANGE || !isfinite(v) || fabs(v) > 1e30 ||
 		    *end != (i + 1 < dims ? ',' : '}')) {
 			free(tmp);
 			return LH_ERR_DECODE;

@@ -95,7 +95,8 @@ lh_err_t lh_embedder_parse_response(const char *body, size_t len, size_t n, int 
 
 /* PostgreSQL real[] literal of vec[dims]: "{x,y,...}". New (free()); NULL on out-of-memory. */
 char *lh_embedder_literal(const float *vec, int dims);
-/* Parse a real[] literal ("{x,y,...}", no NULLs) of exactly dims numbers into ret_vec[dims].
+/* Parse a real[] literal ("{x,y,...}", no NULLs, each |x| <= 1e30) of exactly dims numbers into
+ * ret_vec[dims].
  * LH_ERR_DECODE when it is anything else. */
 lh_err_t lh_embedder_parse_literal(const char *lit, int dims, float *ret_vec);
 
