@@ -85,6 +85,7 @@ static void start(ts_stack_t *ts, ts_proc_t *p)
 		_exit(127);
 	}
 	p->pid = pid;
+	p->exit_status = -1;
 }
 
 int ts_spawn(ts_stack_t *ts, const char *name, const char *exe, ...)
@@ -191,6 +192,7 @@ void ts_kill(ts_stack_t *ts, int idx, int sig)
 	if (sig == SIGKILL) {
 		waitpid(p->pid, NULL, 0);
 		p->pid = 0;
+		p->exit_status = 128 + SIGKILL;
 	}
 }
 
@@ -202,7 +204,8 @@ int ts_wait_exit(ts_stack_t *ts, int idx, int ms)
 		pid_t r = waitpid(p->pid, &st, WNOHANG);
 		if (r == p->pid) {
 			p->pid = 0;
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			p->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			return p->exit_status;
 		}
 		msleep(20);
 	}
@@ -262,6 +265,7 @@ int ts_fakellm_with(ts_stack_t *ts, int latency_ms, const char *script_json, cha
 	snprintf(p->name, sizeof(p->name), "fakellm");
 	snprintf(p->exe, sizeof(p->exe), "%s", exe);
 	p->pid = pid;
+	p->exit_status = -1;
 	ts->nprocs++;
 	return 0;
 }
@@ -397,15 +401,29 @@ bool ts_wait_sql(ts_stack_t *ts, int ms, const char *sql, const char *param, con
 
 void ts_finish(ts_stack_t *ts)
 {
+	/* Under the sanitizer lane (scripts/test) a daemon that found an error or a leak exits
+	 * with this status: the test fails even when every case passed. */
+	const char *se = getenv("LH_TEST_SANITIZER_EXIT");
+	int sanitizer_exit = se && *se ? atoi(se) : -1, bad = 0;
 	for (int i = 0; i < ts->nprocs; i++) {
+		int st = ts->procs[i].exit_status;
 		if (ts->procs[i].pid > 0) {
 			kill(ts->procs[i].pid, SIGTERM);
-			if (ts_wait_exit(ts, i, 15000) < 0)
+			if ((st = ts_wait_exit(ts, i, 15000)) < 0)
 				ts_kill(ts, i, SIGKILL);
+		}
+		if (sanitizer_exit > 0 && st == sanitizer_exit) {
+			printf("FAIL: %s exited with the sanitizer's status %d: see %s/%s.log\n",
+			       ts->procs[i].name, st, ts->log_dir, ts->procs[i].name);
+			bad++;
 		}
 		for (int k = 0; ts->procs[i].argv[k]; k++)
 			free(ts->procs[i].argv[k]);
 	}
 	lh_kafka_free(ts->producer);
 	PQfinish(ts->pg);
+	if (bad) {
+		fflush(NULL);
+		_exit(1);
+	}
 }

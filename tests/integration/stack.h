@@ -24,6 +24,7 @@ typedef struct ts_proc {
 	char *argv[24];
 	int argc;
 	pid_t pid;
+	int exit_status; /* of its last exit that was waited for (-1 before) */
 } ts_proc_t;
 
 typedef struct ts_stack {
