@@ -34,6 +34,32 @@ const lh_cfg_def_t lh_config_common_table[] = {
 	{"state_dir", LH_CFG_STR, "", 0, 0, NULL, "LH_STATE_DIR", "state-dir", false, false,
 	 "directory of the dev stack (default $XDG_STATE_HOME/longhaul or ~/.local/state/longhaul)",
 	 COMMON(state_dir)},
+	{"memory.embed_url", LH_CFG_STR, "", 0, 0, NULL, "LH_EMBED_URL", "embed-url", false, false,
+	 "OpenAI-compatible embeddings endpoint up to /v1 (POST {url}/embeddings); empty means the "
+	 "deterministic local hashing embedder", COMMON(embed_url)},
+	{"memory.embed_model", LH_CFG_STR, "", 0, 0, NULL, "LH_EMBED_MODEL", "embed-model", false,
+	 false, "model name for memories (documents); required with memory.embed_url",
+	 COMMON(embed_model)},
+	{"memory.embed_query_model", LH_CFG_STR, "", 0, 0, NULL, "LH_EMBED_QUERY_MODEL", NULL, false,
+	 false, "model name for search queries (E5-style models: e5-query); empty means "
+	 "memory.embed_model", COMMON(embed_query_model)},
+	{"memory.embed_key_env", LH_CFG_STR, "", 0, 0, NULL, "LH_EMBED_KEY_ENV", NULL, false, false,
+	 "environment variable holding the endpoint's API key (sent as a bearer token, never logged)",
+	 COMMON(embed_key_env)},
+	{"memory.embed_key_file", LH_CFG_STR, "", 0, 0, NULL, "LH_EMBED_KEY_FILE", NULL, false, false,
+	 "file whose first line is the API key, when memory.embed_key_env is unset",
+	 COMMON(embed_key_file)},
+	{"memory.embed_batch", LH_CFG_INT, "64", 1, 2048, NULL, "LH_EMBED_BATCH", NULL, false, false,
+	 "texts per embeddings request", COMMON(embed_batch)},
+	{"memory.embed_timeout_ms", LH_CFG_INT, "30000", 100, 600000, NULL, "LH_EMBED_TIMEOUT_MS",
+	 NULL, false, false, "total time of one embeddings request, retries apart",
+	 COMMON(embed_timeout_ms)},
+	{"memory.embed_dims", LH_CFG_INT, "0", 0, 8192, NULL, "LH_EMBED_DIMS", NULL, false, false,
+	 "expected dimensions of the model's vectors; 0 accepts the server's first answer",
+	 COMMON(embed_dims)},
+	{"memory.embed_near_dup", LH_CFG_DOUBLE, "0.985", 0.5, 1.0, NULL, "LH_EMBED_NEAR_DUP", NULL,
+	 false, false, "cosine at which a new memory counts as a near duplicate with the endpoint's "
+	 "vectors (the hashing embedder uses 0.92)", COMMON(embed_near_dup)},
 	LH_CFG_END,
 };
 

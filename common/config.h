@@ -72,6 +72,16 @@ typedef struct lh_common_cfg {
 	char *tiers; /* "fast,standard,frontier" */
 	char *state_dir;
 	int64_t events_partitions;
+	/* memory embeddings (common/embedder.h): empty url = the hashing embedder */
+	char *embed_url;
+	char *embed_model;
+	char *embed_query_model;
+	char *embed_key_env;
+	char *embed_key_file;
+	int64_t embed_batch;
+	int64_t embed_timeout_ms;
+	int64_t embed_dims;
+	double embed_near_dup;
 } lh_common_cfg_t;
 
 /* The common table. A daemon's config struct starts with `lh_common_cfg_t common;` so that these

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "config.h"
 #include "embed.h"
 #include "http_client.h"
 #include "ids.h"
@@ -160,6 +161,22 @@ fail:
 	free(key);
 	lh_embedder_free(emb);
 	return rc;
+}
+
+lh_err_t lh_embedder_new_from_config(const lh_common_cfg_t *c, lh_embedder_t **ret_emb,
+				     lh_error_t *err)
+{
+	lh_embedder_cfg_t cfg = {.url = c->embed_url,
+				 .model = c->embed_model,
+				 .query_model = c->embed_query_model,
+				 .key_env = c->embed_key_env,
+				 .key_file = c->embed_key_file,
+				 .batch = (int)c->embed_batch,
+				 .timeout_ms = (long)c->embed_timeout_ms,
+				 .dims = (int)c->embed_dims,
+				 .max_retries = -1,
+				 .near_dup = c->embed_near_dup};
+	return lh_embedder_new(&cfg, ret_emb, err);
 }
 
 lh_embedder_t *lh_embedder_free(lh_embedder_t *emb)

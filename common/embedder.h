@@ -59,6 +59,11 @@ typedef struct lh_embedder_cfg {
 lh_err_t lh_embedder_new(const lh_embedder_cfg_t *cfg, lh_embedder_t **ret_emb, lh_error_t *err);
 lh_embedder_t *lh_embedder_free(lh_embedder_t *emb);
 
+struct lh_common_cfg;
+/* lh_embedder_new from the memory.embed_* settings every daemon shares (common/config.h). */
+lh_err_t lh_embedder_new_from_config(const struct lh_common_cfg *c, lh_embedder_t **ret_emb,
+				     lh_error_t *err);
+
 /* The name stored with every memory's embedding ("hash-512", or "http:" + the document model):
  * vectors of different embedders are never compared. Borrowed for the embedder's life. */
 const char *lh_embedder_name(const lh_embedder_t *emb);

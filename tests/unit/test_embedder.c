@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "embed.h"
 #include "embedder.h"
 #include "t.h"
@@ -380,11 +381,39 @@ static void hashing(void)
 	lh_embedder_free(emb);
 }
 
+static void from_config(void)
+{
+	/* the memory.embed_* settings of the common table, loaded with their defaults + env */
+	static const lh_cfg_spec_t spec = {"test", "", "", {lh_config_common_table, NULL}};
+	lh_common_cfg_t c;
+	lh_embedder_t *emb;
+	lh_error_t err;
+	char *argv[] = {"test", "--embed-url", "http://127.0.0.1:1/v1", NULL};
+	unsetenv("LH_EMBED_URL");
+	setenv("LH_EMBED_MODEL", "e5-passage", 1);
+	memset(&c, 0, sizeof(c));
+	T_EQ_INT(lh_config_load(&spec, &c, 1, argv, NULL, NULL, &err), LH_OK);
+	T_EQ_INT(lh_embedder_new_from_config(&c, &emb, &err), LH_OK);
+	T_CHECK(!lh_embedder_is_http(emb)); /* no url: hashing */
+	lh_embedder_free(emb);
+	lh_config_finish(&spec, &c);
+	memset(&c, 0, sizeof(c));
+	T_EQ_INT(lh_config_load(&spec, &c, 3, argv, NULL, NULL, &err), LH_OK);
+	T_EQ_INT(c.embed_batch, 64);
+	T_EQ_INT(lh_embedder_new_from_config(&c, &emb, &err), LH_OK);
+	T_EQ_STR(lh_embedder_name(emb), "http:e5-passage");
+	T_CHECK(lh_embedder_near_dup(emb) > 0.98 && lh_embedder_near_dup(emb) < 0.99);
+	lh_embedder_free(emb);
+	lh_config_finish(&spec, &c);
+	unsetenv("LH_EMBED_MODEL");
+}
+
 int main(void)
 {
 	T_RUN(parse_table);
 	T_RUN(literals);
 	T_RUN(hashing);
+	T_RUN(from_config);
 	fake_start();
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/", F.port);
 	T_RUN(http_batches);
