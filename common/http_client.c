@@ -9,7 +9,10 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -45,6 +48,11 @@ struct xfer {
 	bool too_large;
 	bool got_first_byte;
 	struct event *fb_timer; /* first-byte timeout; NULL when none */
+	lh_http_addr_check_fn addr_check;
+	void *addr_check_ctx;
+	bool addr_refused;
+	char refused_addr[INET6_ADDRSTRLEN + 8];
+	struct curl_slist *resolve;
 	struct timespec start;
 	char errbuf[CURL_ERROR_SIZE];
 	struct xfer *prev, *next;
@@ -260,6 +268,7 @@ static void xfer_free(struct xfer *x)
 	if (x->easy)
 		curl_easy_cleanup(x->easy);
 	curl_slist_free_all(x->headers);
+	curl_slist_free_all(x->resolve);
 	lh_buf_finish(&x->resp_body);
 	free(x->url);
 	free(x->url_log);
@@ -283,6 +292,13 @@ static void map_error(struct xfer *x, CURLcode rc, enum finish_how how, lh_http_
 	if (how == FINISH_FIRST_BYTE_TIMEOUT) {
 		lh_error_retry(e, LH_ERR_TIMEOUT, "could not %s %s: no response within %ld ms",
 			       x->method, x->url_log, x->first_byte_ms);
+		return;
+	}
+	if (x->addr_refused) {
+		lh_error_set(e, LH_ERR_INVALID,
+			     "could not %s %s: refused to connect to %s (a loopback, private or "
+			     "link-local address)",
+			     x->method, x->url_log, x->refused_addr);
 		return;
 	}
 	switch (rc) {
@@ -399,6 +415,28 @@ static void first_byte_cb(evutil_socket_t fd, short kind, void *arg)
 	xfer_finish(x, CURLE_OPERATION_TIMEDOUT, FINISH_FIRST_BYTE_TIMEOUT);
 	/* removing a handle may have completed nothing else, but let curl run its timers */
 	check_done(http);
+}
+
+/* Every connection's socket is opened here when the request has an address check: the address
+ * is the one resolution produced, right before connecting (no DNS rebinding window). */
+static curl_socket_t open_socket_cb(void *clientp, curlsocktype purpose,
+				    struct curl_sockaddr *address)
+{
+	struct xfer *x = clientp;
+	if (purpose == CURLSOCKTYPE_IPCXN && x->addr_check &&
+	    !x->addr_check(&address->addr, x->addr_check_ctx)) {
+		char ip[INET6_ADDRSTRLEN] = "?";
+		if (address->family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&address->addr)->sin_addr, ip,
+				  sizeof(ip));
+		else if (address->family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&address->addr)->sin6_addr, ip,
+				  sizeof(ip));
+		x->addr_refused = true;
+		snprintf(x->refused_addr, sizeof(x->refused_addr), "%s", ip);
+		return CURL_SOCKET_BAD;
+	}
+	return socket(address->family, address->socktype, address->protocol);
 }
 
 /* ---- public ------------------------------------------------------------------------------ */
@@ -529,6 +567,12 @@ lh_err_t lh_http_request(lh_http_t *http, const lh_http_req_t *req, lh_http_done
 			goto out_nomem;
 		x->headers = l;
 	}
+	for (size_t i = 0; req->resolve && req->resolve[i]; i++) {
+		struct curl_slist *l = curl_slist_append(x->resolve, req->resolve[i]);
+		if (!l)
+			goto out_nomem;
+		x->resolve = l;
+	}
 	if (x->body) {
 		/* no "Expect: 100-continue" round trip for large bodies */
 		struct curl_slist *l = curl_slist_append(x->headers, "Expect:");
@@ -565,6 +609,15 @@ lh_err_t lh_http_request(lh_http_t *http, const lh_http_req_t *req, lh_http_done
 	curl_easy_setopt(x->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (x->headers)
 		curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
+	if (x->resolve)
+		curl_easy_setopt(x->easy, CURLOPT_RESOLVE, x->resolve);
+	if (req->addr_check) {
+		x->addr_check = req->addr_check;
+		x->addr_check_ctx = req->addr_check_ctx;
+		curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+		curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETDATA, x);
+		curl_easy_setopt(x->easy, CURLOPT_NOPROXY, "*");
+	}
 	if (strcmp(method, "GET") == 0) {
 		curl_easy_setopt(x->easy, CURLOPT_HTTPGET, 1L);
 	} else if (strcmp(method, "HEAD") == 0) {

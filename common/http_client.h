@@ -23,6 +23,10 @@
 #include "err.h"
 
 struct event_base;
+struct sockaddr;
+
+/* May the client connect to this address (the one DNS gave, as the socket is opened)? */
+typedef bool (*lh_http_addr_check_fn)(const struct sockaddr *addr, void *ctx);
 
 typedef struct lh_http lh_http_t;
 
@@ -49,6 +53,17 @@ typedef struct lh_http_req {
 					client's default */
 	long total_timeout_ms;	     /* whole transfer; 0 = the client's default */
 	size_t max_response_bytes;   /* body cap; 0 = the client's default */
+	/* Checked on every address a connection is opened to, after resolution (so a name that
+	 * resolves to a refused address — DNS rebinding — is refused too, whatever it resolved to
+	 * when a caller looked before). A refusal fails the request with LH_ERR_INVALID (not
+	 * retriable) and "refused to connect to ADDR". Setting it also turns proxies off (the
+	 * check must see the target). Connections are reused within a client: give every
+	 * request of a client the same check (or none). NULL = no check. */
+	lh_http_addr_check_fn addr_check;
+	void *addr_check_ctx;
+	/* "host:port:address" entries pinning names to addresses (curl's --resolve); NULL-ended
+	 * list, may be NULL. */
+	const char *const *resolve;
 } lh_http_req_t;
 
 typedef struct lh_http_resp {

@@ -1,6 +1,8 @@
 #include "tools.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,12 +55,38 @@ static bool v4_private(const uint8_t a[4])
 	       (a[0] == 100 && (a[1] & 0xc0) == 64) || a[0] >= 224;
 }
 
+static bool v6_private(const uint8_t a6[16])
+{
+	static const uint8_t zero[16], mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	if (memcmp(a6, zero, 15) == 0 && (a6[15] == 0 || a6[15] == 1))
+		return true; /* :: and ::1 */
+	if (memcmp(a6, mapped, 12) == 0)
+		return v4_private(a6 + 12);
+	return (a6[0] & 0xfe) == 0xfc ||		    /* fc00::/7 unique local */
+	       (a6[0] == 0xfe && (a6[1] & 0xc0) == 0x80) || /* fe80::/10 link-local */
+	       a6[0] == 0xff;				    /* multicast */
+}
+
+bool lh_tool_addr_private(const struct sockaddr *addr)
+{
+	if (addr->sa_family == AF_INET)
+		return v4_private((const uint8_t *)&((const struct sockaddr_in *)addr)->sin_addr);
+	if (addr->sa_family == AF_INET6)
+		return v6_private((const uint8_t *)&((const struct sockaddr_in6 *)addr)->sin6_addr);
+	return true;
+}
+
+static bool addr_allowed(const struct sockaddr *addr, void *ctx)
+{
+	(void)ctx;
+	return !lh_tool_addr_private(addr);
+}
+
 bool lh_tool_host_private(const char *host)
 {
 	char h[64];
 	size_t n = strlen(host);
 	uint8_t a4[4], a6[16];
-	static const uint8_t zero[16], mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 	if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
 		host++;
 		n -= 2;
@@ -72,15 +100,8 @@ bool lh_tool_host_private(const char *host)
 		return true;
 	if (inet_pton(AF_INET, h, a4) == 1)
 		return v4_private(a4);
-	if (inet_pton(AF_INET6, h, a6) == 1) {
-		if (memcmp(a6, zero, 15) == 0 && (a6[15] == 0 || a6[15] == 1))
-			return true; /* :: and ::1 */
-		if (memcmp(a6, mapped, 12) == 0)
-			return v4_private(a6 + 12);
-		return (a6[0] & 0xfe) == 0xfc ||		    /* fc00::/7 unique local */
-		       (a6[0] == 0xfe && (a6[1] & 0xc0) == 0x80) || /* fe80::/10 link-local */
-		       a6[0] == 0xff;				    /* multicast */
-	}
+	if (inet_pton(AF_INET6, h, a6) == 1)
+		return v6_private(a6);
 	return false;
 }
 
@@ -265,6 +286,9 @@ lh_err_t lh_tool_http_fetch(lh_http_t *http, const lh_tools_cfg_t *cfg, const js
 	req.headers = headers;
 	req.n_headers = 2;
 	req.total_timeout_ms = cfg->timeout_ms;
+	req.resolve = cfg->resolve;
+	if (!cfg->allow_private)
+		req.addr_check = addr_allowed; /* the address connected to, after DNS */
 	/* The client drops a body over its cap, so fetch more than the model gets and cut. */
 	req.max_response_bytes = limit * 4 > LH_TOOL_FETCH_CAP ? limit * 4 : LH_TOOL_FETCH_CAP;
 	if (lh_http_request(http, &req, on_fetched, f, NULL, err)) {

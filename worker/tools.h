@@ -2,8 +2,10 @@
  *
  * Tools offered to act tasks:
  *   http_fetch {url, max_bytes?} — GET of an allow-listed host over lh_http_t: no redirects
- *     followed (a 3xx comes back with its Location), private, loopback and link-local
- *     addresses refused unless allowed, body cut to a size limit, a time limit; sends the call's
+ *     followed (a 3xx comes back with its Location, which the model must fetch as a new call,
+ *     checked again), private, loopback and link-local addresses refused unless allowed — by
+ *     name and literal before the request, and on the address actually connected to (after
+ *     DNS, so a name that resolves to such an address is refused: DNS rebinding), body cut to a size limit, a time limit; sends the call's
  *     idempotency key as Idempotency-Key. The result is JSON text {status, truncated, body,
  *     location?} or {error}.
  *   ask_human {question} — handled by the worker itself: the attempt ends with input.requested.
@@ -29,6 +31,10 @@ typedef struct lh_tools_cfg {
 	bool allow_private;	 /* loopback, private and link-local addresses (tests) */
 	size_t max_bytes;	 /* body cap, and the largest max_bytes a call may ask for */
 	long timeout_ms;	 /* whole exchange */
+	/* "host:port:address" entries pinning names (curl's --resolve); NULL-ended, may be NULL.
+	 * The address check below applies to pinned addresses too (tests use it to play a DNS
+	 * server that answers with a loopback address). */
+	const char *const *resolve;
 } lh_tools_cfg_t;
 
 /* The tool definitions (LH_TOOLS_N of them: http_fetch, ask_human). Their parameter schemas are
@@ -40,6 +46,11 @@ void lh_tools_defs_finish(json_t *params[LH_TOOLS_N]);
  * address in a loopback, private (RFC 1918, fc00::/7), link-local, carrier-grade NAT,
  * unspecified or IPv4-mapped private range. */
 bool lh_tool_host_private(const char *host);
+
+struct sockaddr;
+/* True when addr (AF_INET or AF_INET6) is loopback, private, link-local, CGNAT, unspecified,
+ * multicast or an IPv4-mapped one of those; other families are refused too (true). */
+bool lh_tool_addr_private(const struct sockaddr *addr);
 
 /* Check url for http_fetch: http or https, a host in allow_hosts (exact, case-insensitive), no
  * user info, and not a private address unless allow_private. ret_host (size n) receives the

@@ -4,7 +4,10 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #include "breaker.h"
@@ -227,9 +230,71 @@ static void t_http_fetch(void)
 	T_CHECK(json_string_value(json_object_get(r, "error")) != NULL);
 	json_decref(r);
 
+	/* DNS rebinding: an allowed public-looking name whose DNS answer is loopback. The name
+	 * passes the check before the request; the address connected to does not. */
+	{
+		char pin[96], pin6[96];
+		const char *resolve[] = {pin, NULL};
+		lh_http_t *http2 = lh_http_new(base, NULL, &err); /* no connection to reuse */
+		snprintf(pin, sizeof(pin), "rebind.example:%d:127.0.0.1", port);
+		snprintf(allow, sizeof(allow), "rebind.example");
+		cfg.resolve = resolve;
+		cfg.allow_private = false;
+		snprintf(args, sizeof(args), "{\"url\":\"http://rebind.example:%d/hello\"}", port);
+		last_idem[0] = '\0';
+		r = fetch(base, http2, &cfg, args);
+		T_CHECK(json_string_value(json_object_get(r, "error")) &&
+			strstr(json_string_value(json_object_get(r, "error")),
+			       "refused to connect to 127.0.0.1") != NULL);
+		T_EQ_STR(last_idem, ""); /* the server never saw it */
+		json_decref(r);
+		/* the same through an IPv4-mapped IPv6 loopback answer */
+		snprintf(pin6, sizeof(pin6), "rebind.example:%d:[::ffff:127.0.0.1]", port);
+		resolve[0] = pin6;
+		r = fetch(base, http2, &cfg, args);
+		T_CHECK(json_string_value(json_object_get(r, "error")) != NULL);
+		T_EQ_STR(last_idem, "");
+		json_decref(r);
+		/* allowed when private addresses are (tests, intranets) */
+		resolve[0] = pin;
+		cfg.allow_private = true;
+		r = fetch(base, http2, &cfg, args);
+		T_EQ_INT(json_integer_value(json_object_get(r, "status")), 200);
+		T_EQ_STR(last_idem, "lh-key-1");
+		json_decref(r);
+		cfg.resolve = NULL;
+		lh_http_free(http2);
+	}
+
 	lh_http_free(http);
 	evhttp_free(srv);
 	event_base_free(base);
+}
+
+static void t_addr_private(void)
+{
+	struct sockaddr_in v4 = {.sin_family = AF_INET};
+	struct sockaddr_in6 v6 = {.sin6_family = AF_INET6};
+	struct sockaddr un = {.sa_family = AF_UNIX};
+	static const char *priv4[] = {"127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.5",
+				      "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1"};
+	static const char *pub4[] = {"8.8.8.8", "172.32.0.1", "100.128.0.1", "203.0.113.9"};
+	static const char *priv6[] = {"::1", "::", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "ff02::1"};
+	for (size_t i = 0; i < sizeof(priv4) / sizeof(priv4[0]); i++) {
+		inet_pton(AF_INET, priv4[i], &v4.sin_addr);
+		T_CHECK(lh_tool_addr_private((struct sockaddr *)&v4));
+	}
+	for (size_t i = 0; i < sizeof(pub4) / sizeof(pub4[0]); i++) {
+		inet_pton(AF_INET, pub4[i], &v4.sin_addr);
+		T_CHECK(!lh_tool_addr_private((struct sockaddr *)&v4));
+	}
+	for (size_t i = 0; i < sizeof(priv6) / sizeof(priv6[0]); i++) {
+		inet_pton(AF_INET6, priv6[i], &v6.sin6_addr);
+		T_CHECK(lh_tool_addr_private((struct sockaddr *)&v6));
+	}
+	inet_pton(AF_INET6, "2606:4700::1111", &v6.sin6_addr);
+	T_CHECK(!lh_tool_addr_private((struct sockaddr *)&v6));
+	T_CHECK(lh_tool_addr_private(&un));
 }
 
 static void t_breaker(void)
@@ -352,6 +417,7 @@ int main(void)
 	T_RUN(t_url_check);
 	T_RUN(t_call_hash);
 	T_RUN(t_http_fetch);
+	T_RUN(t_addr_private);
 	T_RUN(t_breaker);
 	T_RUN(t_bucket);
 	T_RUN(t_endpoints);
