@@ -25,6 +25,7 @@
 #include "llm.h"
 #include "log.h"
 #include "endpoints.h"
+#include "memtools.h"
 #include "prompt.h"
 #include "tools.h"
 
@@ -57,6 +58,8 @@ typedef struct worker_cfg {
 	int64_t http_max_bytes;
 	int64_t http_timeout_ms;
 	bool ask_human;
+	bool memory_tools;
+	bool memory_global_write;
 	int64_t breaker_threshold;
 	int64_t breaker_cooldown_ms;
 	double requests_per_minute;
@@ -146,6 +149,14 @@ static const lh_cfg_def_t worker_table[] = {
 	{"tools.ask_human", LH_CFG_BOOL, "true", 0, 0, NULL, "LH_ASK_HUMAN", NULL, false, false,
 	 "offer act tasks the ask_human tool (the attempt ends with input.requested)",
 	 W(ask_human)},
+	{"tools.memory", LH_CFG_BOOL, "true", 0, 0, NULL, "LH_MEMORY_TOOLS", NULL, false, false,
+	 "offer act tasks memory_search and memory_write (PostgreSQL, pg.url; they run "
+	 "on a thread of their own with their own connection, never on the loop)",
+	 W(memory_tools)},
+	{"tools.memory_global_write", LH_CFG_BOOL, "false", 0, 0, NULL, NULL, NULL, false, false,
+	 "let memory_write store global memories (seen by every tenant); otherwise plan and tenant "
+	 "scopes only",
+	 W(memory_global_write)},
 	{"llm.breaker_threshold", LH_CFG_INT, "5", 0, 1000, NULL, "LH_BREAKER_THRESHOLD", NULL,
 	 false, false,
 	 "consecutive provider_down/timeout failures that open the circuit breaker (attempts "
@@ -268,7 +279,10 @@ static struct worker {
 	size_t neps;
 	lh_llm_tool_t tool_defs[LH_TOOLS_N];
 	json_t *tool_params[LH_TOOLS_N];
-	lh_llm_tool_t offered[LH_TOOLS_N]; /* what act tasks are offered */
+	lh_llm_tool_t mem_defs[LH_MEMTOOLS_N];
+	json_t *mem_params[LH_MEMTOOLS_N];
+	lh_memtools_t *memtools; /* NULL when memory tools are off */
+	lh_llm_tool_t offered[LH_TOOLS_N + LH_MEMTOOLS_N]; /* what act tasks are offered */
 	size_t noffered;
 	lh_tools_cfg_t tools_cfg;
 
@@ -623,6 +637,20 @@ static void run_tools(attempt_t *a, lh_llm_resp_t *resp)
 		if (strcmp(calls[i].name, "http_fetch") == 0 && wk.tools_http) {
 			if (lh_tool_http_fetch(wk.tools_http, &wk.tools_cfg, calls[i].arguments, key,
 					       on_tool_done, slot, &result, &err) == LH_OK) {
+				a->pending_tools++;
+				continue;
+			}
+		} else if (wk.memtools && lh_memtools_is(calls[i].name)) {
+			char plan[LH_UUID_STR_LEN + 1], order_hex[LH_ID_HEX_LEN + 1];
+			lh_memtool_ctx_t mc = {.tenant = a->order->tenant,
+					       .plan_id = plan,
+					       .source_event = order_hex,
+					       .task_no = (int)a->order->task_no,
+					       .attempt = (int)a->order->attempt};
+			lh_uuid_fmt(&a->order->plan_id, plan);
+			lh_id_hex(&a->order->id, order_hex);
+			if (lh_memtools_call(wk.memtools, calls[i].name, calls[i].arguments, &mc,
+					     on_tool_done, slot, &result, &err) == LH_OK) {
 				a->pending_tools++;
 				continue;
 			}
@@ -1274,6 +1302,15 @@ static lh_err_t setup_tools(lh_error_t *err)
 	}
 	if (wk.cfg.ask_human)
 		wk.offered[wk.noffered++] = wk.tool_defs[1];
+	lh_memtools_defs(wk.mem_defs, wk.mem_params);
+	if (wk.cfg.memory_tools && *wk.cfg.common.pg_url) {
+		wk.memtools = lh_memtools_new(wk.base, wk.cfg.common.pg_url,
+					      wk.cfg.memory_global_write, err);
+		if (!wk.memtools)
+			return LH_ERR_INTERNAL;
+		for (int i = 0; i < LH_MEMTOOLS_N; i++)
+			wk.offered[wk.noffered++] = wk.mem_defs[i];
+	}
 	return LH_OK;
 }
 
@@ -1358,6 +1395,8 @@ int main(int argc, char **argv)
 	lh_log_info("worker.started", "consuming", "topic", wk.orders_topic, "group", wk.group, "id",
 		    wk.worker_id);
 	event_base_dispatch(wk.base);
+	/* memory calls still queued end without their callbacks: their attempts end below */
+	wk.memtools = lh_memtools_free(wk.memtools);
 
 	/* Attempts whose attempt.started is still unacknowledged end in on_delivery (stopping) as
 	 * attempt.failed, retryable; flushing serves those reports. */
@@ -1379,6 +1418,7 @@ int main(int argc, char **argv)
 	wk.http = lh_http_free(wk.http);
 	wk.tools_http = lh_http_free(wk.tools_http);
 	lh_tools_defs_finish(wk.tool_params);
+	lh_memtools_defs_finish(wk.mem_params);
 	event_free(wk.ev_sigint);
 	event_free(wk.ev_sigterm);
 	event_free(wk.ev_heartbeat);

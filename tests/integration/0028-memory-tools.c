@@ -1,0 +1,211 @@
+/* 0028-memory-tools: the agents' memory tools against the real PostgreSQL.
+ *
+ * Through fakellm and the whole stack: a task of one plan calls memory_write (tenant scope);
+ * a task of a later plan calls memory_search and its answer carries the fact and the memory's
+ * id (fakellm's act answer repeats the tool result it was given).
+ *
+ * In process (lh_memtools_t on an event loop, its PostgreSQL thread): scope checks — a plan
+ * scope memory is found by its own plan only, a tenant one by every plan of the tenant and by
+ * no other tenant; a duplicate write answers with the id it duplicates; bad arguments and a
+ * global write (not allowed here) are refused before anything is queued. */
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memtools.h"
+#include "stack.h"
+#include "t.h"
+
+static ts_stack_t ts;
+
+#define FACT "The launch code name of project Kestrel is BLUEFIN"
+
+static void t_write_then_find(void)
+{
+	char plan1[40], plan2[40];
+	lh_id_t id;
+	const char *v, *mid;
+	char want[64];
+	id = ts_submit(&ts, "Remember something\nlh-script: {\"tasks\":[{\"id\":1,\"instructions\":"
+			    "\"Note it [case\\u003aremember]\",\"tier\":\"fast\"}],\"join\":\"Check\"}\n");
+	lh_uuid_fmt(&id, plan1);
+	printf("# plan %s writes\n", plan1);
+	T_CHECK(ts_wait_sql(&ts, 60000, "SELECT status FROM plans WHERE plan_id = $1", plan1,
+			    "completed"));
+	mid = ts_sql1(&ts, "SELECT max(id)::text FROM memories WHERE content = $1", FACT);
+	printf("# memory id %s\n", mid ? mid : "(none)");
+	T_CHECK(mid != NULL);
+	if (!mid)
+		return;
+	snprintf(want, sizeof(want), "\\\"id\\\":%s", mid);
+	T_EQ_STR(ts_sql1(&ts, "SELECT scope || ':' || task_no || ':' || attempt FROM memories WHERE "
+			      "id = $1::bigint",
+			 mid),
+		 "tenant:1:1");
+	id = ts_submit(&ts, "Recall something\nlh-script: {\"tasks\":[{\"id\":1,\"instructions\":"
+			    "\"Look it up [case\\u003arecall]\",\"tier\":\"fast\"}],\"join\":\"Check\"}\n");
+	lh_uuid_fmt(&id, plan2);
+	printf("# plan %s searches\n", plan2);
+	T_CHECK(ts_wait_sql(&ts, 60000, "SELECT status FROM plans WHERE plan_id = $1", plan2,
+			    "completed"));
+	v = ts_sql1(&ts, "SELECT output::text FROM tasks WHERE plan_id = $1 AND task_no = 1", plan2);
+	printf("# task 1 of plan 2: %.300s\n", v ? v : "(null)");
+	T_CHECK(v && strstr(v, "BLUEFIN") != NULL);
+	T_CHECK(v && strstr(v, want) != NULL); /* the result cites the memory id */
+	T_EQ_STR(ts_sql1(&ts, "SELECT llm_calls FROM task_attempts WHERE plan_id = $1 AND task_no = 1",
+			 plan2),
+		 "2");
+}
+
+/* ---- in process -------------------------------------------------------------------------- */
+
+typedef struct waiter {
+	struct event_base *base;
+	char *result;
+} waiter_t;
+
+static void on_done(char *result, void *opaque)
+{
+	waiter_t *w = opaque;
+	w->result = result;
+	event_base_loopbreak(w->base);
+}
+
+/* One call, run to its end; the parsed result (new) or NULL. refused: the call was refused
+ * before queueing (its error result is returned). */
+static json_t *call(lh_memtools_t *mt, struct event_base *base, const char *name,
+		    const char *args, const lh_memtool_ctx_t *ctx, bool *refused)
+{
+	waiter_t w = {.base = base};
+	lh_error_t err = {0};
+	json_t *a = json_loads(args, 0, NULL), *r;
+	char *res = NULL;
+	*refused = lh_memtools_call(mt, name, a, ctx, on_done, &w, &res, &err) != LH_OK;
+	json_decref(a);
+	if (!*refused) {
+		event_base_dispatch(base);
+		res = w.result;
+	}
+	r = res ? json_loads(res, 0, NULL) : NULL;
+	free(res);
+	return r;
+}
+
+static int64_t id_of(const json_t *r, const char *key)
+{
+	return (int64_t)json_integer_value(json_object_get(r, key));
+}
+
+static bool found(const json_t *r, int64_t id)
+{
+	size_t i;
+	json_t *m;
+	json_array_foreach(json_object_get(r, "memories"), i, m) if (id_of(m, "id") == id) return true;
+	return false;
+}
+
+static void t_scopes(void)
+{
+	struct event_base *base = event_base_new();
+	lh_error_t err = {0};
+	lh_memtools_t *mt = lh_memtools_new(base, ts.pg_url, false, &err);
+	char tenant[48], plan_a[40], plan_b[40];
+	lh_id_t pa = lh_uuid7_new(), pb = lh_uuid7_new(), t = lh_uuid7_new();
+	lh_memtool_ctx_t ca, cb;
+	json_t *r;
+	bool refused;
+	int64_t mine, theirs, shared;
+	T_CHECK(mt != NULL);
+	if (!mt)
+		return;
+	lh_uuid_fmt(&t, tenant); /* a tenant of this run only */
+	lh_uuid_fmt(&pa, plan_a);
+	lh_uuid_fmt(&pb, plan_b);
+	ca = (lh_memtool_ctx_t){.tenant = tenant, .plan_id = plan_a, .task_no = 1, .attempt = 1};
+	cb = (lh_memtool_ctx_t){.tenant = tenant, .plan_id = plan_b, .task_no = 1, .attempt = 1};
+
+	r = call(mt, base, "memory_write",
+		 "{\"content\":\"Plan A stores its drafts in bucket amber-17\"}", &ca, &refused);
+	mine = id_of(r, "id");
+	T_CHECK(!refused && mine > 0);
+	json_decref(r);
+	r = call(mt, base, "memory_write",
+		 "{\"content\":\"Plan B stores its drafts in bucket cobalt-42\"}", &cb, &refused);
+	theirs = id_of(r, "id");
+	T_CHECK(theirs > 0);
+	json_decref(r);
+	r = call(mt, base, "memory_write",
+		 "{\"content\":\"Every plan of this tenant reports in euros\",\"scope\":\"tenant\","
+		 "\"kind\":\"procedural\"}",
+		 &cb, &refused);
+	shared = id_of(r, "id");
+	T_CHECK(shared > 0);
+	json_decref(r);
+	/* a duplicate answers with the id it duplicates */
+	r = call(mt, base, "memory_write",
+		 "{\"content\":\"Plan A stores its drafts in bucket amber-17\"}", &ca, &refused);
+	T_EQ_INT(id_of(r, "duplicate_of"), mine);
+	json_decref(r);
+
+	/* plan A sees its own and the tenant's, not plan B's */
+	r = call(mt, base, "memory_search", "{\"query\":\"which bucket stores the drafts\",\"k\":10}",
+		 &ca, &refused);
+	T_CHECK(found(r, mine));
+	T_CHECK(!found(r, theirs));
+	json_decref(r);
+	r = call(mt, base, "memory_search", "{\"query\":\"report currency euros\"}", &ca, &refused);
+	T_CHECK(found(r, shared));
+	json_decref(r);
+
+	/* another tenant sees none of it */
+	ca.tenant = "some-other-tenant";
+	r = call(mt, base, "memory_search", "{\"query\":\"report currency euros\"}", &ca, &refused);
+	T_CHECK(!found(r, shared));
+	json_decref(r);
+	ca.tenant = tenant;
+
+	/* refused before queueing: bad arguments, and global scope when not allowed */
+	r = call(mt, base, "memory_write", "{\"content\":\"x\",\"scope\":\"global\"}", &ca, &refused);
+	T_CHECK(refused && strstr(json_string_value(json_object_get(r, "error")), "global"));
+	json_decref(r);
+	r = call(mt, base, "memory_search", "{\"query\":\"\"}", &ca, &refused);
+	T_CHECK(refused);
+	json_decref(r);
+	r = call(mt, base, "memory_write", "{\"content\":\"x\",\"kind\":\"gossip\"}", &ca,
+		 &refused);
+	T_CHECK(refused);
+	json_decref(r);
+	lh_memtools_free(mt);
+	event_base_free(base);
+}
+
+int main(int argc, char **argv)
+{
+	char url[128];
+	int rc = ts_init(&ts, argc > 1 ? argv[1] : ".");
+	if (rc)
+		return rc;
+	if (ts_fakellm_with(&ts, 5,
+			    "{\"rules\":["
+			    "{\"match\":\"[case:remember]\",\"times\":1,\"tool_calls\":[{\"name\":"
+			    "\"memory_write\",\"arguments\":{\"content\":\"" FACT "\","
+			    "\"scope\":\"tenant\"}}]},"
+			    "{\"match\":\"[case:recall]\",\"times\":1,\"tool_calls\":[{\"name\":"
+			    "\"memory_search\",\"arguments\":{\"query\":\"launch code name of "
+			    "Kestrel\"}}]}]}",
+			    url)) {
+		ts_finish(&ts);
+		return 1;
+	}
+	setenv("ANTHROPIC_API_KEY", "test-key", 1); /* fakellm takes any key */
+	ts_spawn_materializer(&ts);
+	ts_spawn_coordinator(&ts, NULL);
+	ts_spawn_worker_url(&ts, "fast", url, "--provider", "anthropic", NULL);
+	ts_spawn_worker_url(&ts, "standard", url, NULL);
+	T_RUN(t_write_then_find); /* first: its plans wait for the stack (and its migrations) */
+	T_RUN(t_scopes);
+	ts_finish(&ts);
+	return t_done();
+}

@@ -1,0 +1,402 @@
+/* memtools.c — memory_search / memory_write on a PostgreSQL thread (memtools.h).
+ *
+ * The loop thread checks a call's arguments, copies everything into a job and queues it; the
+ * PostgreSQL thread takes jobs in order, runs them on its own connection and moves them to the
+ * done list, writing one byte to a pipe; the loop's read event on the pipe drains the done
+ * list and runs the callbacks. Nothing on the loop waits for PostgreSQL. */
+#include "memtools.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "memory.h"
+#include "pg.h"
+
+enum job_kind { JOB_SEARCH, JOB_WRITE };
+
+typedef struct job {
+	enum job_kind kind;
+	char *tenant, *plan_id, *source_event;
+	int task_no, attempt;
+	char *text; /* query or content */
+	int k;
+	lh_memory_kind_t mkind;
+	lh_memory_scope_t scope;
+	char *result; /* set by the thread */
+	lh_tool_done_cb cb;
+	void *opaque;
+	struct job *next;
+} job_t;
+
+struct lh_memtools {
+	struct event_base *base;
+	char *pg_url;
+	bool allow_global;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	job_t *todo, **todo_tail; /* FIFO */
+	job_t *done, **done_tail;
+	int pipefd[2];
+	struct event *ev_pipe;
+	lh_pg_t *pg; /* the thread's */
+};
+
+static const char search_params[] =
+	"{\"type\":\"object\",\"required\":[\"query\"],\"additionalProperties\":false,"
+	"\"properties\":{\"query\":{\"type\":\"string\",\"description\":\"what you want to "
+	"remember, in words the memory would use\"},\"k\":{\"type\":\"integer\",\"minimum\":1,"
+	"\"maximum\":20,\"description\":\"how many memories (default 5)\"}}}";
+static const char write_params[] =
+	"{\"type\":\"object\",\"required\":[\"content\"],\"additionalProperties\":false,"
+	"\"properties\":{\"content\":{\"type\":\"string\",\"description\":\"one self-contained "
+	"fact, event or strategy\"},\"kind\":{\"type\":\"string\",\"enum\":[\"episodic\","
+	"\"semantic\",\"procedural\"]},\"scope\":{\"type\":\"string\",\"enum\":[\"plan\","
+	"\"tenant\",\"global\"],\"description\":\"plan (default): this plan only; tenant: every "
+	"plan of this tenant\"}}}";
+
+void lh_memtools_defs(lh_llm_tool_t ret_defs[LH_MEMTOOLS_N], json_t *ret_params[LH_MEMTOOLS_N])
+{
+	ret_params[0] = json_loads(search_params, 0, NULL);
+	ret_params[1] = json_loads(write_params, 0, NULL);
+	if (!ret_params[0] || !ret_params[1])
+		abort(); /* constant text */
+	ret_defs[0] = (lh_llm_tool_t){
+		.name = "memory_search",
+		.description = "Search long-term memory (this plan's, the tenant's and global "
+			       "memories). Returns {memories: [{id, score, content}]}; cite ids.",
+		.parameters = ret_params[0]};
+	ret_defs[1] = (lh_llm_tool_t){
+		.name = "memory_write",
+		.description = "Remember one fact, event or strategy for later tasks. Returns {id} "
+			       "or {duplicate_of} when it is already known.",
+		.parameters = ret_params[1]};
+}
+
+void lh_memtools_defs_finish(json_t *params[LH_MEMTOOLS_N])
+{
+	for (int i = 0; i < LH_MEMTOOLS_N; i++) {
+		json_decref(params[i]);
+		params[i] = NULL;
+	}
+}
+
+bool lh_memtools_is(const char *name)
+{
+	return name && (!strcmp(name, "memory_search") || !strcmp(name, "memory_write"));
+}
+
+static void job_free(job_t *j)
+{
+	if (!j)
+		return;
+	free(j->tenant);
+	free(j->plan_id);
+	free(j->source_event);
+	free(j->text);
+	free(j->result);
+	free(j);
+}
+
+static char *result_of(json_t *j)
+{
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	return s ? s : lh_tool_error_result("could not encode the result");
+}
+
+static char *error_result(const char *what, const lh_error_t *err)
+{
+	char m[600];
+	snprintf(m, sizeof(m), "%s: %s", what, err->msg);
+	return lh_tool_error_result(m);
+}
+
+/* ---- the PostgreSQL thread --------------------------------------------------------------- */
+
+static char *run_search(lh_memtools_t *mt, job_t *j, lh_error_t *err)
+{
+	lh_memory_hit_t *hits = NULL;
+	int n = 0;
+	json_t *arr;
+	if (lh_memory_search(mt->pg, j->tenant, j->plan_id, j->text, j->k, LH_MEMORY_HYBRID, &hits,
+			     &n, err))
+		return NULL;
+	arr = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(arr, json_pack("{s:I, s:f, s:s}", "id", (json_int_t)hits[i].id,
+						     "score", hits[i].score, "content",
+						     hits[i].content ? hits[i].content : ""));
+	lh_memory_hits_free(hits, n);
+	return result_of(json_pack("{s:o}", "memories", arr));
+}
+
+static char *run_write(lh_memtools_t *mt, job_t *j, lh_error_t *err)
+{
+	lh_memory_t m = {.tenant = j->tenant,
+			 .scope = j->scope,
+			 .plan_id = j->scope == LH_MEMORY_PLAN ? j->plan_id : NULL,
+			 .kind = j->mkind,
+			 .content = j->text,
+			 .source_event = j->source_event,
+			 .task_no = j->task_no,
+			 .attempt = j->attempt};
+	int64_t id = 0;
+	lh_err_t rc = lh_memory_write(mt->pg, &m, 0, &id, err);
+	if (rc == LH_ERR_CONFLICT)
+		/* a replayed call (same attempt, same content) lands here too: same answer */
+		return result_of(json_pack("{s:I, s:s}", "duplicate_of", (json_int_t)id, "note",
+					   "already remembered; not stored again"));
+	if (rc)
+		return NULL;
+	return result_of(json_pack("{s:I}", "id", (json_int_t)id));
+}
+
+static void run(lh_memtools_t *mt, job_t *j)
+{
+	lh_error_t err = {0};
+	char *r = NULL;
+	for (int tries = 0; tries < 2 && !r; tries++) {
+		memset(&err, 0, sizeof(err));
+		if (!mt->pg && lh_pg_connect(mt->pg_url, &mt->pg, &err))
+			break;
+		r = j->kind == JOB_SEARCH ? run_search(mt, j, &err) : run_write(mt, j, &err);
+		if (!r && (err.code == LH_ERR_PG || err.code == LH_ERR_UNAVAILABLE ||
+			   err.code == LH_ERR_IO)) {
+			/* perhaps a broken connection: once more on a new one */
+			mt->pg = lh_pg_free(mt->pg);
+			continue;
+		}
+		break;
+	}
+	j->result = r ? r
+		      : error_result(j->kind == JOB_SEARCH ? "memory search failed"
+							   : "memory write failed",
+				     &err);
+}
+
+static void *thread_main(void *arg)
+{
+	lh_memtools_t *mt = arg;
+	pthread_mutex_lock(&mt->mu);
+	for (;;) {
+		job_t *j;
+		while (!mt->stop && !mt->todo)
+			pthread_cond_wait(&mt->cv, &mt->mu);
+		if (mt->stop)
+			break;
+		j = mt->todo;
+		mt->todo = j->next;
+		if (!mt->todo)
+			mt->todo_tail = &mt->todo;
+		pthread_mutex_unlock(&mt->mu);
+		run(mt, j);
+		pthread_mutex_lock(&mt->mu);
+		j->next = NULL;
+		*mt->done_tail = j;
+		mt->done_tail = &j->next;
+		while (write(mt->pipefd[1], "1", 1) < 0 && errno == EINTR)
+			;
+	}
+	pthread_mutex_unlock(&mt->mu);
+	mt->pg = lh_pg_free(mt->pg);
+	return NULL;
+}
+
+/* ---- the loop side ----------------------------------------------------------------------- */
+
+static void on_pipe(evutil_socket_t fd, short what, void *arg)
+{
+	lh_memtools_t *mt = arg;
+	char buf[256];
+	job_t *list;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	pthread_mutex_lock(&mt->mu);
+	list = mt->done;
+	mt->done = NULL;
+	mt->done_tail = &mt->done;
+	pthread_mutex_unlock(&mt->mu);
+	while (list) {
+		job_t *j = list;
+		char *r = j->result;
+		list = j->next;
+		j->result = NULL;
+		j->cb(r, j->opaque);
+		job_free(j);
+	}
+}
+
+lh_memtools_t *lh_memtools_new(struct event_base *base, const char *pg_url, bool allow_global,
+			       lh_error_t *err)
+{
+	lh_memtools_t *mt = calloc(1, sizeof(*mt));
+	if (!mt)
+		abort();
+	mt->base = base;
+	mt->allow_global = allow_global;
+	mt->pg_url = strdup(pg_url ? pg_url : "");
+	mt->todo_tail = &mt->todo;
+	mt->done_tail = &mt->done;
+	mt->pipefd[0] = mt->pipefd[1] = -1;
+	pthread_mutex_init(&mt->mu, NULL);
+	pthread_cond_init(&mt->cv, NULL);
+	if (!mt->pg_url || pipe2(mt->pipefd, O_NONBLOCK | O_CLOEXEC) != 0 ||
+	    !(mt->ev_pipe = event_new(base, mt->pipefd[0], EV_READ | EV_PERSIST, on_pipe, mt)) ||
+	    event_add(mt->ev_pipe, NULL) != 0 ||
+	    pthread_create(&mt->thread, NULL, thread_main, mt) != 0) {
+		lh_error_set(err, LH_ERR_INTERNAL, "could not start the memory tools' thread: %s",
+			     strerror(errno));
+		lh_memtools_free(mt);
+		return NULL;
+	}
+	mt->started = true;
+	return mt;
+}
+
+lh_memtools_t *lh_memtools_free(lh_memtools_t *mt)
+{
+	if (!mt)
+		return NULL;
+	if (mt->started) {
+		pthread_mutex_lock(&mt->mu);
+		mt->stop = true;
+		pthread_cond_signal(&mt->cv);
+		pthread_mutex_unlock(&mt->mu);
+		pthread_join(mt->thread, NULL);
+	}
+	while (mt->todo) {
+		job_t *j = mt->todo;
+		mt->todo = j->next;
+		job_free(j);
+	}
+	while (mt->done) {
+		job_t *j = mt->done;
+		mt->done = j->next;
+		job_free(j);
+	}
+	if (mt->ev_pipe)
+		event_free(mt->ev_pipe);
+	if (mt->pipefd[0] >= 0)
+		close(mt->pipefd[0]);
+	if (mt->pipefd[1] >= 0)
+		close(mt->pipefd[1]);
+	pthread_mutex_destroy(&mt->mu);
+	pthread_cond_destroy(&mt->cv);
+	free(mt->pg_url);
+	free(mt);
+	return NULL;
+}
+
+static char *dup_or_null(const char *s)
+{
+	char *r = s ? strdup(s) : NULL;
+	if (s && !r)
+		abort();
+	return r;
+}
+
+lh_err_t lh_memtools_call(lh_memtools_t *mt, const char *name, const json_t *args,
+			  const lh_memtool_ctx_t *ctx, lh_tool_done_cb cb, void *opaque,
+			  char **ret_result, lh_error_t *err)
+{
+	job_t *j = calloc(1, sizeof(*j));
+	const char *s;
+	json_t *v;
+	if (!j)
+		abort();
+	*ret_result = NULL;
+	if (!json_is_object(args)) {
+		lh_error_set(err, LH_ERR_INVALID, "arguments must be a JSON object");
+		goto out_refuse;
+	}
+	if (!strcmp(name, "memory_search")) {
+		j->kind = JOB_SEARCH;
+		s = json_string_value(json_object_get(args, "query"));
+		v = json_object_get(args, "k");
+		j->k = 5;
+		if (!s || !*s) {
+			lh_error_set(err, LH_ERR_INVALID, "memory_search needs a non-empty \"query\"");
+			goto out_refuse;
+		}
+		if (v && (!json_is_integer(v) || json_integer_value(v) < 1)) {
+			lh_error_set(err, LH_ERR_INVALID, "k must be a positive integer");
+			goto out_refuse;
+		}
+		if (v)
+			j->k = json_integer_value(v) > LH_MEMTOOLS_MAX_K ? LH_MEMTOOLS_MAX_K
+									 : (int)json_integer_value(v);
+		j->text = dup_or_null(s);
+	} else if (!strcmp(name, "memory_write")) {
+		const char *kind = json_string_value(json_object_get(args, "kind"));
+		const char *scope = json_string_value(json_object_get(args, "scope"));
+		j->kind = JOB_WRITE;
+		s = json_string_value(json_object_get(args, "content"));
+		if (!s || !*s || strlen(s) > LH_MEMTOOLS_MAX_CONTENT) {
+			lh_error_set(err, LH_ERR_INVALID,
+				     "memory_write needs \"content\" of 1 to %d bytes",
+				     LH_MEMTOOLS_MAX_CONTENT);
+			goto out_refuse;
+		}
+		if (json_object_get(args, "kind") && !kind) {
+			lh_error_set(err, LH_ERR_INVALID, "kind must be a string");
+			goto out_refuse;
+		}
+		if (!kind || !strcmp(kind, "semantic"))
+			j->mkind = LH_MEMORY_SEMANTIC;
+		else if (!strcmp(kind, "episodic"))
+			j->mkind = LH_MEMORY_EPISODIC;
+		else if (!strcmp(kind, "procedural"))
+			j->mkind = LH_MEMORY_PROCEDURAL;
+		else {
+			lh_error_set(err, LH_ERR_INVALID,
+				     "kind is one of episodic, semantic, procedural");
+			goto out_refuse;
+		}
+		if (!scope || !strcmp(scope, "plan"))
+			j->scope = LH_MEMORY_PLAN;
+		else if (!strcmp(scope, "tenant"))
+			j->scope = LH_MEMORY_TENANT;
+		else if (!strcmp(scope, "global") && mt->allow_global)
+			j->scope = LH_MEMORY_GLOBAL;
+		else {
+			lh_error_set(err, LH_ERR_INVALID, "scope is plan or tenant%s",
+				     mt->allow_global ? " or global" : " (global is not allowed here)");
+			goto out_refuse;
+		}
+		j->text = dup_or_null(s);
+	} else {
+		lh_error_set(err, LH_ERR_INVALID, "no memory tool named \"%.64s\"", name);
+		goto out_refuse;
+	}
+	if (!ctx->tenant || !ctx->plan_id) {
+		lh_error_set(err, LH_ERR_INVALID, "the task has no tenant or plan");
+		goto out_refuse;
+	}
+	j->tenant = dup_or_null(ctx->tenant);
+	j->plan_id = dup_or_null(ctx->plan_id);
+	j->source_event = dup_or_null(ctx->source_event);
+	j->task_no = ctx->task_no;
+	j->attempt = ctx->attempt;
+	j->cb = cb;
+	j->opaque = opaque;
+	pthread_mutex_lock(&mt->mu);
+	*mt->todo_tail = j;
+	mt->todo_tail = &j->next;
+	pthread_cond_signal(&mt->cv);
+	pthread_mutex_unlock(&mt->mu);
+	return LH_OK;
+
+out_refuse:
+	*ret_result = lh_tool_error_result(err->msg);
+	job_free(j);
+	return err->code;
+}
