@@ -67,6 +67,8 @@ typedef struct worker_cfg {
 	int64_t linger_ms;
 	int64_t commit_interval_ms;
 	char *models;
+	int64_t context_memories;
+	int64_t reserve_output;
 	int64_t context_window;
 	int64_t max_concurrency;
 } worker_cfg_t;
@@ -184,6 +186,17 @@ static const lh_cfg_def_t worker_table[] = {
 	 "rate limits, and an attempt whose endpoint is down moves on to the next; empty: one "
 	 "model from llm.provider, llm.base_url and llm.model",
 	 W(models)},
+	{"context.memories", LH_CFG_INT, "0", 0, LH_MEMTOOLS_MAX_K, NULL, "LH_CONTEXT_MEMORIES", NULL,
+	 false, false,
+	 "memories retrieved (hybrid search on the task's instructions, through the memory tools' "
+	 "thread: one PostgreSQL round trip before an act task's first model call) into the "
+	 "context's memory layer; 0 = none",
+	 W(context_memories)},
+	{"llm.reserve_output_tokens", LH_CFG_INT, "4096", 16, 1000000, NULL, NULL, NULL, false,
+	 false,
+	 "tokens of the context window kept free for the answer when a call's context is "
+	 "assembled (system, core blocks, memories, then the newest messages that fit)",
+	 W(reserve_output)},
 	{"llm.context_window", LH_CFG_INT, "128000", 1024, 100000000, NULL, "LH_LLM_CONTEXT_WINDOW",
 	 NULL, false, false, "the model's context window in tokens", W(context_window)},
 	{"llm.max_concurrency", LH_CFG_INT, "0", 0, 100000, NULL, "LH_LLM_MAX_CONCURRENCY", NULL,
@@ -257,6 +270,8 @@ typedef struct attempt {
 	struct attempt *wait_next; /* in an endpoint's waiters: no call slot yet */
 	size_t ep;		    /* the endpoint this attempt calls (moves on when one is down) */
 	double cost_usd;	    /* summed over its calls, each at its endpoint's prices */
+	const char **recalled;	    /* memories for the context's memory layer ("[memory N] ...") */
+	size_t nrecalled;
 	int64_t beats;
 } attempt_t;
 
@@ -803,6 +818,46 @@ static void handle_answer(attempt_t *a, lh_llm_resp_t *resp, const lh_llm_error_
 	json_decref(out);
 }
 
+/* This call's messages, assembled in layers within ep's window (common/context.h): system
+ * prompt, then the intent (goal) and plan status, the recalled memories, and the newest of the
+ * attempt's messages that fit. Sets a->est_input. Returns true when the attempt ended (its
+ * intent alone does not fit the window). */
+static bool assemble(attempt_t *a, const lh_endpoint_t *ep, lh_llm_message_t **ret_msgs,
+		     size_t *ret_n)
+{
+	const lh_task_order_t *o = a->order->body;
+	lh_context_opts_t co = {.family = ep->model,
+				.window = ep->context_window,
+				.reserve_output = wk.cfg.reserve_output < ep->context_window / 2
+							  ? wk.cfg.reserve_output
+							  : ep->context_window / 2};
+	lh_context_inputs_t in = {.system = a->msgs[0].content,
+				  .goal = o->goal,
+				  .plan_status = lh_arena_printf(
+					  a->arena, "Task %lld (%s, tier %s), attempt %lld, turn %d of %lld",
+					  (long long)a->order->task_no, o->kind, o->tier,
+					  (long long)a->order->attempt, a->turns + 1,
+					  (long long)wk.cfg.max_turns),
+				  .memories = a->recalled,
+				  .n_memories = a->nrecalled,
+				  .messages = a->msgs + 1,
+				  .n_messages = a->nmsgs - 1};
+	lh_context_report_t rep;
+	lh_error_t err = {0};
+	if (lh_context_assemble(&co, &in, a->arena, ret_msgs, ret_n, &rep, &err)) {
+		finish(a, "too_large", err.msg, NULL);
+		return true;
+	}
+	a->est_input = rep.tokens;
+	if (rep.n_dropped || rep.newest_truncated || rep.n_memories_dropped) {
+		char d[24], t[24], b[24];
+		lh_log_info("worker.context", "context cut to the model's window", "model", ep->model,
+			    "dropped_messages", lh_log_i64(d, (long long)rep.n_dropped), "tokens",
+			    lh_log_i64(t, rep.tokens), "budget", lh_log_i64(b, rep.budget));
+	}
+	return false;
+}
+
 static void request(attempt_t *a)
 {
 	const lh_task_order_t *o = a->order->body;
@@ -810,6 +865,8 @@ static void request(attempt_t *a)
 	lh_error_t err = {0};
 	int64_t now = lh_mono_us(), wait;
 	lh_endpoint_t *ep;
+	lh_llm_message_t *msgs = NULL;
+	size_t nmsgs = 0;
 	if (a->abandoned) {
 		attempt_free(a);
 		return;
@@ -852,9 +909,8 @@ static void request(attempt_t *a)
 			ep->waiters = a;
 			return;
 		}
-		a->est_input = 0;
-		for (size_t k = 0; k < a->nmsgs; k++)
-			a->est_input += lh_context_message_tokens(ep->model, &a->msgs[k]);
+		if (assemble(a, ep, &msgs, &nmsgs))
+			return;
 		wait = lh_limiter_take(&ep->limiter, a->est_input, 1, now);
 		if (wait > 0) {
 			struct timeval tv = {wait / 1000000, wait % 1000000};
@@ -881,8 +937,8 @@ static void request(attempt_t *a)
 	a->turns++;
 	ep->calls++;
 	req.model = ep->model;
-	req.messages = a->msgs;
-	req.n_messages = a->nmsgs;
+	req.messages = msgs;
+	req.n_messages = nmsgs;
 	req.timeout_ms = wk.cfg.llm_timeout_ms;
 	req.task_kind = o->kind;
 	req.goal = o->goal;
@@ -901,6 +957,51 @@ static void request(attempt_t *a)
 		return;
 	}
 	ep->inflight++;
+}
+
+/* The memory layer's search came back: keep the hits as "[memory N] content", then call. */
+static void on_recalled(char *result, void *opaque)
+{
+	attempt_t *a = opaque;
+	json_t *r = result ? json_loads(result, 0, NULL) : NULL, *m;
+	size_t i, n = json_array_size(json_object_get(r, "memories"));
+	free(result);
+	a->calling = false;
+	if (a->abandoned) {
+		json_decref(r);
+		attempt_free(a);
+		return;
+	}
+	a->recalled = lh_arena_alloc(a->arena, (n ? n : 1) * sizeof(char *));
+	json_array_foreach(json_object_get(r, "memories"), i, m)
+		a->recalled[a->nrecalled++] = lh_arena_printf(
+			a->arena, "[memory %lld] %s", (long long)json_integer_value(json_object_get(m, "id")),
+			json_string_value(json_object_get(m, "content")) ? json_string_value(json_object_get(m, "content")) : "");
+	if (json_object_get(r, "error"))
+		lh_log_warn("worker.recall", json_string_value(json_object_get(r, "error")));
+	json_decref(r);
+	request(a);
+}
+
+/* Retrieve memories for the context (the memory tools' thread); the call starts when they
+ * are in. A failed search only leaves the layer empty. */
+static void recall(attempt_t *a)
+{
+	const lh_task_order_t *o = a->order->body;
+	char plan[LH_UUID_STR_LEN + 1], *result = NULL;
+	lh_memtool_ctx_t mc = {.tenant = a->order->tenant, .plan_id = plan};
+	lh_error_t err = {0};
+	json_t *args = json_pack("{s:s, s:I}", "query", o->instructions, "k",
+				 (json_int_t)wk.cfg.context_memories);
+	lh_uuid_fmt(&a->order->plan_id, plan);
+	a->calling = true;
+	if (lh_memtools_call(wk.memtools, "memory_search", args, &mc, on_recalled, a, &result,
+			     &err) != LH_OK) {
+		free(result);
+		a->calling = false;
+		request(a);
+	}
+	json_decref(args);
 }
 
 static void call_model(attempt_t *a)
@@ -938,7 +1039,10 @@ static void call_model(attempt_t *a)
 		a->rschema = (lh_llm_response_schema_t){.name = "task_output",
 							.schema = o->output_schema, .strict = false};
 	}
-	request(a);
+	if (wk.memtools && wk.cfg.context_memories > 0 && !strcmp(o->kind, "act") && o->instructions)
+		recall(a);
+	else
+		request(a);
 }
 
 /* Commit what a partition has acknowledged since its last commit (asynchronously). */

@@ -275,7 +275,7 @@ static bool valid_role(const char *r)
 	return false;
 }
 
-static rule_t *find_rule(srv_t *srv, long n, const char *users)
+static rule_t *find_rule(srv_t *srv, long n, const char *users, const char *system)
 {
 	for (size_t i = 0; i < srv->n_rules; i++) {
 		rule_t *r = &srv->rules[i];
@@ -284,6 +284,8 @@ static rule_t *find_rule(srv_t *srv, long n, const char *users)
 		if (r->to && n > r->to)
 			continue;
 		if (r->match && !strstr(users, r->match))
+			continue;
+		if (r->match_system && (!system || !strstr(system, r->match_system)))
 			continue;
 		if (r->times >= 0 && r->hits >= r->times)
 			continue;
@@ -414,7 +416,7 @@ static bool rl_admit(srv_t *srv, const ask_t *a, json_t *h)
 
 static void respond(srv_t *srv, struct evhttp_request *req, ask_t *a)
 {
-	rule_t *r = find_rule(srv, a->n, a->users.data);
+	rule_t *r = find_rule(srv, a->n, a->users.data, a->system);
 	long latency = r && r->latency_ms >= 0 ? r->latency_ms : srv->latency_ms;
 	int status = r && r->status ? r->status : 200;
 	char *body;
@@ -775,13 +777,14 @@ static int load_rule(json_t *j, rule_t *r, size_t idx)
 {
 	json_error_t jerr;
 	json_int_t request = 0, from = 0, to = 0, times = -1, status = 0, latency = -1;
-	const char *match = NULL, *action = NULL, *content = NULL, *refusal = NULL,
+	const char *match = NULL, *match_system = NULL, *action = NULL, *content = NULL, *refusal = NULL,
 		   *finish = NULL;
 	json_t *headers = NULL, *body = NULL, *tool_calls = NULL;
 
 	if (json_unpack_ex(j, &jerr, JSON_STRICT,
-			   "{s?I, s?I, s?I, s?s, s?I, s?I, s?o, s?o, s?s, s?s, s?s, s?o, s?s, s?I}",
-			   "request", &request, "from", &from, "to", &to, "match", &match, "times",
+			   "{s?I, s?I, s?I, s?s, s?s, s?I, s?I, s?o, s?o, s?s, s?s, s?s, s?o, s?s, s?I}",
+			   "request", &request, "from", &from, "to", &to, "match", &match,
+			   "match_system", &match_system, "times",
 			   &times, "status", &status, "headers", &headers, "body", &body, "action",
 			   &action, "content", &content, "refusal", &refusal, "tool_calls",
 			   &tool_calls, "finish_reason", &finish, "latency_ms", &latency) != 0) {
@@ -792,6 +795,7 @@ static int load_rule(json_t *j, rule_t *r, size_t idx)
 	r->from = (long)(request ? request : from);
 	r->to = (long)(request ? request : to);
 	r->match = match ? strdup(match) : NULL;
+	r->match_system = match_system ? strdup(match_system) : NULL;
 	r->times = (long)times;
 	r->status = (int)status;
 	r->latency_ms = (long)latency;
@@ -837,6 +841,7 @@ static void rules_free(srv_t *srv)
 	for (size_t i = 0; i < srv->n_rules; i++) {
 		rule_t *r = &srv->rules[i];
 		free(r->match);
+		free(r->match_system);
 		json_decref(r->headers);
 		free(r->body);
 		free(r->content);

@@ -27,6 +27,7 @@ enum api { API_OPENAI = 0, API_ANTHROPIC };
 typedef struct rule {
 	long from, to; /* request numbers (1-based, inclusive); 0 = any */
 	char *match;   /* substring of a user message; NULL = any */
+	char *match_system; /* substring of the system text; NULL = any */
 	long times;    /* how many times the rule may fire; -1 = always */
 	long hits;
 	int status;      /* 0 = 200 for answers, an error otherwise */

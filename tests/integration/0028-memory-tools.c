@@ -59,6 +59,25 @@ static void t_write_then_find(void)
 		 "2");
 }
 
+/* Context assembly (common/context.c) in the worker: with context.memories on, an act task's
+ * model call carries the recalled memory ("[memory N] ...") in its system text. fakellm answers
+ * a fixed text only when it is there. Runs after t_write_then_find, which stored it. */
+static void t_context_has_memory(void)
+{
+	char plan[40];
+	lh_id_t id = ts_submit(&ts, "Use what you know\nlh-script: {\"tasks\":[{\"id\":1,"
+				    "\"instructions\":\"Tell the launch code name of project Kestrel "
+				    "[case\\u003actx]\",\"tier\":\"fast\"}],\"join\":\"Check\"}\n");
+	const char *v;
+	lh_uuid_fmt(&id, plan);
+	printf("# plan %s\n", plan);
+	T_CHECK(ts_wait_sql(&ts, 60000, "SELECT status FROM plans WHERE plan_id = $1", plan,
+			    "completed"));
+	v = ts_sql1(&ts, "SELECT output::text FROM tasks WHERE plan_id = $1 AND task_no = 1", plan);
+	printf("# task 1: %s\n", v ? v : "(null)");
+	T_EQ_STR(v, "\"the context held the memory\"");
+}
+
 /* ---- in process -------------------------------------------------------------------------- */
 
 typedef struct waiter {
@@ -194,17 +213,21 @@ int main(int argc, char **argv)
 			    "\"scope\":\"tenant\"}}]},"
 			    "{\"match\":\"[case:recall]\",\"times\":1,\"tool_calls\":[{\"name\":"
 			    "\"memory_search\",\"arguments\":{\"query\":\"launch code name of "
-			    "Kestrel\"}}]}]}",
+			    "Kestrel\"}}]},"
+			    "{\"match\":\"[case:ctx]\",\"match_system\":\"] " FACT "\","
+			    "\"content\":\"the context held the memory\"}]}",
 			    url)) {
 		ts_finish(&ts);
 		return 1;
 	}
 	setenv("ANTHROPIC_API_KEY", "test-key", 1); /* fakellm takes any key */
+	setenv("LH_CONTEXT_MEMORIES", "3", 1);
 	ts_spawn_materializer(&ts);
 	ts_spawn_coordinator(&ts, NULL);
 	ts_spawn_worker_url(&ts, "fast", url, "--provider", "anthropic", NULL);
 	ts_spawn_worker_url(&ts, "standard", url, NULL);
 	T_RUN(t_write_then_find); /* first: its plans wait for the stack (and its migrations) */
+	T_RUN(t_context_has_memory);
 	T_RUN(t_scopes);
 	ts_finish(&ts);
 	return t_done();
