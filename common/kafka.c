@@ -299,8 +299,13 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
 			;
 		return;
 	}
-	if (drain(k, DRAIN_BATCH, 0) >= DRAIN_BATCH)
-		event_active(k->ev_drain, EV_TIMEOUT, 0);
+	if (drain(k, DRAIN_BATCH, 0) >= DRAIN_BATCH) {
+		/* More is waiting: come back on the next loop turn, as a zero timeout rather than
+		 * event_active, so that timers due meanwhile run first (an active event re-activated
+		 * from its own callback runs again in the same pass and starves every timer). */
+		struct timeval zero = {0, 0};
+		evtimer_add(k->ev_drain, &zero);
+	}
 }
 
 lh_err_t lh_kafka_attach(lh_kafka_t *k, struct event_base *base, lh_error_t *err)
@@ -449,6 +454,21 @@ lh_err_t lh_kafka_watermarks(lh_kafka_t *k, const char *topic, int32_t partition
 	if (e)
 		return lh_error_retry(err, LH_ERR_KAFKA, "could not read offsets of %s[%d]: %s", topic,
 				      partition, rd_kafka_err2str(e));
+	if (ret_low)
+		*ret_low = lo;
+	if (ret_high)
+		*ret_high = hi;
+	return LH_OK;
+}
+
+lh_err_t lh_kafka_watermarks_cached(lh_kafka_t *k, const char *topic, int32_t partition,
+				    int64_t *ret_low, int64_t *ret_high, lh_error_t *err)
+{
+	int64_t lo = -1, hi = -1;
+	rd_kafka_resp_err_t e = rd_kafka_get_watermark_offsets(k->rk, topic, partition, &lo, &hi);
+	if (e || hi < 0)
+		return lh_error_set(err, LH_ERR_NOT_FOUND, "no watermarks known for %s[%d]", topic,
+				    partition);
 	if (ret_low)
 		*ret_low = lo;
 	if (ret_high)

@@ -102,6 +102,10 @@ lh_err_t lh_kafka_ensure_topics(lh_kafka_t *k, const char **topics, const int *p
 				const char **configs, int timeout_ms, lh_error_t *err);
 lh_err_t lh_kafka_watermarks(lh_kafka_t *k, const char *topic, int32_t partition, int timeout_ms,
 			     int64_t *ret_low, int64_t *ret_high, lh_error_t *err);
+/* The watermarks last reported by the broker in fetch responses of a consumer: no round trip,
+ * never blocks. LH_ERR_NOT_FOUND while none is known (nothing fetched from it yet). */
+lh_err_t lh_kafka_watermarks_cached(lh_kafka_t *k, const char *topic, int32_t partition,
+				    int64_t *ret_low, int64_t *ret_high, lh_error_t *err);
 
 /* Produce (payload and key are copied). partition -1 = by key (murmur2). LH_ERR_UNAVAILABLE
  * (retriable) when the local queue is full: serve delivery reports and try again. */

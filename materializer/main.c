@@ -41,6 +41,7 @@ typedef struct mat_cfg {
 	int64_t batch_max_events;
 	int64_t batch_max_ms;
 	int64_t stats_interval_s;
+	int64_t lag_interval_s;
 	int64_t session_timeout_ms;
 	int64_t shutdown_timeout_ms;
 	bool migrate_only;
@@ -68,6 +69,11 @@ static const lh_cfg_def_t mat_table[] = {
 	{"materializer.stats_interval_s", LH_CFG_INT, "30", 0, 86400, NULL, "LH_STATS_INTERVAL",
 	 "stats-interval", false, false, "seconds between stats log lines (0: never)",
 	 C(stats_interval_s)},
+	{"materializer.lag_interval_s", LH_CFG_INT, "10", 0, 86400, NULL, "LH_LAG_INTERVAL",
+	 "lag-interval", false, false,
+	 "seconds between materializer.lag log lines: per-partition consumer lag, the broker's "
+	 "high watermark minus the offset stored in PostgreSQL (0: never)",
+	 C(lag_interval_s)},
 	{"materializer.session_timeout_ms", LH_CFG_INT, "10000", 1000, 300000, NULL, NULL,
 	 "session-timeout-ms", false, false,
 	 "Kafka group session timeout: how soon a crashed materializer's partitions move",
@@ -116,6 +122,7 @@ typedef struct part {
 	bool known;    /* start offset read from PostgreSQL: messages may be kept */
 	bool paused;   /* by us, while the batch cannot be written */
 	int64_t next;  /* next offset expected (-1: any) */
+	int64_t stored; /* next offset stored in PostgreSQL (-1: none yet) */
 } part_t;
 
 /* Signal flags: set by the handler, acted on by the loop (and by blocking waits). */
@@ -138,11 +145,12 @@ static struct mat {
 	part_t parts[MAX_PARTS];
 	int64_t stored_next[MAX_PARTS]; /* scratch of on_assigned */
 	int signal_rfd;
-	struct event *ev_flush, *ev_retry, *ev_stats, *ev_signal;
+	struct event *ev_flush, *ev_retry, *ev_stats, *ev_lag, *ev_signal;
 	bool failing;	    /* the batch could not be written: partitions paused, retry armed */
 	int64_t backoff_ms;
 	bool producer_broken; /* a dead letter could not be delivered */
 	uint64_t consumed, dead_letters, pg_errors, dropped_batches;
+	int64_t lag_total; /* at the last lag report (-1: unknown) */
 	int exit_code;
 } mt;
 
@@ -245,6 +253,11 @@ static lh_err_t write_batch(lh_error_t *err)
 	lh_err_t rc;
 	if (mt.batch.done < mt.batch.n && (rc = lh_mwriter_write(&mt.writer, &mt.batch, err)))
 		return rc;
+	for (size_t i = 0; i < mt.batch.n; i++) {
+		const lh_mentry_t *e = &mt.batch.v[i];
+		if (e->partition >= 0 && e->partition < MAX_PARTS)
+			mt.parts[e->partition].stored = e->offset + 1;
+	}
 	lh_mbatch_clear(&mt.batch);
 	evtimer_del(mt.ev_flush);
 	return LH_OK;
@@ -366,10 +379,11 @@ static void on_assigned(lh_kafka_part_t *parts, int n)
 				     "partition", i64s(ps, pn));
 			continue;
 		}
-		mt.parts[pn] = (part_t){.assigned = true, .known = known, .next = -1};
+		mt.parts[pn] = (part_t){.assigned = true, .known = known, .next = -1, .stored = -1};
 		if (known && next[pn] >= 0) {
 			parts[i].offset = next[pn];
 			mt.parts[pn].next = next[pn];
+			mt.parts[pn].stored = next[pn];
 		} else
 			parts[i].offset = LH_KAFKA_OFFSET_BEGINNING;
 		lh_log_info("materializer.assigned",
@@ -472,8 +486,8 @@ out_added:
 
 static void on_stats(evutil_socket_t fd, short what, void *arg)
 {
-	char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24];
-	lh_log_info("materializer.stats", "counters", "consumed",
+	char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24], l[24];
+	lh_log_info("materializer.stats", "counters", "lag_total", i64s(l, mt.lag_total), "consumed",
 		    i64s(a, (long long)mt.consumed), "events_written",
 		    i64s(b, (long long)mt.writer.written), "duplicates",
 		    i64s(c, (long long)mt.writer.duplicates), "batches",
@@ -483,6 +497,48 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 		    i64s(g, (long long)mt.pg_errors), "pending",
 		    i64s(h, (long long)(mt.batch.n - mt.batch.done)), "state",
 		    mt.failing ? "paused: postgresql unavailable" : "running");
+}
+
+/* Consumer lag per assigned partition: the high watermark the broker last reported in a fetch
+ * response (no round trip) minus the next offset stored in PostgreSQL. One JSON line: the total,
+ * the largest and its partition, and "lags" as PARTITION:LAG pairs. Partitions whose watermark is
+ * not known yet (nothing fetched) are left out and counted as "unknown". */
+static void on_lag(evutil_socket_t fd, short what, void *arg)
+{
+	char lags[4096], ts[24], ms[24], mp[24], ns[24], us[24];
+	size_t off = 0;
+	int64_t total = 0, max = -1;
+	int maxp = -1, n = 0, unknown = 0;
+	lags[0] = 0;
+	for (int i = 0; i < MAX_PARTS; i++) {
+		const part_t *pt = &mt.parts[i];
+		int64_t lo = 0, hi = 0, lag;
+		if (!pt->assigned)
+			continue;
+		if (lh_kafka_watermarks_cached(mt.consumer, mt.events_topic, i, &lo, &hi, NULL)) {
+			unknown++;
+			continue;
+		}
+		lag = hi - (pt->stored >= 0 ? pt->stored : lo);
+		if (lag < 0)
+			lag = 0;
+		total += lag;
+		if (lag > max) {
+			max = lag;
+			maxp = i;
+		}
+		if (off < sizeof(lags) - 48)
+			off += (size_t)snprintf(lags + off, sizeof(lags) - off, "%s%d:%lld", n ? "," : "",
+						i, (long long)lag);
+		n++;
+	}
+	mt.lag_total = n ? total : -1;
+	if (!n && !unknown)
+		return; /* nothing assigned */
+	lh_log_info("materializer.lag", "consumer lag (high watermark - stored offset)", "lag_total",
+		    i64s(ts, total), "lag_max", i64s(ms, max < 0 ? 0 : max), "lag_max_partition",
+		    i64s(mp, maxp), "partitions", i64s(ns, n), "unknown", i64s(us, unknown), "lags",
+		    lags);
 }
 
 static void on_signal_event(evutil_socket_t fd, short what, void *arg)
@@ -699,6 +755,12 @@ int main(int argc, char **argv)
 		mt.ev_stats = event_new(mt.base, -1, EV_PERSIST, on_stats, NULL);
 		event_add(mt.ev_stats, &tv);
 	}
+	mt.lag_total = -1;
+	if (mt.cfg.lag_interval_s > 0) {
+		struct timeval tv = {mt.cfg.lag_interval_s, 0};
+		mt.ev_lag = event_new(mt.base, -1, EV_PERSIST, on_lag, NULL);
+		event_add(mt.ev_lag, &tv);
+	}
 	if ((rc = start_kafka()))
 		goto out_free_loop;
 	if (!stop_signal)
@@ -727,6 +789,8 @@ out_free_loop:
 	event_free(mt.ev_signal);
 	if (mt.ev_stats)
 		event_free(mt.ev_stats);
+	if (mt.ev_lag)
+		event_free(mt.ev_lag);
 	event_base_free(mt.base);
 	lh_mwriter_finish(&mt.writer);
 	lh_mbatch_finish(&mt.batch);
