@@ -1209,22 +1209,36 @@ static int bench_worker_run(int argc, char **argv, const char *build_root, bool 
 	return rc;
 }
 
+int lh_bench_context(int argc, char **argv);
+
 /* recall: the memory retrieval fixture (tests/fixtures/memory) loaded into a fresh tenant of the
- * PostgreSQL named by LH_PG_URL; recall@5 of full-text, vector and hybrid search. */
+ * PostgreSQL named by LH_PG_URL; recall@5 of full-text, vector and hybrid search, with the hashing
+ * embedder or, given --embed-url, an OpenAI-compatible /v1/embeddings endpoint. */
 static int bench_recall(int argc, char **argv)
 {
 	const char *url = getenv("LH_PG_URL");
 	static int64_t ids[LH_FX_NMEMORIES];
 	char tenant[64], tid[LH_UUID_STR_LEN + 1];
 	lh_pg_t *pg = NULL;
+	lh_embedder_t *emb = NULL;
+	lh_embedder_cfg_t ecfg = {.max_retries = -1};
 	lh_error_t err;
 	double r[3];
 	static const char *const names[] = {"recall5_fulltext", "recall5_vector", "recall5_hybrid"};
 	static const lh_memory_mode_t modes[] = {LH_MEMORY_FULLTEXT, LH_MEMORY_VECTOR,
 						 LH_MEMORY_HYBRID};
-	if (argc > 1) {
-		fprintf(stderr, "usage: lh-bench recall\n");
-		return 2;
+	for (int i = 1; i < argc; i++) {
+		if (i + 1 < argc && strcmp(argv[i], "--embed-url") == 0)
+			ecfg.url = argv[++i];
+		else if (i + 1 < argc && strcmp(argv[i], "--embed-model") == 0)
+			ecfg.model = argv[++i];
+		else if (i + 1 < argc && strcmp(argv[i], "--embed-query-model") == 0)
+			ecfg.query_model = argv[++i];
+		else {
+			fprintf(stderr, "usage: lh-bench recall [--embed-url URL --embed-model M "
+				"[--embed-query-model M]]\n");
+			return 2;
+		}
 	}
 	if (!url || !*url) {
 		fprintf(stderr, "lh-bench recall: LH_PG_URL is not set\n");
@@ -1233,19 +1247,23 @@ static int bench_recall(int argc, char **argv)
 	lh_id_t t = lh_uuid7_new();
 	lh_uuid_fmt(&t, tid);
 	snprintf(tenant, sizeof(tenant), "bench-recall-%s", tid);
-	if (lh_pg_connect(url, &pg, &err) != LH_OK || lh_pg_migrate(pg, NULL, &err) != LH_OK ||
-	    lh_fx_recall_load(pg, tenant, ids, &err) != LH_OK)
+	if (lh_embedder_new(&ecfg, &emb, &err) != LH_OK || lh_pg_connect(url, &pg, &err) != LH_OK ||
+	    lh_pg_migrate(pg, NULL, &err) != LH_OK ||
+	    lh_fx_recall_load(pg, emb, tenant, ids, &err) != LH_OK)
 		goto fail;
 	for (int i = 0; i < 3; i++)
-		if (lh_fx_recall_measure(pg, tenant, ids, 5, modes[i], &r[i], &err) != LH_OK)
+		if (lh_fx_recall_measure(pg, emb, tenant, ids, 5, modes[i], &r[i], &err) != LH_OK)
 			goto fail;
+	printf("figure embedder %s name\n", lh_embedder_name(emb));
 	for (int i = 0; i < 3; i++)
 		printf("figure %s %.2f ratio\n", names[i], r[i]);
 	lh_pg_free(pg);
+	lh_embedder_free(emb);
 	return 0;
 fail:
 	fprintf(stderr, "lh-bench recall: %s\n", err.msg);
 	lh_pg_free(pg);
+	lh_embedder_free(emb);
 	return 1;
 }
 
@@ -1273,9 +1291,12 @@ static void usage(FILE *out)
 		     "  worker-overhead [--orders N]\n"
 		     "      fakellm at zero latency, one order at a time: overhead_p50_us (attempt\n"
 		     "      started -> succeeded minus the same call made directly)\n"
-		     "  recall\n"
+		     "  recall [--embed-url URL --embed-model M [--embed-query-model M]]\n"
 		     "      the memory fixture (200 facts, 50 questions) in PostgreSQL only:\n"
-		     "      recall5_fulltext, recall5_vector, recall5_hybrid\n\n"
+		     "      recall5_fulltext, recall5_vector, recall5_hybrid\n"
+		     "  context [--memories N] [--messages N] [--tenants N] [--queries N]\n"
+		     "      memory search + layered context assembly, PostgreSQL only:\n"
+		     "      context_p50_ms, context_p95_ms, context_p99_ms, retrieval_p95_ms\n\n"
 		     "The daemons are taken from the build directory (LH_BUILD_ROOT, default: the\n"
 		     "parent of this executable's directory).\n");
 }
@@ -1305,6 +1326,8 @@ int main(int argc, char **argv)
 		return bench_fold(argc - 1, argv + 1);
 	if (strcmp(argv[1], "recall") == 0)
 		return bench_recall(argc - 1, argv + 1);
+	if (strcmp(argv[1], "context") == 0)
+		return lh_bench_context(argc - 1, argv + 1); /* bench_context.c */
 	if (strcmp(argv[1], "e2e") == 0)
 		return bench_e2e(argc - 1, argv + 1, root);
 	if (strcmp(argv[1], "worker") == 0)

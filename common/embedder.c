@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,6 +329,79 @@ char *lh_embedder_literal(const float *vec, int dims)
 		lh_buf_printf(&b, "%s%.9g", i ? "," : "", (double)vec[i]);
 	lh_buf_appends(&b, "}");
 	return lh_buf_steal(&b, NULL);
+}
+
+char *lh_embedder_bits_literal(const float *vec, int dims)
+{
+	char *b = malloc(2 * (size_t)dims + 1);
+	if (!b)
+		return NULL;
+	for (int i = 0; i < dims; i++) {
+		b[i] = vec[i] > 0 ? '1' : '0';
+		b[dims + i] = vec[i] < 0 ? '1' : '0';
+	}
+	b[2 * dims] = 0;
+	return b;
+}
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+					      : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Big-endian 32-bit word at byte offset off of the hex text after "\x". */
+static bool hex_u32(const char *h, size_t hlen, size_t off, uint32_t *ret)
+{
+	uint32_t v = 0;
+	if (2 * (off + 4) > hlen)
+		return false;
+	for (size_t i = 0; i < 8; i++) {
+		int x = hexval(h[2 * off + i]);
+		if (x < 0)
+			return false;
+		v = v << 4 | (uint32_t)x;
+	}
+	*ret = v;
+	return true;
+}
+
+lh_err_t lh_embedder_parse_array_send(const char *hex, int dims, float *ret_vec)
+{
+	const uint32_t FLOAT4OID = 700;
+	uint32_t ndim, flags, oid, dim, lb, len, bits;
+	size_t hlen, off;
+	float *tmp;
+	if (!hex || hex[0] != '\\' || hex[1] != 'x' || dims <= 0 || dims > LH_EMBEDDER_MAX_DIMS)
+		return LH_ERR_DECODE;
+	hex += 2;
+	hlen = strlen(hex);
+	if (hlen % 2 || hlen != 2 * (20 + 8 * (size_t)dims))
+		return LH_ERR_DECODE;
+	if (!hex_u32(hex, hlen, 0, &ndim) || !hex_u32(hex, hlen, 4, &flags) ||
+	    !hex_u32(hex, hlen, 8, &oid) || !hex_u32(hex, hlen, 12, &dim) ||
+	    !hex_u32(hex, hlen, 16, &lb) || ndim != 1 || flags != 0 || oid != FLOAT4OID ||
+	    dim != (uint32_t)dims)
+		return LH_ERR_DECODE;
+	if (!(tmp = malloc(sizeof(float) * (size_t)dims)))
+		return LH_ERR_NOMEM;
+	off = 20;
+	for (int i = 0; i < dims; i++, off += 8) {
+		float f;
+		if (!hex_u32(hex, hlen, off, &len) || len != 4 || !hex_u32(hex, hlen, off + 4, &bits)) {
+			free(tmp);
+			return LH_ERR_DECODE;
+		}
+		memcpy(&f, &bits, sizeof(f));
+		if (!isfinite(f) || fabsf(f) > 1e30f) {
+			free(tmp);
+			return LH_ERR_DECODE;
+		}
+		tmp[i] = f;
+	}
+	memcpy(ret_vec, tmp, sizeof(float) * (size_t)dims);
+	free(tmp);
+	return LH_OK;
 }
 
 lh_err_t lh_embedder_parse_literal(const char *lit, int dims, float *ret_vec)

@@ -100,6 +100,18 @@ lh_err_t lh_embedder_parse_response(const char *body, size_t len, size_t n, int 
 
 /* PostgreSQL real[] literal of vec[dims]: "{x,y,...}". New (free()); NULL on out-of-memory. */
 char *lh_embedder_literal(const float *vec, int dims);
+/* The sign signature of vec[dims] as a PostgreSQL bit varying literal of 2 * dims bits: bit i is
+ * 1 when vec[i] > 0, bit dims + i when vec[i] < 0. The Hamming distance of two signatures
+ * (bit_count(a # b) in SQL, native speed) orders candidates roughly as the cosine does: searches
+ * take the nearest few hundred by it and rank those exactly (sql/0007). New (free()). */
+char *lh_embedder_bits_literal(const float *vec, int dims);
+
+/* Parse the text form of array_send(real[]) (bytea hex output "\\x...": one dimension, no NULLs,
+ * float4 elements) of exactly dims elements into ret_vec[dims], each |x| <= 1e30. Searches read
+ * candidate vectors this way: hex decoding is ~50 times cheaper than strtod on a literal.
+ * LH_ERR_DECODE otherwise, nothing written. Fuzzed by tests/fuzz/fuzz_embed_response.c. */
+lh_err_t lh_embedder_parse_array_send(const char *hex, int dims, float *ret_vec);
+
 /* Parse a real[] literal ("{x,y,...}", no NULLs, each |x| <= 1e30) of exactly dims numbers into
  * ret_vec[dims].
  * LH_ERR_DECODE when it is anything else. */

@@ -9,11 +9,21 @@
 
 #include "buf.h"
 #include "embed.h"
+#include "embedder.h"
 #include "ids.h"
 
 /* Candidates each ranking contributes to the fusion, at least: deeper than k so a row ranked
  * just below k by one side and well by the other still surfaces. */
 #define MEMORY_FUSE_DEPTH 50
+
+/* The exact dot product (sum over unnest) costs 0.1-0.3 ms a row in PostgreSQL; the sign
+ * signatures' Hamming distance (bit_count, native) about 1 us. Vector searches rank exactly only the
+ * MEMORY_PREFILTER_DEPTH memories nearest by signature, the near-duplicate check the
+ * MEMORY_NEAR_DEPTH nearest. Measured on the retrieval fixture: see docs/memory.md. */
+#ifndef MEMORY_PREFILTER_DEPTH
+#define MEMORY_PREFILTER_DEPTH 100
+#endif
+#define MEMORY_NEAR_DEPTH 32
 
 static const char *memory_scope_name(lh_memory_scope_t s)
 {
@@ -24,6 +34,32 @@ static const char *memory_kind_name(lh_memory_kind_t k)
 {
 	return k == LH_MEMORY_EPISODIC ? "episodic" : k == LH_MEMORY_SEMANTIC ? "semantic"
 									 : "procedural";
+}
+
+/* The real[] literal of text's vector and the embedder's name (hashing when emb is NULL). *ret_lit
+ * is new. */
+static lh_err_t memory_embed(lh_pg_t *pg, lh_embedder_t *emb, bool query, const char *text,
+			     char **ret_lit, char **ret_bits, const char **ret_name,
+			     lh_error_t *err)
+{
+	float *vec;
+	int dims;
+	lh_err_t rc;
+	if (!emb) {
+		float v[LH_EMBED_DIMS];
+		lh_embed_text(text, v);
+		*ret_name = "hash-512";
+		*ret_lit = lh_embedder_literal(v, LH_EMBED_DIMS);
+		*ret_bits = lh_embedder_bits_literal(v, LH_EMBED_DIMS);
+		return LH_OK;
+	}
+	if ((rc = lh_embedder_embed(emb, pg, query, &text, 1, &vec, &dims, err)) != LH_OK)
+		return rc;
+	*ret_name = lh_embedder_name(emb);
+	*ret_lit = lh_embedder_literal(vec, dims);
+	*ret_bits = lh_embedder_bits_literal(vec, dims);
+	free(vec);
+	return LH_OK;
 }
 
 char *lh_memory_fulltext_query(const char *query)
@@ -54,9 +90,8 @@ char *lh_memory_fulltext_query(const char *query)
 lh_err_t lh_memory_write(lh_pg_t *pg, const lh_memory_t *m, double near_dup, int64_t *ret_id,
 			 lh_error_t *err)
 {
-	float vec[LH_EMBED_DIMS];
-	char lit[LH_EMBED_LITERAL_MAX], sha[65], task_no[16], attempt[16];
-	const char *scope = memory_scope_name(m->scope);
+	char *lit = NULL, *bits = NULL, sha[65], task_no[16], attempt[16], depth[16];
+	const char *scope = memory_scope_name(m->scope), *embedder = NULL;
 	lh_pg_res_t *res = NULL;
 	lh_err_t rc;
 	bool in_tx = false;
@@ -69,9 +104,12 @@ lh_err_t lh_memory_write(lh_pg_t *pg, const lh_memory_t *m, double near_dup, int
 		return lh_error_set(err, LH_ERR_INVALID, "could not write memory: a plan id is "
 				    "required for scope plan and only for it");
 	if (near_dup <= 0)
-		near_dup = LH_MEMORY_NEAR_DUP;
-	lh_embed_text(m->content, vec);
-	lh_embed_to_literal(vec, lit, sizeof(lit));
+		near_dup = m->embedder ? lh_embedder_near_dup(m->embedder) : LH_MEMORY_NEAR_DUP;
+	/* before the transaction: an HTTP embedder may take seconds and writes its cache */
+	if ((rc = memory_embed(pg, m->embedder, false, m->content, &lit, &bits, &embedder, err)) !=
+	    LH_OK)
+		return rc;
+	snprintf(depth, sizeof(depth), "%d", MEMORY_NEAR_DEPTH);
 	lh_sha256_hex(m->content, strlen(m->content), sha);
 	snprintf(task_no, sizeof(task_no), "%d", m->task_no);
 	snprintf(attempt, sizeof(attempt), "%d", m->attempt);
@@ -97,8 +135,8 @@ lh_err_t lh_memory_write(lh_pg_t *pg, const lh_memory_t *m, double near_dup, int
 		res = lh_pg_res_free(res);
 	}
 	if (near_dup <= 1.0) {
-		const char *p[] = {m->tenant, scope, m->plan_id, lit};
-		if ((rc = lh_pg_query(pg, "memory_nearest", 4, p, NULL, NULL, &res, err)) != LH_OK)
+		const char *p[] = {m->tenant, scope, m->plan_id, lit, embedder, bits, depth};
+		if ((rc = lh_pg_query(pg, "memory_nearest", 7, p, NULL, NULL, &res, err)) != LH_OK)
 			goto fail;
 		if (lh_pg_nrows(res) > 0 && !lh_pg_isnull(res, 0, 1)) {
 			double cos = strtod(lh_pg_get(res, 0, 1), NULL);
@@ -122,8 +160,10 @@ lh_err_t lh_memory_write(lh_pg_t *pg, const lh_memory_t *m, double near_dup, int
 				   sha,
 				   m->source_event,
 				   m->task_no >= 0 ? task_no : NULL,
-				   m->attempt >= 0 ? attempt : NULL};
-		if ((rc = lh_pg_query(pg, "memory_insert", 10, p, NULL, NULL, &res, err)) != LH_OK)
+				   m->attempt >= 0 ? attempt : NULL,
+				   embedder,
+				   bits};
+		if ((rc = lh_pg_query(pg, "memory_insert", 12, p, NULL, NULL, &res, err)) != LH_OK)
 			goto fail;
 		if (lh_pg_nrows(res) != 1) {
 			/* the lock makes this unreachable unless another writer skipped it */
@@ -134,16 +174,18 @@ lh_err_t lh_memory_write(lh_pg_t *pg, const lh_memory_t *m, double near_dup, int
 		*ret_id = lh_pg_get_i64(res, 0, 0);
 		res = lh_pg_res_free(res);
 	}
-	if ((rc = lh_pg_commit(pg, err)) != LH_OK) {
+	if ((rc = lh_pg_commit(pg, err)) != LH_OK)
 		*ret_id = 0;
-		return rc;
-	}
-	return LH_OK;
+	free(lit);
+	free(bits);
+	return rc;
 
 fail:
 	lh_pg_res_free(res);
 	if (in_tx)
 		lh_pg_rollback(pg);
+	free(lit);
+	free(bits);
 	return rc;
 }
 
@@ -177,61 +219,236 @@ lh_err_t lh_memory_search(lh_pg_t *pg, const char *tenant, const char *plan_id, 
 			  int k, lh_memory_mode_t mode, lh_memory_hit_t **ret_hits, int *ret_n,
 			  lh_error_t *err)
 {
-	float vec[LH_EMBED_DIMS];
-	char lit[LH_EMBED_LITERAL_MAX], kbuf[16], depth[16];
+	return lh_memory_search_with(pg, NULL, tenant, plan_id, query, k, mode, ret_hits, ret_n,
+				     err);
+}
+
+/* Rank the vector candidates (rows: id, content, array_send(embedding)) by their exact dot product
+ * with qvec; best first, ties by id. The arrays are new. */
+typedef struct ranked {
+	int64_t id;
+	double score;
+	const char *content; /* borrowed from the result */
+} ranked_t;
+
+static int ranked_cmp(const void *a, const void *b)
+{
+	const ranked_t *x = a, *y = b;
+	if (x->score != y->score)
+		return x->score > y->score ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static lh_err_t vector_rank(const lh_pg_res_t *res, const float *qvec, int dims, ranked_t **ret,
+			    int *ret_n, lh_error_t *err)
+{
+	int n = lh_pg_nrows(res), m = 0;
+	ranked_t *r = calloc((size_t)(n ? n : 1), sizeof(*r));
+	float *v = malloc(sizeof(float) * (size_t)dims);
+	if (!r || !v) {
+		free(r);
+		free(v);
+		return lh_error_set(err, LH_ERR_NOMEM, "could not search memories: out of memory");
+	}
+	for (int i = 0; i < n; i++) {
+		double dot = 0;
+		/* a row of other dimensions (a misconfigured embedder name) is skipped, not fatal */
+		if (lh_embedder_parse_array_send(lh_pg_get(res, i, 2), dims, v) != LH_OK)
+			continue;
+		for (int d = 0; d < dims; d++)
+			dot += (double)v[d] * qvec[d];
+		r[m++] = (ranked_t){lh_pg_get_i64(res, i, 0), dot, lh_pg_get(res, i, 1)};
+	}
+	free(v);
+	qsort(r, (size_t)m, sizeof(*r), ranked_cmp);
+	*ret = r;
+	*ret_n = m;
+	return LH_OK;
+}
+
+lh_err_t lh_memory_search_with(lh_pg_t *pg, lh_embedder_t *emb, const char *tenant,
+			       const char *plan_id, const char *query, int k, lh_memory_mode_t mode,
+			       lh_memory_hit_t **ret_hits, int *ret_n, lh_error_t *err)
+{
+	char *bits = NULL, kbuf[16], pre[16];
+	const char *embedder = NULL;
 	char *ftq = NULL;
-	lh_pg_res_t *res = NULL;
+	float *qvec = NULL;
+	int dims = 0, depth = k > MEMORY_FUSE_DEPTH ? k : MEMORY_FUSE_DEPTH, nft = 0, nvec = 0, n = 0;
+	lh_pg_res_t *fres = NULL, *vres = NULL;
+	ranked_t *vec = NULL, *out = NULL;
 	lh_memory_hit_t *hits = NULL;
-	lh_err_t rc;
-	int n;
+	lh_err_t rc = LH_OK;
 
 	*ret_hits = NULL;
 	*ret_n = 0;
 	if (!tenant || !query || k <= 0)
 		return lh_error_set(err, LH_ERR_INVALID, "could not search memories: tenant, query "
 				    "and k > 0 are required");
-	snprintf(kbuf, sizeof(kbuf), "%d", k);
-	snprintf(depth, sizeof(depth), "%d", k > MEMORY_FUSE_DEPTH ? k : MEMORY_FUSE_DEPTH);
-	if (mode != LH_MEMORY_VECTOR && !(ftq = lh_memory_fulltext_query(query)))
-		return lh_error_set(err, LH_ERR_NOMEM, "could not search memories: out of memory");
+	if (mode != LH_MEMORY_VECTOR) {
+		if (!(ftq = lh_memory_fulltext_query(query)))
+			return lh_error_set(err, LH_ERR_NOMEM, "could not search memories: out of "
+					    "memory");
+		snprintf(kbuf, sizeof(kbuf), "%d", mode == LH_MEMORY_FULLTEXT ? k : depth);
+		const char *p[] = {tenant, plan_id, ftq, kbuf};
+		if ((rc = lh_pg_query(pg, "memory_search_fulltext", 4, p, NULL, NULL, &fres, err)) !=
+		    LH_OK)
+			goto out;
+		nft = lh_pg_nrows(fres);
+	}
 	if (mode != LH_MEMORY_FULLTEXT) {
-		lh_embed_text(query, vec);
-		lh_embed_to_literal(vec, lit, sizeof(lit));
+		if (!emb) {
+			if (!(qvec = malloc(sizeof(float) * LH_EMBED_DIMS))) {
+				rc = lh_error_set(err, LH_ERR_NOMEM, "could not search memories: out "
+						  "of memory");
+				goto out;
+			}
+			lh_embed_text(query, qvec);
+			dims = LH_EMBED_DIMS;
+			embedder = "hash-512";
+		} else {
+			if ((rc = lh_embedder_embed(emb, pg, true, &query, 1, &qvec, &dims, err)) !=
+			    LH_OK)
+				goto out;
+			embedder = lh_embedder_name(emb);
+		}
+		if (!(bits = lh_embedder_bits_literal(qvec, dims))) {
+			rc = lh_error_set(err, LH_ERR_NOMEM, "could not search memories: out of "
+					  "memory");
+			goto out;
+		}
+		snprintf(pre, sizeof(pre), "%d", k > MEMORY_PREFILTER_DEPTH ? k : MEMORY_PREFILTER_DEPTH);
+		const char *p[] = {tenant, plan_id, embedder, bits, pre};
+		if ((rc = lh_pg_query(pg, "memory_vector_candidates", 5, p, NULL, NULL, &vres, err)) !=
+		    LH_OK)
+			goto out;
+		if ((rc = vector_rank(vres, qvec, dims, &vec, &nvec, err)) != LH_OK)
+			goto out;
+	}
+
+	if (!(out = calloc((size_t)(nft + nvec + 1), sizeof(*out)))) {
+		rc = lh_error_set(err, LH_ERR_NOMEM, "could not search memories: out of memory");
+		goto out;
 	}
 	if (mode == LH_MEMORY_FULLTEXT) {
-		const char *p[] = {tenant, plan_id, ftq, kbuf};
-		rc = lh_pg_query(pg, "memory_search_fulltext", 4, p, NULL, NULL, &res, err);
+		for (int i = 0; i < nft; i++)
+			out[n++] = (ranked_t){lh_pg_get_i64(fres, i, 0),
+					      strtod(lh_pg_get(fres, i, 1), NULL),
+					      lh_pg_get(fres, i, 2)};
 	} else if (mode == LH_MEMORY_VECTOR) {
-		const char *p[] = {tenant, plan_id, lit, kbuf};
-		rc = lh_pg_query(pg, "memory_search_vector", 4, p, NULL, NULL, &res, err);
+		for (int i = 0; i < nvec; i++)
+			out[n++] = vec[i];
 	} else {
-		const char *p[] = {tenant, plan_id, ftq, lit, kbuf, depth};
-		rc = lh_pg_query(pg, "memory_search_hybrid", 6, p, NULL, NULL, &res, err);
-	}
-	if (rc != LH_OK)
-		goto free_query;
-	n = lh_pg_nrows(res);
-	if (n > 0) {
-		if (!(hits = calloc((size_t)n, sizeof(*hits)))) {
-			rc = lh_error_set(err, LH_ERR_NOMEM, "could not search memories: out of memory");
-			goto free_res;
+		/* reciprocal rank fusion: sum over the rankings that hold a row of 1 / (60 + rank),
+		 * each ranking cut at depth */
+		for (int i = 0; i < nft; i++)
+			out[n++] = (ranked_t){lh_pg_get_i64(fres, i, 0), 1.0 / (60 + i + 1),
+					      lh_pg_get(fres, i, 2)};
+		for (int i = 0; i < nvec && i < depth; i++) {
+			int j = 0;
+			while (j < nft && out[j].id != vec[i].id)
+				j++;
+			if (j < nft)
+				out[j].score += 1.0 / (60 + i + 1);
+			else
+				out[n++] = (ranked_t){vec[i].id, 1.0 / (60 + i + 1), vec[i].content};
 		}
-		for (int i = 0; i < n; i++) {
-			hits[i].id = lh_pg_get_i64(res, i, 0);
-			hits[i].score = strtod(lh_pg_get(res, i, 1), NULL);
-			if (!(hits[i].content = strdup(lh_pg_get(res, i, 2)))) {
-				lh_memory_hits_free(hits, i);
-				rc = lh_error_set(err, LH_ERR_NOMEM,
-						  "could not search memories: out of memory");
-				goto free_res;
-			}
+		qsort(out, (size_t)n, sizeof(*out), ranked_cmp);
+	}
+	if (n > k)
+		n = k;
+	if (n > 0 && !(hits = calloc((size_t)n, sizeof(*hits)))) {
+		rc = lh_error_set(err, LH_ERR_NOMEM, "could not search memories: out of memory");
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		hits[i].id = out[i].id;
+		hits[i].score = out[i].score;
+		if (!(hits[i].content = strdup(out[i].content))) {
+			lh_memory_hits_free(hits, i);
+			hits = NULL;
+			rc = lh_error_set(err, LH_ERR_NOMEM, "could not search memories: out of "
+					  "memory");
+			goto out;
 		}
 	}
 	*ret_hits = hits;
 	*ret_n = n;
-free_res:
-	lh_pg_res_free(res);
-free_query:
+out:
+	lh_pg_res_free(fres);
+	lh_pg_res_free(vres);
+	free(vec);
+	free(out);
 	free(ftq);
+	free(qvec);
+	free(bits);
 	return rc;
+}
+
+lh_err_t lh_memory_forget(lh_pg_t *pg, const char *tenant, int64_t id, const char *reason,
+			  lh_error_t *err)
+{
+	char ibuf[24];
+	lh_pg_res_t *res = NULL;
+	lh_err_t rc;
+	if (!tenant)
+		return lh_error_set(err, LH_ERR_INVALID, "could not forget memory: a tenant is "
+				    "required");
+	snprintf(ibuf, sizeof(ibuf), "%" PRId64, id);
+	const char *p[] = {ibuf, tenant, reason};
+	if ((rc = lh_pg_query(pg, "memory_forget", 3, p, NULL, NULL, &res, err)) != LH_OK)
+		return rc;
+	if (lh_pg_nrows(res) != 1)
+		rc = lh_error_set(err, LH_ERR_NOT_FOUND, "could not forget memory %" PRId64
+				  ": the tenant has no live memory with that id", id);
+	lh_pg_res_free(res);
+	return rc;
+}
+
+lh_err_t lh_memory_get_json(lh_pg_t *pg, const char *tenant, int64_t id, json_t **ret_json,
+			    lh_error_t *err)
+{
+	static const char *const names[] = {
+		"id", "tenant", "scope", "plan_id", "kind", "content", "embedder", "source_event",
+		"task_no", "attempt", "use_count", "success_count", "superseded_by",
+		"forgotten_at", "forget_reason", "created_at", "updated_at"};
+	/* columns that are numbers in JSON */
+	static const bool number[] = {true, false, false, false, false, false, false, false,
+				      true, true, true, true, true, false, false, false, false};
+	char ibuf[24];
+	lh_pg_res_t *res = NULL;
+	json_t *o;
+	lh_err_t rc;
+	snprintf(ibuf, sizeof(ibuf), "%" PRId64, id);
+	const char *p[] = {ibuf, tenant};
+	if ((rc = lh_pg_query(pg, "memory_get", 2, p, NULL, NULL, &res, err)) != LH_OK)
+		return rc;
+	if (lh_pg_nrows(res) != 1) {
+		lh_pg_res_free(res);
+		return lh_error_set(err, LH_ERR_NOT_FOUND, "memory %" PRId64 " not found", id);
+	}
+	o = json_object();
+	for (int c = 0; c < (int)(sizeof(names) / sizeof(names[0])); c++) {
+		json_t *v;
+		if (lh_pg_isnull(res, 0, c))
+			v = json_null();
+		else if (number[c])
+			v = json_integer(lh_pg_get_i64(res, 0, c));
+		else
+			v = json_string(lh_pg_get(res, 0, c));
+		json_object_set_new(o, names[c], v ? v : json_null());
+	}
+	lh_pg_res_free(res);
+	*ret_json = o;
+	return LH_OK;
+}
+
+json_t *lh_memory_hits_json(const lh_memory_hit_t *hits, int n)
+{
+	json_t *a = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(a, json_pack("{s:I, s:f, s:s?}", "id", (json_int_t)hits[i].id,
+						   "score", hits[i].score, "content",
+						   hits[i].content));
+	return a;
 }

@@ -12,6 +12,9 @@
 
 #include <stdint.h>
 
+#include <jansson.h>
+
+#include "embedder.h"
 #include "err.h"
 #include "pg.h"
 
@@ -51,9 +54,11 @@ typedef struct lh_memory {
 	const char *source_event;
 	int task_no;
 	int attempt;
+	lh_embedder_t *embedder; /* borrowed; NULL = the hashing embedder (embed.h) */
 } lh_memory_t;
 
-/* Store m. near_dup is the cosine threshold (<= 0: LH_MEMORY_NEAR_DUP; > 1: no near check). On
+/* Store m, its vector from m->embedder (searches rank by vector only the memories of the same
+ * embedder, see lh_memory_search_with). near_dup is the cosine threshold (<= 0: LH_MEMORY_NEAR_DUP; > 1: no near check). On
  * success *ret_id is the new id; on LH_ERR_CONFLICT it is the id of the memory that m duplicates.
  * Runs in its own transaction (do not call inside one). */
 lh_err_t lh_memory_write(lh_pg_t *pg, const lh_memory_t *m, double near_dup, int64_t *ret_id,
@@ -74,6 +79,27 @@ lh_err_t lh_memory_search(lh_pg_t *pg, const char *tenant, const char *plan_id, 
 			  int k, lh_memory_mode_t mode, lh_memory_hit_t **ret_hits, int *ret_n,
 			  lh_error_t *err);
 void lh_memory_hits_free(lh_memory_hit_t *hits, int n);
+/* lh_memory_search with the query embedded by emb (NULL = hashing): the vector ranking sees only
+ * memories written with the same embedder. Both block while emb asks its endpoint. */
+lh_err_t lh_memory_search_with(lh_pg_t *pg, lh_embedder_t *emb, const char *tenant,
+			       const char *plan_id, const char *query, int k, lh_memory_mode_t mode,
+			       lh_memory_hit_t **ret_hits, int *ret_n, lh_error_t *err);
+
+/* Forget memory id of tenant (the memory_forget tool, lhctl memory forget, the REST API): the row
+ * is kept with forgotten_at and reason (may be NULL), searches and duplicate checks skip it.
+ * LH_ERR_NOT_FOUND when tenant has no live memory id (another tenant's, a global one, already
+ * superseded or forgotten): global memories are not forgotten by a tenant. */
+lh_err_t lh_memory_forget(lh_pg_t *pg, const char *tenant, int64_t id, const char *reason,
+			  lh_error_t *err);
+
+/* Memory id as JSON, visible to tenant (its own or a global one), live or not: {"id", "tenant",
+ * "scope", "plan_id", "kind", "content", "embedder", "source_event", "task_no", "attempt",
+ * "use_count", "success_count", "superseded_by", "forgotten_at", "forget_reason", "created_at",
+ * "updated_at"} (absent values null). *ret_json is new. LH_ERR_NOT_FOUND when not visible. */
+lh_err_t lh_memory_get_json(lh_pg_t *pg, const char *tenant, int64_t id, json_t **ret_json,
+			    lh_error_t *err);
+/* A search's hits as a JSON array [{"id": N, "score": X, "content": "..."}]. New reference. */
+json_t *lh_memory_hits_json(const lh_memory_hit_t *hits, int n);
 
 /* The websearch_to_tsquery text used for query: its alphanumeric words joined by " or " (a
  * question rarely holds every word of the fact that answers it). New; NULL on out-of-memory. */

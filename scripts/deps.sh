@@ -17,7 +17,7 @@ packages=(
 	kafkacat
 	valgrind clang
 	openjdk-17-jre-headless maven
-	python3 ca-certificates
+	python3 python3-venv ca-certificates
 	chromium
 )
 

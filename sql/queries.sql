@@ -274,18 +274,21 @@ SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
 SELECT pg_advisory_xact_lock(hashtextextended('lh.memory:' || $1 || ':' || $2 || ':' || coalesce($3, ''), 0));
 
 -- name: memory_nearest
--- lh_memory_write: the live memory of the same tenant, scope and plan closest to an embedding.
-SELECT m.id, (SELECT sum(a * b) FROM unnest(m.embedding, $4::real[]) AS t(a, b)) AS cosine
-  FROM memories m
- WHERE m.tenant = $1 AND m.scope = $2 AND m.plan_id IS NOT DISTINCT FROM $3::uuid
-   AND m.superseded_by IS NULL
- ORDER BY cosine DESC NULLS LAST, m.id LIMIT 1;
+-- lh_memory_write: the live memory of the same tenant, scope, plan and embedder ($5) closest to
+-- embedding $4, ranked exactly among the $7 nearest by sign signature ($6, see sql/0007).
+SELECT c.id, (SELECT sum(a * b) FROM unnest(c.embedding, $4::real[]) AS t(a, b)) AS cosine
+  FROM (SELECT m.id, m.embedding FROM memories m
+         WHERE m.tenant = $1 AND m.scope = $2 AND m.plan_id IS NOT DISTINCT FROM $3::uuid
+           AND m.embedder = $5 AND m.superseded_by IS NULL AND m.forgotten_at IS NULL
+         ORDER BY bit_count(m.embedding_bits # $6::varbit), m.id LIMIT $7::integer) AS c
+ ORDER BY cosine DESC NULLS LAST, c.id LIMIT 1;
 
 -- name: memory_insert
 -- lh_memory_write: no row back when the same content is already stored in that scope.
 INSERT INTO memories (tenant, scope, plan_id, kind, content, embedding, content_sha256,
-                      source_event, task_no, attempt)
-VALUES ($1, $2, $3::uuid, $4, $5, $6::real[], $7, $8::uuid, $9::integer, $10::integer)
+                      source_event, task_no, attempt, embedder, embedding_bits)
+VALUES ($1, $2, $3::uuid, $4, $5, $6::real[], $7, $8::uuid, $9::integer, $10::integer, $11,
+        $12::varbit)
 ON CONFLICT DO NOTHING RETURNING id;
 
 -- name: memory_by_sha
@@ -295,46 +298,115 @@ SELECT id FROM memories
 -- name: memory_supersede
 -- Mark memory $1 replaced by memory $2 (reconcile UPDATE/DELETE); searches skip it from now on.
 UPDATE memories SET superseded_by = $2::bigint, updated_at = now()
- WHERE id = $1::bigint AND superseded_by IS NULL RETURNING id;
+ WHERE id = $1::bigint AND superseded_by IS NULL AND forgotten_at IS NULL RETURNING id;
 
 -- name: memory_search_fulltext
 -- Memories visible to tenant $1 (and plan $2, may be NULL): global ones, the tenant's, the plan's.
--- $3 is a websearch_to_tsquery string, $4 the number of results.
-SELECT m.id, ts_rank_cd(m.tsv, q) AS score, m.content
-  FROM memories m, websearch_to_tsquery('english', $3) AS q
- WHERE m.superseded_by IS NULL AND m.tsv @@ q
-   AND (m.scope = 'global' OR (m.tenant = $1 AND (m.scope = 'tenant' OR m.plan_id = $2::uuid)))
- ORDER BY score DESC, m.id LIMIT $4::integer;
-
--- name: memory_search_vector
--- Same visibility; $3 is the query embedding (real[] literal), scored by the dot product.
-SELECT m.id, (SELECT sum(a * b) FROM unnest(m.embedding, $3::real[]) AS t(a, b)) AS score,
-       m.content
-  FROM memories m
- WHERE m.superseded_by IS NULL
-   AND (m.scope = 'global' OR (m.tenant = $1 AND (m.scope = 'tenant' OR m.plan_id = $2::uuid)))
- ORDER BY score DESC NULLS LAST, m.id LIMIT $4::integer;
-
--- name: memory_search_hybrid
--- Reciprocal rank fusion of the two rankings above, each cut at $6 candidates:
--- score = sum over the rankings that hold the row of 1 / (60 + rank).
-WITH vis AS (
-    SELECT m.id, m.tsv, m.embedding FROM memories m
-     WHERE m.superseded_by IS NULL
-       AND (m.scope = 'global' OR (m.tenant = $1 AND (m.scope = 'tenant' OR m.plan_id = $2::uuid)))
-), ft AS (
-    SELECT id, row_number() OVER (ORDER BY ts_rank_cd(tsv, q) DESC, id) AS r
-      FROM vis, websearch_to_tsquery('english', $3) AS q WHERE tsv @@ q
-     ORDER BY r LIMIT $6::integer
-), vec AS (
-    SELECT id, row_number() OVER (ORDER BY s DESC NULLS LAST, id) AS r
-      FROM (SELECT id, (SELECT sum(a * b) FROM unnest(embedding, $4::real[]) AS t(a, b)) AS s
-              FROM vis) AS x
-     ORDER BY r LIMIT $6::integer
-), fused AS (
-    SELECT coalesce(ft.id, vec.id) AS id,
-           coalesce(1.0 / (60 + ft.r), 0) + coalesce(1.0 / (60 + vec.r), 0) AS score
-      FROM ft FULL JOIN vec ON ft.id = vec.id
+-- $3 is a websearch_to_tsquery string, $4 the number of results. The visible rows are taken first
+-- (by index, MATERIALIZED) and matched after: an OR-ed question matches most rows of every tenant,
+-- and a generic plan of this prepared statement would otherwise walk the GIN index over all of them.
+WITH vis AS MATERIALIZED (
+    (SELECT m.id, m.tsv, m.content FROM memories m
+      WHERE m.tenant = $1 AND (m.scope = 'tenant' OR m.plan_id = $2::uuid)
+        AND m.superseded_by IS NULL AND m.forgotten_at IS NULL)
+    UNION ALL
+    (SELECT m.id, m.tsv, m.content FROM memories m
+      WHERE m.scope = 'global' AND m.superseded_by IS NULL AND m.forgotten_at IS NULL)
 )
-SELECT f.id, f.score, m.content FROM fused f JOIN memories m ON m.id = f.id
- ORDER BY f.score DESC, f.id LIMIT $5::integer;
+SELECT v.id, ts_rank_cd(v.tsv, q) AS score, v.content
+  FROM vis v, websearch_to_tsquery('english', $3) AS q
+ WHERE v.tsv @@ q
+ ORDER BY score DESC, v.id LIMIT $4::integer;
+
+-- name: memory_vector_candidates
+-- lh_memory_search_with: the $5 memories of embedder $3 visible to tenant $1 (and plan $2) nearest
+-- to the query's sign signature $4 (Hamming distance, native speed), with their vectors in
+-- array_send form; common/memory.c ranks them by the exact dot product (cheaper there than
+-- sum(x*y) over unnest here). Two branches so each can use its partial index.
+SELECT c.id, c.content, array_send(c.embedding) FROM (
+    (SELECT m.id, m.content, m.embedding, bit_count(m.embedding_bits # $4::varbit) AS h
+       FROM memories m
+      WHERE m.tenant = $1 AND (m.scope = 'tenant' OR m.plan_id = $2::uuid) AND m.embedder = $3
+        AND m.superseded_by IS NULL AND m.forgotten_at IS NULL
+      ORDER BY h, m.id LIMIT $5::integer)
+    UNION ALL
+    (SELECT m.id, m.content, m.embedding, bit_count(m.embedding_bits # $4::varbit) AS h
+       FROM memories m
+      WHERE m.scope = 'global' AND m.embedder = $3
+        AND m.superseded_by IS NULL AND m.forgotten_at IS NULL
+      ORDER BY h, m.id LIMIT $5::integer)
+) AS c ORDER BY c.h, c.id LIMIT $5::integer;
+
+-- name: memory_forget
+-- lh_memory_forget: memory $1 of tenant $2 is no longer true or wanted; the row stays.
+UPDATE memories SET forgotten_at = now(), forget_reason = $3, updated_at = now()
+ WHERE id = $1::bigint AND tenant = $2 AND superseded_by IS NULL AND forgotten_at IS NULL
+RETURNING id;
+
+-- name: memory_get
+-- lh_memory_get: one memory visible to tenant $2 (its own or a global one), live or not.
+SELECT id, tenant, scope, plan_id, kind, content, embedder, source_event, task_no, attempt,
+       use_count, success_count, superseded_by, forgotten_at, forget_reason,
+       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+       to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+  FROM memories WHERE id = $1::bigint AND (tenant = $2 OR scope = 'global');
+
+-- name: embed_cache_get
+-- lh_embedder_embed: cached vectors of model $1 for the text hashes $2 (text[]) of $3 dimensions.
+SELECT sha256, embedding FROM embedding_cache
+ WHERE model = $1 AND sha256 = ANY($2::text[]) AND dims = $3::integer;
+
+-- name: embed_cache_put
+INSERT INTO embedding_cache (model, sha256, dims, embedding)
+VALUES ($1, $2, $3::integer, $4::real[])
+ON CONFLICT (model, sha256) DO UPDATE SET dims = EXCLUDED.dims, embedding = EXCLUDED.embedding;
+
+-- name: summary_latest
+-- lh_summary_load: the newest version of the summary of plan $1, subject $2.
+SELECT version, sections FROM summaries WHERE plan_id = $1::uuid AND subject = $2
+ ORDER BY version DESC LIMIT 1;
+
+-- name: summary_insert
+-- lh_summary_store: version $3 only when the newest is $3 - 1 and its anchor is not ahead of $4.
+INSERT INTO summaries (plan_id, subject, version, anchor, n_spans, sections, source_event)
+SELECT $1::uuid, $2, $3::integer, $4::bigint, $5::bigint, $6::jsonb, $7::uuid
+ WHERE coalesce((SELECT max(version) FROM summaries WHERE plan_id = $1::uuid AND subject = $2), 0)
+       = $3::integer - 1
+   AND coalesce((SELECT anchor FROM summaries WHERE plan_id = $1::uuid AND subject = $2
+                  ORDER BY version DESC LIMIT 1), $4::bigint) <= $4::bigint
+ON CONFLICT DO NOTHING RETURNING version;
+
+-- name: bench_memory_bulk
+-- lh-bench context: memories of tenant $1 in bulk: contents $2, real[] literals $3 and sign
+-- signatures $4 (text[] each, same length), hashing embedder; no duplicate checks.
+INSERT INTO memories (tenant, scope, kind, content, embedding, content_sha256, embedder,
+                      embedding_bits)
+SELECT $1, 'tenant', 'semantic', u.c, u.e::real[], encode(sha256(convert_to(u.c, 'UTF8')), 'hex'),
+       'hash-512', u.b::varbit
+  FROM unnest($2::text[], $3::text[], $4::text[]) AS u(c, e, b)
+ON CONFLICT DO NOTHING;
+
+-- name: bench_memory_drop
+-- lh-bench context: drop the memories of the tenants named $1-N.
+DELETE FROM memories WHERE tenant LIKE $1 || '-%';
+
+-- name: blob_put
+-- common/blob.c: store a blob under the sha256 of its bytes ($4, sent binary); the same bytes
+-- twice are one row.
+INSERT INTO blobs (sha256, content_type, size, bytes) VALUES ($1, $2, $3::bigint, $4)
+ON CONFLICT (sha256) DO NOTHING;
+
+-- name: blob_get
+-- common/blob.c: a blob's bytes, hex-encoded (the caller checks they hash to the name).
+SELECT encode(bytes, 'hex') FROM blobs WHERE sha256 = $1;
+
+-- name: blob_gc
+-- lh-materializer gc-blobs: delete blobs older than $1 days that no event and no task names.
+WITH gone AS (
+    DELETE FROM blobs b
+     WHERE b.created_at < now() - make_interval(days => $1::integer)
+       AND NOT EXISTS (SELECT 1 FROM events e
+                        WHERE e.body ? 'output_ref' AND e.body->>'output_ref' = b.sha256)
+       AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.output_ref = b.sha256)
+    RETURNING 1)
+SELECT count(*) FROM gone;

@@ -24,9 +24,9 @@ static void recall(void)
 {
 	lh_error_t err;
 	double ft = 0, vec = 0, hy = 0;
-	T_CHECK(lh_fx_recall_measure(pg, tenant, ids, 5, LH_MEMORY_FULLTEXT, &ft, &err) == LH_OK);
-	T_CHECK(lh_fx_recall_measure(pg, tenant, ids, 5, LH_MEMORY_VECTOR, &vec, &err) == LH_OK);
-	T_CHECK(lh_fx_recall_measure(pg, tenant, ids, 5, LH_MEMORY_HYBRID, &hy, &err) == LH_OK);
+	T_CHECK(lh_fx_recall_measure(pg, NULL, tenant, ids, 5, LH_MEMORY_FULLTEXT, &ft, &err) == LH_OK);
+	T_CHECK(lh_fx_recall_measure(pg, NULL, tenant, ids, 5, LH_MEMORY_VECTOR, &vec, &err) == LH_OK);
+	T_CHECK(lh_fx_recall_measure(pg, NULL, tenant, ids, 5, LH_MEMORY_HYBRID, &hy, &err) == LH_OK);
 	printf("# recall5_fulltext %.2f\n# recall5_vector %.2f\n# recall5_hybrid %.2f\n", ft, vec, hy);
 	T_CHECK(hy >= (ft > vec ? ft : vec) - 0.02);
 	T_CHECK(ft > 0.2 && vec > 0.2); /* both rankings do real work on this fixture */
@@ -132,7 +132,7 @@ int main(void)
 	char tid[37];
 	lh_uuid_fmt(&t, tid);
 	snprintf(tenant, sizeof(tenant), "mem-%s", tid);
-	if (lh_fx_recall_load(pg, tenant, ids, &err) != LH_OK) {
+	if (lh_fx_recall_load(pg, NULL, tenant, ids, &err) != LH_OK) {
 		fprintf(stderr, "0018-memory: could not load the fixture: %s\n", err.msg);
 		lh_pg_free(pg);
 		return 1;

@@ -1,0 +1,237 @@
+/* 0029-reconcile — extract-then-reconcile and forgetting against a real PostgreSQL
+ * (common/reconcile.c through common/memory.c, sql/0007).
+ *
+ * A tenant knows two facts. An extraction brings five candidates: the system prompt's rule, the
+ * recalled memory repeated, a contradiction, a new fact, and an exact repeat of a memory that was
+ * not recalled. The filter drops the first two (never re-ingested); the model's answer (written
+ * here, as a model would, against the memories shown as M1..) DELETEs the contradicted memory,
+ * ADDs the new fact and ADDs the repeat: the contradiction supersedes the old row (kept, linked),
+ * the repeat is refused as a duplicate naming the existing id, search shows only live facts.
+ * Applying the same answer again writes nothing. An UPDATE with a merged text supersedes its
+ * memory. memory_forget hides a memory from search and duplicate checks, only for its tenant.
+ * Needs LH_PG_URL (else skipped, exit 77); no Kafka. */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+
+#include "ids.h"
+#include "memory.h"
+#include "pg.h"
+#include "reconcile.h"
+#include "t.h"
+
+static lh_pg_t *pg;
+static char tenant[64];
+static int64_t port_id, owner_id, new_port_id, rust_id;
+
+static const char *const SYSTEM = "You are the release agent. Never deploy on Fridays.";
+static const char *const PORT_FACT = "The billing service listens on port 8000.";
+static const char *const OWNER_FACT = "The Atlas team owns the billing service.";
+
+static lh_memory_t tmpl(void)
+{
+	return (lh_memory_t){.tenant = tenant, .scope = LH_MEMORY_TENANT,
+			     .kind = LH_MEMORY_SEMANTIC, .task_no = 3, .attempt = 1};
+}
+
+static int64_t superseded_by(int64_t id)
+{
+	json_t *j;
+	lh_error_t err;
+	int64_t v = -1;
+	if (lh_memory_get_json(pg, tenant, id, &j, &err) != LH_OK)
+		return -2;
+	if (json_is_integer(json_object_get(j, "superseded_by")))
+		v = json_integer_value(json_object_get(j, "superseded_by"));
+	json_decref(j);
+	return v;
+}
+
+/* ids of the hits of a search, as a set check */
+static bool search_has(const char *q, int64_t id)
+{
+	lh_memory_hit_t *hits;
+	int n;
+	lh_error_t err;
+	bool found = false;
+	if (lh_memory_search(pg, tenant, NULL, q, 10, LH_MEMORY_HYBRID, &hits, &n, &err) != LH_OK)
+		return false;
+	for (int i = 0; i < n; i++)
+		found |= hits[i].id == id;
+	lh_memory_hits_free(hits, n);
+	return found;
+}
+
+static void extract_then_reconcile(void)
+{
+	lh_error_t err;
+	lh_memory_t m = tmpl();
+	m.content = PORT_FACT;
+	T_EQ_INT(lh_memory_write(pg, &m, 0, &port_id, &err), LH_OK);
+	m.content = OWNER_FACT;
+	T_EQ_INT(lh_memory_write(pg, &m, 0, &owner_id, &err), LH_OK);
+
+	/* what the extraction model proposed after the task */
+	const char *cands[] = {
+		"Never deploy on Fridays.",                        /* the system prompt */
+		"The billing service listens on port 8000",        /* recalled into the context */
+		"The billing service now listens on port 9443.",   /* contradicts PORT_FACT */
+		"The checkout service is written in Rust.",        /* new */
+		"The Atlas team owns the billing service.",        /* known, not recalled */
+	};
+	const char *recalled[] = {PORT_FACT};
+	int keep[5];
+	T_EQ_INT(lh_reconcile_filter(cands, 5, SYSTEM, recalled, 1, keep), 3);
+	const char *facts[3];
+	size_t nf = 0;
+	for (int i = 0; i < 5; i++)
+		if (keep[i])
+			facts[nf++] = cands[i];
+	T_EQ_STR(facts[0], cands[2]);
+
+	/* the nearest live memories of the kept facts, shown as M1..Mm */
+	int64_t shown[8];
+	const char *shown_text[8];
+	lh_memory_hit_t *all[3];
+	int nall[3];
+	size_t nm = 0;
+	for (size_t f = 0; f < nf; f++) {
+		T_EQ_INT(lh_memory_search(pg, tenant, NULL, facts[f], 2, LH_MEMORY_HYBRID, &all[f],
+					  &nall[f], &err), LH_OK);
+		for (int h = 0; h < nall[f]; h++) {
+			bool seen = false;
+			for (size_t k = 0; k < nm; k++)
+				seen |= shown[k] == all[f][h].id;
+			if (!seen && nm < 8) {
+				shown[nm] = all[f][h].id;
+				shown_text[nm++] = all[f][h].content;
+			}
+		}
+	}
+	int port_m = 0;
+	for (size_t k = 0; k < nm; k++)
+		if (shown[k] == port_id)
+			port_m = (int)k + 1;
+	T_CHECK(port_m > 0); /* the contradicted memory is among the nearest */
+	char *prompt = lh_reconcile_prompt(facts, nf, shown_text, nm);
+	char want[64];
+	snprintf(want, sizeof(want), "M%d: %s", port_m, PORT_FACT);
+	T_CHECK(strstr(prompt, want) != NULL);
+	T_CHECK(strstr(prompt, "9443") != NULL && strstr(prompt, "Fridays") == NULL);
+	free(prompt);
+
+	/* the model's answer */
+	char answer[256];
+	snprintf(answer, sizeof(answer),
+		 "{\"decisions\":[{\"fact\":1,\"op\":\"DELETE\",\"memory\":%d},"
+		 "{\"fact\":2,\"op\":\"ADD\"},{\"fact\":3,\"op\":\"ADD\"}]}", port_m);
+	lh_reconcile_decision_t *d;
+	T_EQ_INT(lh_reconcile_parse(answer, strlen(answer), nf, nm, &d, &err), LH_OK);
+	lh_reconcile_outcome_t out[3];
+	lh_memory_t t = tmpl();
+	T_EQ_INT(lh_reconcile_apply(pg, &t, facts, nf, shown, nm, d, nf, out, &err), LH_OK);
+	new_port_id = out[0].memory_id;
+	rust_id = out[1].memory_id;
+	T_CHECK(new_port_id > 0 && rust_id > 0);
+	T_EQ_INT(out[0].superseded_id, port_id);
+	T_EQ_INT(out[2].memory_id, 0);
+	T_EQ_INT(out[2].duplicate_of, owner_id); /* duplicates refused */
+	T_EQ_INT(superseded_by(port_id), new_port_id); /* the old row is kept and linked */
+	T_EQ_INT(superseded_by(new_port_id), -1);
+	T_CHECK(!search_has("billing port", port_id));
+	T_CHECK(search_has("billing port", new_port_id));
+	T_CHECK(search_has("checkout language", rust_id));
+
+	/* the same answer applied again (a retried task) writes nothing new */
+	lh_reconcile_outcome_t again[3];
+	T_EQ_INT(lh_reconcile_apply(pg, &t, facts, nf, shown, nm, d, nf, again, &err), LH_OK);
+	T_EQ_INT(again[0].memory_id, 0);
+	T_EQ_INT(again[0].duplicate_of, new_port_id);
+	T_EQ_INT(again[1].memory_id, 0);
+	T_EQ_INT(again[1].duplicate_of, rust_id);
+	T_EQ_INT(superseded_by(port_id), new_port_id);
+	lh_reconcile_decisions_free(d, nf);
+	for (size_t f = 0; f < nf; f++)
+		lh_memory_hits_free(all[f], nall[f]);
+}
+
+static void update_with_text(void)
+{
+	lh_error_t err;
+	const char *facts[] = {"Atlas also owns the checkout service."};
+	const char *answer = "{\"decisions\":[{\"fact\":1,\"op\":\"UPDATE\",\"memory\":1,"
+			     "\"text\":\"The Atlas team owns the billing and checkout services.\"}]}";
+	lh_reconcile_decision_t *d;
+	lh_reconcile_outcome_t out;
+	lh_memory_t t = tmpl();
+	T_EQ_INT(lh_reconcile_parse(answer, strlen(answer), 1, 1, &d, &err), LH_OK);
+	T_EQ_INT(lh_reconcile_apply(pg, &t, facts, 1, &owner_id, 1, d, 1, &out, &err), LH_OK);
+	T_CHECK(out.memory_id > 0);
+	T_EQ_INT(out.superseded_id, owner_id);
+	T_EQ_INT(superseded_by(owner_id), out.memory_id);
+	json_t *j;
+	T_EQ_INT(lh_memory_get_json(pg, tenant, out.memory_id, &j, &err), LH_OK);
+	T_EQ_STR(json_string_value(json_object_get(j, "content")),
+		 "The Atlas team owns the billing and checkout services.");
+	T_EQ_INT(json_integer_value(json_object_get(j, "task_no")), 3); /* provenance */
+	T_EQ_STR(json_string_value(json_object_get(j, "embedder")), "hash-512");
+	json_decref(j);
+	lh_reconcile_decisions_free(d, 1);
+	/* NONE writes nothing */
+	const char *none = "{\"decisions\":[{\"fact\":1,\"op\":\"NONE\"}]}";
+	T_EQ_INT(lh_reconcile_parse(none, strlen(none), 1, 0, &d, &err), LH_OK);
+	T_EQ_INT(lh_reconcile_apply(pg, &t, facts, 1, NULL, 0, d, 1, &out, &err), LH_OK);
+	T_EQ_INT(out.memory_id + out.duplicate_of + out.superseded_id, 0);
+	lh_reconcile_decisions_free(d, 1);
+}
+
+static void forget(void)
+{
+	lh_error_t err;
+	char other[80];
+	snprintf(other, sizeof(other), "%s-other", tenant);
+	T_EQ_INT(lh_memory_forget(pg, other, rust_id, "not theirs", &err), LH_ERR_NOT_FOUND);
+	T_CHECK(search_has("checkout language", rust_id));
+	T_EQ_INT(lh_memory_forget(pg, tenant, rust_id, "the service was rewritten", &err), LH_OK);
+	T_EQ_INT(lh_memory_forget(pg, tenant, rust_id, NULL, &err), LH_ERR_NOT_FOUND);
+	T_EQ_INT(lh_memory_forget(pg, tenant, port_id, NULL, &err), LH_ERR_NOT_FOUND); /* superseded */
+	T_CHECK(!search_has("checkout language", rust_id));
+	json_t *j;
+	T_EQ_INT(lh_memory_get_json(pg, tenant, rust_id, &j, &err), LH_OK);
+	T_CHECK(json_is_string(json_object_get(j, "forgotten_at")));
+	T_EQ_STR(json_string_value(json_object_get(j, "forget_reason")), "the service was rewritten");
+	json_decref(j);
+	T_EQ_INT(lh_memory_get_json(pg, other, rust_id, &j, &err), LH_ERR_NOT_FOUND);
+	/* the forgotten row still holds its content (one row per text and scope): writing the very
+	 * same text again names it; a reworded fact is a new memory */
+	lh_memory_t m = tmpl();
+	int64_t id;
+	m.content = "The checkout service is written in Rust.";
+	T_EQ_INT(lh_memory_write(pg, &m, 0, &id, &err), LH_ERR_CONFLICT);
+	T_EQ_INT(id, rust_id);
+	m.content = "The checkout service was rewritten in Rust during the spring.";
+	T_EQ_INT(lh_memory_write(pg, &m, 0, &id, &err), LH_OK);
+}
+
+int main(void)
+{
+	const char *url = getenv("LH_PG_URL");
+	lh_error_t err;
+	if (!url || !*url) {
+		printf("SKIP: LH_PG_URL must name a real PostgreSQL\n");
+		return 77;
+	}
+	if (lh_pg_connect(url, &pg, &err) != LH_OK || lh_pg_migrate(pg, NULL, &err) != LH_OK) {
+		fprintf(stderr, "0029-reconcile: %s\n", err.msg);
+		return 1;
+	}
+	lh_id_t t = lh_uuid7_new();
+	char tid[37];
+	lh_uuid_fmt(&t, tid);
+	snprintf(tenant, sizeof(tenant), "rec-%s", tid);
+	T_RUN(extract_then_reconcile);
+	T_RUN(update_with_text);
+	T_RUN(forget);
+	lh_pg_free(pg);
+	return t_done();
+}
