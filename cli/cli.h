@@ -13,5 +13,6 @@ int lhctl_cmd_db(int argc, char **argv);      /* db.c */
 int lhctl_cmd_token(int argc, char **argv);   /* token.c */
 int lhctl_cmd_watch(int argc, char **argv);   /* watch.c */
 int lhctl_cmd_version(int argc, char **argv); /* db.c */
+int lhctl_cmd_memory(int argc, char **argv);  /* memory.c */
 
 #endif

@@ -5,6 +5,7 @@
  *   lhctl run "GOAL"              submit a goal and watch it to the end (run.c)
  *   lhctl plan show ID | list     inspect plans in PostgreSQL (plan.c)
  *   lhctl events tail             decode lh.events to JSON lines (events.c)
+ *   lhctl memory search|show|forget  the agents' memories (memory.c)
  *   lhctl token create|revoke|list  the gateway's bearer tokens (token.c)
  *   lhctl watch PLAN              follow a running plan to its end (watch.c)
  *   lhctl db migrate              apply the schema (db.c)
@@ -40,6 +41,8 @@ static const cmd_t cmds[] = {
 	{"respond", lhctl_cmd_steer, "answer a question (respond PLAN REQUEST ANSWER)"},
 	{"token", lhctl_cmd_token,
 	 "gateway bearer tokens (token create NAME --role R, token revoke NAME, token list)"},
+	{"memory", lhctl_cmd_memory,
+	 "agents' memories (memory search QUERY, memory show ID, memory forget ID)"},
 	{"events", lhctl_cmd_events, "decode the event log to JSON lines (events tail)"},
 	{"db", lhctl_cmd_db, "apply database migrations (db migrate)"},
 	{"version", lhctl_cmd_version, "print the version"},
