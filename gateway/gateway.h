@@ -12,6 +12,7 @@
  *   notify.c        webhooks (a second consumer of lh.events, write-ahead notification.queued)
  *   links.c         GET /v1/links/{token}: signed one-click approve/reject links
  *   static.c        the dashboard (/dashboard/...): files embedded at build time, strict CSP
+ *   memory_routes.c /v1/memories...: search, show and forget the agents' memories
  * Threads: one libevent loop. PostgreSQL reads and the wait for Kafka's acknowledgement of a write
  * block the loop briefly (see README.md). */
 #ifndef LH_GATEWAY_H
@@ -166,6 +167,11 @@ bool gw_plan_visible(gw_t *gw, struct evhttp_request *req, const gw_caller_t *ca
 bool gw_query_params(struct evhttp_request *req, const char *allowed, struct evkeyvalq *ret_q);
 bool gw_query_limit(struct evhttp_request *req, struct evkeyvalq *q, int def, int max,
 		    char out[16]);
+
+/* ---- memory_routes.c: /v1/memories (search), /v1/memories/{id}, /v1/memories/{id}/forget ---- */
+void gw_api_memories_search(gw_t *gw, struct evhttp_request *req);
+void gw_api_memory_get(gw_t *gw, struct evhttp_request *req, const char *id);
+void gw_api_memory_forget(gw_t *gw, struct evhttp_request *req, const char *id);
 
 /* ---- sse.c --------------------------------------------------------------------------------- */
 void gw_sse_start(gw_t *gw, struct evhttp_request *req, const char *plan);

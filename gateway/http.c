@@ -315,6 +315,15 @@ void gw_http_on_request(struct evhttp_request *req, void *arg)
 		} else if (n == 5 && IS(1, "requests") && IS(4, "answer")) {
 			if (method_is(req, EVHTTP_REQ_POST, "POST"))
 				gw_api_request_answer(gw, req, seg[2], seg[3]);
+		} else if (n == 2 && IS(1, "memories")) {
+			if (method_is(req, EVHTTP_REQ_GET, "GET"))
+				gw_api_memories_search(gw, req);
+		} else if (n == 3 && IS(1, "memories")) {
+			if (method_is(req, EVHTTP_REQ_GET, "GET"))
+				gw_api_memory_get(gw, req, seg[2]);
+		} else if (n == 4 && IS(1, "memories") && IS(3, "forget")) {
+			if (method_is(req, EVHTTP_REQ_POST, "POST"))
+				gw_api_memory_forget(gw, req, seg[2]);
 		} else if (n == 3 && IS(1, "links")) {
 			if (method_is(req, EVHTTP_REQ_GET, "GET"))
 				gw_links_get(gw, req, seg[2]);

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "jsonschema.h"
+#include "memory.h"
+#include "pg.h"
 #include "stack.h"
 #include "t.h"
 
@@ -756,6 +758,69 @@ static void t_dashboard(void)
 	      NULL, NULL);
 }
 
+/* /v1/memories (gateway/memory_routes.c): a memory of the tokens' tenant, searched, shown and
+ * forgotten; another tenant (the open gateway's) does not see it. */
+static void t_memories(void)
+{
+	const char *st = "/v1/memories", *gt = "/v1/memories/{memory_id}",
+		   *ft = "/v1/memories/{memory_id}/forget";
+	lh_pg_t *pg = NULL;
+	lh_error_t err = {0};
+	int64_t id = 0;
+	char path[128], fpath[160];
+	lh_memory_t m = {.tenant = ts.prefix, .scope = LH_MEMORY_TENANT, .kind = LH_MEMORY_SEMANTIC,
+			 .content = "The probe service of 0017 listens on port 7017.", .task_no = -1,
+			 .attempt = -1};
+	T_CHECK(lh_pg_connect(ts.pg_url, &pg, &err) == LH_OK &&
+		lh_memory_write(pg, &m, 0, &id, &err) == LH_OK);
+	lh_pg_free(pg);
+	snprintf(path, sizeof(path), "/v1/memories/%" PRId64, id);
+	snprintf(fpath, sizeof(fpath), "%s/forget", path);
+	PROBE(200, port_auth, "GET", st, "/v1/memories?q=probe%20service%20port&k=5", tok_viewer,
+	      NULL, NULL, NULL);
+	T_CHECK(strstr(r.body, "7017") != NULL);
+	PROBE(200, port_open, "GET", st, "/v1/memories?q=probe%20port&mode=fulltext", NULL, NULL,
+	      NULL, NULL);
+	T_CHECK(strstr(r.body, "7017") == NULL); /* another tenant */
+	PROBE(200, port_auth, "GET", st, "/v1/memories?q=probe&mode=vector", tok_viewer, NULL, NULL,
+	      NULL);
+	PROBE(400, port_auth, "GET", st, "/v1/memories", tok_viewer, NULL, NULL, NULL);
+	PROBE(400, port_auth, "GET", st, "/v1/memories?q=x&k=0", tok_viewer, NULL, NULL, NULL);
+	PROBE(400, port_auth, "GET", st, "/v1/memories?q=x&mode=magic", tok_viewer, NULL, NULL, NULL);
+	PROBE(400, port_auth, "GET", st, "/v1/memories?q=x&plan=nope", tok_viewer, NULL, NULL, NULL);
+	PROBE(400, port_auth, "GET", st, "/v1/memories?q=x&sort=id", tok_viewer, NULL, NULL, NULL);
+	PROBE(401, port_auth, "GET", st, "/v1/memories?q=x", NULL, NULL, NULL, NULL);
+	PROBE(429, port_slow, "GET", st, "/v1/memories?q=x", tok_slow, NULL, NULL, NULL);
+	PROBE(200, port_auth, "GET", gt, path, tok_viewer, NULL, NULL, NULL);
+	T_CHECK(strstr(r.body, "\"forgotten_at\":null") != NULL);
+	PROBE(404, port_open, "GET", gt, path, NULL, NULL, NULL, NULL);
+	PROBE(404, port_auth, "GET", gt, "/v1/memories/abc", tok_viewer, NULL, NULL, NULL);
+	PROBE(401, port_auth, "GET", gt, path, NULL, NULL, NULL, NULL);
+	PROBE(429, port_slow, "GET", gt, path, tok_slow, NULL, NULL, NULL);
+	PROBE(403, port_auth, "POST", ft, fpath, tok_viewer, NULL, "{}", NULL);
+	PROBE(400, port_auth, "POST", ft, fpath, tok_admin, NULL, "{\"why\":1}", NULL);
+	PROBE(404, port_auth, "POST", ft, "/v1/memories/0/forget", tok_admin, NULL, NULL, NULL);
+	PROBE(404, port_open, "POST", ft, fpath, NULL, NULL, NULL, NULL); /* not its tenant's */
+	PROBE(401, port_auth, "POST", ft, fpath, NULL, NULL, NULL, NULL);
+	PROBE(429, port_slow, "POST", ft, fpath, tok_slow, NULL, NULL, NULL);
+	{
+		char *big = malloc(70000);
+		memset(big, ' ', 69999);
+		big[69999] = 0;
+		memcpy(big, "{\"reason\":\"x\"}", 14);
+		PROBE(413, port_auth, "POST", ft, fpath, tok_admin, NULL, big, NULL);
+		free(big);
+	}
+	PROBE(200, port_auth, "POST", ft, fpath, tok_admin, NULL, "{\"reason\":\"probe done\"}",
+	      NULL);
+	PROBE(404, port_auth, "POST", ft, fpath, tok_admin, NULL, NULL, NULL); /* already */
+	PROBE(200, port_auth, "GET", st, "/v1/memories?q=probe%20service%20port", tok_viewer, NULL,
+	      NULL, NULL);
+	T_CHECK(strstr(r.body, "7017") == NULL);
+	PROBE(200, port_auth, "GET", gt, path, tok_viewer, NULL, NULL, NULL);
+	T_CHECK(strstr(r.body, "probe done") != NULL);
+}
+
 /* The router: every route it serves and likely neighbours, every method. */
 static void t_router(void)
 {
@@ -896,6 +961,7 @@ int main(int argc, char **argv)
 	T_RUN(t_cancel_task);
 	T_RUN(t_requests);
 	T_RUN(t_dashboard);
+	T_RUN(t_memories);
 	T_RUN(t_router);
 	T_RUN(t_every_operation_probed);
 	ts_finish(&ts);
