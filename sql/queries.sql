@@ -390,16 +390,6 @@ ON CONFLICT DO NOTHING;
 -- lh-bench context: drop the memories of the tenants named $1-N.
 DELETE FROM memories WHERE tenant LIKE $1 || '-%';
 
--- name: blob_put
--- common/blob.c: store a blob under the sha256 of its bytes ($4, sent binary); the same bytes
--- twice are one row.
-INSERT INTO blobs (sha256, content_type, size, bytes) VALUES ($1, $2, $3::bigint, $4)
-ON CONFLICT (sha256) DO NOTHING;
-
--- name: blob_get
--- common/blob.c: a blob's bytes, hex-encoded (the caller checks they hash to the name).
-SELECT encode(bytes, 'hex') FROM blobs WHERE sha256 = $1;
-
 -- name: blob_gc
 -- lh-materializer gc-blobs: delete blobs older than $1 days that no event and no task names.
 WITH gone AS (
