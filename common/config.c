@@ -60,6 +60,11 @@ const lh_cfg_def_t lh_config_common_table[] = {
 	{"memory.embed_near_dup", LH_CFG_DOUBLE, "0.985", 0.5, 1.0, NULL, "LH_EMBED_NEAR_DUP", NULL,
 	 false, false, "cosine at which a new memory counts as a near duplicate with the endpoint's "
 	 "vectors (the hashing embedder uses 0.92)", COMMON(embed_near_dup)},
+	{"blob.threshold_bytes", LH_CFG_INT, "16384", 0, 900000, NULL, "LH_BLOB_THRESHOLD", NULL,
+	 false, false,
+	 "outputs whose JSON is longer are stored content-addressed in the blobs table before the "
+	 "event naming them (output_ref) is produced",
+	 COMMON(blob_threshold)},
 	LH_CFG_END,
 };
 

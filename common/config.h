@@ -82,6 +82,7 @@ typedef struct lh_common_cfg {
 	int64_t embed_timeout_ms;
 	int64_t embed_dims;
 	double embed_near_dup;
+	int64_t blob_threshold; /* bytes: larger outputs go to the blobs table */
 } lh_common_cfg_t;
 
 /* The common table. A daemon's config struct starts with `lh_common_cfg_t common;` so that these

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blob.h"
 #include "bus.h"
 #include "config.h"
 #include "kafka.h"
@@ -175,6 +176,7 @@ static struct coord {
 	size_t nheap, capheap;
 	int64_t timer_armed; /* due time ev_timer is set for; 0 = not set */
 	uint64_t emitted, orders, dead_letters, produce_errors;
+	lh_blob_store_t *blobs; /* reads outputs stored as blobs (output_ref) */
 	int exit_code;
 } co;
 
@@ -471,6 +473,42 @@ static void on_rebalance(void *opaque, bool assigned, lh_kafka_part_t *parts, in
 	free(pns);
 }
 
+static void json_release(void *p) { json_decref(p); }
+
+/* An attempt.succeeded whose output is a blob (output_ref, output null): put the blob's value in
+ * the event before it is folded, so the fold sees what an inline output would have given. The
+ * blob was written before the event (common/blob.h), so this is deterministic. PostgreSQL away:
+ * retried for up to a minute (blocking: outputs this large are rare); a blob that is not there
+ * leaves the output null, and the fold rejects it like any missing output. */
+static void resolve_output_ref(lh_event_t *ev)
+{
+	lh_attempt_succeeded_t *s = ev->body;
+	int64_t deadline = lh_mono_us() + 60 * 1000000LL, backoff_ms = 100;
+	if (ev->type != LH_EV_ATTEMPT_SUCCEEDED || !s || !s->output_ref ||
+	    (s->output && !json_is_null(s->output)))
+		return;
+	if (!co.blobs)
+		co.blobs = lh_blob_store_new(co.cfg.common.pg_url, 0);
+	for (;;) {
+		json_t *v = NULL;
+		lh_error_t err = {0};
+		struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
+		if (lh_blob_store_get_json(co.blobs, s->output_ref, &v, &err) == LH_OK) {
+			lh_arena_on_free(ev->arena, json_release, v);
+			s->output = v;
+			return;
+		}
+		if (!err.retriable || lh_mono_us() > deadline) {
+			lh_log_error("coordinator.blob_unreadable", err.msg, "ref", s->output_ref,
+				     "action", "output treated as missing");
+			return;
+		}
+		lh_log_warn("coordinator.blob_unreadable", err.msg, "action", "retrying");
+		nanosleep(&ts, NULL);
+		backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
+	}
+}
+
 static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 {
 	lh_event_t *ev = NULL;
@@ -492,6 +530,7 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 		goto out_check_live;
 	}
 	pt->since_snap++;
+	resolve_output_ref(ev);
 	if (lh_idmap_del(&co.echo, &ev->id)) {
 		/* our own event, applied when emitted: only the plan's position moves */
 		lh_cplan_t *p = lh_state_plan(&co.st, &ev->plan_id);
@@ -729,6 +768,7 @@ int main(int argc, char **argv)
 		lh_log_warn("coordinator.flush", err.msg);
 	co.consumer = lh_kafka_free(co.consumer);
 	co.producer = lh_kafka_free(co.producer);
+	co.blobs = lh_blob_store_free(co.blobs);
 	event_free(co.ev_reconcile);
 	event_free(co.ev_retry);
 	event_free(co.ev_timer);

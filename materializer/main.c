@@ -51,6 +51,7 @@ typedef struct mat_cfg {
 	char *live_schema;
 	char *against_url;
 	char *against_schema;
+	int64_t older_than_days;
 } mat_cfg_t;
 
 #define C(f) offsetof(mat_cfg_t, f)
@@ -103,13 +104,18 @@ static const lh_cfg_def_t mat_table[] = {
 	 false, "checksum: the schema read there (default: --schema); with --against-schema alone "
 	 "the same database is compared",
 	 C(against_schema)},
+	{"materializer.older_than_days", LH_CFG_INT, "7", 0, 36500, NULL, NULL, "older-than-days",
+	 false, false,
+	 "gc-blobs: delete unreferenced blobs older than this many days (blobs younger may belong "
+	 "to an event not produced yet: 0 only when no worker runs)",
+	 C(older_than_days)},
 	LH_CFG_END,
 };
 
 static const lh_cfg_spec_t mat_spec = {
 	.prog = "lh-materializer",
 	.usage = "[options] | --rebuild --schema NAME [--swap] | checksum [--schema S] "
-		 "[--against-url URL] [--against-schema S2]",
+		 "[--against-url URL] [--against-schema S2] | gc-blobs [--older-than-days N]",
 	.summary = "Folds the event log (lh.events) into PostgreSQL tables, exactly once, in "
 		   "batches: events inserted once by id, projections of new events, and the "
 		   "consumer's offsets, in one transaction per batch. Applies the database "
@@ -643,8 +649,8 @@ static int start_kafka(void)
 	return 0;
 }
 
-/* `checksum` or `--rebuild`: one-shot, then exit (tools.h). */
-static int run_tool(bool checksum)
+/* `checksum`, `gc-blobs` or `--rebuild`: one-shot, then exit (tools.h). */
+static int run_tool(bool checksum, bool gc_blobs)
 {
 	lh_mtool_opts_t o = {.pg_url = mt.cfg.common.pg_url,
 			     .schema = *mt.cfg.schema ? mt.cfg.schema : mt.cfg.live_schema,
@@ -655,8 +661,11 @@ static int run_tool(bool checksum)
 			     .events_topic = mt.events_topic,
 			     .consumer = mt.consumer_name,
 			     .batch_max_events = mt.cfg.batch_max_events,
-			     .swap = mt.cfg.swap};
+			     .swap = mt.cfg.swap,
+			     .older_than_days = mt.cfg.older_than_days};
 	setenv("PGCONNECT_TIMEOUT", "10", 0);
+	if (gc_blobs)
+		return lh_mtool_gc_blobs(&o);
 	if (checksum) {
 		if (*o.against_schema && !*o.against_url)
 			o.against_url = o.pg_url;
@@ -680,7 +689,7 @@ int main(int argc, char **argv)
 	lh_mwriter_ops_t ops = {.reject = reject_entry, .sync_dead_letters = sync_dead_letters};
 	char **rest = NULL;
 	int nrest = 0, rc;
-	bool checksum;
+	bool checksum, gc_blobs;
 
 	lh_log_init("lh-materializer", LH_LOG_INFO, NULL);
 	rc = lh_config_load(&mat_spec, &mt.cfg, argc, argv, &rest, &nrest, &err);
@@ -691,7 +700,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	checksum = nrest == 1 && strcmp(rest[0], "checksum") == 0;
-	if (nrest > 0 && !checksum) {
+	gc_blobs = nrest == 1 && strcmp(rest[0], "gc-blobs") == 0;
+	if (nrest > 0 && !checksum && !gc_blobs) {
 		fprintf(stderr, "lh-materializer: unexpected argument \"%s\" (see --help)\n", rest[0]);
 		free(rest);
 		return 2;
@@ -715,8 +725,8 @@ int main(int argc, char **argv)
 				"--pg-url\n");
 		return 1;
 	}
-	if (checksum || mt.cfg.rebuild) {
-		rc = run_tool(checksum);
+	if (checksum || gc_blobs || mt.cfg.rebuild) {
+		rc = run_tool(checksum, gc_blobs);
 		goto out_free_cfg;
 	}
 	if (!mt.cfg.migrate_only && !*mt.cfg.common.brokers) {

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "batch.h"
+#include "blob.h"
 #include "event.h"
 #include "ids.h"
 #include "kafka.h"
@@ -336,4 +337,33 @@ out_free:
 	lh_pg_free(pg);
 	free(r);
 	return rc;
+}
+
+/* --- gc-blobs ----------------------------------------------------------------------------- */
+
+int lh_mtool_gc_blobs(const lh_mtool_opts_t *o)
+{
+	lh_pg_t *pg = NULL;
+	lh_error_t err = {0};
+	int64_t deleted = 0;
+	char ds[24], ns[24];
+	if (!lh_mtool_schema_ok(o->schema)) {
+		fprintf(stderr, "lh-materializer: gc-blobs: a schema name is [a-z_][a-z0-9_]*, at most "
+				"40 characters\n");
+		return 2;
+	}
+	if (connect_schema(o->pg_url, o->schema, &pg, &err) ||
+	    lh_blob_gc(pg, (int)o->older_than_days, &deleted, &err)) {
+		fprintf(stderr, "lh-materializer: gc-blobs: %s\n", err.msg);
+		lh_pg_free(pg);
+		return 1;
+	}
+	lh_pg_free(pg);
+	printf("deleted %lld unreferenced blob%s older than %lld day%s\n", (long long)deleted,
+	       deleted == 1 ? "" : "s", (long long)o->older_than_days,
+	       o->older_than_days == 1 ? "" : "s");
+	lh_log_info("materializer.gc_blobs", "unreferenced blobs deleted", "deleted",
+		    lh_log_i64(ds, (long long)deleted), "older_than_days",
+		    lh_log_i64(ns, (long long)o->older_than_days));
+	return 0;
 }

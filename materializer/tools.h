@@ -1,4 +1,5 @@
-/* tools.h — the one-shot modes of lh-materializer: `checksum` and `--rebuild` (README.md).
+/* tools.h — the one-shot modes of lh-materializer: `checksum`, `--rebuild` and `gc-blobs`
+ * (README.md).
  *
  * Both run on the calling thread, block, and return the process exit status. */
 #ifndef LH_MAT_TOOLS_H
@@ -18,6 +19,7 @@ typedef struct lh_mtool_opts {
 	const char *consumer;	    /* borrowed: the name offsets are stored under (rebuild) */
 	int64_t batch_max_events;
 	bool swap;
+	int64_t older_than_days; /* gc-blobs */
 } lh_mtool_opts_t;
 
 /* A schema name we accept: [a-z_][a-z0-9_]*, at most 40 bytes (room for "_old_" and a time). */
@@ -29,5 +31,9 @@ int lh_mtool_checksum(const lh_mtool_opts_t *o);
 
 /* Replay the events topic into a new schema; with swap, make it the live one. 0 or 1. */
 int lh_mtool_rebuild(const lh_mtool_opts_t *o);
+
+/* Delete blobs older than older_than_days that no event and no task names (in schema); prints
+ * how many. 0 or 1. */
+int lh_mtool_gc_blobs(const lh_mtool_opts_t *o);
 
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blob.h"
 #include "bus.h"
 #include "config.h"
 #include "context.h"
@@ -297,6 +298,7 @@ static struct worker {
 	lh_llm_tool_t mem_defs[LH_MEMTOOLS_N];
 	json_t *mem_params[LH_MEMTOOLS_N];
 	lh_memtools_t *memtools; /* NULL when memory tools are off */
+	lh_blob_store_t *blobs;	 /* outputs above blob.threshold_bytes (common/blob.h) */
 	lh_llm_tool_t offered[LH_TOOLS_N + LH_MEMTOOLS_N]; /* what act tasks are offered */
 	size_t noffered;
 	lh_tools_cfg_t tools_cfg;
@@ -424,6 +426,11 @@ static void finish(attempt_t *a, const char *error_class, const char *msg, json_
 	if (!error_class) {
 		lh_attempt_succeeded_t s = {.worker_id = wk.worker_id, .model = model, .output = output,
 					    .usage = u, .has_usage = true, .latency_ms = latency_ms};
+		char ref[LH_BLOB_REF_LEN + 1]; /* large output: blob first, then the event names it */
+		if (lh_blob_store_offload(wk.blobs, output, ref)) {
+			s.output = json_null();
+			s.output_ref = ref;
+		}
 		ev_init(&ev, a, LH_EV_ATTEMPT_SUCCEEDED, &s);
 		publish(&ev, NULL);
 		wk.succeeded++;
@@ -1406,6 +1413,7 @@ static lh_err_t setup_tools(lh_error_t *err)
 	}
 	if (wk.cfg.ask_human)
 		wk.offered[wk.noffered++] = wk.tool_defs[1];
+	wk.blobs = lh_blob_store_new(wk.cfg.common.pg_url, (size_t)wk.cfg.common.blob_threshold);
 	lh_memtools_defs(wk.mem_defs, wk.mem_params);
 	if (wk.cfg.memory_tools && *wk.cfg.common.pg_url) {
 		wk.memtools = lh_memtools_new(wk.base, wk.cfg.common.pg_url,
@@ -1501,6 +1509,7 @@ int main(int argc, char **argv)
 	event_base_dispatch(wk.base);
 	/* memory calls still queued end without their callbacks: their attempts end below */
 	wk.memtools = lh_memtools_free(wk.memtools);
+	wk.blobs = lh_blob_store_free(wk.blobs);
 
 	/* Attempts whose attempt.started is still unacknowledged end in on_delivery (stopping) as
 	 * attempt.failed, retryable; flushing serves those reports. */
