@@ -43,6 +43,7 @@ typedef struct gw_cfg {
 	int64_t max_streams;
 	int64_t sse_poll_ms;
 	int64_t delivery_timeout_ms;
+	int64_t pg_timeout_ms; /* statement_timeout of the gateway's session: bounds loop blocking */
 	char *create_token; /* --create-token NAME: print a new token and exit */
 	char *revoke_token; /* --revoke-token NAME: revoke every live token of that name and exit */
 	char *role;
@@ -112,6 +113,11 @@ void gw_reply_json_text(struct evhttp_request *req, int status, const char *text
 void gw_reply_json(struct evhttp_request *req, int status, const json_t *j);
 /* PostgreSQL connection, connected on demand; false after replying 503. */
 bool gw_pg(gw_t *gw, struct evhttp_request *req);
+/* Connect when not connected, with the session's statement_timeout (gateway.pg_timeout_ms): a
+ * query blocks the loop at most that long. */
+lh_err_t gw_pg_connect(gw_t *gw, lh_error_t *err);
+/* Set the session's statement_timeout on gw->pg (after connect, after migrations). */
+lh_err_t gw_pg_session(gw_t *gw, lh_error_t *err);
 /* Parse the request body as one JSON object, strictly (duplicates rejected, size-limited). New
  * reference, or NULL after replying 400/413. */
 json_t *gw_read_body(gw_t *gw, struct evhttp_request *req);

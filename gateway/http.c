@@ -68,10 +68,32 @@ static void reply_text(struct evhttp_request *req, const char *type, const char 
 	evbuffer_free(b);
 }
 
+lh_err_t gw_pg_session(gw_t *gw, lh_error_t *err)
+{
+	char ms[24];
+	const char *params[1] = {ms};
+	snprintf(ms, sizeof(ms), "%lld", (long long)gw->cfg.pg_timeout_ms);
+	return lh_pg_query(gw->pg, "session_statement_timeout", 1, params, NULL, NULL, NULL, err);
+}
+
+lh_err_t gw_pg_connect(gw_t *gw, lh_error_t *err)
+{
+	lh_err_t rc;
+	if (gw->pg)
+		return LH_OK;
+	if ((rc = lh_pg_connect(gw->cfg.common.pg_url, &gw->pg, err)))
+		return rc;
+	if ((rc = gw_pg_session(gw, err))) {
+		lh_pg_free(gw->pg);
+		gw->pg = NULL;
+	}
+	return rc;
+}
+
 static bool pg_ready(gw_t *gw, lh_error_t *err)
 {
 	int v;
-	if (!gw->pg && lh_pg_connect(gw->cfg.common.pg_url, &gw->pg, err))
+	if (gw_pg_connect(gw, err))
 		return false;
 	return lh_pg_schema_version(gw->pg, &v, err) == LH_OK;
 }
@@ -79,7 +101,7 @@ static bool pg_ready(gw_t *gw, lh_error_t *err)
 bool gw_pg(gw_t *gw, struct evhttp_request *req)
 {
 	lh_error_t err = {0};
-	if (!gw->pg && lh_pg_connect(gw->cfg.common.pg_url, &gw->pg, &err)) {
+	if (gw_pg_connect(gw, &err)) {
 		gw_reply_error(req, 503, "postgresql_unavailable", "%s", err.msg);
 		return false;
 	}

@@ -53,6 +53,12 @@ static const lh_cfg_def_t gw_table[] = {
 	 "delivery-timeout-ms", false, false,
 	 "how long a write waits for Kafka's acknowledgement before answering 503",
 	 G(delivery_timeout_ms)},
+	{"gateway.pg_timeout_ms", LH_CFG_INT, "5000", 100, 600000, NULL, "LH_GATEWAY_PG_TIMEOUT_MS",
+	 "pg-timeout-ms", false, false,
+	 "longest a PostgreSQL statement may run (statement_timeout of the gateway's session): "
+	 "queries run on the event loop, so this bounds how long one can stall every other "
+	 "request (503 beyond)",
+	 G(pg_timeout_ms)},
 	{"gateway.create_token", LH_CFG_STR, "", 0, 0, NULL, NULL, "create-token", false, false,
 	 "create a token with this name (with --role and --tenant), print it once and exit",
 	 G(create_token)},
@@ -146,6 +152,9 @@ int main(int argc, char **argv)
 	struct evhttp_bound_socket *sock;
 	int rc;
 	lh_log_init("lh-gateway", LH_LOG_INFO, NULL);
+	/* Bound every connection attempt (libpq reads this as connect_timeout): they run on the
+	 * loop. */
+	setenv("PGCONNECT_TIMEOUT", "5", 0);
 	rc = lh_config_load(&gw_spec, &gw.cfg, argc, argv, NULL, NULL, &err);
 	if (rc == LH_ERR_NOT_FOUND)
 		return 0;
@@ -177,6 +186,12 @@ int main(int argc, char **argv)
 	if (lh_pg_connect(gw.cfg.common.pg_url, &gw.pg, &err) == LH_OK &&
 	    lh_pg_migrate(gw.pg, NULL, &err))
 		lh_log_warn("gateway.migrate", "could not migrate the database", "error", err.msg);
+	if (gw.pg && gw_pg_session(&gw, &err)) {
+		/* reconnected on the first request, with the timeout */
+		lh_log_warn("gateway.pg", "could not set statement_timeout", "error", err.msg);
+		lh_pg_free(gw.pg);
+		gw.pg = NULL;
+	}
 	lh_buf_init(&gw.scratch);
 	gw.base = event_base_new();
 	gw.http = evhttp_new(gw.base);

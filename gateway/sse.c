@@ -87,7 +87,7 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 
 	snprintf(after, sizeof(after), "%" PRId64, s->after);
 	snprintf(limit, sizeof(limit), "%d", SSE_BATCH);
-	if ((!gw->pg && lh_pg_connect(gw->cfg.common.pg_url, &gw->pg, &err)) ||
+	if (gw_pg_connect(gw, &err) ||
 	    lh_pg_query(gw->pg, "api_events_after", 3, params, NULL, NULL, &res, &err)) {
 		/* Try again later; the client sees a pause, not an error. */
 		lh_log_warn("gateway.sse", "could not read events", "plan_id", s->plan, "error",

@@ -93,6 +93,10 @@ SELECT r.plan_id, r.request_id, r.task_no, r.kind, r.question, r.created_at
 
 -- ---- lh-gateway (admin REST API). A NULL tenant parameter means every tenant (--no-auth). ----
 
+-- name: session_statement_timeout
+-- lh-gateway: its queries run on the event loop; $1 ms bounds how long one can block it.
+SELECT set_config('statement_timeout', $1, false);
+
 -- name: api_token_get
 SELECT name, role, tenant FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL;
 

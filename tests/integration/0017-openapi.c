@@ -729,6 +729,28 @@ static void t_requests(void)
 	      NULL, NULL);
 }
 
+/* A query that cannot finish (a lock held here) is cut at --pg-timeout-ms: 503, and the loop
+ * serves others again at once. */
+static void t_pg_timeout(void)
+{
+	int port = start_gateway("gateway-pgto", "--no-auth", "--pg-timeout-ms", "300", NULL);
+	PGresult *res;
+	int64_t t0;
+	T_CHECK(port > 0);
+	T_EQ_INT(http(port, "GET", "/v1/plans?limit=1", NULL, NULL, NULL, NULL), 200);
+	res = PQexec(ts.pg, "BEGIN; LOCK TABLE plans IN ACCESS EXCLUSIVE MODE");
+	T_CHECK(PQresultStatus(res) == PGRES_COMMAND_OK);
+	PQclear(res);
+	t0 = lh_mono_us();
+	PROBE(503, port, "GET", "/v1/plans", "/v1/plans?limit=1", NULL, NULL, NULL, NULL);
+	T_CHECK(strstr(r.body, "postgresql_unavailable") != NULL);
+	T_CHECK(lh_mono_us() - t0 < 3000000);
+	T_EQ_INT(http(port, "GET", "/healthz", NULL, NULL, NULL, NULL), 200);
+	res = PQexec(ts.pg, "ROLLBACK");
+	PQclear(res);
+	T_EQ_INT(http(port, "GET", "/v1/plans?limit=1", NULL, NULL, NULL, NULL), 200);
+}
+
 /* The dashboard: static files without a token, a strict CSP on each, ETag revalidation. */
 static void t_dashboard(void)
 {
@@ -961,6 +983,7 @@ int main(int argc, char **argv)
 	T_RUN(t_cancel_task);
 	T_RUN(t_requests);
 	T_RUN(t_dashboard);
+	T_RUN(t_pg_timeout);
 	T_RUN(t_memories);
 	T_RUN(t_router);
 	T_RUN(t_every_operation_probed);
