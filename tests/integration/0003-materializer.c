@@ -708,6 +708,88 @@ static void t_kill9(void)
 	run_finish(&r);
 }
 
+static int run_mat(char *out, size_t outsz, int timeout_ms, ...);
+
+/* Point process idx at another consumer group (its argv holds "--group G"). */
+static void set_group(run_t *r, int idx, const char *group)
+{
+	ts_proc_t *p = &r->ts.procs[idx];
+	for (int i = 1; i + 1 < p->argc; i++)
+		if (strcmp(p->argv[i], "--group") == 0) {
+			free(p->argv[i + 1]);
+			p->argv[i + 1] = strdup(group);
+			return;
+		}
+}
+
+/* The issue's scale: 50,000 events (500 plans of 100) flow in 5 waves while the materializer is
+ * killed with SIGKILL every 200..500 newly stored events (batches of 100), about 100 times. Each
+ * restart joins a fresh consumer group under the same --consumer name: the offsets live in
+ * PostgreSQL, so the new process starts at once at the stored offsets instead of waiting for the
+ * dead member's session to expire. Afterwards every event is in `events` exactly once, every
+ * projection is what the events imply, and a rebuild of the log checksums equal to the live
+ * tables. */
+static void t_kill9_scale(void)
+{
+	run_t r = {0};
+	int64_t now = 0, last = 0, t0 = lh_mono_us();
+	unsigned seed = (unsigned)(lh_mono_us() & 0xffffffff);
+	int kills = 0, waves = 0, rc;
+	char out[4096], rb[64], group[96];
+	rc = run_init(&r, "kill9-scale", 500, "100");
+	if (rc) {
+		T_CHECK(rc == 0);
+		return;
+	}
+	snprintf(rb, sizeof(rb), "rb_%.8s", r.ts.prefix);
+	for (;;) {
+		/* keep events flowing: the next wave once less than one wave is waiting */
+		if (waves < NWAVES && r.produced - last < (int64_t)r.nplans * WAVE_EVENTS) {
+			T_CHECK(produce_range(&r, waves * WAVE_EVENTS, (waves + 1) * WAVE_EVENTS));
+			waves++;
+		}
+		if (waves == NWAVES && r.produced - last < 600)
+			break; /* the tail is stored without more kills */
+		if (!wait_progress(&r, last + 200 + (int64_t)(rand_r(&seed) % 301), 90000, &now)) {
+			T_CHECK(!"no progress within 90 s");
+			break;
+		}
+		ts_kill(&r.ts, r.mat, SIGKILL);
+		kills++;
+		last = now;
+		snprintf(group, sizeof(group), "%smat-%d", r.ts.prefix, kills);
+		set_group(&r, r.mat, group);
+		ts_restart(&r.ts, r.mat);
+	}
+	printf("# %d kills, %lld of %lld messages stored at the last, %.1f s\n", kills,
+	       (long long)last, (long long)r.produced, (double)(lh_mono_us() - t0) / 1e6);
+	T_CHECK(kills >= 80);
+	T_CHECK(wait_caught_up(&r, 120000));
+	stop_mat(&r);
+	check_all(&r);
+	/* the projections equal a rebuild from the log */
+	T_EQ_INT(run_mat(out, sizeof(out), 180000, "--brokers", r.ts.brokers, "--pg-url",
+			 r.ts.pg_url, "--topic-prefix", r.ts.prefix, "--consumer", r.group,
+			 "--rebuild", "--schema", rb, NULL),
+		 0);
+	printf("# %s", out);
+	T_EQ_INT(run_mat(out, sizeof(out), 120000, "--pg-url", r.ts.pg_url, "--topic-prefix",
+			 r.ts.prefix, "checksum", "--against-schema", rb, NULL),
+		 0);
+	if (!strstr(out, "events 50000 "))
+		printf("# checksum:\n%s", out);
+	T_CHECK(strstr(out, "events 50000 ") != NULL);
+	{
+		const char *p[1] = {rb};
+		PQclear(PQexecParams(r.ts.pg, "SELECT set_config('lh.rb', $1, false)", 1, NULL, p,
+				     NULL, NULL, 0));
+		PQclear(PQexec(r.ts.pg, "DO $$ BEGIN EXECUTE format('DROP SCHEMA IF EXISTS %I "
+					"CASCADE', current_setting('lh.rb')); END $$"));
+	}
+	printf("# total %.1f s\n", (double)(lh_mono_us() - t0) / 1e6);
+	run_finish(&r);
+}
+
 /* Run lh-materializer with args (NULL-terminated) and --log-level off; its stdout and stderr,
  * merged, go to out. Returns the exit status, or -1 if it ran past timeout_ms (then killed). */
 static int run_mat(char *out, size_t outsz, int timeout_ms, ...)
@@ -909,6 +991,10 @@ int main(int argc, char **argv)
 		return TS_SKIP;
 	}
 	lh_log_init("0003-materializer", LH_LOG_WARN, NULL);
+	if (argc > 2 && strcmp(argv[2], "scale") == 0) {
+		T_RUN(t_kill9_scale); /* registered as 0021-kill9-scale */
+		return t_done();
+	}
 	T_RUN(t_startup);
 	T_RUN(t_kill9);
 	if (ctl && *ctl && strstr(ctl, "pg.sh"))
