@@ -115,11 +115,11 @@ void gw_links_get(gw_t *gw, struct evhttp_request *req, const char *token)
 		gw_reply_error(req, 503, "postgresql_unavailable", "%s", err.msg);
 		goto out_free;
 	}
-	if (lh_pg_nrows(res) != 1) {
-		gw_reply_error(req, 404, "not_found", "no such request: %s/%.128s", plan, rid);
-		goto out_free;
-	}
-	if (strcmp(lh_pg_get(res, 0, 0), "pending") != 0) {
+	/* No row yet: the notifier reads the log directly and the materializer may not have folded
+	 * the request when someone clicks at once. The signature proves this gateway saw the
+	 * request, so the answer is appended now and the coordinator keeps it until the request is
+	 * folded (an answer that arrives first is kept, not lost). */
+	if (lh_pg_nrows(res) == 1 && strcmp(lh_pg_get(res, 0, 0), "pending") != 0) {
 		gw_reply_error(req, 409, "already_decided",
 			       "request %.128s of plan %s is no longer pending (%s)", rid, plan,
 			       lh_pg_get(res, 0, 0));

@@ -219,6 +219,44 @@ static void t_links(void)
 	T_EQ_INT(get_link(reject_url, body), 409);
 }
 
+/* A link clicked before the materializer folded its request (the notifier reads the log, not
+ * PostgreSQL): the answer is appended anyway, to be kept by the coordinator, not refused. */
+static void t_link_before_fold(void)
+{
+	char token[1024], sig[80] = "", hexrid[64] = "", hexten[32] = "", body[4096];
+	const char *rid = "early:0019", *ten = "default";
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	for (size_t i = 0; rid[i]; i++)
+		snprintf(hexrid + 2 * i, 3, "%02x", (unsigned char)rid[i]);
+	for (size_t i = 0; ten[i]; i++)
+		snprintf(hexten + 2 * i, 3, "%02x", (unsigned char)ten[i]);
+	snprintf(token, sizeof(token), "v1.%s.%s.%s.approve.%lld.", plan, hexrid, hexten,
+		 (long long)time(NULL) + 3600);
+	HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (const unsigned char *)token,
+	     strlen(token), mac, &n);
+	for (unsigned int i = 0; i < n; i++)
+		snprintf(sig + 2 * i, 3, "%02x", mac[i]);
+	strncat(token, ".", sizeof(token) - strlen(token) - 1);
+	strncat(token, sig, sizeof(token) - strlen(token) - 1);
+	/* the token's signed part ends with the empty budget field: "...EXPIRY." + "." + HMAC */
+	{
+		char link[1200];
+		snprintf(link, sizeof(link), "http://x/v1/links/%s", token);
+		T_EQ_STR(ts_sql1(&ts,
+				 "SELECT count(*) FROM input_requests WHERE plan_id = $1 AND "
+				 "request_id = 'early:0019'",
+				 plan),
+			 "0");
+		T_EQ_INT(get_link(link, body), 200);
+		T_EQ_INT(get_link(link, body), 200); /* the same click again: nothing new */
+	}
+	T_CHECK(ts_wait_sql(&ts, 30000,
+			    "SELECT count(*) FROM events WHERE plan_id = $1 AND type = "
+			    "'approval.decided' AND body->>'request_id' = 'early:0019'",
+			    plan, "1"));
+}
+
 static void t_completed_webhook(void)
 {
 	char needle[80];
@@ -281,6 +319,7 @@ int main(int argc, char **argv)
 	T_CHECK(port > 0);
 	T_RUN(t_approval_webhook);
 	T_RUN(t_links);
+	T_RUN(t_link_before_fold);
 	T_RUN(t_completed_webhook);
 	T_RUN(t_retried_until_delivered);
 	ts_finish(&ts);
