@@ -371,11 +371,12 @@
     const decisions = h('div', { id: 'decisions' });
     const cost = h('div', { id: 'plan-cost' });
     const feed = h('div', { class: 'events card', id: 'events' });
+    const modifyBox = modifyEditor(plan, () => load());
     const legend = h('div', { class: 'legend' }, ['pending', 'dispatched', 'running', 'succeeded',
       'waiting_for_input', 'failed', 'dead', 'cancelled', 'skipped'].map((s) => h('span', { class: 'st-' + s }, s)));
     main.append(title, head,
       h('div', { class: 'grid' },
-        h('div', {}, h('h2', {}, 'Tasks'), legend, dag, h('h2', {}, 'Pending approvals and questions'), reqs,
+        h('div', {}, h('h2', {}, 'Tasks'), legend, dag, modifyBox.el, h('h2', {}, 'Pending approvals and questions'), reqs,
           h('h2', {}, 'Tasks and attempts'), tasks),
         h('div', {}, h('h2', {}, 'Cost over time'), cost, h('h2', {}, 'Decision log'), decisions,
           h('h2', {}, 'Live events'), feed)));
@@ -391,6 +392,7 @@
           api('GET', '/v1/requests?status=pending&limit=1000')]);
         if (stopped) return;
         renderHead(head, pt.plan, load);
+        modifyBox.update(pt.plan);
         dag.replaceChildren(dagSvg(pt.tasks));
         renderRequests(reqs, rq.filter((r) => r.plan_id === plan), false, load);
         setPendingCount(rq.length);
@@ -423,6 +425,41 @@
       if (state === 'finished') schedule(0);
     });
     return { stop() { stopped = true; clearTimeout(timer); es.stop(); } };
+  }
+
+  /* Modify the plan: a JSON patch (POST /v1/plans/{id}/modify, see docs/openapi.yaml PlanPatch),
+   * prefilled with the current version until the user edits it. */
+  function modifyEditor(plan, reload) {
+    const text = h('textarea', { id: 'patch', spellcheck: 'false', rows: 8 });
+    const send = h('button', { type: 'button', class: 'primary', 'data-action': 'modify' }, 'Apply patch');
+    const el = h('details', { id: 'modify', class: 'card' },
+      h('summary', {}, 'Modify tasks (add, remove, reorder, edit)'),
+      h('p', { class: 'muted' }, 'New act tasks are numbered after every task; a replaced task must not have started; the join is rebuilt. ',
+        'Fields: base_version, tasks [{task_no, tier, instructions, refs, after, tool, args}], remove [task numbers], join_instructions, reason.'),
+      text, h('div', { class: 'actions' }, send));
+    let dirty = false, done = false;
+    text.addEventListener('input', () => { dirty = true; });
+    const hash = (s) => { let x = 5381; for (let i = 0; i < s.length; i++) x = ((x * 33) ^ s.charCodeAt(i)) >>> 0; return x.toString(16); };
+    send.addEventListener('click', async () => {
+      let patch;
+      try { patch = JSON.parse(text.value); } catch (e) { toast('the patch is not JSON: ' + e.message, true); return; }
+      send.disabled = true;
+      try {
+        const r = await api('POST', '/v1/plans/' + plan + '/modify', patch,
+          'dash-' + NONCE + '-modify-' + plan + '-' + hash(text.value));
+        toast('modified: version ' + r.version + (r.join ? ', the join is task ' + r.join : ''));
+        dirty = false;
+        reload();
+      } catch (e) { toast('could not modify: ' + e.message, true); }
+      send.disabled = false;
+    });
+    return {
+      el,
+      update(p) {
+        if (TERMINAL.includes(p.status)) { if (!done) { el.hidden = true; done = true; } return; }
+        if (!dirty) text.value = JSON.stringify({ base_version: p.version, tasks: [], remove: [] }, null, 1);
+      },
+    };
   }
 
   function renderHead(head, p, reload) {

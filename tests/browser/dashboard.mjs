@@ -16,6 +16,7 @@ import path from 'node:path';
 const url = process.env.LH_DASH_URL;
 const token = process.env.LH_DASH_TOKEN;
 const plan = process.env.LH_DASH_PLAN;
+const plan2 = process.env.LH_DASH_PLAN2; // optional: a plan paused with tasks 3 and 4 not started
 const shots = process.env.LH_DASH_SHOTS || '.';
 const timeout = Number(process.env.LH_DASH_TIMEOUT_MS || 120000);
 if (!url || !token || !plan) {
@@ -156,6 +157,36 @@ good = await step('the requests page shows nothing pending for this plan', async
     document.querySelector('#requests').childElementCount > 0, plan);
 }) && good;
 await shot('05-requests');
+
+if (plan2) {
+  good = await step('modify a waiting plan from the dashboard: the DAG shows the patch', async () => {
+    await page.goto(url + '/dashboard/#/plans/' + plan2);
+    await page.locator('#dag g.node[data-task="4"][data-status="pending"]').waitFor();
+    await page.click('#modify summary');
+    await page.waitForFunction(() => /"base_version": 1/.test(document.querySelector('#patch').value));
+    await page.fill('#patch', JSON.stringify({
+      base_version: 1, remove: [4], reason: 'from the dashboard',
+      tasks: [{ task_no: 6, tier: 'fast', instructions: 'Compare ${2} with ${3}', refs: [2, 3] }],
+    }));
+    await page.click('button[data-action="modify"]');
+    await page.locator('#dag g.node[data-task="7"]').waitFor();
+    await page.locator('#dag g.node[data-task="4"][data-status="skipped"]').waitFor();
+    await page.locator('#dag g.node[data-task="6"][data-status="pending"]').waitFor();
+    check(await page.locator('#dag path.edge[data-from="6"][data-to="7"]').count() === 1, 'no edge 6 -> 7');
+    check(await page.locator('#dag path.edge[data-to="5"]').count() > 0, 'the old join lost its edges');
+  }) && good;
+  await shot('06-plan-modified');
+  good = await step('extend its task budget: the patched plan finishes', async () => {
+    const card = page.locator('#plan-requests .request[data-kind="budget_extension"]');
+    await card.locator('textarea.edit').fill('{"tasks": 100}');
+    await card.locator('button[data-action="approve"]').click();
+    await page.locator('#plan-status[data-status="completed"]').waitFor();
+    await page.locator('#dag g.node[data-task="6"][data-status="succeeded"]').waitFor();
+    await page.locator('#dag g.node[data-task="7"][data-status="succeeded"]').waitFor();
+    check(await page.locator('#modify').isHidden(), 'the patch editor is still offered on a finished plan');
+  }) && good;
+  await shot('07-modified-completed');
+}
 
 good = await step('no CSP violation, script error or token in a URL', async () => {
   check(problems.length === 0, problems.slice(0, 3).join(' | '));

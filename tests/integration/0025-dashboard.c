@@ -1,8 +1,10 @@
 /* 0025-dashboard: lh-gateway's dashboard in headless Chromium. The stack runs here (coordinator,
  * materializer, workers, a gateway with tokens); a plan with an approval gate (a token budget the
  * scripted plan exceeds) waits for a person. tests/browser/dashboard.mjs (playwright-core driving
- * Debian's chromium) then signs in with a responder token, finds the plan, sees its DAG, clicks
- * Approve and watches the plan finish, saving screenshots under $LH_TEST_DIR/artifacts. Back here
+ * Debian's chromium) then signs in with an admin token, finds the plan, sees its DAG, clicks
+ * Approve and watches the plan finish; on a second plan it applies a patch in the modify editor
+ * (the DAG redraws: 4 skipped, 6 and the new join 7 added) and extends its task budget until
+ * it finishes. Screenshots go under $LH_TEST_DIR/artifacts. Back here
  * the database must say the same: the request approved by that token's holder with the suggested
  * limit, the plan completed.
  *
@@ -19,7 +21,7 @@
 
 static ts_stack_t ts;
 static const char *src_root;
-static char plan[40], token[80], token_name[64], shots[512];
+static char plan[40], plan2[40], token[80], token_name[64], shots[512];
 static int port;
 
 static void make_token(const char *name, const char *role, char out[80])
@@ -51,6 +53,22 @@ static void t_plan_waits(void)
 			    plan, "pending"));
 	T_CHECK(ts_wait_sql(&ts, 30000, "SELECT status FROM plans WHERE plan_id = $1", plan,
 			    "paused"));
+	/* the second plan, to modify: paused by its task budget with tasks 3 and 4 not started */
+	{
+		lh_budget_t b2 = {.tasks = 2};
+		id = ts_submit_with(&ts, "Plan a weekend in Braga", &b2, NULL);
+		lh_uuid_fmt(&id, plan2);
+		printf("# plan to modify %s\n", plan2);
+		T_CHECK(ts_wait_sql(&ts, 90000,
+				    "SELECT status FROM input_requests WHERE plan_id = $1 AND kind = "
+				    "'budget_extension'",
+				    plan2, "pending"));
+		T_EQ_STR(ts_sql1(&ts,
+				 "SELECT string_agg(task_no || ':' || status, ',' ORDER BY task_no) "
+				 "FROM tasks WHERE plan_id = $1 AND task_no IN (3, 4)",
+				 plan2),
+			 "3:pending,4:pending");
+	}
 }
 
 static void t_browser(void)
@@ -78,6 +96,7 @@ static void t_browser(void)
 	setenv("LH_DASH_URL", line, 1);
 	setenv("LH_DASH_TOKEN", token, 1);
 	setenv("LH_DASH_PLAN", plan, 1);
+	setenv("LH_DASH_PLAN2", plan2, 1);
 	setenv("LH_DASH_SHOTS", shots, 1);
 	snprintf(cmd, sizeof(cmd), "timeout -k 10 400 node '%s/tests/browser/dashboard.mjs' 2>&1",
 		 src_root);
@@ -92,7 +111,7 @@ static void t_browser(void)
 	rc = pclose(p);
 	unsetenv("LH_DASH_TOKEN");
 	T_EQ_INT(rc, 0);
-	T_EQ_INT(nshots, 5);
+	T_EQ_INT(nshots, 7);
 }
 
 static void t_database_agrees(void)
@@ -117,6 +136,20 @@ static void t_database_agrees(void)
 			 plan),
 		 "approved from the dashboard test");
 	T_EQ_INT(ts_count_events(&ts, plan, "approval.decided"), 1);
+	/* the patch made in the page is what ran */
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT status || ':' || version FROM plans WHERE plan_id = $1", plan2),
+		 "completed:2");
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT string_agg(task_no || ':' || status, ',' ORDER BY task_no) FROM "
+			 "tasks WHERE plan_id = $1 AND task_no >= 3",
+			 plan2),
+		 "3:succeeded,4:skipped,5:skipped,6:succeeded,7:succeeded");
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT body->>'reason' FROM events WHERE plan_id = $1 AND type = "
+			 "'plan.revised'",
+			 plan2),
+		 "from the dashboard");
 }
 
 int main(int argc, char **argv)
@@ -126,7 +159,7 @@ int main(int argc, char **argv)
 	if ((rc = ts_init(&ts, argc > 1 ? argv[1] : ".")))
 		return rc;
 	snprintf(token_name, sizeof(token_name), "%sdash", ts.prefix);
-	make_token(token_name, "responder", token);
+	make_token(token_name, "admin", token); /* modify needs admin; approve needs responder */
 	ts_spawn_materializer(&ts);
 	ts_spawn_coordinator(&ts, NULL);
 	ts_spawn_worker(&ts, "fast");
