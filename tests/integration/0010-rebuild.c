@@ -14,7 +14,7 @@
 
 static ts_stack_t ts;
 static char plan_a[40], plan_b[40];
-static char rb[64], rb2[64]; /* schema names */
+static char rb[64], rb2[64], rb1[64]; /* schema names */
 static int mat = -1, coord = -1, wfast = -1, wstd = -1;
 
 /* Run lh-materializer with the common flags and these (NULL-ended); its exit status. */
@@ -106,6 +106,21 @@ static void t_rebuild_equals_live(void)
 	T_EQ_INT(RUN_MAT("checksum", "checksum", "--against-schema", rb), 0);
 }
 
+/* lh_materialize folds a batch set-wise (sql/0006); with batches of one event it folds one event
+ * at a time, which is the one-by-one fold. Both give the same rows on this log of 13 event
+ * types (approvals, a budget pause, the plan's whole life). */
+static void t_setwise_equals_one_by_one(void)
+{
+	char group[96];
+	snprintf(group, sizeof(group), "%smaterializer", ts.prefix);
+	T_EQ_INT(RUN_MAT("rebuild-one-by-one", "--rebuild", "--schema", rb1, "--group", group,
+			 "--batch-max-events", "1"),
+		 0);
+	T_EQ_INT(RUN_MAT("checksum-one-by-one", "checksum", "--schema", rb, "--against-schema",
+			 rb1),
+		 0);
+}
+
 static void t_corruption_is_found(void)
 {
 	const char *n;
@@ -143,11 +158,13 @@ int main(int argc, char **argv)
 		return rc;
 	snprintf(rb, sizeof(rb), "rb_");
 	snprintf(rb2, sizeof(rb2), "rb2_");
+	snprintf(rb1, sizeof(rb1), "rb1_");
 	for (const char *p = ts.prefix; *p; p++) {
 		char c[2] = {(char)tolower((unsigned char)*p), 0};
 		if (isalnum((unsigned char)*p)) {
 			strcat(rb, c);
 			strcat(rb2, c);
+			strcat(rb1, c);
 		}
 	}
 	mat = ts_spawn_materializer(&ts);
@@ -157,6 +174,7 @@ int main(int argc, char **argv)
 	T_RUN(t_plans_complete);
 	T_RUN(t_everything_materialized);
 	T_RUN(t_rebuild_equals_live);
+	T_RUN(t_setwise_equals_one_by_one);
 	T_RUN(t_corruption_is_found);
 	T_RUN(t_swap_repairs);
 	v = ts_sql1(&ts, "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1 || '\\_old\\_%'",
@@ -164,6 +182,7 @@ int main(int argc, char **argv)
 	snprintf(old, sizeof(old), "%s", v ? v : "");
 	drop_schema(rb);
 	drop_schema(rb2);
+	drop_schema(rb1);
 	if (*old)
 		drop_schema(old);
 	ts_finish(&ts);
