@@ -239,9 +239,12 @@ static int ranked_cmp(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static lh_err_t vector_rank(const lh_pg_res_t *res, const float *qvec, int dims, ranked_t **ret,
-			    int *ret_n, lh_error_t *err)
+/* Rows of res whose column 0 is side (when side is set; the columns then start at 1) or every row
+ * (side 0): id, content, array_send(embedding). */
+static lh_err_t vector_rank(const lh_pg_res_t *res, char side, const float *qvec, int dims,
+			    ranked_t **ret, int *ret_n, lh_error_t *err)
 {
+	int c0 = side ? 1 : 0;
 	int n = lh_pg_nrows(res), m = 0;
 	ranked_t *r = calloc((size_t)(n ? n : 1), sizeof(*r));
 	float *v = malloc(sizeof(float) * (size_t)dims);
@@ -252,12 +255,14 @@ static lh_err_t vector_rank(const lh_pg_res_t *res, const float *qvec, int dims,
 	}
 	for (int i = 0; i < n; i++) {
 		double dot = 0;
+		if (side && lh_pg_get(res, i, 0)[0] != side)
+			continue;
 		/* a row of other dimensions (a misconfigured embedder name) is skipped, not fatal */
-		if (lh_embedder_parse_array_send(lh_pg_get(res, i, 2), dims, v) != LH_OK)
+		if (lh_embedder_parse_array_send(lh_pg_get(res, i, c0 + 2), dims, v) != LH_OK)
 			continue;
 		for (int d = 0; d < dims; d++)
 			dot += (double)v[d] * qvec[d];
-		r[m++] = (ranked_t){lh_pg_get_i64(res, i, 0), dot, lh_pg_get(res, i, 1)};
+		r[m++] = (ranked_t){lh_pg_get_i64(res, i, c0), dot, lh_pg_get(res, i, c0 + 1)};
 	}
 	free(v);
 	qsort(r, (size_t)m, sizeof(*r), ranked_cmp);
@@ -276,7 +281,7 @@ lh_err_t lh_memory_search_with(lh_pg_t *pg, lh_embedder_t *emb, const char *tena
 	float *qvec = NULL;
 	int dims = 0, depth = k > MEMORY_FUSE_DEPTH ? k : MEMORY_FUSE_DEPTH, nft = 0, nvec = 0, n = 0;
 	lh_pg_res_t *fres = NULL, *vres = NULL;
-	ranked_t *vec = NULL, *out = NULL;
+	ranked_t *vec = NULL, *ftr = NULL, *out = NULL;
 	lh_memory_hit_t *hits = NULL;
 	lh_err_t rc = LH_OK;
 
@@ -285,17 +290,8 @@ lh_err_t lh_memory_search_with(lh_pg_t *pg, lh_embedder_t *emb, const char *tena
 	if (!tenant || !query || k <= 0)
 		return lh_error_set(err, LH_ERR_INVALID, "could not search memories: tenant, query "
 				    "and k > 0 are required");
-	if (mode != LH_MEMORY_VECTOR) {
-		if (!(ftq = lh_memory_fulltext_query(query)))
-			return lh_error_set(err, LH_ERR_NOMEM, "could not search memories: out of "
-					    "memory");
-		snprintf(kbuf, sizeof(kbuf), "%d", mode == LH_MEMORY_FULLTEXT ? k : depth);
-		const char *p[] = {tenant, plan_id, ftq, kbuf};
-		if ((rc = lh_pg_query(pg, "memory_search_fulltext", 4, p, NULL, NULL, &fres, err)) !=
-		    LH_OK)
-			goto out;
-		nft = lh_pg_nrows(fres);
-	}
+	if (mode != LH_MEMORY_VECTOR && !(ftq = lh_memory_fulltext_query(query)))
+		return lh_error_set(err, LH_ERR_NOMEM, "could not search memories: out of memory");
 	if (mode != LH_MEMORY_FULLTEXT) {
 		if (!emb) {
 			if (!(qvec = malloc(sizeof(float) * LH_EMBED_DIMS))) {
@@ -317,13 +313,41 @@ lh_err_t lh_memory_search_with(lh_pg_t *pg, lh_embedder_t *emb, const char *tena
 					  "memory");
 			goto out;
 		}
-		snprintf(pre, sizeof(pre), "%d", k > MEMORY_PREFILTER_DEPTH ? k : MEMORY_PREFILTER_DEPTH);
+	}
+	snprintf(pre, sizeof(pre), "%d", k > MEMORY_PREFILTER_DEPTH ? k : MEMORY_PREFILTER_DEPTH);
+	snprintf(kbuf, sizeof(kbuf), "%d", mode == LH_MEMORY_FULLTEXT ? k : depth);
+	if (mode == LH_MEMORY_FULLTEXT) {
+		const char *p[] = {tenant, plan_id, ftq, kbuf};
+		if ((rc = lh_pg_query(pg, "memory_search_fulltext", 4, p, NULL, NULL, &fres, err)) !=
+		    LH_OK)
+			goto out;
+		nft = lh_pg_nrows(fres);
+	} else if (mode == LH_MEMORY_VECTOR) {
 		const char *p[] = {tenant, plan_id, embedder, bits, pre};
 		if ((rc = lh_pg_query(pg, "memory_vector_candidates", 5, p, NULL, NULL, &vres, err)) !=
 		    LH_OK)
 			goto out;
-		if ((rc = vector_rank(vres, qvec, dims, &vec, &nvec, err)) != LH_OK)
+		if ((rc = vector_rank(vres, 0, qvec, dims, &vec, &nvec, err)) != LH_OK)
 			goto out;
+	} else {
+		/* both candidate lists in one statement: one round trip, the visible rows read once */
+		const char *p[] = {tenant, plan_id, ftq, kbuf, embedder, bits, pre};
+		if ((rc = lh_pg_query(pg, "memory_hybrid_candidates", 7, p, NULL, NULL, &vres,
+				      err)) != LH_OK)
+			goto out;
+		if ((rc = vector_rank(vres, 'v', qvec, dims, &vec, &nvec, err)) != LH_OK)
+			goto out;
+		if (!(ftr = calloc((size_t)lh_pg_nrows(vres) + 1, sizeof(*ftr)))) {
+			rc = lh_error_set(err, LH_ERR_NOMEM, "could not search memories: out of "
+					  "memory");
+			goto out;
+		}
+		for (int i = 0; i < lh_pg_nrows(vres); i++)
+			if (lh_pg_get(vres, i, 0)[0] == 'f')
+				ftr[nft++] = (ranked_t){lh_pg_get_i64(vres, i, 1),
+							strtod(lh_pg_get(vres, i, 4), NULL),
+							lh_pg_get(vres, i, 2)};
+		qsort(ftr, (size_t)nft, sizeof(*ftr), ranked_cmp);
 	}
 
 	if (!(out = calloc((size_t)(nft + nvec + 1), sizeof(*out)))) {
@@ -342,8 +366,7 @@ lh_err_t lh_memory_search_with(lh_pg_t *pg, lh_embedder_t *emb, const char *tena
 		/* reciprocal rank fusion: sum over the rankings that hold a row of 1 / (60 + rank),
 		 * each ranking cut at depth */
 		for (int i = 0; i < nft; i++)
-			out[n++] = (ranked_t){lh_pg_get_i64(fres, i, 0), 1.0 / (60 + i + 1),
-					      lh_pg_get(fres, i, 2)};
+			out[n++] = (ranked_t){ftr[i].id, 1.0 / (60 + i + 1), ftr[i].content};
 		for (int i = 0; i < nvec && i < depth; i++) {
 			int j = 0;
 			while (j < nft && out[j].id != vec[i].id)
@@ -378,6 +401,7 @@ out:
 	lh_pg_res_free(fres);
 	lh_pg_res_free(vres);
 	free(vec);
+	free(ftr);
 	free(out);
 	free(ftq);
 	free(qvec);

@@ -345,6 +345,33 @@ SELECT c.id, c.content, array_send(c.embedding) FROM (
       ORDER BY h, m.id LIMIT $5::integer)
 ) AS c ORDER BY c.h, c.id LIMIT $5::integer;
 
+-- name: memory_hybrid_candidates
+-- lh_memory_search_with, hybrid: memory_search_fulltext's top $4 (rows 'f', id, content, NULL,
+-- ts_rank_cd) and memory_vector_candidates' $7 (rows 'v', id, content, array_send(embedding)) for $5
+-- and signature $6, in one statement over the visible rows read once; common/memory.c fuses them.
+WITH vis AS MATERIALIZED (
+    (SELECT m.id, m.tsv, m.content, m.embedding, m.embedder, m.embedding_bits FROM memories m
+      WHERE m.tenant = $1 AND (m.scope = 'tenant' OR m.plan_id = $2::uuid)
+        AND m.superseded_by IS NULL AND m.forgotten_at IS NULL)
+    UNION ALL
+    (SELECT m.id, m.tsv, m.content, m.embedding, m.embedder, m.embedding_bits FROM memories m
+      WHERE m.scope = 'global' AND m.superseded_by IS NULL AND m.forgotten_at IS NULL)
+), pre AS (
+    SELECT v.id, v.tsv, v.content, q FROM vis v, websearch_to_tsquery('english', $3) AS q
+     WHERE v.tsv @@ q
+     ORDER BY ts_rank(v.tsv, q) DESC, v.id LIMIT greatest(4 * $4::integer, 200)
+), ft AS (
+    SELECT p.id, ts_rank_cd(p.tsv, p.q) AS score, p.content FROM pre p
+     ORDER BY score DESC, p.id LIMIT $4::integer
+), vc AS (
+    SELECT v.id, v.content, v.embedding FROM vis v WHERE v.embedder = $5
+     ORDER BY bit_count(v.embedding_bits # $6::varbit), v.id LIMIT $7::integer
+)
+-- array_send after the cut: in the ORDER BY's scan it would run for every visible row
+SELECT 'f', ft.id, ft.content, NULL::bytea, ft.score::text FROM ft
+UNION ALL
+SELECT 'v', vc.id, vc.content, array_send(vc.embedding), NULL::text FROM vc;
+
 -- name: memory_forget
 -- lh_memory_forget: memory $1 of tenant $2 is no longer true or wanted; the row stays.
 UPDATE memories SET forgotten_at = now(), forget_reason = $3, updated_at = now()
