@@ -515,6 +515,9 @@ static void say_summary(dev_stack_t *d)
 		}
 		say(d, "gateway: http://%s:%s/ (/healthz, /readyz, /metrics)",
 		    host && *host ? host : "127.0.0.1", port && *port ? port : "8088");
+		say(d, "dashboard: http://%s:%s/dashboard/ (a token for it: lhctl token create NAME "
+		    "--role admin)",
+		    host && *host ? host : "127.0.0.1", port && *port ? port : "8088");
 	}
 	say(d, "ready in %s: state in %s, logs in %s",
 	    lhctl_fmt_dur(took, (lh_mono_us() - d->t0_us) / 1000), d->dir, d->log_dir);
