@@ -476,3 +476,79 @@ json_t *lh_memory_hits_json(const lh_memory_hit_t *hits, int n)
 						   hits[i].content));
 	return a;
 }
+
+lh_err_t lh_memory_used(lh_pg_t *pg, const char *tenant, const int64_t *ids, int n, bool succeeded,
+			int *ret_updated, lh_error_t *err)
+{
+	lh_buf_t arr;
+	lh_pg_res_t *res = NULL;
+	lh_err_t rc;
+	if (!tenant || n < 0 || (n > 0 && !ids))
+		return lh_error_set(err, LH_ERR_INVALID, "could not count memory use: tenant and ids "
+				    "are required");
+	lh_buf_init(&arr);
+	lh_buf_appends(&arr, "{");
+	for (int i = 0; i < n; i++)
+		lh_buf_printf(&arr, "%s%" PRId64, i ? "," : "", ids[i]);
+	lh_buf_appends(&arr, "}");
+	const char *p[] = {arr.data, tenant, succeeded ? "1" : "0"};
+	rc = lh_pg_query(pg, "memory_used", 3, p, NULL, NULL, &res, err);
+	lh_buf_finish(&arr);
+	if (rc == LH_OK && ret_updated)
+		*ret_updated = lh_pg_nrows(res);
+	lh_pg_res_free(res);
+	return rc;
+}
+
+lh_err_t lh_memory_consolidate(lh_pg_t *pg, const char *tenant, int64_t after_id, int limit,
+			       double near_dup, double episodic_ttl_s,
+			       lh_memory_consolidation_t *ret, lh_error_t *err)
+{
+	char after[24], lim[16], nd[32], ttl[32];
+	lh_pg_res_t *res = NULL;
+	lh_memory_consolidation_t out = {0, 0, after_id};
+	lh_err_t rc;
+	if (!tenant || limit <= 0)
+		return lh_error_set(err, LH_ERR_INVALID, "could not consolidate memories: tenant and "
+				    "limit > 0 are required");
+	snprintf(after, sizeof(after), "%" PRId64, after_id);
+	snprintf(lim, sizeof(lim), "%d", limit);
+	snprintf(nd, sizeof(nd), "%.6f", near_dup > 0 ? near_dup : LH_MEMORY_NEAR_DUP);
+	{
+		/* the newest memory this round examines, read before any is superseded */
+		const char *p[] = {tenant, after, lim};
+		if ((rc = lh_pg_query(pg, "memory_consolidate_cursor", 3, p, NULL, NULL, &res, err)) !=
+		    LH_OK)
+			return rc;
+		out.next_after = lh_pg_get_i64(res, 0, 0);
+		lh_pg_res_free(res);
+	}
+	{
+		const char *p[] = {tenant, nd, after, lim};
+		if ((rc = lh_pg_query(pg, "memory_near_pairs", 4, p, NULL, NULL, &res, err)) != LH_OK)
+			return rc;
+	}
+	for (int i = 0; i < lh_pg_nrows(res); i++) {
+		int64_t newer = lh_pg_get_i64(res, i, 0), older = lh_pg_get_i64(res, i, 1);
+		rc = lh_memory_supersede(pg, newer, older, err);
+		if (rc == LH_OK)
+			out.merged++;
+		else if (rc != LH_ERR_NOT_FOUND) { /* superseded meanwhile: nothing to do */
+			lh_pg_res_free(res);
+			return rc;
+		}
+	}
+	lh_pg_res_free(res);
+	res = NULL;
+	if (episodic_ttl_s > 0) {
+		snprintf(ttl, sizeof(ttl), "%.3f", episodic_ttl_s);
+		const char *p[] = {tenant, ttl};
+		if ((rc = lh_pg_query(pg, "memory_prune_episodic", 2, p, NULL, NULL, &res, err)) !=
+		    LH_OK)
+			return rc;
+		out.pruned = lh_pg_nrows(res);
+		lh_pg_res_free(res);
+	}
+	*ret = out;
+	return LH_OK;
+}

@@ -92,6 +92,27 @@ lh_err_t lh_memory_search_with(lh_pg_t *pg, lh_embedder_t *emb, const char *tena
 lh_err_t lh_memory_forget(lh_pg_t *pg, const char *tenant, int64_t id, const char *reason,
 			  lh_error_t *err);
 
+/* The n memories ids (of tenant) were put into a context: use_count + 1 each, success_count + 1
+ * too when succeeded (the task they served succeeded: procedural memories' strategy score).
+ * *ret_updated (may be NULL) counts the rows changed (ids of other tenants are skipped). */
+lh_err_t lh_memory_used(lh_pg_t *pg, const char *tenant, const int64_t *ids, int n, bool succeeded,
+			int *ret_updated, lh_error_t *err);
+
+typedef struct lh_memory_consolidation {
+	int merged;	    /* near duplicates superseded by their older twin */
+	int pruned;	    /* episodic memories forgotten as expired */
+	int64_t next_after; /* pass as after_id next time: memories up to it were examined */
+} lh_memory_consolidation_t;
+
+/* The `consolidate` task's work for tenant, when the system is idle: every live memory newer than
+ * after_id (at most limit of them, oldest first) whose nearest older live memory of the same
+ * scope, plan and embedder reaches near_dup (<= 0: 0.92, the hashing threshold) is superseded by
+ * it (kept, linked: the older one has the history); episodic memories older than
+ * episodic_ttl_s (<= 0: never) that no context ever used are forgotten. Idempotent. */
+lh_err_t lh_memory_consolidate(lh_pg_t *pg, const char *tenant, int64_t after_id, int limit,
+			       double near_dup, double episodic_ttl_s,
+			       lh_memory_consolidation_t *ret, lh_error_t *err);
+
 /* Memory id as JSON, visible to tenant (its own or a global one), live or not: {"id", "tenant",
  * "scope", "plan_id", "kind", "content", "embedder", "source_event", "task_no", "attempt",
  * "use_count", "success_count", "superseded_by", "forgotten_at", "forget_reason", "created_at",

@@ -435,3 +435,46 @@ WITH gone AS (
        AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.output_ref = b.sha256)
     RETURNING 1)
 SELECT count(*) FROM gone;
+
+-- name: memory_used
+-- lh_memory_used: memories $1 (bigint[]) of tenant $2 were put in a context; $3 = 1 when the task
+-- they served succeeded (procedural memories' success counts).
+UPDATE memories SET use_count = use_count + 1, success_count = success_count + $3::integer
+ WHERE id = ANY($1::bigint[]) AND tenant = $2 RETURNING id;
+
+-- name: memory_near_pairs
+-- lh_memory_consolidate: live memories of tenant $1 newer than id $3 (at most $4 of them, oldest
+-- first) whose nearest older live memory of the same scope, plan and embedder (exact cosine among
+-- the 8 nearest by signature) reaches $2.
+SELECT a.id, n.id, n.cos FROM (
+    SELECT m.* FROM memories m
+     WHERE m.tenant = $1 AND m.id > $3::bigint AND m.superseded_by IS NULL
+       AND m.forgotten_at IS NULL
+     ORDER BY m.id LIMIT $4::integer) AS a
+CROSS JOIN LATERAL (
+    SELECT c.id, (SELECT sum(x * y) FROM unnest(a.embedding, c.embedding) AS t(x, y)) AS cos
+      FROM (SELECT b.id, b.embedding FROM memories b
+             WHERE b.tenant = a.tenant AND b.scope = a.scope
+               AND b.plan_id IS NOT DISTINCT FROM a.plan_id AND b.embedder = a.embedder
+               AND b.id < a.id AND b.superseded_by IS NULL AND b.forgotten_at IS NULL
+             ORDER BY bit_count(b.embedding_bits # a.embedding_bits), b.id LIMIT 8) AS c
+     ORDER BY cos DESC NULLS LAST, c.id LIMIT 1) AS n
+ WHERE n.cos >= $2::float8
+ ORDER BY a.id;
+
+-- name: memory_consolidate_cursor
+-- lh_memory_consolidate: the newest of the memories memory_near_pairs examined ($2, $3 as there).
+SELECT coalesce(max(id), $2::bigint) FROM (
+    SELECT m.id FROM memories m
+     WHERE m.tenant = $1 AND m.id > $2::bigint AND m.superseded_by IS NULL
+       AND m.forgotten_at IS NULL
+     ORDER BY m.id LIMIT $3::integer) AS s;
+
+-- name: memory_prune_episodic
+-- lh_memory_consolidate: episodic memories of tenant $1 older than $2 seconds that no context ever
+-- used are forgotten (the row stays).
+UPDATE memories SET forgotten_at = now(), forget_reason = 'expired episodic detail',
+       updated_at = now()
+ WHERE tenant = $1 AND kind = 'episodic' AND superseded_by IS NULL AND forgotten_at IS NULL
+   AND use_count = 0 AND created_at < now() - make_interval(secs => $2::float8)
+RETURNING id;

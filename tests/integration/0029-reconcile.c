@@ -9,6 +9,8 @@
  * the repeat is refused as a duplicate naming the existing id, search shows only live facts.
  * Applying the same answer again writes nothing. An UPDATE with a merged text supersedes its
  * memory. memory_forget hides a memory from search and duplicate checks, only for its tenant.
+ * Consolidation supersedes near duplicates that got in by their older twin and forgets expired,
+ * never-used episodic memories; use counts feed procedural success counts.
  * Needs LH_PG_URL (else skipped, exit 77); no Kafka. */
 #include <inttypes.h>
 #include <jansson.h>
@@ -40,6 +42,20 @@ static int64_t superseded_by(int64_t id)
 	lh_error_t err;
 	int64_t v = -1;
 	if (lh_memory_get_json(pg, tenant, id, &j, &err) != LH_OK)
+		return -2;
+	if (json_is_integer(json_object_get(j, "superseded_by")))
+		v = json_integer_value(json_object_get(j, "superseded_by"));
+	json_decref(j);
+	return v;
+}
+
+/* superseded_by of a memory of tenant tn: -1 when live, -2 when not visible */
+static int64_t superseded_by_of(const char *tn, int64_t id)
+{
+	json_t *j;
+	lh_error_t err;
+	int64_t v = -1;
+	if (lh_memory_get_json(pg, tn, id, &j, &err) != LH_OK)
 		return -2;
 	if (json_is_integer(json_object_get(j, "superseded_by")))
 		v = json_integer_value(json_object_get(j, "superseded_by"));
@@ -213,6 +229,74 @@ static void forget(void)
 	T_EQ_INT(lh_memory_write(pg, &m, 0, &id, &err), LH_OK);
 }
 
+static void consolidate_and_counts(void)
+{
+	lh_error_t err;
+	char tn[96];
+	int64_t older, newer, epi_old, epi_used, epi_new, proc;
+	int updated = 0;
+	snprintf(tn, sizeof(tn), "%s-cons", tenant);
+	lh_memory_t m = {.tenant = tn, .scope = LH_MEMORY_TENANT, .kind = LH_MEMORY_SEMANTIC,
+			 .task_no = -1, .attempt = -1};
+	m.content = "The search service keeps its index in OpenSearch.";
+	T_EQ_INT(lh_memory_write(pg, &m, 0, &older, &err), LH_OK);
+	/* a near duplicate written without the near check (as a reconcile UPDATE may) */
+	m.content = "the search service keeps its index in OpenSearch!";
+	T_EQ_INT(lh_memory_write(pg, &m, 2, &newer, &err), LH_OK);
+	m.content = "The ledger service is written in Rust.";
+	int64_t other;
+	T_EQ_INT(lh_memory_write(pg, &m, 0, &other, &err), LH_OK);
+	m.kind = LH_MEMORY_EPISODIC;
+	m.content = "Deploy of the search service on day 3 failed at the smoke test.";
+	T_EQ_INT(lh_memory_write(pg, &m, 0, &epi_old, &err), LH_OK);
+	m.content = "Rollback of the ledger service on day 4 took twelve minutes.";
+	T_EQ_INT(lh_memory_write(pg, &m, 0, &epi_used, &err), LH_OK);
+	m.content = "Today the catalog service was resized to four replicas.";
+	T_EQ_INT(lh_memory_write(pg, &m, 0, &epi_new, &err), LH_OK);
+	m.kind = LH_MEMORY_PROCEDURAL;
+	m.content = "To fix a stuck deploy, drain the node before restarting the agent.";
+	T_EQ_INT(lh_memory_write(pg, &m, 0, &proc, &err), LH_OK);
+	/* two of the episodic memories are 40 days old; one of them was used in a context */
+	char sql[256];
+	snprintf(sql, sizeof(sql), "UPDATE memories SET created_at = now() - interval '40 days' "
+		 "WHERE id IN (%" PRId64 ", %" PRId64 ")", epi_old, epi_used);
+	T_EQ_INT(lh_pg_exec(pg, sql, &err), LH_OK);
+	int64_t used[] = {epi_used, proc};
+	T_EQ_INT(lh_memory_used(pg, tn, used, 2, true, &updated, &err), LH_OK);
+	T_EQ_INT(updated, 2);
+	T_EQ_INT(lh_memory_used(pg, tn, &proc, 1, false, &updated, &err), LH_OK);
+	T_EQ_INT(lh_memory_used(pg, tenant, &proc, 1, true, &updated, &err), LH_OK);
+	T_EQ_INT(updated, 0); /* another tenant's ids are skipped */
+	json_t *j;
+	T_EQ_INT(lh_memory_get_json(pg, tn, proc, &j, &err), LH_OK);
+	T_EQ_INT(json_integer_value(json_object_get(j, "use_count")), 2);
+	T_EQ_INT(json_integer_value(json_object_get(j, "success_count")), 1);
+	json_decref(j);
+
+	lh_memory_consolidation_t c;
+	T_EQ_INT(lh_memory_consolidate(pg, tn, 0, 100, 0, 30 * 86400.0, &c, &err), LH_OK);
+	T_EQ_INT(c.merged, 1);
+	T_EQ_INT(c.pruned, 1);
+	T_EQ_INT(c.next_after, proc);
+	T_EQ_INT(superseded_by_of(tn, newer), older);
+	T_EQ_INT(superseded_by_of(tn, older), -1);
+	T_EQ_INT(superseded_by_of(tn, other), -1);
+	T_EQ_INT(lh_memory_get_json(pg, tn, epi_old, &j, &err), LH_OK);
+	T_EQ_STR(json_string_value(json_object_get(j, "forget_reason")), "expired episodic detail");
+	json_decref(j);
+	T_EQ_INT(lh_memory_get_json(pg, tn, epi_used, &j, &err), LH_OK);
+	T_CHECK(json_is_null(json_object_get(j, "forgotten_at")));
+	json_decref(j);
+	/* again: nothing left to do; a cursor past everything examines nothing */
+	T_EQ_INT(lh_memory_consolidate(pg, tn, 0, 100, 0, 30 * 86400.0, &c, &err), LH_OK);
+	T_EQ_INT(c.merged + c.pruned, 0);
+	T_EQ_INT(lh_memory_consolidate(pg, tn, proc, 100, 0, 0, &c, &err), LH_OK);
+	T_EQ_INT(c.next_after, proc);
+	/* a limit of 2 examines the two oldest live memories only */
+	T_EQ_INT(lh_memory_consolidate(pg, tn, 0, 2, 0, 0, &c, &err), LH_OK);
+	T_EQ_INT(c.next_after, other);
+}
+
 int main(void)
 {
 	const char *url = getenv("LH_PG_URL");
@@ -232,6 +316,7 @@ int main(void)
 	T_RUN(extract_then_reconcile);
 	T_RUN(update_with_text);
 	T_RUN(forget);
+	T_RUN(consolidate_and_counts);
 	lh_pg_free(pg);
 	return t_done();
 }
