@@ -9,12 +9,13 @@
  * the repeat is refused as a duplicate naming the existing id, search shows only live facts.
  * Applying the same answer again writes nothing. An UPDATE with a merged text supersedes its
  * memory. memory_forget hides a memory from search and duplicate checks, only for its tenant.
- * Consolidation supersedes near duplicates that got in by their older twin and forgets expired,
+ * lhctl memory search|show|forget on the same rows (given the build root). Consolidation supersedes near duplicates that got in by their older twin and forgets expired,
  * never-used episodic memories; use counts feed procedural success counts.
  * Needs LH_PG_URL (else skipped, exit 77); no Kafka. */
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include "ids.h"
 #include "memory.h"
@@ -24,6 +25,7 @@
 
 static lh_pg_t *pg;
 static char tenant[64];
+static const char *build_root, *pg_url;
 static int64_t port_id, owner_id, new_port_id, rust_id;
 
 static const char *const SYSTEM = "You are the release agent. Never deploy on Fridays.";
@@ -297,7 +299,51 @@ static void consolidate_and_counts(void)
 	T_EQ_INT(c.next_after, other);
 }
 
-int main(void)
+/* Run lhctl with args (shell-quoted by the caller); its stdout into out; the exit status. */
+static int lhctl(const char *args, char *out, size_t outsz)
+{
+	char cmd[1024];
+	size_t n = 0;
+	FILE *p;
+	snprintf(cmd, sizeof(cmd), "%s/cli/lhctl %s --pg-url '%s' --tenant '%s' 2>/dev/null",
+		 build_root, args, pg_url, tenant);
+	out[0] = 0;
+	if (!(p = popen(cmd, "r")))
+		return -1;
+	n = fread(out, 1, outsz - 1, p);
+	out[n] = 0;
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* lhctl memory search|show|forget against the same database (cli/memory.c) */
+static void cli(void)
+{
+	char out[8192], args[256];
+	lh_memory_t m = tmpl();
+	lh_error_t err;
+	int64_t id;
+	m.content = "The reports service renders PDFs with wkhtmltopdf.";
+	T_EQ_INT(lh_memory_write(pg, &m, 0, &id, &err), LH_OK);
+	T_EQ_INT(lhctl("memory search 'reports pdf' --json --k 3", out, sizeof(out)), 0);
+	json_t *a = json_loads(out, 0, NULL);
+	T_CHECK(json_is_array(a) && json_array_size(a) >= 1);
+	T_EQ_INT(json_integer_value(json_object_get(json_array_get(a, 0), "id")), id);
+	json_decref(a);
+	snprintf(args, sizeof(args), "memory show %" PRId64 " --json", id);
+	T_EQ_INT(lhctl(args, out, sizeof(out)), 0);
+	T_CHECK(strstr(out, "wkhtmltopdf") != NULL && strstr(out, "\"task_no\":3") != NULL);
+	snprintf(args, sizeof(args), "memory forget %" PRId64 " --reason 'moved to weasyprint'", id);
+	T_EQ_INT(lhctl(args, out, sizeof(out)), 0);
+	T_EQ_INT(lhctl(args, out, sizeof(out)), 1); /* not live any more */
+	T_EQ_INT(lhctl("memory search 'reports pdf' --json", out, sizeof(out)), 0);
+	T_CHECK(strstr(out, "wkhtmltopdf") == NULL);
+	T_EQ_INT(lhctl("memory show 0", out, sizeof(out)), 2);
+	T_EQ_INT(lhctl("memory frobnicate 1", out, sizeof(out)), 2);
+	T_EQ_INT(lhctl("memory show 999999999", out, sizeof(out)), 1);
+}
+
+int main(int argc, char **argv)
 {
 	const char *url = getenv("LH_PG_URL");
 	lh_error_t err;
@@ -313,10 +359,14 @@ int main(void)
 	char tid[37];
 	lh_uuid_fmt(&t, tid);
 	snprintf(tenant, sizeof(tenant), "rec-%s", tid);
+	build_root = argc > 1 ? argv[1] : NULL; /* meson passes it: lhctl is tested from there */
+	pg_url = url;
 	T_RUN(extract_then_reconcile);
 	T_RUN(update_with_text);
 	T_RUN(forget);
 	T_RUN(consolidate_and_counts);
+	if (build_root)
+		T_RUN(cli);
 	lh_pg_free(pg);
 	return t_done();
 }
