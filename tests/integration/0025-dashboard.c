@@ -152,6 +152,30 @@ static void t_database_agrees(void)
 		 "from the dashboard");
 }
 
+/* The token went through every API call of the page: it must not be in any daemon's log. */
+static void t_no_secret_logged(void)
+{
+	const char *const names[] = {"gateway", "coordinator", "materializer", "worker-fast",
+				     "worker-standard", NULL};
+	char path[700], line[8192];
+	int files = 0;
+	for (int i = 0; names[i]; i++) {
+		FILE *f;
+		snprintf(path, sizeof(path), "%s/%s.log", ts.log_dir, names[i]);
+		if (!(f = fopen(path, "r")))
+			continue;
+		files++;
+		while (fgets(line, sizeof(line), f))
+			if (strstr(line, token + 3)) {
+				printf("# the token is in %s: %.200s\n", path, line);
+				T_CHECK(!"the token is in a log");
+				break;
+			}
+		fclose(f);
+	}
+	T_CHECK(files >= 2);
+}
+
 int main(int argc, char **argv)
 {
 	int rc;
@@ -175,6 +199,7 @@ int main(int argc, char **argv)
 	T_RUN(t_plan_waits);
 	T_RUN(t_browser);
 	T_RUN(t_database_agrees);
+	T_RUN(t_no_secret_logged);
 	ts_finish(&ts);
 	return t_done();
 }
