@@ -1,6 +1,7 @@
 #include "breaker.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 void lh_breaker_init(lh_breaker_t *b, int threshold, int64_t cooldown_us)
@@ -236,10 +237,14 @@ static void window_observe(lh_rl_window_t *w, int64_t remaining, int64_t reset_m
 		w->period_us = reset_us - now_us;
 	window_roll(w, now_us);
 	/* The same window (its reset within 250 ms of what we know, or earlier): keep the
-	 * smaller remaining. A later reset is a new window: replace. */
+	 * smaller remaining and the later reset — what we guessed when the window rolled over
+	 * may be early, and an early guess means calls the provider refuses. A later reset is a
+	 * new window: replace. */
 	if (w->remaining >= 0 && reset_us <= w->reset_us + 250000) {
 		if (left < w->remaining)
 			w->remaining = left;
+		if (reset_us > w->reset_us)
+			w->reset_us = reset_us;
 		return;
 	}
 	w->remaining = left;
@@ -247,18 +252,18 @@ static void window_observe(lh_rl_window_t *w, int64_t remaining, int64_t reset_m
 }
 
 void lh_limiter_observe(lh_limiter_t *l, const lh_llm_ratelimit_t *rl, int others_in_flight,
-			int64_t now_us)
+			int64_t tokens_in_flight, int64_t now_us)
 {
+	int tokens = tokens_in_flight > INT32_MAX ? INT32_MAX : (int)tokens_in_flight;
 	if (!rl || !rl->present)
 		return;
 	l->observed++;
 	window_observe(&l->requests, rl->requests_remaining, rl->requests_reset_ms,
 		       rl->requests_limit, others_in_flight, now_us);
-	/* tokens in flight are unknown here; the estimate taken at each call covers them */
-	window_observe(&l->tokens, rl->tokens_remaining, rl->tokens_reset_ms, rl->tokens_limit, 0,
-		       now_us);
+	window_observe(&l->tokens, rl->tokens_remaining, rl->tokens_reset_ms, rl->tokens_limit,
+		       tokens, now_us);
 	window_observe(&l->input_tokens, rl->input_tokens_remaining, rl->input_tokens_reset_ms, -1,
-		       0, now_us);
+		       tokens, now_us);
 	window_observe(&l->output_tokens, rl->output_tokens_remaining,
 		       rl->output_tokens_reset_ms, -1, 0, now_us);
 }

@@ -91,12 +91,13 @@ void lh_limiter_init(lh_limiter_t *l, double rpm, double tpm, int64_t now_us);
 /* May a call estimated at est_in input and est_out output tokens start now? 0: yes, and its
  * share is taken; else the microseconds to wait before asking again (nothing taken). */
 int64_t lh_limiter_take(lh_limiter_t *l, int64_t est_in, int64_t est_out, int64_t now_us);
-/* An answer's rate-limit headers. others_in_flight: calls to this endpoint still in flight,
- * which the provider may not have counted yet (they are subtracted: conservative). A window
- * whose reset moved on replaces the old one; within the same window the smaller remaining
- * wins (answers arrive out of order). */
+/* An answer's rate-limit headers. others_in_flight / tokens_in_flight: calls to this endpoint
+ * still in flight and their estimated tokens, which the provider may not have counted yet
+ * (they are subtracted: conservative). A window whose reset moved on replaces the old one;
+ * within the same window the smaller remaining and the later reset win (answers arrive out of
+ * order, and a reset we guessed may be early). */
 void lh_limiter_observe(lh_limiter_t *l, const lh_llm_ratelimit_t *rl, int others_in_flight,
-			int64_t now_us);
+			int64_t tokens_in_flight, int64_t now_us);
 /* A 429 said: wait retry_after_ms before any call. */
 void lh_limiter_block(lh_limiter_t *l, int64_t retry_after_ms, int64_t now_us);
 /* After a call: the configured tokens bucket learns the actual usage vs the estimate. */

@@ -42,6 +42,7 @@ typedef struct lh_endpoint {
 	lh_breaker_t breaker;
 	lh_limiter_t limiter;
 	int64_t inflight;
+	int64_t tokens_inflight; /* estimated tokens of the calls in flight */
 	bool answered;	  /* has answered once: its rate limits are known (or absent) */
 	void *waiters;	  /* attempts waiting for a call slot (the worker's list) */
 	uint64_t calls, failovers;

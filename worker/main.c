@@ -697,9 +697,10 @@ static void on_llm_done(lh_llm_resp_t *resp, const lh_llm_error_t *lerr, void *o
 	lh_endpoint_t *ep = &wk.eps[a->ep];
 	int64_t now = lh_mono_us();
 	ep->inflight--;
+	ep->tokens_inflight -= a->est_input + 1;
 	/* the provider's view of our limits, whatever becomes of the answer */
 	lh_limiter_observe(&ep->limiter, lerr ? &lerr->ratelimit : &resp->ratelimit,
-			   (int)ep->inflight, now);
+			   (int)ep->inflight, ep->tokens_inflight, now);
 	if (lerr && lerr->klass == LH_LLM_ERR_RATE_LIMITED)
 		lh_limiter_block(&ep->limiter, lerr->retry_after_ms, now);
 	if (!lerr || lerr->klass != LH_LLM_ERR_CANCELLED) {
@@ -964,6 +965,7 @@ static void request(attempt_t *a)
 		return;
 	}
 	ep->inflight++;
+	ep->tokens_inflight += a->est_input + 1;
 }
 
 /* The memory layer's search came back: keep the hits as "[memory N] content", then call. */

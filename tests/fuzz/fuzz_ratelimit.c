@@ -102,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    rl.requests_limit >= 0 || rl.requests_reset_ms >= 0))
 		abort();
 	lh_limiter_init(&lim, 60, 100000, 0);
-	lh_limiter_observe(&lim, &rl, (int)(size % 7), 1000);
+	lh_limiter_observe(&lim, &rl, (int)(size % 7), (int64_t)(size % 1000), 1000);
 	w = lh_limiter_take(&lim, (int64_t)size, 1, 2000);
 	if (w < 0 || w > 86400000000LL + 1000000000000000LL)
 		abort();

@@ -154,24 +154,44 @@ static void t_limiter_headers(void)
 	int64_t t = 1000000;
 	lh_limiter_init(&l, 0, 0, t);
 	T_EQ_INT(lh_limiter_take(&l, 100, 1, t), 0); /* nothing known: goes */
-	lh_limiter_observe(&l, &rl, 0, t);
+	lh_limiter_observe(&l, &rl, 0, 0, t);
 	T_EQ_INT(lh_limiter_take(&l, 100, 1, t), 0);
 	T_EQ_INT(lh_limiter_take(&l, 100, 1, t), 0);
 	/* the window is spent: wait for its reset */
 	T_EQ_INT(lh_limiter_take(&l, 100, 1, t + 10), 1000000 - 10);
 	/* an older answer of the same window saying more is left changes nothing */
 	rl = rl_requests(3, 2, 990);
-	lh_limiter_observe(&l, &rl, 0, t + 20);
+	lh_limiter_observe(&l, &rl, 0, 0, t + 20);
 	T_CHECK(lh_limiter_take(&l, 100, 1, t + 30) > 0);
+	/* a later reset of the same window (our guess was early) is taken */
+	lh_limiter_init(&l, 0, 0, t);
+	rl = rl_requests(3, 0, 1000);
+	lh_limiter_observe(&l, &rl, 0, 0, t);
+	rl = rl_requests(3, 0, 1100);
+	lh_limiter_observe(&l, &rl, 0, 0, t);
+	T_EQ_INT(lh_limiter_take(&l, 1, 1, t), 1100000);
+	lh_limiter_init(&l, 0, 0, t);
+	rl = rl_requests(3, 2, 1000);
+	lh_limiter_observe(&l, &rl, 0, 0, t);
+	T_EQ_INT(lh_limiter_take(&l, 100, 1, t), 0);
+	T_EQ_INT(lh_limiter_take(&l, 100, 1, t), 0);
 	/* after the reset the limit is there again, and a new reset one period later */
 	T_EQ_INT(lh_limiter_take(&l, 100, 1, t + 1000000), 0);
 	T_EQ_INT(lh_limiter_take(&l, 100, 1, t + 1000001), 0);
 	T_EQ_INT(lh_limiter_take(&l, 100, 1, t + 1000002), 0);
 	T_EQ_INT(lh_limiter_take(&l, 100, 1, t + 1000003), 1000000 - 3);
-	/* calls in flight the provider has not counted are subtracted */
+	/* tokens in flight the provider has not counted are subtracted too */
+	lh_limiter_init(&l, 0, 0, t);
+	rl = rl_requests(-1, -1, -1);
+	rl.tokens_remaining = 1000;
+	rl.tokens_reset_ms = 1000;
+	lh_limiter_observe(&l, &rl, 2, 700, t);
+	T_CHECK(lh_limiter_take(&l, 400, 1, t) > 0); /* 300 left, not 1000 */
+	T_EQ_INT(lh_limiter_take(&l, 250, 1, t), 0);
+		/* calls in flight the provider has not counted are subtracted */
 	lh_limiter_init(&l, 0, 0, t);
 	rl = rl_requests(10, 5, 1000);
-	lh_limiter_observe(&l, &rl, 4, t);
+	lh_limiter_observe(&l, &rl, 4, 0, t);
 	T_EQ_INT(lh_limiter_take(&l, 1, 1, t), 0);
 	T_CHECK(lh_limiter_take(&l, 1, 1, t) > 0);
 }
@@ -185,7 +205,7 @@ static void t_limiter_tokens_and_block(void)
 	rl.tokens_limit = 5000;
 	rl.tokens_reset_ms = 2000;
 	lh_limiter_init(&l, 0, 0, t);
-	lh_limiter_observe(&l, &rl, 0, t);
+	lh_limiter_observe(&l, &rl, 0, 0, t);
 	T_EQ_INT(lh_limiter_take(&l, 600, 1, t), 0);
 	T_EQ_INT(lh_limiter_take(&l, 600, 1, t), 2000000); /* 399 left < 601 */
 	T_EQ_INT(lh_limiter_take(&l, 300, 1, t), 0);	   /* a smaller call still fits */
@@ -197,12 +217,12 @@ static void t_limiter_tokens_and_block(void)
 	rl = rl_requests(-1, -1, -1);
 	rl.output_tokens_remaining = 0;
 	rl.output_tokens_reset_ms = 700;
-	lh_limiter_observe(&l, &rl, 0, t);
+	lh_limiter_observe(&l, &rl, 0, 0, t);
 	T_EQ_INT(lh_limiter_take(&l, 10, 1, t), 700000);
 	/* headers absent: nothing changes */
 	lh_limiter_init(&l, 0, 0, t);
 	rl.present = false;
-	lh_limiter_observe(&l, &rl, 0, t);
+	lh_limiter_observe(&l, &rl, 0, 0, t);
 	T_EQ_INT(lh_limiter_take(&l, 10, 1, t), 0);
 	T_EQ_INT(l.observed, 0);
 }
