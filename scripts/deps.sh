@@ -34,12 +34,19 @@ browser_deps() {
 		echo "deps.sh: missing: tests/browser/node_modules (npm ci)"
 		return 1
 	fi
+	# A failure here fails only the dashboard test (which says what is missing), not every
+	# build and test after deps.sh.
 	command -v npm >/dev/null 2>&1 || {
 		echo "deps.sh: npm is not installed: the dashboard test needs node >= 20 with npm" >&2
-		return 1
+		return 0
 	}
 	echo "deps.sh: npm ci in tests/browser"
-	(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error </dev/null) && touch "$dir/node_modules"
+	if (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error </dev/null); then
+		touch "$dir/node_modules"
+	else
+		echo "deps.sh: npm ci in tests/browser failed: the dashboard test will fail" >&2
+	fi
+	return 0
 }
 
 missing=()
