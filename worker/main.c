@@ -153,7 +153,7 @@ static const lh_cfg_def_t worker_table[] = {
 	 "offer act tasks the ask_human tool (the attempt ends with input.requested)",
 	 W(ask_human)},
 	{"tools.memory", LH_CFG_BOOL, "true", 0, 0, NULL, "LH_MEMORY_TOOLS", NULL, false, false,
-	 "offer act tasks memory_search and memory_write (PostgreSQL, pg.url; they run "
+	 "offer act tasks memory_search, memory_write and memory_forget (PostgreSQL, pg.url; they run "
 	 "on a thread of their own with their own connection, never on the loop)",
 	 W(memory_tools)},
 	{"tools.memory_global_write", LH_CFG_BOOL, "false", 0, 0, NULL, NULL, NULL, false, false,

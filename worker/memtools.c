@@ -1,4 +1,4 @@
-/* memtools.c — memory_search / memory_write on a PostgreSQL thread (memtools.h).
+/* memtools.c — memory_search / memory_write / memory_forget on a PostgreSQL thread (memtools.h).
  *
  * The loop thread checks a call's arguments, copies everything into a job and queues it; the
  * PostgreSQL thread takes jobs in order, runs them on its own connection and moves them to the
@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,16 +19,17 @@
 #include "memory.h"
 #include "pg.h"
 
-enum job_kind { JOB_SEARCH, JOB_WRITE };
+enum job_kind { JOB_SEARCH, JOB_WRITE, JOB_FORGET };
 
 typedef struct job {
 	enum job_kind kind;
 	char *tenant, *plan_id, *source_event;
 	int task_no, attempt;
-	char *text; /* query or content */
+	char *text; /* query, content, or forget reason (may be NULL) */
 	int k;
 	lh_memory_kind_t mkind;
 	lh_memory_scope_t scope;
+	int64_t id;
 	char *result; /* set by the thread */
 	lh_tool_done_cb cb;
 	void *opaque;
@@ -62,12 +64,17 @@ static const char write_params[] =
 	"\"semantic\",\"procedural\"]},\"scope\":{\"type\":\"string\",\"enum\":[\"plan\","
 	"\"tenant\",\"global\"],\"description\":\"plan (default): this plan only; tenant: every "
 	"plan of this tenant\"}}}";
+static const char forget_params[] =
+	"{\"type\":\"object\",\"required\":[\"id\"],\"additionalProperties\":false,"
+	"\"properties\":{\"id\":{\"type\":\"integer\",\"description\":\"the memory's id, as "
+	"memory_search cited it\"},\"reason\":{\"type\":\"string\"}}}";
 
 void lh_memtools_defs(lh_llm_tool_t ret_defs[LH_MEMTOOLS_N], json_t *ret_params[LH_MEMTOOLS_N])
 {
 	ret_params[0] = json_loads(search_params, 0, NULL);
 	ret_params[1] = json_loads(write_params, 0, NULL);
-	if (!ret_params[0] || !ret_params[1])
+	ret_params[2] = json_loads(forget_params, 0, NULL);
+	if (!ret_params[0] || !ret_params[1] || !ret_params[2])
 		abort(); /* constant text */
 	ret_defs[0] = (lh_llm_tool_t){
 		.name = "memory_search",
@@ -79,6 +86,11 @@ void lh_memtools_defs(lh_llm_tool_t ret_defs[LH_MEMTOOLS_N], json_t *ret_params[
 		.description = "Remember one fact, event or strategy for later tasks. Returns {id} "
 			       "or {duplicate_of} when it is already known.",
 		.parameters = ret_params[1]};
+	ret_defs[2] = (lh_llm_tool_t){
+		.name = "memory_forget",
+		.description = "Forget a memory that is wrong or outdated, by id. It is kept for "
+			       "audit but no longer found.",
+		.parameters = ret_params[2]};
 }
 
 void lh_memtools_defs_finish(json_t *params[LH_MEMTOOLS_N])
@@ -91,7 +103,8 @@ void lh_memtools_defs_finish(json_t *params[LH_MEMTOOLS_N])
 
 bool lh_memtools_is(const char *name)
 {
-	return name && (!strcmp(name, "memory_search") || !strcmp(name, "memory_write"));
+	return name && (!strcmp(name, "memory_search") || !strcmp(name, "memory_write") ||
+			!strcmp(name, "memory_forget"));
 }
 
 static void job_free(job_t *j)
@@ -160,6 +173,39 @@ static char *run_write(lh_memtools_t *mt, job_t *j, lh_error_t *err)
 	return result_of(json_pack("{s:I}", "id", (json_int_t)id));
 }
 
+static char *run_forget(lh_memtools_t *mt, job_t *j, lh_error_t *err)
+{
+	json_t *row = NULL;
+	const char *scope, *plan;
+	char m[160];
+	/* visible to this attempt, and not another plan's or a global one */
+	if (lh_memory_get_json(mt->pg, j->tenant, j->id, &row, err)) {
+		if (err->code != LH_ERR_NOT_FOUND)
+			return NULL;
+		snprintf(m, sizeof(m), "memory %" PRId64 " is not one this task can see", j->id);
+		return lh_tool_error_result(m);
+	}
+	scope = json_string_value(json_object_get(row, "scope"));
+	plan = json_string_value(json_object_get(row, "plan_id"));
+	if (!scope || !strcmp(scope, "global") ||
+	    (!strcmp(scope, "plan") && (!plan || strcmp(plan, j->plan_id) != 0))) {
+		json_decref(row);
+		snprintf(m, sizeof(m),
+			 "memory %" PRId64 " belongs to %s: only this plan's and the tenant's "
+			 "memories can be forgotten here",
+			 j->id, scope && !strcmp(scope, "global") ? "everyone" : "another plan");
+		return lh_tool_error_result(m);
+	}
+	json_decref(row);
+	if (lh_memory_forget(mt->pg, j->tenant, j->id, j->text, err)) {
+		if (err->code != LH_ERR_NOT_FOUND)
+			return NULL;
+		snprintf(m, sizeof(m), "memory %" PRId64 " is already forgotten or replaced", j->id);
+		return lh_tool_error_result(m);
+	}
+	return result_of(json_pack("{s:I}", "forgotten", (json_int_t)j->id));
+}
+
 static void run(lh_memtools_t *mt, job_t *j)
 {
 	lh_error_t err = {0};
@@ -168,7 +214,9 @@ static void run(lh_memtools_t *mt, job_t *j)
 		memset(&err, 0, sizeof(err));
 		if (!mt->pg && lh_pg_connect(mt->pg_url, &mt->pg, &err))
 			break;
-		r = j->kind == JOB_SEARCH ? run_search(mt, j, &err) : run_write(mt, j, &err);
+		r = j->kind == JOB_SEARCH  ? run_search(mt, j, &err)
+		    : j->kind == JOB_WRITE ? run_write(mt, j, &err)
+					   : run_forget(mt, j, &err);
 		if (!r && (err.code == LH_ERR_PG || err.code == LH_ERR_UNAVAILABLE ||
 			   err.code == LH_ERR_IO)) {
 			/* perhaps a broken connection: once more on a new one */
@@ -178,8 +226,9 @@ static void run(lh_memtools_t *mt, job_t *j)
 		break;
 	}
 	j->result = r ? r
-		      : error_result(j->kind == JOB_SEARCH ? "memory search failed"
-							   : "memory write failed",
+		      : error_result(j->kind == JOB_SEARCH  ? "memory search failed"
+				     : j->kind == JOB_WRITE ? "memory write failed"
+							    : "memory forget failed",
 				     &err);
 }
 
@@ -373,6 +422,16 @@ lh_err_t lh_memtools_call(lh_memtools_t *mt, const char *name, const json_t *arg
 			goto out_refuse;
 		}
 		j->text = dup_or_null(s);
+	} else if (!strcmp(name, "memory_forget")) {
+		v = json_object_get(args, "id");
+		j->kind = JOB_FORGET;
+		if (!json_is_integer(v) || json_integer_value(v) < 1) {
+			lh_error_set(err, LH_ERR_INVALID, "memory_forget needs the memory's \"id\"");
+			goto out_refuse;
+		}
+		j->id = json_integer_value(v);
+		s = json_string_value(json_object_get(args, "reason"));
+		j->text = dup_or_null(s ? s : "forgotten by an agent");
 	} else {
 		lh_error_set(err, LH_ERR_INVALID, "no memory tool named \"%.64s\"", name);
 		goto out_refuse;

@@ -5,7 +5,9 @@
  *                                       default semantic; scope plan (default) | tenant |
  *                                       global, global only when allowed); a duplicate answers
  *                                       with the id it duplicates
- * (memory_forget follows when common/memory.c has forgetting.)
+ *   memory_forget {id, reason?}          mark a memory the attempt may see forgotten (kept,
+ *                                       skipped by searches): its tenant's or its own plan's,
+ *                                       never a global one nor another plan's
  *
  * Threads: libpq calls block, so they run on one thread of this module with its own
  * connection (reconnected after a failure), never on the worker's loop. Calls are queued to
@@ -22,7 +24,7 @@
 #include "llm.h"
 #include "tools.h"
 
-#define LH_MEMTOOLS_N 2
+#define LH_MEMTOOLS_N 3
 #define LH_MEMTOOLS_MAX_K 20
 #define LH_MEMTOOLS_MAX_CONTENT 4000 /* bytes of one memory */
 
@@ -39,11 +41,11 @@ typedef struct lh_memtool_ctx {
 	int attempt;
 } lh_memtool_ctx_t;
 
-/* The tool definitions; parameter schemas are new references in *ret_params (free with
+/* The three tool definitions; parameter schemas are new references in *ret_params (free with
  * lh_memtools_defs_finish). */
 void lh_memtools_defs(lh_llm_tool_t ret_defs[LH_MEMTOOLS_N], json_t *ret_params[LH_MEMTOOLS_N]);
 void lh_memtools_defs_finish(json_t *params[LH_MEMTOOLS_N]);
-/* True for "memory_search" and "memory_write". */
+/* True for "memory_search", "memory_write" and "memory_forget". */
 bool lh_memtools_is(const char *name);
 
 /* new: starts the thread (which connects lazily, on its first call). base and pg_url are

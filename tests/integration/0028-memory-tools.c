@@ -1,4 +1,5 @@
-/* 0028-memory-tools: the agents' memory tools against the real PostgreSQL.
+/* 0028-memory-tools: the agents' memory tools (and the context's memory layer) against the
+ * real PostgreSQL.
  *
  * Through fakellm and the whole stack: a task of one plan calls memory_write (tenant scope);
  * a task of a later plan calls memory_search and its answer carries the fact and the memory's
@@ -6,8 +7,10 @@
  *
  * In process (lh_memtools_t on an event loop, its PostgreSQL thread): scope checks — a plan
  * scope memory is found by its own plan only, a tenant one by every plan of the tenant and by
- * no other tenant; a duplicate write answers with the id it duplicates; bad arguments and a
- * global write (not allowed here) are refused before anything is queued. */
+ * no other tenant; memory_forget refuses another plan's memory, forgets the plan's own (once),
+ * and a forgotten memory is no longer found; a duplicate write answers with the id it
+ * duplicates; bad arguments and a global write (not allowed here) are refused before anything
+ * is queued. */
 #include <event2/event.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -125,12 +128,12 @@ static bool found(const json_t *r, int64_t id)
 	return false;
 }
 
-static void t_scopes(void)
+static void t_scopes_and_forget(void)
 {
 	struct event_base *base = event_base_new();
 	lh_error_t err = {0};
 	lh_memtools_t *mt = lh_memtools_new(base, ts.pg_url, false, &err);
-	char tenant[48], plan_a[40], plan_b[40];
+	char tenant[48], plan_a[40], plan_b[40], args[200];
 	lh_id_t pa = lh_uuid7_new(), pb = lh_uuid7_new(), t = lh_uuid7_new();
 	lh_memtool_ctx_t ca, cb;
 	json_t *r;
@@ -178,6 +181,23 @@ static void t_scopes(void)
 	T_CHECK(found(r, shared));
 	json_decref(r);
 
+	/* forget: not another plan's memory; the tenant's and its own, yes */
+	snprintf(args, sizeof(args), "{\"id\":%lld}", (long long)theirs);
+	r = call(mt, base, "memory_forget", args, &ca, &refused);
+	T_CHECK(json_string_value(json_object_get(r, "error")) &&
+		strstr(json_string_value(json_object_get(r, "error")), "another plan"));
+	json_decref(r);
+	snprintf(args, sizeof(args), "{\"id\":%lld,\"reason\":\"moved\"}", (long long)mine);
+	r = call(mt, base, "memory_forget", args, &ca, &refused);
+	T_EQ_INT(id_of(r, "forgotten"), mine);
+	json_decref(r);
+	r = call(mt, base, "memory_forget", args, &ca, &refused);
+	T_CHECK(json_string_value(json_object_get(r, "error")) != NULL); /* already forgotten */
+	json_decref(r);
+	r = call(mt, base, "memory_search", "{\"query\":\"which bucket stores the drafts\",\"k\":10}",
+		 &ca, &refused);
+	T_CHECK(!found(r, mine));
+	json_decref(r);
 	/* another tenant sees none of it */
 	ca.tenant = "some-other-tenant";
 	r = call(mt, base, "memory_search", "{\"query\":\"report currency euros\"}", &ca, &refused);
@@ -194,6 +214,9 @@ static void t_scopes(void)
 	json_decref(r);
 	r = call(mt, base, "memory_write", "{\"content\":\"x\",\"kind\":\"gossip\"}", &ca,
 		 &refused);
+	T_CHECK(refused);
+	json_decref(r);
+	r = call(mt, base, "memory_forget", "{\"id\":\"seven\"}", &ca, &refused);
 	T_CHECK(refused);
 	json_decref(r);
 	lh_memtools_free(mt);
@@ -228,7 +251,7 @@ int main(int argc, char **argv)
 	ts_spawn_worker_url(&ts, "standard", url, NULL);
 	T_RUN(t_write_then_find); /* first: its plans wait for the stack (and its migrations) */
 	T_RUN(t_context_has_memory);
-	T_RUN(t_scopes);
+	T_RUN(t_scopes_and_forget);
 	ts_finish(&ts);
 	return t_done();
 }
