@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include "writer.h"
 
 #define MAX_PARTS 1024
+#define MAX_WRITERS 8
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define KAFKA_READY_MS 10000
@@ -40,6 +42,7 @@ typedef struct mat_cfg {
 	char *consumer;
 	int64_t batch_max_events;
 	int64_t batch_max_ms;
+	int64_t writers;
 	int64_t stats_interval_s;
 	int64_t lag_interval_s;
 	int64_t session_timeout_ms;
@@ -67,6 +70,11 @@ static const lh_cfg_def_t mat_table[] = {
 	 "batch-max-ms", false, false,
 	 "longest an event waits in memory before its batch is written, in milliseconds",
 	 C(batch_max_ms)},
+	{"materializer.writers", LH_CFG_INT, "2", 1, MAX_WRITERS, NULL, "LH_MATERIALIZER_WRITERS",
+	 "writers", false, false,
+	 "PostgreSQL connections writing at once; partition p is always written by connection "
+	 "p mod writers, so each partition's rows and offsets still commit in order",
+	 C(writers)},
 	{"materializer.stats_interval_s", LH_CFG_INT, "30", 0, 86400, NULL, "LH_STATS_INTERVAL",
 	 "stats-interval", false, false, "seconds between stats log lines (0: never)",
 	 C(stats_interval_s)},
@@ -131,6 +139,17 @@ typedef struct part {
 	int64_t stored; /* next offset stored in PostgreSQL (-1: none yet) */
 } part_t;
 
+/* One writer: its own PostgreSQL connection and the batch of the partitions it owns
+ * (partition % nshards). A flush writes every shard's batch at once, one thread each. */
+typedef struct shard {
+	lh_mbatch_t batch;
+	lh_mwriter_t writer;
+	lh_pg_t *pg; /* shard 0 borrows mt.pg; the others own theirs */
+	lh_err_t rc;
+	lh_error_t err;
+	pthread_t thread;
+} shard_t;
+
 /* Signal flags: set by the handler, acted on by the loop (and by blocking waits). */
 static volatile sig_atomic_t stop_signal;
 static int signal_wfd = -1;
@@ -142,8 +161,8 @@ static struct mat {
 	struct event_base *base;
 	lh_kafka_t *consumer, *producer;
 	lh_pg_t *pg;
-	lh_mbatch_t batch;
-	lh_mwriter_t writer;
+	shard_t shards[MAX_WRITERS];
+	int nshards;
 	char events_topic[LH_TOPIC_MAX], dlq_topic[LH_TOPIC_MAX];
 	const char *tiers[LH_MAX_TIERS];
 	char tiers_buf[1024];
@@ -155,7 +174,7 @@ static struct mat {
 	bool failing;	    /* the batch could not be written: partitions paused, retry armed */
 	int64_t backoff_ms;
 	bool producer_broken; /* a dead letter could not be delivered */
-	uint64_t consumed, dead_letters, pg_errors, dropped_batches;
+	uint64_t consumed, dead_letters, pg_errors, dropped_batches; /* dead_letters: atomic */
 	int64_t lag_total; /* at the last lag report (-1: unknown) */
 	int exit_code;
 } mt;
@@ -191,7 +210,7 @@ static void on_delivery(void *opaque, void *msg_opaque, lh_err_t rc, const lh_er
 		return;
 	/* With message.timeout.ms=0 only a fatal producer error gets here: the dead letter is lost,
 	 * so its offset must never be stored. Stop; a restart re-reads from the stored offsets. */
-	mt.producer_broken = true;
+	__atomic_store_n(&mt.producer_broken, true, __ATOMIC_SEQ_CST);
 	lh_log_error("materializer.dlq_failed", err ? err->msg : "dead letter not delivered",
 		     "action", "exit; the restart re-reads from the stored offsets");
 }
@@ -222,7 +241,7 @@ static lh_err_t reject_entry(void *opaque, const lh_mentry_t *e, const char *rea
 					 err);
 	if (rc)
 		return rc;
-	mt.dead_letters++;
+	__atomic_add_fetch(&mt.dead_letters, 1, __ATOMIC_RELAXED);
 	return sync_dead_letters(NULL, err);
 }
 
@@ -253,18 +272,72 @@ static void stop_loop(int code)
 	event_base_loopbreak(mt.base);
 }
 
-/* One write attempt. On success the batch is empty afterwards. */
+/* Entries consumed and not yet stored, over every shard. */
+static size_t pending(void)
+{
+	size_t n = 0;
+	for (int i = 0; i < mt.nshards; i++)
+		n += mt.shards[i].batch.n - mt.shards[i].batch.done;
+	return n;
+}
+
+static void clear_batches(void)
+{
+	for (int i = 0; i < mt.nshards; i++)
+		lh_mbatch_clear(&mt.shards[i].batch);
+}
+
+static void *shard_write(void *arg)
+{
+	shard_t *sh = arg;
+	sh->rc = lh_mwriter_write(&sh->writer, &sh->batch, &sh->err);
+	return NULL;
+}
+
+/* One write attempt: every shard holding entries writes them, at once (the partitions of two
+ * shards are disjoint, so are their rows). A shard that succeeded is emptied even when another
+ * failed; the failed ones keep their entries for the next attempt. */
 static lh_err_t write_batch(lh_error_t *err)
 {
-	lh_err_t rc;
-	if (mt.batch.done < mt.batch.n && (rc = lh_mwriter_write(&mt.writer, &mt.batch, err)))
-		return rc;
-	for (size_t i = 0; i < mt.batch.n; i++) {
-		const lh_mentry_t *e = &mt.batch.v[i];
-		if (e->partition >= 0 && e->partition < MAX_PARTS)
-			mt.parts[e->partition].stored = e->offset + 1;
+	bool started[MAX_WRITERS] = {false};
+	int first = -1;
+	lh_err_t rc = LH_OK;
+	for (int i = 0; i < mt.nshards; i++) {
+		shard_t *sh = &mt.shards[i];
+		sh->rc = LH_OK;
+		sh->err = (lh_error_t){0};
+		if (sh->batch.done >= sh->batch.n)
+			continue;
+		if (first < 0)
+			first = i; /* written on this thread */
+		else if (pthread_create(&sh->thread, NULL, shard_write, sh) == 0)
+			started[i] = true;
+		else
+			shard_write(sh);
 	}
-	lh_mbatch_clear(&mt.batch);
+	if (first >= 0)
+		shard_write(&mt.shards[first]);
+	for (int i = 0; i < mt.nshards; i++)
+		if (started[i])
+			pthread_join(mt.shards[i].thread, NULL);
+	for (int i = 0; i < mt.nshards; i++) {
+		shard_t *sh = &mt.shards[i];
+		if (sh->rc) {
+			if (!rc || (sh->err.fatal && !err->fatal)) {
+				rc = sh->rc;
+				*err = sh->err;
+			}
+			continue;
+		}
+		for (size_t j = 0; j < sh->batch.n; j++) {
+			const lh_mentry_t *e = &sh->batch.v[j];
+			if (e->partition >= 0 && e->partition < MAX_PARTS)
+				mt.parts[e->partition].stored = e->offset + 1;
+		}
+		lh_mbatch_clear(&sh->batch);
+	}
+	if (rc)
+		return rc;
 	evtimer_del(mt.ev_flush);
 	return LH_OK;
 }
@@ -299,7 +372,7 @@ static void flush_now(void)
 		pause_all(true);
 	mt.failing = true;
 	lh_log_warn("materializer.write_failed", err.msg, "pending",
-		    i64s(ns, (long long)(mt.batch.n - mt.batch.done)), "retry_in_ms",
+		    i64s(ns, (long long)pending()), "retry_in_ms",
 		    i64s(bs, mt.backoff_ms));
 	{
 		struct timeval tv = {mt.backoff_ms / 1000, (mt.backoff_ms % 1000) * 1000};
@@ -401,17 +474,16 @@ static void on_assigned(lh_kafka_part_t *parts, int n)
 
 static void on_revoked(lh_kafka_part_t *parts, int n)
 {
-	uint64_t pending = mt.batch.n - mt.batch.done;
 	char ns[24];
 	/* Store what we hold first: the next owner starts where we stopped. */
-	if (pending && !flush_blocking(mt.cfg.shutdown_timeout_ms)) {
+	if (pending() && !flush_blocking(mt.cfg.shutdown_timeout_ms)) {
 		/* Not lost: the offsets were not stored either, so the next owner re-reads it. */
 		mt.dropped_batches++;
 		lh_log_warn("materializer.batch_dropped", "batch not written before revocation",
-			    "pending", i64s(ns, (long long)(mt.batch.n - mt.batch.done)), "action",
+			    "pending", i64s(ns, (long long)pending()), "action",
 			    "the partition's next owner re-reads it from the stored offsets");
 	}
-	lh_mbatch_clear(&mt.batch);
+	clear_batches();
 	evtimer_del(mt.ev_flush);
 	evtimer_del(mt.ev_retry);
 	mt.failing = false;
@@ -470,21 +542,22 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 			return;
 		}
 		mt.dead_letters++;
-		lh_mbatch_add(&mt.batch, msg->partition, msg->offset, NULL, NULL, 0, NULL, 0);
+		lh_mbatch_add(&mt.shards[msg->partition % mt.nshards].batch, msg->partition,
+			      msg->offset, NULL, NULL, 0, NULL, 0);
 		goto out_added;
 	}
 	json = lh_mbatch_event_json(ev, msg);
 	lh_event_free(ev);
 	if (!json)
 		abort(); /* out of memory */
-	lh_mbatch_add(&mt.batch, msg->partition, msg->offset, json, msg->key, msg->key_len,
-		      msg->payload, msg->len);
+	lh_mbatch_add(&mt.shards[msg->partition % mt.nshards].batch, msg->partition, msg->offset,
+		      json, msg->key, msg->key_len, msg->payload, msg->len);
 out_added:
-	if (mt.batch.n - mt.batch.done == 1 && !mt.failing) {
+	if (pending() == 1 && !mt.failing) {
 		struct timeval tv = {mt.cfg.batch_max_ms / 1000, (mt.cfg.batch_max_ms % 1000) * 1000};
 		evtimer_add(mt.ev_flush, &tv);
 	}
-	if (!mt.failing && mt.batch.n - mt.batch.done >= (size_t)mt.cfg.batch_max_events)
+	if (!mt.failing && pending() >= (size_t)mt.cfg.batch_max_events)
 		flush_now();
 }
 
@@ -493,15 +566,21 @@ out_added:
 static void on_stats(evutil_socket_t fd, short what, void *arg)
 {
 	char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24], l[24];
+	uint64_t written = 0, duplicates = 0, txns = 0, rejected = 0;
+	for (int i = 0; i < mt.nshards; i++) {
+		written += mt.shards[i].writer.written;
+		duplicates += mt.shards[i].writer.duplicates;
+		txns += mt.shards[i].writer.txns;
+		rejected += mt.shards[i].writer.rejected;
+	}
 	lh_log_info("materializer.stats", "counters", "lag_total", i64s(l, mt.lag_total), "consumed",
 		    i64s(a, (long long)mt.consumed), "events_written",
-		    i64s(b, (long long)mt.writer.written), "duplicates",
-		    i64s(c, (long long)mt.writer.duplicates), "batches",
-		    i64s(d, (long long)mt.writer.txns), "dead_letters",
-		    i64s(e, (long long)mt.dead_letters), "rejected",
-		    i64s(f, (long long)mt.writer.rejected), "pg_errors",
+		    i64s(b, (long long)written), "duplicates", i64s(c, (long long)duplicates),
+		    "batches", i64s(d, (long long)txns), "dead_letters",
+		    i64s(e, (long long)__atomic_load_n(&mt.dead_letters, __ATOMIC_RELAXED)),
+		    "rejected", i64s(f, (long long)rejected), "pg_errors",
 		    i64s(g, (long long)mt.pg_errors), "pending",
-		    i64s(h, (long long)(mt.batch.n - mt.batch.done)), "state",
+		    i64s(h, (long long)pending()), "state",
 		    mt.failing ? "paused: postgresql unavailable" : "running");
 }
 
@@ -754,8 +833,6 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out_free_pg;
 	}
-	lh_mbatch_init(&mt.batch);
-	lh_mwriter_init(&mt.writer, mt.pg, mt.consumer_name, mt.events_topic, &ops);
 	mt.ev_flush = evtimer_new(mt.base, on_flush_timer, NULL);
 	mt.ev_retry = evtimer_new(mt.base, on_retry_timer, NULL);
 	mt.ev_signal = event_new(mt.base, mt.signal_rfd, EV_READ | EV_PERSIST, on_signal_event, NULL);
@@ -771,6 +848,18 @@ int main(int argc, char **argv)
 		mt.ev_lag = event_new(mt.base, -1, EV_PERSIST, on_lag, NULL);
 		event_add(mt.ev_lag, &tv);
 	}
+	mt.nshards = (int)mt.cfg.writers;
+	for (int i = 0; i < mt.nshards; i++) {
+		shard_t *sh = &mt.shards[i];
+		lh_mbatch_init(&sh->batch);
+		sh->pg = mt.pg;
+		if (i > 0 && lh_pg_connect(mt.cfg.common.pg_url, &sh->pg, &err)) {
+			mt.nshards = i;
+			rc = fail("postgresql", &err);
+			goto out_free_loop;
+		}
+		lh_mwriter_init(&sh->writer, sh->pg, mt.consumer_name, mt.events_topic, &ops);
+	}
 	if ((rc = start_kafka()))
 		goto out_free_loop;
 	if (!stop_signal)
@@ -778,14 +867,14 @@ int main(int argc, char **argv)
 
 	/* Orderly stop: write what we hold, then leave the group (the revocation finds the batch
 	 * empty), then make sure every dead letter is out. */
-	if (mt.exit_code == 0 && mt.batch.done < mt.batch.n &&
+	if (mt.exit_code == 0 && pending() &&
 	    !flush_blocking(mt.cfg.shutdown_timeout_ms)) {
 		lh_log_warn("materializer.batch_dropped", "batch not written before exit", "action",
 			    "re-read from the stored offsets on restart");
 		mt.exit_code = 1;
 	}
 	if (mt.exit_code)
-		lh_mbatch_clear(&mt.batch); /* never store past what a failed stop left behind */
+		clear_batches(); /* never store past what a failed stop left behind */
 	mt.consumer = lh_kafka_free(mt.consumer);
 	if (lh_kafka_flush(mt.producer, (int)mt.cfg.shutdown_timeout_ms, &err))
 		lh_log_warn("materializer.flush", err.msg);
@@ -802,8 +891,12 @@ out_free_loop:
 	if (mt.ev_lag)
 		event_free(mt.ev_lag);
 	event_base_free(mt.base);
-	lh_mwriter_finish(&mt.writer);
-	lh_mbatch_finish(&mt.batch);
+	for (int i = 0; i < mt.nshards; i++) {
+		lh_mwriter_finish(&mt.shards[i].writer);
+		lh_mbatch_finish(&mt.shards[i].batch);
+		if (i > 0)
+			lh_pg_free(mt.shards[i].pg);
+	}
 	close(mt.signal_rfd);
 	close(signal_wfd);
 out_free_pg:
