@@ -171,7 +171,7 @@ static json_t *tool_json(const char *name, const char *description, json_t *sche
 		json_object_set_new(t, "description", d);
 	}
 	json_object_set_new(t, "input_schema",
-			    schema ? json_deep_copy(schema) : json_pack("{s:s}", "type", "object"));
+			    schema ? json_incref(schema) : json_pack("{s:s}", "type", "object"));
 	return t;
 out_utf8:
 	body_error(err, "tool %zu is not valid UTF-8", i);

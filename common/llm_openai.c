@@ -118,7 +118,7 @@ static json_t *tool_json(const lh_llm_tool_t *t, size_t i, lh_error_t *err)
 		json_object_set_new(fn, "description", d);
 	}
 	json_object_set_new(fn, "parameters",
-			    t->parameters ? json_deep_copy(t->parameters)
+			    t->parameters ? json_incref(t->parameters)
 					  : json_pack("{s:s}", "type", "object"));
 	json_object_set_new(fn, "strict", json_boolean(t->strict));
 	return json_pack("{s:s, s:o}", "type", "function", "function", fn);
