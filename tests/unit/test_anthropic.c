@@ -158,8 +158,9 @@ static void test_body_golden_tools(void)
 	json_t *body = lh_llm_anthropic_build_body(&req, &err);
 
 	check_golden(body, "request_tools.json");
-	T_EQ_INT(search_params->refcount, 1); /* copied, not stolen */
+	T_EQ_INT(search_params->refcount, 2); /* referenced, not stolen nor copied */
 	json_decref(body);
+	T_EQ_INT(search_params->refcount, 1);
 	json_decref(search_params);
 }
 

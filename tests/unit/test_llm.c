@@ -96,9 +96,10 @@ static void test_body_golden(void)
 		fprintf(stderr, "built body:\n%s\n", s);
 		free(s);
 	}
-	/* the schemas are copied, not stolen */
-	T_EQ_INT(search_params->refcount, 1);
+	/* the schemas are referenced, not stolen nor copied: released with the body */
+	T_EQ_INT(search_params->refcount, 2);
 	json_decref(body);
+	T_EQ_INT(search_params->refcount, 1);
 	json_decref(golden);
 	json_decref(search_params);
 	json_decref(schema);
