@@ -299,6 +299,10 @@ int lh_mtool_rebuild(const lh_mtool_opts_t *o)
 		    lh_pg_migrate(pg, &applied, &err))
 			goto out_fail;
 	}
+	if (lh_pg_query(pg, "mat_rebuild_copy_blobs", 0, NULL, NULL, NULL, NULL, &err)) {
+		lh_error_prefix(&err, "could not copy the blobs of %s", o->live_schema);
+		goto out_fail;
+	}
 	if (rb_replay(r, pg, &err))
 		goto out_fail;
 	printf("rebuilt schema %s from %s: %llu messages read, %llu events written, %llu "

@@ -213,6 +213,14 @@ SELECT set_config('lh.rebuild_schema', $1, false), set_config('lh.live_schema', 
 -- name: mat_rebuild_create_schema
 DO $$ BEGIN EXECUTE format('CREATE SCHEMA %I', current_setting('lh.rebuild_schema')); END $$;
 
+-- name: mat_rebuild_copy_blobs
+-- lh-materializer --rebuild: the live blobs into the new schema before the replay, so that outputs
+-- stored as blobs resolve as they did live (a blob is immutable and older than its event).
+DO $$ BEGIN
+    EXECUTE format('INSERT INTO %I.blobs SELECT * FROM %I.blobs ON CONFLICT DO NOTHING',
+                   current_setting('lh.rebuild_schema'), current_setting('lh.live_schema'));
+END $$;
+
 -- name: mat_rebuild_swap
 -- Copy the tables that are not derived from the log (blobs, API tokens and writes, the offsets of
 -- other consumers) into the rebuilt schema, then rename live -> old and rebuilt -> live. Run in

@@ -92,15 +92,15 @@ static void materialize_plan(const char *plan, const char *ref, int n)
 	snprintf(batch, sizeof(batch),
 		 "[{\"id\":\"%.8s-0000-4000-8000-0000000000%02d\",\"plan_id\":\"%s\",\"type\":"
 		 "\"goal.submitted\",\"ts_us\":1700000000000000,\"actor\":{\"kind\":\"cli\"},\"body\":"
-		 "{\"goal\":\"blob test\"},\"topic\":\"%sevents\",\"partition\":0,\"offset\":%d},"
+		 "{\"goal\":\"blob test\"},\"topic\":\"%ssql\",\"partition\":0,\"offset\":%d},"
 		 "{\"id\":\"%.8s-0000-4000-8000-0000000001%02d\",\"plan_id\":\"%s\",\"type\":"
 		 "\"task.dispatched\",\"task_no\":0,\"attempt\":1,\"ts_us\":1700000000000001,"
 		 "\"actor\":{\"kind\":\"coordinator\"},\"body\":{\"tier\":\"standard\"},\"topic\":"
-		 "\"%sevents\",\"partition\":0,\"offset\":%d},"
+		 "\"%ssql\",\"partition\":0,\"offset\":%d},"
 		 "{\"id\":\"%.8s-0000-4000-8000-0000000002%02d\",\"plan_id\":\"%s\",\"type\":"
 		 "\"attempt.succeeded\",\"task_no\":0,\"attempt\":1,\"ts_us\":1700000000000002,"
 		 "\"actor\":{\"kind\":\"worker\"},\"body\":{\"worker_id\":\"w\",\"output\":null,"
-		 "\"output_ref\":\"%s\"},\"topic\":\"%sevents\",\"partition\":0,\"offset\":%d}]",
+		 "\"output_ref\":\"%s\"},\"topic\":\"%ssql\",\"partition\":0,\"offset\":%d}]",
 		 plan, n, plan, ts.prefix, 3 * n, plan, n, plan, ts.prefix, 3 * n + 1, plan, n, plan,
 		 ref, ts.prefix, 3 * n + 2);
 	r = PQexecParams(ts.pg, "SELECT lh_materialize('test-0020', $1::jsonb, '[]')", 1, NULL, p,
@@ -167,6 +167,28 @@ static void t_end_to_end(void)
 		 "0");
 }
 
+/* A rebuild of the log resolves the blob refs as the live run did (the live blobs are copied into
+ * the new schema first): the checksums of this test's plans are equal. */
+static void t_rebuild_resolves(void)
+{
+	char cmd[2048], rb[64];
+	snprintf(rb, sizeof(rb), "rb_%.8s", ts.prefix);
+	snprintf(cmd, sizeof(cmd),
+		 "'%s/materializer/lh-materializer' --rebuild --schema %s --group %smaterializer "
+		 "--brokers '%s' --pg-url '%s' --topic-prefix %s --log-level off > /dev/null",
+		 ts.build_root, rb, ts.prefix, ts.brokers, ts.pg_url, ts.prefix);
+	T_EQ_INT(system(cmd), 0);
+	T_EQ_STR(ts_sql1(&ts, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", rb), "1");
+	snprintf(cmd, sizeof(cmd),
+		 "'%s/materializer/lh-materializer' checksum --against-schema %s --pg-url '%s' "
+		 "--topic-prefix %s --log-level off",
+		 ts.build_root, rb, ts.pg_url, ts.prefix);
+	T_EQ_INT(system(cmd), 0);
+	ts_sql1(&ts, "SELECT set_config('lh.rb', $1, false)", rb);
+	PQclear(PQexec(ts.pg, "DO $$ BEGIN EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', "
+			      "current_setting('lh.rb')); END $$"));
+}
+
 static int run_gc(void)
 {
 	char cmd[2048];
@@ -213,6 +235,7 @@ int main(int argc, char **argv)
 	T_RUN(t_api);
 	T_RUN(t_projection_resolves);
 	T_RUN(t_end_to_end);
+	T_RUN(t_rebuild_resolves);
 	T_RUN(t_gc);
 	lh_pg_free(pg);
 	ts_finish(&ts);
