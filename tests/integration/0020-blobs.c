@@ -86,23 +86,27 @@ static void t_api(void)
 /* One materialized batch for a new plan whose task 0 succeeded with output_ref = ref. */
 static void materialize_plan(const char *plan, const char *ref, int n)
 {
-	char batch[4096];
+	char batch[4096], id[3][LH_UUID_STR_LEN + 1];
 	const char *p[1] = {batch};
 	PGresult *r;
+	for (int i = 0; i < 3; i++) { /* fresh ids: the table is shared and outlives runs */
+		lh_id_t x = lh_uuid7_new();
+		lh_uuid_fmt(&x, id[i]);
+	}
 	snprintf(batch, sizeof(batch),
-		 "[{\"id\":\"%.8s-0000-4000-8000-0000000000%02d\",\"plan_id\":\"%s\",\"type\":"
+		 "[{\"id\":\"%s\",\"plan_id\":\"%s\",\"type\":"
 		 "\"goal.submitted\",\"ts_us\":1700000000000000,\"actor\":{\"kind\":\"cli\"},\"body\":"
 		 "{\"goal\":\"blob test\"},\"topic\":\"%ssql\",\"partition\":0,\"offset\":%d},"
-		 "{\"id\":\"%.8s-0000-4000-8000-0000000001%02d\",\"plan_id\":\"%s\",\"type\":"
+		 "{\"id\":\"%s\",\"plan_id\":\"%s\",\"type\":"
 		 "\"task.dispatched\",\"task_no\":0,\"attempt\":1,\"ts_us\":1700000000000001,"
 		 "\"actor\":{\"kind\":\"coordinator\"},\"body\":{\"tier\":\"standard\"},\"topic\":"
 		 "\"%ssql\",\"partition\":0,\"offset\":%d},"
-		 "{\"id\":\"%.8s-0000-4000-8000-0000000002%02d\",\"plan_id\":\"%s\",\"type\":"
+		 "{\"id\":\"%s\",\"plan_id\":\"%s\",\"type\":"
 		 "\"attempt.succeeded\",\"task_no\":0,\"attempt\":1,\"ts_us\":1700000000000002,"
 		 "\"actor\":{\"kind\":\"worker\"},\"body\":{\"worker_id\":\"w\",\"output\":null,"
 		 "\"output_ref\":\"%s\"},\"topic\":\"%ssql\",\"partition\":0,\"offset\":%d}]",
-		 plan, n, plan, ts.prefix, 3 * n, plan, n, plan, ts.prefix, 3 * n + 1, plan, n, plan,
-		 ref, ts.prefix, 3 * n + 2);
+		 id[0], plan, ts.prefix, 3 * n, id[1], plan, ts.prefix, 3 * n + 1, id[2], plan, ref,
+		 ts.prefix, 3 * n + 2);
 	r = PQexecParams(ts.pg, "SELECT lh_materialize('test-0020', $1::jsonb, '[]')", 1, NULL, p,
 			 NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK)
