@@ -116,6 +116,22 @@ static void ask(lh_cplan_t *p, lh_emitter_t *em, const char *kind, int64_t task_
 	emit(p, em, LH_EV_APPROVAL_REQUESTED, task_no, 0, &a, request_id);
 }
 
+/* A task with needs_approval is ready: ask before its first attempt. The request id names the
+ * plan version that defined the task, so a task replaced by a revision is asked about again. */
+static void ask_task(lh_cplan_t *p, lh_ctask_t *t, lh_emitter_t *em)
+{
+	char q[600], rid[96];
+	json_t *proposed = json_pack("{s:I, s:s, s:s?, s:s}", "task_no", (json_int_t)t->task_no,
+				     "tier", t->tier ? t->tier : "", "tool", t->tool, "instructions",
+				     t->instructions ? t->instructions : "");
+	snprintf(q, sizeof(q), "task %lld needs an approval before it runs: %.480s",
+		 (long long)t->task_no, t->instructions ? t->instructions : "");
+	snprintf(rid, sizeof(rid), "task:%lld:v%lld", (long long)t->task_no,
+		 (long long)t->version_added);
+	ask(p, em, "task", t->task_no, q, proposed, rid);
+	json_decref(proposed);
+}
+
 static void create_plan(lh_state_t *st, lh_cplan_t *p, lh_emitter_t *em)
 {
 	lh_arena_t *arena = lh_arena_new(0);
@@ -386,7 +402,15 @@ static void reconcile_task(lh_state_t *st, lh_cplan_t *p, lh_ctask_t *t, lh_emit
 							  : st->opts.max_attempts);
 	switch (t->status) {
 	case LH_TASK_PENDING:
-		if (deps_ready(p, t) && dispatch_new_ok(p, t, em))
+		if (!deps_ready(p, t))
+			return;
+		if (t->needs_approval && !t->approved) {
+			/* the approval gate: asked when the task could start (one wait at a time) */
+			if (!p->wait_request)
+				ask_task(p, t, em);
+			return;
+		}
+		if (dispatch_new_ok(p, t, em))
 			dispatch(st, p, t, em);
 		return;
 	case LH_TASK_FAILED:

@@ -72,6 +72,8 @@ static json_t *task_json(const lh_ctask_t *t)
 	SETI("retry_due_us", t->retry_due_us);
 	SETI("retry_ready", t->retry_ready);
 	SETI("cancel_requested", t->cancel_requested);
+	SETI("needs_approval", t->needs_approval);
+	SETI("approved", t->approved);
 	SETI("heartbeat_ms", t->heartbeat_ms);
 	SETI("done_ts_us", t->done_ts_us);
 	SETI("order_acked", t->order_acked); /* a runtime fact, not folded state */
@@ -365,6 +367,8 @@ lh_err_t lh_snapshot_restore(lh_state_t *st, const json_t *snap, int32_t partiti
 			x->retry_due_us = gi(&tr, "retry_due_us");
 			x->retry_ready = gi(&tr, "retry_ready") != 0;
 			x->cancel_requested = gi(&tr, "cancel_requested") != 0;
+			x->needs_approval = gi(&tr, "needs_approval") != 0;
+			x->approved = gi(&tr, "approved") != 0;
 			x->heartbeat_ms = gi(&tr, "heartbeat_ms");
 			x->done_ts_us = gi(&tr, "done_ts_us");
 			x->order_acked = x->order_sent = gi(&tr, "order_acked") != 0;

@@ -364,6 +364,8 @@ static void install_task(lh_cplan_t *p, const lh_task_spec_t *s, int64_t version
 	t->output_schema = json_incref(s->output_schema);
 	t->attempt = attempt;
 	t->version_added = version;
+	t->needs_approval = s->needs_approval;
+	t->approved = false;
 	set_deps(t, s);
 	if (t->kind == LH_KIND_JOIN)
 		p->join_task = t->task_no;
@@ -823,6 +825,7 @@ static lh_apply_result_t apply_approval_requested(lh_state_t *st, lh_cplan_t *p,
 	p->wait_marks = 0;
 	p->wait_kind = !strcmp(b->kind, "budget_extension") ? LH_WAIT_BUDGET
 		       : !strcmp(b->kind, "no_progress")    ? LH_WAIT_NO_PROGRESS
+		       : !strcmp(b->kind, "task")           ? LH_WAIT_TASK
 							    : LH_WAIT_ESCALATION;
 	p->wait_task = ev->task_no;
 	lh_state_mark_dirty(st, p);
@@ -927,6 +930,17 @@ static lh_apply_result_t apply_approval_decided(lh_state_t *st, lh_cplan_t *p,
 				set_str(&p->repair_reason, NULL);
 			}
 		}
+		p->resume_requested = true;
+	} else if (p->wait_kind == LH_WAIT_TASK) {
+		/* the gate of a task (needs_approval): approved, it runs; rejected, it is cancelled
+		 * (the tasks that need it are skipped) and the plan goes on either way */
+		lh_ctask_t *t = plan_task(p, p->wait_task);
+		if (t && approve)
+			t->approved = true;
+		else if (t)
+			t->cancel_requested = true;
+		if (!approve)
+			set_str(&p->command_reason, b->reason ? b->reason : "approval rejected");
 		p->resume_requested = true;
 	} else if (p->wait_kind == LH_WAIT_NO_PROGRESS && approve) {
 		p->succeeded_at_replan = -1; /* a person said go on: count from here */

@@ -71,7 +71,7 @@ enum {
 const char *lh_budget_dim_name(int dim);
 
 /* What an awaited approval is about. */
-enum { LH_WAIT_NONE = 0, LH_WAIT_BUDGET, LH_WAIT_ESCALATION, LH_WAIT_NO_PROGRESS };
+enum { LH_WAIT_NONE = 0, LH_WAIT_BUDGET, LH_WAIT_ESCALATION, LH_WAIT_NO_PROGRESS, LH_WAIT_TASK };
 /* Timers of a wait that have fired. */
 enum { LH_WAIT_REMINDED = 1, LH_WAIT_ESCALATED = 2, LH_WAIT_EXPIRED = 4 };
 
@@ -102,6 +102,8 @@ typedef struct lh_ctask {
 	int64_t retry_due_us;	/* backoff after a failure; 0 = none */
 	bool retry_ready;	/* the backoff timer fired for this failure */
 	bool cancel_requested;
+	bool needs_approval;	/* an approval gate: a person approves before it first runs */
+	bool approved;		/* the gate's approval (approval.requested kind "task") was given */
 	int64_t heartbeat_ms;	/* from task.dispatched */
 	/* Questions (ask_human): the open request and the turns so far, [{role, content}]. */
 	char *input_request;

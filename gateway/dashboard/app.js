@@ -337,14 +337,15 @@
       budget = {};
       budget[d] = INT_DIMS.includes(d) ? Math.ceil(r.proposed.suggested_limit) : r.proposed.suggested_limit;
     }
-    const edit = h('textarea', { class: 'edit', placeholder: budget ? 'new limits (JSON)' : 'edit: the result to use instead (JSON, optional)' });
+    /* a task's gate (kind "task") is approved or rejected as it is: no edit */
+    const edit = r.kind === 'task' ? null : h('textarea', { class: 'edit', placeholder: budget ? 'new limits (JSON)' : 'edit: the result to use instead (JSON, optional)' });
     if (budget) edit.value = JSON.stringify(budget);
     const ok = h('button', { type: 'button', class: 'approve', 'data-action': 'approve' }, 'Approve');
     const no = h('button', { type: 'button', class: 'reject', 'data-action': 'reject' }, 'Reject');
     const both = [ok, no];
     ok.addEventListener('click', () => {
       const body = { decision: 'approve' };
-      const text = edit.value.trim();
+      const text = edit ? edit.value.trim() : '';
       if (text) {
         let v;
         try { v = JSON.parse(text); } catch (e) { toast('the edit is not JSON: ' + e.message, true); return; }

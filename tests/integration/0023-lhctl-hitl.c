@@ -229,6 +229,51 @@ static void t_question_kind(void)
 	T_EQ_INT(ts_count_events(&ts, done_plan, "approval.decided"), 1); /* the budget's only */
 }
 
+/* An approval gate on a task (needs_approval in the plan): the plan waits before the task runs;
+ * approved, it runs and the plan completes; rejected, the task is cancelled, what needs it is
+ * skipped and the join still decides. */
+static const char gated_goal[] =
+	"Publish the report\n"
+	"lh-script: {\"tasks\":[{\"id\":1,\"instructions\":\"Draft the report\",\"tier\":"
+	"\"fast\"},{\"id\":2,\"instructions\":\"Publish ${1}\",\"tier\":\"fast\","
+	"\"needs_approval\":true},{\"id\":3,\"instructions\":\"Announce ${2}\",\"tier\":"
+	"\"fast\"}],\"join\":\"Check\"}\n";
+
+static void gated(bool approve)
+{
+	lh_id_t id = ts_submit(&ts, gated_goal);
+	char p[40], args[256];
+	lh_uuid_fmt(&id, p);
+	printf("# gated plan %s (%s)\n", p, approve ? "approve" : "reject");
+	T_CHECK(ts_wait_sql(&ts, 90000,
+			    "SELECT status || ':' || kind || ':' || task_no FROM input_requests "
+			    "WHERE plan_id = $1",
+			    p, "pending:task:2"));
+	/* waiting: task 1 ran, 2 has not started */
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT string_agg(task_no || ':' || status, ',' ORDER BY task_no) FROM "
+			 "tasks WHERE plan_id = $1 AND task_no IN (1, 2)",
+			 p),
+		 "1:succeeded,2:pending");
+	T_EQ_STR(ts_sql1(&ts, "SELECT status FROM plans WHERE plan_id = $1", p), "paused");
+	T_EQ_INT(lhctl("requests"), 0);
+	T_CHECK(strstr(out, p) != NULL);
+	snprintf(args, sizeof(args), "%s %s task:2:v1%s", approve ? "approve" : "reject", p,
+		 approve ? "" : " --reason 'not now'");
+	T_EQ_INT(lhctl(args), 0);
+	T_CHECK(ts_wait_sql(&ts, 90000, "SELECT status FROM plans WHERE plan_id = $1", p,
+			    "completed"));
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT string_agg(task_no || ':' || status, ',' ORDER BY task_no) FROM "
+			 "tasks WHERE plan_id = $1 AND task_no IN (1, 2, 3)",
+			 p),
+		 approve ? "1:succeeded,2:succeeded,3:succeeded" : "1:succeeded,2:cancelled,3:skipped");
+	T_EQ_INT(ts_count_events(&ts, p, "approval.requested"), 1);
+}
+
+static void t_task_gate_approved(void) { gated(true); }
+static void t_task_gate_rejected(void) { gated(false); }
+
 int main(int argc, char **argv)
 {
 	int rc;
@@ -250,6 +295,8 @@ int main(int argc, char **argv)
 	T_RUN(t_watch);
 	T_RUN(t_watch_timeout);
 	T_RUN(t_question_kind);
+	T_RUN(t_task_gate_approved);
+	T_RUN(t_task_gate_rejected);
 	ts_finish(&ts);
 	curl_global_cleanup();
 	return t_done();
