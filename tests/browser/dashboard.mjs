@@ -137,7 +137,12 @@ good = await step('click Approve: the plan resumes and finishes, the DAG turns g
   check(/"tokens":\s*1400/.test(edit), 'the suggested limit is not offered: ' + edit);
   await card.locator('input.reason').fill('approved from the dashboard test');
   await card.locator('button[data-action="approve"]').click();
-  await card.locator('.sent').waitFor();
+  // the card says the answer went, until the request is folded and the card goes (either may
+  // already have happened when this looks)
+  await page.waitForFunction(() => {
+    const c = document.querySelector('#plan-requests .request[data-kind="budget_extension"]');
+    return !c || c.querySelector('.sent');
+  });
   await page.locator('#plan-status[data-status="completed"]').waitFor();
   await page.waitForFunction(() => {
     const n = [...document.querySelectorAll('#dag g.node')];
