@@ -656,9 +656,10 @@ static void t_requests(void)
 			    plan_done, "pending"));
 
 	PROBE(200, port_open, "GET", "/v1/requests", "/v1/requests", NULL, NULL, NULL, NULL);
-	T_CHECK(strstr(r.body, rid_budget) && strstr(r.body, rid_question));
+	/* oldest first, 100 by default: a database shared with earlier runs may hold more */
 	PROBE(200, port_open, "GET", "/v1/requests", "/v1/requests?status=pending&limit=1000", NULL,
 	      NULL, NULL, NULL);
+	T_CHECK(strstr(r.body, rid_budget) && strstr(r.body, rid_question));
 	PROBE(400, port_open, "GET", "/v1/requests", "/v1/requests?status=maybe", NULL, NULL, NULL,
 	      NULL);
 	PROBE(400, port_open, "GET", "/v1/requests", "/v1/requests?limit=1001", NULL, NULL, NULL,
