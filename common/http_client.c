@@ -39,6 +39,7 @@ struct xfer {
 	char *method;
 	char *body;
 	size_t body_len;
+	bool body_owned; /* false: borrowed from the caller (lh_http_req_t.body_borrowed) */
 	lh_http_done_cb cb;
 	void *opaque;
 	uint64_t id;
@@ -273,7 +274,8 @@ static void xfer_free(struct xfer *x)
 	free(x->url);
 	free(x->url_log);
 	free(x->method);
-	free(x->body);
+	if (x->body_owned)
+		free(x->body);
 	free(x);
 }
 
@@ -554,12 +556,16 @@ lh_err_t lh_http_request(lh_http_t *http, const lh_http_req_t *req, lh_http_done
 	lh_buf_init(&x->resp_body);
 	if (!x->url || !x->url_log || !x->method)
 		goto out_nomem;
-	if (req->body) {
+	if (req->body && req->body_borrowed) {
+		x->body = (char *)req->body; /* not written to: curl only reads POSTFIELDS */
+		x->body_len = req->body_len;
+	} else if (req->body) {
 		x->body = malloc(req->body_len ? req->body_len : 1);
 		if (!x->body)
 			goto out_nomem;
 		memcpy(x->body, req->body, req->body_len);
 		x->body_len = req->body_len;
+		x->body_owned = true;
 	}
 	for (size_t i = 0; i < req->n_headers; i++) {
 		struct curl_slist *l = curl_slist_append(x->headers, req->headers[i]);

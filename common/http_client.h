@@ -47,6 +47,8 @@ typedef struct lh_http_req {
 	size_t n_headers;
 	const void *body;	     /* may be NULL */
 	size_t body_len;
+	bool body_borrowed;	     /* the body is not copied: it must stay as it is until the done
+					callback has run (one copy less of large bodies in flight) */
 	long connect_timeout_ms;     /* 0 = the client's default */
 	long first_byte_timeout_ms;  /* from lh_http_request to the first response byte, time spent
 					queued for a connection (max_connections) included; 0 = the

@@ -130,6 +130,7 @@ static lh_err_t start_try(struct call *c, lh_error_t *err)
 	hreq.n_headers = nh;
 	hreq.body = c->body;
 	hreq.body_len = c->body_len;
+	hreq.body_borrowed = true; /* c->body lives until the call ends, after its last try */
 	hreq.connect_timeout_ms = lp->opts.connect_timeout_ms;
 	hreq.first_byte_timeout_ms = lp->opts.first_byte_timeout_ms;
 	hreq.total_timeout_ms = c->timeout_ms;

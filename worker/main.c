@@ -309,6 +309,9 @@ static struct worker {
 	char worker_id[160];
 	char group[LH_TOPIC_MAX + 16];
 	lh_buf_t scratch;
+	/* a call's assembled context: needed only until lh_llm_call returns (the provider
+	 * serializes it), so one arena for all, reset at each request(), not 2,000 copies kept */
+	lh_arena_t *call_arena;
 	attempt_t inflight; /* list head */
 	int64_t ninflight;
 	bool paused, stopping;
@@ -842,7 +845,7 @@ static bool assemble(attempt_t *a, const lh_endpoint_t *ep, lh_llm_message_t **r
 	lh_context_inputs_t in = {.system = a->msgs[0].content,
 				  .goal = o->goal,
 				  .plan_status = lh_arena_printf(
-					  a->arena, "Task %lld (%s, tier %s), attempt %lld, turn %d of %lld",
+					  wk.call_arena, "Task %lld (%s, tier %s), attempt %lld, turn %d of %lld",
 					  (long long)a->order->task_no, o->kind, o->tier,
 					  (long long)a->order->attempt, a->turns + 1,
 					  (long long)wk.cfg.max_turns),
@@ -852,7 +855,7 @@ static bool assemble(attempt_t *a, const lh_endpoint_t *ep, lh_llm_message_t **r
 				  .n_messages = a->nmsgs - 1};
 	lh_context_report_t rep;
 	lh_error_t err = {0};
-	if (lh_context_assemble(&co, &in, a->arena, ret_msgs, ret_n, &rep, &err)) {
+	if (lh_context_assemble(&co, &in, wk.call_arena, ret_msgs, ret_n, &rep, &err)) {
 		finish(a, "too_large", err.msg, NULL);
 		return true;
 	}
@@ -875,6 +878,7 @@ static void request(attempt_t *a)
 	lh_endpoint_t *ep;
 	lh_llm_message_t *msgs = NULL;
 	size_t nmsgs = 0;
+	lh_arena_reset(wk.call_arena);
 	if (a->abandoned) {
 		attempt_free(a);
 		return;
@@ -1467,6 +1471,7 @@ int main(int argc, char **argv)
 		wk.parts[i].commit = -1;
 	lh_idmap_init(&wk.seen);
 	lh_buf_init(&wk.scratch);
+	wk.call_arena = lh_arena_new(16384);
 	wk.base = event_base_new();
 	if (make_endpoints(&err) || setup_tools(&err)) {
 		fprintf(stderr, "lh-worker: %s\n", err.msg);
@@ -1547,6 +1552,7 @@ int main(int argc, char **argv)
 	}
 	lh_idmap_finish(&wk.seen);
 	lh_buf_finish(&wk.scratch);
+	wk.call_arena = lh_arena_free(wk.call_arena);
 	lh_config_finish(&worker_spec, &wk.cfg);
 	lh_log_info("worker.stopped", "bye");
 	return 0;
