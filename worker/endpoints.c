@@ -20,6 +20,7 @@ void lh_endpoints_free(lh_endpoint_t *eps, size_t n)
 		free(eps[i].base_url);
 		free(eps[i].model);
 		free(eps[i].api_key_env);
+		free(eps[i].api_key_file);
 	}
 	free(eps);
 }
@@ -31,6 +32,7 @@ static void copy_cfg(lh_endpoint_t *e, const lh_endpoint_t *d)
 	e->base_url = dup_or(d->base_url, "");
 	e->model = dup_or(d->model, "");
 	e->api_key_env = dup_or(d->api_key_env, "");
+	e->api_key_file = dup_or(d->api_key_file, "");
 	e->price_input = d->price_input;
 	e->price_output = d->price_output;
 	e->price_cached = d->price_cached;
@@ -71,16 +73,18 @@ lh_err_t lh_endpoints_parse(const char *json, const lh_endpoint_t *dflt, lh_endp
 		abort();
 	json_array_foreach(root, i, item)
 	{
-		const char *provider = NULL, *base_url = NULL, *model = NULL, *key_env = NULL;
+		const char *provider = NULL, *base_url = NULL, *model = NULL, *key_env = NULL,
+			   *key_file = NULL;
 		double pi = dflt->price_input, po = dflt->price_output, pc = dflt->price_cached;
 		double rpm = dflt->requests_per_minute, tpm = dflt->tokens_per_minute;
 		json_int_t window = dflt->context_window, conc = dflt->max_concurrency;
 		lh_endpoint_t *e = &eps[i];
 		copy_cfg(e, dflt);
 		if (json_unpack_ex(item, &jerr, JSON_STRICT,
-				   "{s:s, s?s, s?s, s?s, s?F, s?F, s?F, s?I, s?I, s?F, s?F}", "model",
-				   &model, "provider", &provider, "base_url", &base_url,
-				   "api_key_env", &key_env, "price_input", &pi, "price_output", &po,
+				   "{s:s, s?s, s?s, s?s, s?s, s?F, s?F, s?F, s?I, s?I, s?F, s?F}",
+				   "model", &model, "provider", &provider, "base_url", &base_url,
+				   "api_key_env", &key_env, "api_key_file", &key_file, "price_input",
+				   &pi, "price_output", &po,
 				   "price_cached", &pc, "context_window", &window, "max_concurrency",
 				   &conc, "requests_per_minute", &rpm, "tokens_per_minute",
 				   &tpm) != 0) {
@@ -111,6 +115,10 @@ lh_err_t lh_endpoints_parse(const char *json, const lh_endpoint_t *dflt, lh_endp
 		if (key_env) {
 			free(e->api_key_env);
 			e->api_key_env = dup_or(key_env, NULL);
+		}
+		if (key_file) {
+			free(e->api_key_file);
+			e->api_key_file = dup_or(key_file, NULL);
 		}
 		e->price_input = pi;
 		e->price_output = po;

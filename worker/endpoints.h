@@ -7,10 +7,10 @@
  * attempt records the model that answered.
  *
  * llm.models is a JSON array; every field but "model" may be left out and then comes from the
- * single-model settings (llm.provider, llm.base_url, llm.api_key_env, llm.price_*,
+ * single-model settings (llm.provider, llm.base_url, llm.api_key_env, llm.api_key_file, llm.price_*,
  * llm.context_window, llm.max_concurrency, llm.requests_per_minute, llm.tokens_per_minute):
  *   [{"model": "gpt-4o-mini", "provider": "openai", "base_url": "https://api.openai.com/v1",
- *     "api_key_env": "OPENAI_API_KEY", "price_input": 0.15, "price_output": 0.6,
+ *     "api_key_env": "OPENAI_API_KEY", "api_key_file": "", "price_input": 0.15, "price_output": 0.6,
  *     "price_cached": 0.075, "context_window": 128000, "max_concurrency": 64,
  *     "requests_per_minute": 500, "tokens_per_minute": 200000}, ...]
  * An empty llm.models means one endpoint made of the single-model settings. */
@@ -33,6 +33,7 @@ typedef struct lh_endpoint {
 	char *base_url; /* "" = the provider's default */
 	char *model;
 	char *api_key_env; /* "" = the provider's default variable */
+	char *api_key_file; /* "" = none; else the key is read from this file (it wins) */
 	double price_input, price_output, price_cached; /* USD per million tokens */
 	int64_t context_window;				/* tokens */
 	int64_t max_concurrency;			/* calls in flight; 0 = no cap */

@@ -6,6 +6,8 @@
  * order's offset (the coordinator, not Kafka, owns retries from then on: its leases re-dispatch a
  * lost attempt) and call the model; publish attempt.succeeded or attempt.failed. Many attempts are
  * in flight at once; at the cap the partitions are paused and polling goes on. */
+#include <ctype.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <math.h>
 #include <signal.h>
@@ -43,6 +45,7 @@ typedef struct worker_cfg {
 	char *base_url;
 	char *model;
 	char *api_key_env;
+	char *api_key_file;
 	int64_t llm_timeout_ms;
 	int64_t llm_max_retries;
 	double price_input;
@@ -102,6 +105,10 @@ static const lh_cfg_def_t worker_table[] = {
 	 "environment variable holding the API key (default OPENAI_API_KEY or ANTHROPIC_API_KEY; "
 	 "the key itself is never configured here, logged or put in an event)",
 	 W(api_key_env)},
+	{"llm.api_key_file", LH_CFG_STR, "", 0, 0, NULL, "LH_LLM_API_KEY_FILE", NULL, false, false,
+	 "file holding the API key (e.g. a mounted secret; surrounding whitespace dropped); when "
+	 "set it wins over llm.api_key_env. The key is never logged or put in an event",
+	 W(api_key_file)},
 	{"worker.output_retries", LH_CFG_INT, "2", 0, 10, NULL, "LH_OUTPUT_RETRIES", NULL, false,
 	 false,
 	 "times an answer that does not match the task's output schema (or is not the JSON a plan "
@@ -181,7 +188,7 @@ static const lh_cfg_def_t worker_table[] = {
 	 W(tokens_per_minute)},
 	{"llm.models", LH_CFG_STR, "", 0, 0, NULL, "LH_LLM_MODELS", "llm-models", false, false,
 	 "the tier's models in preference order, a JSON array of {model, provider?, base_url?, "
-	 "api_key_env?, price_input?, price_output?, price_cached?, context_window?, "
+	 "api_key_env?, api_key_file?, price_input?, price_output?, price_cached?, context_window?, "
 	 "max_concurrency?, requests_per_minute?, tokens_per_minute?} (missing fields from the "
 	 "single-model llm.* settings); each is an endpoint with its own circuit breaker and "
 	 "rate limits, and an attempt whose endpoint is down moves on to the next; empty: one "
@@ -1319,14 +1326,36 @@ static const char *env_nonempty(const char *name)
 	return v && *v ? v : NULL;
 }
 
+/* The key in path (whitespace around it dropped) into ret (size n). The key itself never
+ * appears in an error. */
+static lh_err_t read_key_file(const char *path, char *ret, size_t n, lh_error_t *err)
+{
+	FILE *f = fopen(path, "r");
+	size_t len, start = 0;
+	if (!f)
+		return lh_error_set(err, LH_ERR_CONFIG, "could not read the API key file \"%s\": %s",
+				    path, strerror(errno));
+	len = fread(ret, 1, n - 1, f);
+	fclose(f);
+	ret[len] = '\0';
+	while (len > 0 && isspace((unsigned char)ret[len - 1]))
+		ret[--len] = '\0';
+	while (start < len && isspace((unsigned char)ret[start]))
+		start++;
+	memmove(ret, ret + start, len - start + 1);
+	if (!*ret || strpbrk(ret, "\r\n"))
+		return lh_error_set(err, LH_ERR_CONFIG,
+				    "the API key file \"%s\" is empty or holds more than one line",
+				    path);
+	return LH_OK;
+}
+
 /* One endpoint's provider. The scripted model when asked for, or by "auto" without a key or
- * base URL; keys come from the environment only and are never logged. */
-static lh_err_t make_endpoint(lh_endpoint_t *ep, lh_error_t *err)
+ * base URL; keys come from a file or the environment, and are never logged. */
+static lh_err_t make_provider(lh_endpoint_t *ep, const char *openai_key,
+			      const char *anthropic_key, lh_error_t *err)
 {
 	const char *prov = ep->provider, *key, *url;
-	const char *openai_key = env_nonempty(*ep->api_key_env ? ep->api_key_env : "OPENAI_API_KEY");
-	const char *anthropic_key =
-		env_nonempty(*ep->api_key_env ? ep->api_key_env : "ANTHROPIC_API_KEY");
 	/* the provider reads 0 as "its default" and -1 as none */
 	lh_llm_openai_opts_t o = {.max_retries = wk.cfg.llm_max_retries ? (int)wk.cfg.llm_max_retries
 									: -1,
@@ -1371,6 +1400,23 @@ static lh_err_t make_endpoint(lh_endpoint_t *ep, lh_error_t *err)
 	return ep->llm ? LH_OK : LH_ERR_INTERNAL;
 }
 
+static lh_err_t make_endpoint(lh_endpoint_t *ep, lh_error_t *err)
+{
+	char file_key[4096];
+	const char *openai_key = env_nonempty(*ep->api_key_env ? ep->api_key_env : "OPENAI_API_KEY");
+	const char *anthropic_key =
+		env_nonempty(*ep->api_key_env ? ep->api_key_env : "ANTHROPIC_API_KEY");
+	lh_err_t rc;
+	if (*ep->api_key_file) {
+		rc = read_key_file(ep->api_key_file, file_key, sizeof(file_key), err);
+		if (rc == LH_OK)
+			rc = make_provider(ep, file_key, file_key, err);
+		explicit_bzero(file_key, sizeof(file_key)); /* the provider keeps its own copy */
+		return rc;
+	}
+	return make_provider(ep, openai_key, anthropic_key, err);
+}
+
 /* The tier's endpoints (llm.models, or the single-model settings), each with its provider,
  * breaker and limiter. */
 static lh_err_t make_endpoints(lh_error_t *err)
@@ -1379,6 +1425,7 @@ static lh_err_t make_endpoints(lh_error_t *err)
 			      .base_url = wk.cfg.base_url,
 			      .model = wk.cfg.model,
 			      .api_key_env = wk.cfg.api_key_env,
+			      .api_key_file = wk.cfg.api_key_file,
 			      .price_input = wk.cfg.price_input,
 			      .price_output = wk.cfg.price_output,
 			      .price_cached = wk.cfg.price_cached,

@@ -59,6 +59,7 @@ struct srv {
 	struct evhttp *http;
 	long latency_ms;
 	const char *api_key;
+	char *script_api_key; /* the script's "api_key", owned */
 	rule_t *rules;
 	size_t n_rules;
 	pending_t *pending;
@@ -866,6 +867,10 @@ static int load_script(srv_t *srv, const char *path)
 		return -1;
 	}
 	rules = json_is_array(root) ? root : json_object_get(root, "rules");
+	if (json_is_string(json_object_get(root, "api_key"))) {
+		srv->script_api_key = strdup(json_string_value(json_object_get(root, "api_key")));
+		srv->api_key = srv->script_api_key;
+	}
 	if (json_is_object(root) && json_object_get(root, "ratelimit")) {
 		json_int_t rq = 0, tk = 0, win = 60000;
 		if (json_unpack_ex(json_object_get(root, "ratelimit"), &jerr, JSON_STRICT,
@@ -881,7 +886,8 @@ static int load_script(srv_t *srv, const char *path)
 		srv->rl_tokens = (long)tk;
 		srv->rl_window_ms = (long)win;
 	}
-	if (!rules && json_is_object(root) && json_object_get(root, "ratelimit")) {
+	if (!rules && json_is_object(root) &&
+	    (json_object_get(root, "ratelimit") || json_object_get(root, "api_key"))) {
 		json_decref(root);
 		return 0; /* a script with only a rate limit */
 	}
@@ -1045,6 +1051,7 @@ out_base:
 	event_base_free(srv.base);
 out_rules:
 	rules_free(&srv);
+	free(srv.script_api_key);
 	json_decref(srv.by_status);
 	return rc;
 }

@@ -2,7 +2,9 @@
  * breaker. The first endpoint is down (fakellm answers 503 to everything); every act task still
  * succeeds on its first attempt, answered by the second model, which the attempt records. Once
  * the first endpoint's breaker is open (2 failures), later attempts skip it without an HTTP
- * request: a second plan sends it nothing, while its cool-down (60 s) lasts. */
+ * request: a second plan sends it nothing, while its cool-down (60 s) lasts. The second
+ * endpoint wants an API key, which the worker reads from a file (llm.models api_key_file) and
+ * never writes to its log. */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -95,25 +97,35 @@ static void t_fails_over_then_skips_open_breaker(void)
 	printf("# after plan 2: down endpoint %ld requests, up endpoint %ld\n", down2, up2);
 	T_EQ_INT(down2, down1); /* its breaker is open: not even tried */
 	T_EQ_INT(up2, 2 * NTASKS);
+	/* the key from the file was sent (fakellm answers 401 without it) and never logged */
+	T_CHECK(!ts_wait_log(&ts, "worker-fast", "sk-file-0027", NULL, 0));
 }
 
 int main(int argc, char **argv)
 {
-	char url_free[128], models[512];
+	char url_free[128], models[768], keyfile[600];
+	FILE *kf;
 	int rc = ts_init(&ts, argc > 1 ? argv[1] : ".");
 	if (rc)
 		return rc;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (ts_fakellm_with(&ts, 5, NULL, url_free) ||
 	    ts_fakellm_with(&ts, 5, "{\"rules\":[{\"status\":503}]}", url_down) ||
-	    ts_fakellm_with(&ts, 5, NULL, url_up)) {
+	    ts_fakellm_with(&ts, 5, "{\"api_key\":\"sk-file-0027-secret\"}", url_up)) {
 		ts_finish(&ts);
 		return 1;
 	}
+	snprintf(keyfile, sizeof(keyfile), "%s/model-up.key", ts.log_dir);
+	kf = fopen(keyfile, "w");
+	if (kf) {
+		fputs("  sk-file-0027-secret\n", kf);
+		fclose(kf);
+	}
 	snprintf(models, sizeof(models),
 		 "[{\"model\":\"model-down\",\"base_url\":\"%s\",\"price_input\":1},"
-		 "{\"model\":\"model-up\",\"base_url\":\"%s\",\"provider\":\"openai\"}]",
-		 url_down, url_up);
+		 "{\"model\":\"model-up\",\"base_url\":\"%s\",\"provider\":\"openai\","
+		 "\"api_key_file\":\"%s\"}]",
+		 url_down, url_up, keyfile);
 	setenv("LH_LLM_MAX_RETRIES", "0", 1);
 	setenv("LH_BREAKER_THRESHOLD", "2", 1);
 	setenv("LH_BREAKER_COOLDOWN_MS", "60000", 1);
