@@ -35,6 +35,19 @@ struct call {
 	struct call *prev, *next;
 };
 
+/* What a request's "tools" were made of: the definitions a worker offers do not change, so
+ * their JSON text is made once and reused. Names and descriptions are compared by content,
+ * schemas by identity (the key holds a reference to each, so an address cannot be reused by
+ * another schema while it is cached; a schema changed in place is not noticed: callers do not
+ * change definitions they pass). */
+#define TOOLS_KEY_MAX 16
+typedef struct tools_key {
+	size_t n;
+	char *text[TOOLS_KEY_MAX * 2 + 1]; /* names, descriptions, the answer tool's name */
+	json_t *schema[TOOLS_KEY_MAX + 1]; /* referenced */
+	bool strict[TOOLS_KEY_MAX];
+} tools_key_t;
+
 struct llm_http {
 	lh_llm_provider_t base; /* first: the vtable pointer (to ops below) */
 	lh_llm_provider_ops_t ops;
@@ -48,6 +61,8 @@ struct llm_http {
 	lh_llm_openai_opts_t opts;
 	uint64_t jitter_state;
 	struct call *calls;
+	tools_key_t tools_key; /* what tools_text was serialized from */
+	char *tools_text;      /* the last "tools" array, compact JSON; NULL = none cached */
 };
 
 static void call_link(llm_http_t *lp, struct call *c)
@@ -286,6 +301,99 @@ static void http_done(lh_http_resp_t *resp, void *opaque)
 	call_fail(c, &e);
 }
 
+static void tools_key_clear(tools_key_t *k)
+{
+	for (size_t i = 0; i < sizeof(k->text) / sizeof(k->text[0]); i++)
+		free(k->text[i]);
+	for (size_t i = 0; i < sizeof(k->schema) / sizeof(k->schema[0]); i++)
+		json_decref(k->schema[i]);
+	memset(k, 0, sizeof(*k));
+}
+
+static bool same_text(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Does the cached key describe req's tools (and the answer tool a response schema becomes)? */
+static bool tools_key_matches(const llm_http_t *lp, const lh_llm_req_t *req)
+{
+	const tools_key_t *k = &lp->tools_key;
+	bool answer = lp->api->answer_by_tool && req->response_schema;
+	if (!lp->tools_text || k->n != req->n_tools)
+		return false;
+	for (size_t i = 0; i < req->n_tools; i++)
+		if (!same_text(k->text[2 * i], req->tools[i].name) ||
+		    !same_text(k->text[2 * i + 1], req->tools[i].description) ||
+		    k->schema[i] != req->tools[i].parameters || k->strict[i] != req->tools[i].strict)
+			return false;
+	if (answer != (k->schema[TOOLS_KEY_MAX] != NULL))
+		return false;
+	return !answer || (k->schema[TOOLS_KEY_MAX] == req->response_schema->schema &&
+			   same_text(k->text[TOOLS_KEY_MAX * 2], req->response_schema->name));
+}
+
+static void tools_key_set(llm_http_t *lp, const lh_llm_req_t *req)
+{
+	tools_key_t *k = &lp->tools_key;
+	tools_key_clear(k);
+	k->n = req->n_tools;
+	for (size_t i = 0; i < req->n_tools; i++) {
+		k->text[2 * i] = req->tools[i].name ? strdup(req->tools[i].name) : NULL;
+		k->text[2 * i + 1] =
+			req->tools[i].description ? strdup(req->tools[i].description) : NULL;
+		k->schema[i] = json_incref(req->tools[i].parameters);
+		k->strict[i] = req->tools[i].strict;
+	}
+	if (lp->api->answer_by_tool && req->response_schema) {
+		k->text[TOOLS_KEY_MAX * 2] = strdup(req->response_schema->name);
+		k->schema[TOOLS_KEY_MAX] = json_incref(req->response_schema->schema);
+	}
+}
+
+/* body as compact JSON text (new), or NULL. Its "tools" array comes from the provider's cache
+ * when the request offers the same definitions as the one it was made for: serializing the
+ * schemas was most of the cost of a call with tools. */
+static char *body_text(llm_http_t *lp, const lh_llm_req_t *req, json_t *body)
+{
+	json_t *tools = json_object_get(body, "tools");
+	char *rest, *out;
+	size_t rn, tn;
+	if (!tools || req->n_tools > TOOLS_KEY_MAX)
+		return json_dumps(body, JSON_COMPACT);
+	if (!tools_key_matches(lp, req)) {
+		free(lp->tools_text);
+		lp->tools_text = json_dumps(tools, JSON_COMPACT);
+		if (!lp->tools_text) {
+			tools_key_clear(&lp->tools_key);
+			return NULL;
+		}
+		tools_key_set(lp, req);
+	}
+	json_object_del(body, "tools");
+	rest = json_dumps(body, JSON_COMPACT);
+	if (!rest)
+		return NULL;
+	rn = strlen(rest);
+	tn = strlen(lp->tools_text);
+	out = rn >= 2 && rest[rn - 1] == '}' ? malloc(rn + tn + 16) : NULL;
+	if (out) {
+		/* "{...}" -> "{...,"tools":[...]}" ("{}" -> "{"tools":[...]}") */
+		size_t o = rn - 1;
+		memcpy(out, rest, o);
+		if (rn > 2)
+			out[o++] = ',';
+		memcpy(out + o, "\"tools\":", 8);
+		o += 8;
+		memcpy(out + o, lp->tools_text, tn);
+		o += tn;
+		out[o++] = '}';
+		out[o] = '\0';
+	}
+	free(rest);
+	return out;
+}
+
 static lh_err_t llm_http_call(lh_llm_provider_t *p, const lh_llm_req_t *req, lh_llm_done_cb cb,
 			      void *opaque, lh_error_t *err)
 {
@@ -306,7 +414,7 @@ static lh_err_t llm_http_call(lh_llm_provider_t *p, const lh_llm_req_t *req, lh_
 	c->lp = lp;
 	c->cb = cb;
 	c->opaque = opaque;
-	c->body = json_dumps(body, JSON_COMPACT);
+	c->body = body_text(lp, req, body);
 	json_decref(body);
 	want_tool = lp->api->answer_by_tool && req->response_schema;
 	if (want_tool)
@@ -354,6 +462,8 @@ static void llm_http_free(lh_llm_provider_t *p)
 	for (size_t i = 0; i < lp->n_extra_headers; i++)
 		free(lp->extra_headers[i]);
 	free(lp->extra_headers);
+	free(lp->tools_text);
+	tools_key_clear(&lp->tools_key);
 	if (lp->key_header) {
 		explicit_bzero(lp->key_header, strlen(lp->key_header));
 		free(lp->key_header);

@@ -271,6 +271,94 @@ static void t_http_fetch(void)
 	event_base_free(base);
 }
 
+/* ---- request bodies with cached tools (common/llm_http.c) ---- */
+
+static char *captured;
+
+static void serve_chat(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req), *out = evbuffer_new();
+	size_t n = evbuffer_get_length(in);
+	free(captured);
+	captured = malloc(n + 1);
+	evbuffer_remove(in, captured, n);
+	captured[n] = '\0';
+	evbuffer_add_printf(out, "{\"id\":\"x\",\"model\":\"m\",\"choices\":[{\"index\":0,"
+				 "\"message\":{\"role\":\"assistant\",\"content\":\"ok\"},"
+				 "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,"
+				 "\"completion_tokens\":1,\"total_tokens\":2}}");
+	evhttp_send_reply(req, 200, "OK", out);
+	evbuffer_free(out);
+}
+
+static void on_chat(lh_llm_resp_t *resp, const lh_llm_error_t *e, void *opaque)
+{
+	*(int *)opaque = resp ? 1 : -1;
+}
+
+/* What the provider sent for req equals lh_llm_openai_build_body(req). */
+static void check_sent(struct event_base *base, lh_llm_provider_t *p, const lh_llm_req_t *req)
+{
+	lh_error_t err = {0};
+	int done = 0;
+	json_t *want = lh_llm_openai_build_body(req, &err), *got;
+	T_EQ_INT(lh_llm_call(p, req, on_chat, &done, &err), LH_OK);
+	while (!done)
+		event_base_loop(base, EVLOOP_ONCE);
+	T_EQ_INT(done, 1);
+	got = captured ? json_loads(captured, 0, NULL) : NULL;
+	T_CHECK(got && want && json_equal(got, want));
+	json_decref(got);
+	json_decref(want);
+}
+
+static void t_cached_tools_body(void)
+{
+	struct event_base *base = event_base_new();
+	struct evhttp *srv = evhttp_new(base);
+	struct evhttp_bound_socket *sock = evhttp_bind_socket_with_handle(srv, "127.0.0.1", 0);
+	struct sockaddr_storage ss;
+	ev_socklen_t sl = sizeof(ss);
+	char url[64];
+	lh_error_t err = {0};
+	lh_http_t *http = lh_http_new(base, NULL, &err);
+	lh_llm_provider_t *p;
+	json_t *params[LH_TOOLS_N], *other = json_loads("{\"type\":\"object\"}", 0, NULL);
+	lh_llm_tool_t defs[LH_TOOLS_N];
+	lh_llm_message_t msgs[] = {{.role = LH_LLM_ROLE_USER, .content = "hi"}};
+	lh_llm_req_t req = {.model = "m", .messages = msgs, .n_messages = 1, .tools = defs,
+			    .n_tools = LH_TOOLS_N};
+	T_CHECK(sock && http);
+	if (!sock || !http)
+		return;
+	getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &sl);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1",
+		 ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	evhttp_set_gencb(srv, serve_chat, NULL);
+	p = lh_llm_openai_new(http, url, NULL, NULL, &err);
+	lh_tools_defs(defs, params);
+	check_sent(base, p, &req); /* serialized */
+	check_sent(base, p, &req); /* from the cache */
+	defs[1].description = "Ask someone else."; /* other text: not the cached one */
+	check_sent(base, p, &req);
+	T_CHECK(captured && strstr(captured, "Ask someone else.") != NULL);
+	defs[0].parameters = other; /* another schema object */
+	check_sent(base, p, &req);
+	req.n_tools = 1; /* fewer tools */
+	check_sent(base, p, &req);
+	req.n_tools = 0; /* none: no "tools" at all */
+	check_sent(base, p, &req);
+	T_CHECK(captured && !strstr(captured, "\"tools\""));
+	lh_llm_provider_free(p);
+	lh_tools_defs_finish(params);
+	json_decref(other);
+	lh_http_free(http);
+	evhttp_free(srv);
+	event_base_free(base);
+	free(captured);
+	captured = NULL;
+}
+
 static void t_addr_private(void)
 {
 	struct sockaddr_in v4 = {.sin_family = AF_INET};
@@ -418,6 +506,7 @@ int main(void)
 	T_RUN(t_call_hash);
 	T_RUN(t_http_fetch);
 	T_RUN(t_addr_private);
+	T_RUN(t_cached_tools_body);
 	T_RUN(t_breaker);
 	T_RUN(t_bucket);
 	T_RUN(t_endpoints);
