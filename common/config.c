@@ -60,6 +60,14 @@ const lh_cfg_def_t lh_config_common_table[] = {
 	{"memory.embed_near_dup", LH_CFG_DOUBLE, "0.985", 0.5, 1.0, NULL, "LH_EMBED_NEAR_DUP", NULL,
 	 false, false, "cosine at which a new memory counts as a near duplicate with the endpoint's "
 	 "vectors (the hashing embedder uses 0.92)", COMMON(embed_near_dup)},
+	{"memory.fusion_k", LH_CFG_DOUBLE, "0", 0.0, 1000.0, NULL, "LH_MEMORY_FUSION_K", NULL, false,
+	 false, "hybrid search's reciprocal rank fusion: a row scores sum(weight / (k + rank)) over "
+	 "the full-text and vector rankings; 0 means 60 with the hashing embedder and 5 with "
+	 "memory.embed_url's model (docs/memory.md)", COMMON(fusion_k)},
+	{"memory.fusion_vector_weight", LH_CFG_DOUBLE, "0", 0.0, 100.0, NULL,
+	 "LH_MEMORY_FUSION_VECTOR_WEIGHT", NULL, false, false,
+	 "weight of the vector ranking in hybrid search (full text weighs 1); 0 means 1 with the "
+	 "hashing embedder and 2 with memory.embed_url's model", COMMON(fusion_vector_weight)},
 	{"blob.threshold_bytes", LH_CFG_INT, "16384", 0, 900000, NULL, "LH_BLOB_THRESHOLD", NULL,
 	 false, false,
 	 "outputs whose JSON is longer are stored content-addressed in the blobs table before the "

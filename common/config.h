@@ -82,6 +82,8 @@ typedef struct lh_common_cfg {
 	int64_t embed_timeout_ms;
 	int64_t embed_dims;
 	double embed_near_dup;
+	double fusion_k;
+	double fusion_vector_weight;
 	int64_t blob_threshold; /* bytes: larger outputs go to the blobs table */
 } lh_common_cfg_t;
 

@@ -36,6 +36,7 @@ struct lh_embedder {
 	int dims;
 	int max_retries;
 	double near_dup;
+	double fusion_k, vector_weight;
 	struct event_base *base;
 	lh_http_t *http;
 	lh_embedder_stats_t stats;
@@ -98,6 +99,8 @@ lh_err_t lh_embedder_new(const lh_embedder_cfg_t *cfg, lh_embedder_t **ret_emb, 
 		emb->name = xstrdup(name);
 		emb->dims = LH_EMBED_DIMS;
 		emb->near_dup = 0.92; /* LH_MEMORY_NEAR_DUP: see memory.h for how it was chosen */
+		emb->fusion_k = cfg && cfg->fusion_k > 0 ? cfg->fusion_k : LH_EMBEDDER_FUSION_K_HASH;
+		emb->vector_weight = cfg && cfg->vector_weight > 0 ? cfg->vector_weight : 1.0;
 		*ret_emb = emb;
 		return LH_OK;
 	}
@@ -143,6 +146,9 @@ lh_err_t lh_embedder_new(const lh_embedder_cfg_t *cfg, lh_embedder_t **ret_emb, 
 	emb->dims = cfg->dims;
 	emb->max_retries = cfg->max_retries < 0 ? 2 : cfg->max_retries;
 	emb->near_dup = cfg->near_dup > 0 ? cfg->near_dup : LH_EMBEDDER_NEAR_DUP_HTTP;
+	emb->fusion_k = cfg->fusion_k > 0 ? cfg->fusion_k : LH_EMBEDDER_FUSION_K_HTTP;
+	emb->vector_weight =
+		cfg->vector_weight > 0 ? cfg->vector_weight : LH_EMBEDDER_VECTOR_WEIGHT_HTTP;
 	if (!(emb->base = event_base_new())) {
 		rc = lh_error_set(err, LH_ERR_INTERNAL, "could not create the embedder: "
 				  "event_base_new failed");
@@ -176,7 +182,9 @@ lh_err_t lh_embedder_new_from_config(const lh_common_cfg_t *c, lh_embedder_t **r
 				 .timeout_ms = (long)c->embed_timeout_ms,
 				 .dims = (int)c->embed_dims,
 				 .max_retries = -1,
-				 .near_dup = c->embed_near_dup};
+				 .near_dup = c->embed_near_dup,
+				 .fusion_k = c->fusion_k,
+				 .vector_weight = c->fusion_vector_weight};
 	return lh_embedder_new(&cfg, ret_emb, err);
 }
 
@@ -203,6 +211,8 @@ const char *lh_embedder_name(const lh_embedder_t *emb) { return emb->name; }
 int lh_embedder_dims(const lh_embedder_t *emb) { return emb->dims; }
 bool lh_embedder_is_http(const lh_embedder_t *emb) { return emb->http_on; }
 double lh_embedder_near_dup(const lh_embedder_t *emb) { return emb->near_dup; }
+double lh_embedder_fusion_k(const lh_embedder_t *emb) { return emb->fusion_k; }
+double lh_embedder_vector_weight(const lh_embedder_t *emb) { return emb->vector_weight; }
 void lh_embedder_stats(const lh_embedder_t *emb, lh_embedder_stats_t *ret_stats)
 {
 	*ret_stats = emb->stats;

@@ -363,18 +363,21 @@ lh_err_t lh_memory_search_with(lh_pg_t *pg, lh_embedder_t *emb, const char *tena
 		for (int i = 0; i < nvec; i++)
 			out[n++] = vec[i];
 	} else {
-		/* reciprocal rank fusion: sum over the rankings that hold a row of 1 / (60 + rank),
-		 * each ranking cut at depth */
+		/* weighted reciprocal rank fusion: sum over the rankings that hold a row of
+		 * weight / (fk + rank), each ranking cut at depth; full text weighs 1, the vector
+		 * ranking the embedder's weight (lh_embedder_fusion, docs/memory.md) */
+		double fk = emb ? lh_embedder_fusion_k(emb) : LH_EMBEDDER_FUSION_K_HASH;
+		double vw = emb ? lh_embedder_vector_weight(emb) : 1.0;
 		for (int i = 0; i < nft; i++)
-			out[n++] = (ranked_t){ftr[i].id, 1.0 / (60 + i + 1), ftr[i].content};
+			out[n++] = (ranked_t){ftr[i].id, 1.0 / (fk + i + 1), ftr[i].content};
 		for (int i = 0; i < nvec && i < depth; i++) {
 			int j = 0;
 			while (j < nft && out[j].id != vec[i].id)
 				j++;
 			if (j < nft)
-				out[j].score += 1.0 / (60 + i + 1);
+				out[j].score += vw / (fk + i + 1);
 			else
-				out[n++] = (ranked_t){vec[i].id, 1.0 / (60 + i + 1), vec[i].content};
+				out[n++] = (ranked_t){vec[i].id, vw / (fk + i + 1), vec[i].content};
 		}
 		qsort(out, (size_t)n, sizeof(*out), ranked_cmp);
 	}

@@ -28,7 +28,7 @@ static void recall(void)
 	T_CHECK(lh_fx_recall_measure(pg, NULL, tenant, ids, 5, LH_MEMORY_VECTOR, &vec, &err) == LH_OK);
 	T_CHECK(lh_fx_recall_measure(pg, NULL, tenant, ids, 5, LH_MEMORY_HYBRID, &hy, &err) == LH_OK);
 	printf("# recall5_fulltext %.2f\n# recall5_vector %.2f\n# recall5_hybrid %.2f\n", ft, vec, hy);
-	T_CHECK(hy >= (ft > vec ? ft : vec) - 0.02);
+	T_CHECK(hy >= (ft > vec ? ft : vec)); /* hybrid not worse than either alone */
 	T_CHECK(ft > 0.2 && vec > 0.2); /* both rankings do real work on this fixture */
 }
 

@@ -134,6 +134,7 @@ static void recall(void)
 	T_CHECK(r[1] > h[1]);	 /* the model understands paraphrases the hashing cannot */
 	T_CHECK(r[1] >= 0.85);	 /* measured 0.96 */
 	T_CHECK(r[2] >= r[0]);	 /* fusion never below full text alone */
+	T_CHECK(r[2] >= r[1]);	 /* nor below the model's ranking (weighted fusion: embedder.h) */
 	T_EQ_INT((int)(r[0] * 100 + 0.5), (int)(h[0] * 100 + 0.5)); /* full text ignores vectors */
 
 	/* the e5 tenant has no hashing vectors: a hashing vector search there finds nothing */
