@@ -13,6 +13,9 @@
  *   links.c         GET /v1/links/{token}: signed one-click approve/reject links
  *   static.c        the dashboard (/dashboard/...): files embedded at build time, strict CSP
  *   memory_routes.c /v1/memories...: search, show and forget the agents' memories
+ *   rules.c         the automated responder's rules: parsed and checked at start-up, matched
+ *   responder.c     the rule responder (a third consumer of lh.events): answers what a rule
+ *                   matches as responder_type automated_rule
  * Threads: one libevent loop. PostgreSQL reads and the wait for Kafka's acknowledgement of a write
  * block the loop briefly (see README.md). */
 #ifndef LH_GATEWAY_H
@@ -54,6 +57,8 @@ typedef struct gw_cfg {
 	int64_t webhook_attempts;
 	int64_t webhook_backoff_ms;
 	int64_t link_ttl_s;
+	char *responder_rules;	   /* JSON array or @FILE; empty = no rule responder */
+	char *responder_task_cost; /* "tier=usd,..." estimated cost of one task per tier */
 } gw_cfg_t;
 
 typedef enum gw_role { GW_VIEWER = 1, GW_RESPONDER = 2, GW_ADMIN = 3 } gw_role_t;
@@ -77,6 +82,7 @@ typedef struct gw_bucket {
 
 typedef struct gw_sse gw_sse_t;
 typedef struct gw_notify gw_notify_t;
+typedef struct gw_responder gw_responder_t;
 
 /* The delivery report a write waits for (one write at a time: the loop waits for it). */
 typedef struct gw_delivery {
@@ -101,6 +107,7 @@ typedef struct gw {
 	int nstreams;
 	struct event *ev_sigint, *ev_sigterm;
 	gw_notify_t *notify; /* NULL without --webhook-url */
+	gw_responder_t *responder; /* NULL without responder.rules */
 } gw_t;
 
 /* ---- http.c -------------------------------------------------------------------------------- */
@@ -143,6 +150,9 @@ bool gw_append(gw_t *gw, struct evhttp_request *req, const gw_caller_t *caller, 
  * (422 the key was used for another request, 503). */
 int gw_write_done(gw_t *gw, struct evhttp_request *req, const gw_caller_t *caller,
 		  const char *key, const char *route, const char *request);
+/* Append ev (every field set by the caller) and wait for Kafka's acknowledgement (at most
+ * gateway.delivery_timeout_ms, polling the producer on the loop's thread). LH_OK once acked. */
+lh_err_t gw_emit_acked(gw_t *gw, const lh_event_t *ev, lh_error_t *err);
 /* The idempotency key: the Idempotency-Key header or the body's "idempotency_key" (removed from
  * body). Borrowed (header or body string; body keeps its own reference until decref'd by the
  * caller: the value is copied into out). false after replying 400. */
@@ -196,6 +206,13 @@ char *gw_link_token(const gw_t *gw, const char *plan, const char *rid, const cha
 		    const char *decision, int64_t exp_s, const char *budget);
 /* GET /v1/links/{token}: no bearer token, the signed token is the credential. */
 void gw_links_get(gw_t *gw, struct evhttp_request *req, const char *token);
+
+/* ---- responder.c ------------------------------------------------------------------------- */
+/* Parse and check responder.rules and responder.task_cost_usd (start-up: a bad rule stops the
+ * gateway with err naming it); with at least one rule, start the responder's consumer. LH_OK and
+ * nothing started without rules. */
+lh_err_t gw_responder_start(gw_t *gw, lh_error_t *err);
+void gw_responder_stop(gw_t *gw);
 
 /* ---- static.c ------------------------------------------------------------------------------ */
 /* GET /dashboard/NAME: an embedded file (NAME "index.html" for /dashboard/), or 404. */

@@ -91,6 +91,20 @@ static const lh_cfg_def_t gw_table[] = {
 	 G(webhook_backoff_ms)},
 	{"gateway.link_ttl_s", LH_CFG_INT, "604800", 1, 31536000, NULL, NULL, "link-ttl-s", false,
 	 false, "how long an approval link stays valid", G(link_ttl_s)},
+	{"responder.rules", LH_CFG_STR, "", 0, 0, NULL, "LH_RESPONDER_RULES", "responder-rules",
+	 false, false,
+	 "rules that answer approvals and questions as responder automated_rule: a JSON array, or "
+	 "@FILE holding one (each rule: name, kind, action approve, reject or answer, and optional "
+	 "max_cost_usd, deny_tools, tiers, question_contains, answer, reason; see "
+	 "gateway/README.md); the first match answers, no match leaves the request to people; "
+	 "empty = no rule responder",
+	 G(responder_rules)},
+	{"responder.task_cost_usd", LH_CFG_STR, "", 0, 0, NULL, "LH_RESPONDER_TASK_COST_USD",
+	 "responder-task-cost-usd", false, false,
+	 "estimated cost of one task per tier (TIER=USD,... e.g. fast=0.002,standard=0.02), what a "
+	 "rule's max_cost_usd is compared with; a tier not listed has no estimate, so no rule with "
+	 "max_cost_usd approves its tasks",
+	 G(responder_task_cost)},
 	LH_CFG_END,
 };
 
@@ -194,6 +208,11 @@ int main(int argc, char **argv)
 	}
 	lh_buf_init(&gw.scratch);
 	gw.base = event_base_new();
+	/* rules are checked before anything listens: a bad rule stops the gateway here */
+	if ((rc = gw_responder_start(&gw, &err))) {
+		fprintf(stderr, "lh-gateway: %s\n", err.msg);
+		return rc == LH_ERR_CONFIG ? 2 : 1;
+	}
 	gw.http = evhttp_new(gw.base);
 	evhttp_set_max_body_size(gw.http, HARD_MAX_BODY);
 	evhttp_set_max_headers_size(gw.http, gw.cfg.max_headers);
@@ -230,6 +249,7 @@ int main(int argc, char **argv)
 	event_base_dispatch(gw.base);
 	gw_sse_close_all(&gw);
 	gw_notify_stop(&gw);
+	gw_responder_stop(&gw);
 	event_free(gw.ev_sigint);
 	event_free(gw.ev_sigterm);
 	evhttp_free(gw.http);

@@ -104,6 +104,28 @@ static bool produce(gw_t *gw, struct evhttp_request *req, const lh_event_t *ev)
 	return true;
 }
 
+lh_err_t gw_emit_acked(gw_t *gw, const lh_event_t *ev, lh_error_t *err)
+{
+	gw_delivery_t *d = &gw->delivery;
+	int64_t deadline;
+	d->seq++;
+	d->done = false;
+	d->rc = LH_OK;
+	d->msg[0] = 0;
+	lh_buf_reset(&gw->scratch);
+	if (lh_bus_emit(gw->kafka, gw->events_topic, ev, false, &gw->scratch,
+			(void *)(uintptr_t)d->seq, err))
+		return err->code;
+	deadline = lh_mono_us() + gw->cfg.delivery_timeout_ms * 1000;
+	while (!d->done && lh_mono_us() < deadline)
+		lh_kafka_poll(gw->kafka, 20);
+	if (!d->done || d->rc)
+		return lh_error_set(err, LH_ERR_UNAVAILABLE, "could not append %s: %s",
+				    lh_event_type_name(ev->type),
+				    d->done ? d->msg : "no acknowledgement in time");
+	return LH_OK;
+}
+
 static void request_hash(const char *route, const char *request, char hash[65])
 {
 	lh_buf_t b;

@@ -184,6 +184,12 @@ SELECT coalesce(json_agg(r ORDER BY r.created_at, r.plan_id, r.request_id), '[]'
 SELECT r.status, r.kind FROM input_requests r JOIN plans p ON p.plan_id = r.plan_id
  WHERE r.plan_id = $1::uuid AND r.request_id = $2 AND ($3::text IS NULL OR p.tenant = $3);
 
+-- name: responder_request_state
+-- lh-gateway's rule responder: is a request still open? Its status ('' before the materializer
+-- folded it) and its plan's status ('' likewise).
+SELECT coalesce((SELECT status FROM input_requests WHERE plan_id = $1::uuid AND request_id = $2), ''),
+       coalesce((SELECT status FROM plans WHERE plan_id = $1::uuid), '');
+
 -- name: api_task_status
 -- lh-gateway: a task's status and kind before a cancel_task command (the plan is checked first).
 SELECT status, kind FROM tasks WHERE plan_id = $1::uuid AND task_no = $2::integer;
