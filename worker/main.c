@@ -1485,7 +1485,9 @@ int main(int argc, char **argv)
 	lh_kafka_opts_t ko;
 	const char *topics[2];
 	char host[64] = "?", linger[32];
-	const char *producer_extra[] = {linger, NULL};
+	/* small events, one at a time on a quiet worker: no Nagle delay behind an unacknowledged
+	 * packet */
+	const char *producer_extra[] = {linger, "socket.nagle.disable=true", NULL};
 	int rc;
 
 	lh_log_init("lh-worker", LH_LOG_INFO, NULL);
