@@ -14,6 +14,7 @@
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
+#define GW_EARLY_MAX 32 /* answers a plan may hold for requests it has not asked */
 
 void gw_api_requests_list(gw_t *gw, struct evhttp_request *req)
 {
@@ -58,6 +59,76 @@ void gw_api_request_answer(gw_t *gw, struct evhttp_request *req, const char *pla
 			   const char *rid_seg)
 {
 	gw_api_request_respond(gw, req, plan_seg, rid_seg, true);
+}
+
+/* A question's request id is the worker's "<plan>:t<task>:a<attempt>"; every other request
+ * (task:N:vV, budget:..., escalations) is an approval the coordinator asks. */
+static bool is_question_id(const char *plan, const char *rid)
+{
+	size_t n = strlen(plan);
+	return !strncmp(rid, plan, n) && rid[n] == ':' && rid[n + 1] == 't';
+}
+
+/* May an answer to a request PostgreSQL does not know be taken now (an early answer)? The
+ * plan must be the caller's and not finished, the route must fit the request id's kind, the
+ * request must have no answer in the log yet (but a retry of the taken one is fine), and the
+ * plan may hold at most GW_EARLY_MAX early answers. false after replying 404/409/422/503. */
+static bool early_answer_ok(gw_t *gw, struct evhttp_request *req, const gw_caller_t *caller,
+			    const char *plan, const char *rid, const char *key, bool answer)
+{
+	const char *params[2] = {plan, rid};
+	lh_pg_res_t *res = NULL;
+	lh_error_t err = {0};
+	const char *ps;
+	bool ok = false;
+	if (!gw_plan_visible(gw, req, caller, plan))
+		return false;
+	if (answer != is_question_id(plan, rid)) {
+		gw_reply_error(req, 422, "wrong_kind",
+			       answer ? "request %.128s of plan %s is not asked yet and names an "
+					"approval: decide it with POST "
+					"/v1/requests/{plan_id}/{request_id}/decision"
+				      : "request %.128s of plan %s is not asked yet and names a "
+					"question: answer it with POST "
+					"/v1/requests/{plan_id}/{request_id}/answer",
+			       rid, plan);
+		return false;
+	}
+	if (lh_pg_query(gw->pg, "api_request_early", 2, params, NULL, NULL, &res, &err) ||
+	    lh_pg_nrows(res) != 1) {
+		gw_reply_error(req, 503, "postgresql_unavailable", "%s", err.msg);
+		goto out_free_res;
+	}
+	ps = lh_pg_get(res, 0, 0);
+	if (!strcmp(ps, "completed") || !strcmp(ps, "failed") || !strcmp(ps, "cancelled")) {
+		gw_reply_error(req, 409, "plan_finished", "plan %s is %s: it asks nothing more",
+			       plan, ps);
+		goto out_free_res;
+	}
+	if (atoi(lh_pg_get(res, 0, 1)) > 0) {
+		/* answered already (before it was asked): only the retry of that answer passes */
+		const char *kp[2] = {caller->tenant, key};
+		lh_pg_res_t *kr = NULL;
+		bool retry = lh_pg_query(gw->pg, "api_write_get", 2, kp, NULL, NULL, &kr, &err) ==
+				     LH_OK &&
+			     lh_pg_nrows(kr) == 1;
+		lh_pg_res_free(kr);
+		if (!retry) {
+			gw_reply_error(req, 409, "already_decided",
+				       "request %.128s of plan %s was answered already", rid, plan);
+			goto out_free_res;
+		}
+	} else if (atoi(lh_pg_get(res, 0, 2)) >= GW_EARLY_MAX) {
+		gw_reply_error(req, 422, "too_many_early_answers",
+			       "plan %s holds %d answers to requests it has not asked; no more are "
+			       "taken until it asks them",
+			       plan, GW_EARLY_MAX);
+		goto out_free_res;
+	}
+	ok = true;
+out_free_res:
+	lh_pg_res_free(res);
+	return ok;
 }
 
 /* An approval's decision (approval.decided) or a question's answer (input.provided). */
@@ -112,12 +183,15 @@ void gw_api_request_respond(gw_t *gw, struct evhttp_request *req, const char *pl
 		goto out_free_arena;
 	}
 	if (lh_pg_nrows(res) != 1) {
-		gw_reply_error(req, 404, "not_found", "no such request: %s/%.128s", plan, rid);
-		goto out_free_arena;
-	}
-	/* An approval is decided, a question is answered: the other route would append an event
-	 * the coordinator cannot match to what it waits for. */
-	if (answer != !strcmp(lh_pg_get(res, 0, 1), "question")) {
+		/* not in PostgreSQL (yet): an early answer, kept by the coordinator until the
+		 * request is asked — when the plan is the caller's and still running */
+		lh_pg_res_free(res);
+		res = NULL;
+		if (!early_answer_ok(gw, req, &caller, plan, rid, key, answer))
+			goto out_free_arena;
+	} else if (answer != !strcmp(lh_pg_get(res, 0, 1), "question")) {
+		/* An approval is decided, a question is answered: the other route would append an
+		 * event the coordinator cannot match to what it waits for. */
 		gw_reply_error(req, 422, "wrong_kind",
 			       answer ? "request %.128s of plan %s is an approval (%s), not a question: "
 					"decide it with POST /v1/requests/{plan_id}/{request_id}/decision"
@@ -129,7 +203,7 @@ void gw_api_request_respond(gw_t *gw, struct evhttp_request *req, const char *pl
 	canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
 	/* A retry of an answer that was taken is answered like the first time (202), before the
 	 * status check would call it a second answer. */
-	if (strcmp(lh_pg_get(res, 0, 0), "pending") != 0) {
+	if (res && strcmp(lh_pg_get(res, 0, 0), "pending") != 0) {
 		params[0] = caller.tenant;
 		params[1] = key;
 		lh_pg_res_free(res);

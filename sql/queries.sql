@@ -190,6 +190,18 @@ SELECT r.status, r.kind FROM input_requests r JOIN plans p ON p.plan_id = r.plan
 SELECT coalesce((SELECT status FROM input_requests WHERE plan_id = $1::uuid AND request_id = $2), ''),
        coalesce((SELECT status FROM plans WHERE plan_id = $1::uuid), '');
 
+-- name: api_request_early
+-- lh-gateway: an answer to a request PostgreSQL does not know yet. The plan's status, the answers
+-- to this request already in the log, and how many requests of the plan have an answer but no
+-- row (early answers the coordinator keeps).
+SELECT (SELECT status FROM plans WHERE plan_id = $1::uuid),
+       (SELECT count(*) FROM events WHERE plan_id = $1::uuid
+           AND type IN ('approval.decided', 'input.provided') AND body->>'request_id' = $2),
+       (SELECT count(DISTINCT e.body->>'request_id') FROM events e
+         WHERE e.plan_id = $1::uuid AND e.type IN ('approval.decided', 'input.provided')
+           AND NOT EXISTS (SELECT 1 FROM input_requests r
+                            WHERE r.plan_id = e.plan_id AND r.request_id = e.body->>'request_id'));
+
 -- name: api_task_status
 -- lh-gateway: a task's status and kind before a cancel_task command (the plan is checked first).
 SELECT status, kind FROM tasks WHERE plan_id = $1::uuid AND task_no = $2::integer;
