@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "memtools.h"
 #include "stack.h"
 #include "t.h"
@@ -79,6 +80,37 @@ static void t_context_has_memory(void)
 	v = ts_sql1(&ts, "SELECT output::text FROM tasks WHERE plan_id = $1 AND task_no = 1", plan);
 	printf("# task 1: %s\n", v ? v : "(null)");
 	T_EQ_STR(v, "\"the context held the memory\"");
+}
+
+/* The window is a hard limit: a frontier worker here has a 1,024-token window, and a goal of
+ * ~2,000 tokens (the intent, which is never cut) cannot fit, so the attempt fails as too_large
+ * without a model call instead of sending a context without its goal. */
+static void t_window_too_small(void)
+{
+	lh_buf_t g;
+	char plan[40];
+	lh_id_t id;
+	const char *v;
+	lh_buf_init(&g);
+	lh_buf_appends(&g, "Read this carefully:");
+	for (int i = 0; i < 200; i++)
+		lh_buf_appends(&g, " the long preamble goes on");
+	lh_buf_appends(&g, "\nlh-script: {\"tasks\":[{\"id\":1,\"instructions\":\"Summarize "
+			   "[case\\u003awide]\",\"tier\":\"frontier\"}],\"join\":\"Check\"}\n");
+	id = ts_submit(&ts, g.data);
+	lh_buf_finish(&g);
+	lh_uuid_fmt(&id, plan);
+	printf("# plan %s\n", plan);
+	T_CHECK(ts_wait_sql(&ts, 60000,
+			    "SELECT count(*) > 0 FROM task_attempts WHERE plan_id = $1 AND task_no = 1 "
+			    "AND error_class = 'too_large'",
+			    plan, "t"));
+	v = ts_sql1(&ts,
+		    "SELECT error_message || '|' || llm_calls FROM task_attempts WHERE plan_id = $1 "
+		    "AND task_no = 1 AND error_class = 'too_large' ORDER BY attempt LIMIT 1",
+		    plan);
+	printf("# attempt: %s\n", v ? v : "(null)");
+	T_CHECK(v && strstr(v, "intent") && strstr(v, "|0"));
 }
 
 /* ---- in process -------------------------------------------------------------------------- */
@@ -249,8 +281,12 @@ int main(int argc, char **argv)
 	ts_spawn_coordinator(&ts, NULL);
 	ts_spawn_worker_url(&ts, "fast", url, "--provider", "anthropic", NULL);
 	ts_spawn_worker_url(&ts, "standard", url, NULL);
+	setenv("LH_LLM_CONTEXT_WINDOW", "1024", 1);
+	ts_spawn_worker_url(&ts, "frontier", url, NULL);
+	unsetenv("LH_LLM_CONTEXT_WINDOW");
 	T_RUN(t_write_then_find); /* first: its plans wait for the stack (and its migrations) */
 	T_RUN(t_context_has_memory);
+	T_RUN(t_window_too_small);
 	T_RUN(t_scopes_and_forget);
 	ts_finish(&ts);
 	return t_done();
