@@ -189,11 +189,12 @@ static char *run_forget(lh_memtools_t *mt, job_t *j, lh_error_t *err)
 	plan = json_string_value(json_object_get(row, "plan_id"));
 	if (!scope || !strcmp(scope, "global") ||
 	    (!strcmp(scope, "plan") && (!plan || strcmp(plan, j->plan_id) != 0))) {
-		json_decref(row);
+		/* scope and plan point into row: the message first, then let row go */
 		snprintf(m, sizeof(m),
 			 "memory %" PRId64 " belongs to %s: only this plan's and the tenant's "
 			 "memories can be forgotten here",
 			 j->id, scope && !strcmp(scope, "global") ? "everyone" : "another plan");
+		json_decref(row);
 		return lh_tool_error_result(m);
 	}
 	json_decref(row);
