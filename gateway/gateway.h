@@ -59,6 +59,11 @@ typedef struct gw_cfg {
 	int64_t link_ttl_s;
 	char *responder_rules;	   /* JSON array or @FILE; empty = no rule responder */
 	char *responder_task_cost; /* "tier=usd,..." estimated cost of one task per tier */
+	char *triage_url;	   /* OpenAI-compatible base URL, "scripted", or "" (none) */
+	char *triage_model;	   /* model asked; the answers' responder_id */
+	char *triage_key_env;	   /* name of the environment variable holding its API key */
+	int64_t triage_timeout_ms;
+	int64_t triage_max_inflight;
 } gw_cfg_t;
 
 typedef enum gw_role { GW_VIEWER = 1, GW_RESPONDER = 2, GW_ADMIN = 3 } gw_role_t;

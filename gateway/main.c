@@ -105,6 +105,27 @@ static const lh_cfg_def_t gw_table[] = {
 	 "rule's max_cost_usd is compared with; a tier not listed has no estimate, so no rule with "
 	 "max_cost_usd approves its tasks",
 	 G(responder_task_cost)},
+	{"responder.triage_url", LH_CFG_STR, "", 0, 0, NULL, "LH_RESPONDER_TRIAGE_URL",
+	 "responder-triage-url", false, false,
+	 "the triage agent: an OpenAI-compatible base URL (or \"scripted\", the in-process "
+	 "scripted model) asked about every question no rule answers; it answers as responder "
+	 "ai_agent (id: the model) or says ESCALATE to leave the question to people; empty = none",
+	 G(triage_url)},
+	{"responder.triage_model", LH_CFG_STR, "triage", 0, 0, NULL, "LH_RESPONDER_TRIAGE_MODEL",
+	 "responder-triage-model", false, false,
+	 "model the triage agent asks; its answers' responder_id", G(triage_model)},
+	{"responder.triage_key_env", LH_CFG_STR, "", 0, 0, NULL, NULL, "responder-triage-key-env",
+	 false, false,
+	 "name of the environment variable holding the triage agent's API key (empty: none sent)",
+	 G(triage_key_env)},
+	{"responder.triage_timeout_ms", LH_CFG_INT, "30000", 100, 600000, NULL, NULL,
+	 "responder-triage-timeout-ms", false, false,
+	 "how long one triage call may take (then the question is left to people)",
+	 G(triage_timeout_ms)},
+	{"responder.triage_max_inflight", LH_CFG_INT, "8", 1, 256, NULL, NULL,
+	 "responder-triage-max-inflight", false, false,
+	 "questions the triage agent considers at once; a question beyond is left to people",
+	 G(triage_max_inflight)},
 	LH_CFG_END,
 };
 

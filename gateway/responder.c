@@ -21,16 +21,34 @@
 #include <string.h>
 
 #include "gateway.h"
+#include "http_client.h"
 #include "ids.h"
+#include "llm.h"
 #include "log.h"
 #include "rules.h"
 
 #define RESPONDER_MAX_PARTS 256
+#define TRIAGE_MAX_ANSWER 16384 /* a longer answer is left to people */
+
+/* A question the triage agent is thinking about. */
+typedef struct triage_job {
+	struct triage_job *next;
+	gw_responder_t *r;
+	int32_t partition;
+	int64_t offset;
+	lh_id_t plan_id, src_id;
+	char *tenant;
+	char *rid;
+} triage_job_t;
 
 struct gw_responder {
 	gw_t *gw;
 	gw_rules_t *rules;
 	lh_kafka_t *consumer;
+	lh_http_t *http;	   /* the triage agent's, when it is remote */
+	lh_llm_provider_t *llm;	   /* NULL: no triage agent */
+	triage_job_t *jobs;	   /* in flight */
+	int njobs;
 	int64_t last_seen[RESPONDER_MAX_PARTS]; /* -1: nothing seen */
 	int64_t committed[RESPONDER_MAX_PARTS];
 	int64_t blocked[RESPONDER_MAX_PARTS]; /* oldest offset whose answer was not acked; -1 */
@@ -41,6 +59,9 @@ static void commit_partition(gw_responder_t *r, int32_t p)
 {
 	lh_error_t err = {0};
 	int64_t to = r->blocked[p] >= 0 ? r->blocked[p] : r->last_seen[p] + 1;
+	for (triage_job_t *j = r->jobs; j; j = j->next)
+		if (j->partition == p && j->offset < to)
+			to = j->offset;
 	if (r->last_seen[p] < 0 || to <= r->committed[p])
 		return;
 	if (lh_kafka_commit(r->consumer, r->gw->events_topic, p, to, false, &err) == LH_OK)
@@ -134,10 +155,11 @@ static json_t *decision_json(const gw_rule_t *rule, const gw_rule_req_t *rq, con
 			 payload);
 }
 
-/* Append one event of src's plan, from the rule; LH_OK once acknowledged. */
-static lh_err_t append(gw_t *gw, const lh_event_t *src, const gw_rule_t *rule,
-		       lh_event_type_t type, const lh_desc_t *desc, const json_t *body,
-		       const char *rid, lh_arena_t *arena, lh_error_t *err)
+/* Append one event of src's plan from a responder (actor kind and id); its id derives from
+ * cause. LH_OK once acknowledged. */
+static lh_err_t append(gw_t *gw, const lh_event_t *src, const char *actor_kind,
+		       const char *actor_id, lh_event_type_t type, const lh_desc_t *desc,
+		       const json_t *body, const char *cause, lh_arena_t *arena, lh_error_t *err)
 {
 	lh_event_t ev = {0};
 	void *b;
@@ -149,18 +171,162 @@ static lh_err_t append(gw_t *gw, const lh_event_t *src, const gw_rule_t *rule,
 	ev.task_no = LH_NO_TASK;
 	ev.ts_us = lh_now_us();
 	ev.tenant = src->tenant;
-	ev.actor.kind = "automated_rule";
-	ev.actor.id = rule->name;
+	ev.actor.kind = actor_kind;
+	ev.actor.id = actor_id;
 	ev.causation_id = src->id;
 	ev.body = b;
-	ev.id = lh_event_id_derivef(&src->plan_id, lh_event_type_name(type), 0, "responder:%s:%s",
-				    rule->name, rid);
+	ev.id = lh_event_id_derivef(&src->plan_id, lh_event_type_name(type), 0, "%s", cause);
 	return gw_emit_acked(gw, &ev, err);
+}
+
+static const char triage_system[] =
+	"You triage questions that an AI agent, working on one task of a larger plan, asks a "
+	"person. Answer the question yourself only when you are confident the answer is right "
+	"and a person would give the same one; then reply with the answer alone, briefly. When "
+	"the question needs a person's preference, authority, private knowledge or judgement, or "
+	"you are not sure, reply with exactly the word ESCALATE and nothing else.";
+
+static void triage_job_free(triage_job_t *job)
+{
+	free(job->tenant);
+	free(job->rid);
+	free(job);
+}
+
+/* The triage agent's answer (or failure) for job: append it, or leave the question to people. */
+static void on_triage_done(lh_llm_resp_t *resp, const lh_llm_error_t *lerr, void *opaque)
+{
+	triage_job_t *job = opaque, **pp;
+	gw_responder_t *r = job->r;
+	gw_t *gw = r->gw;
+	const char *model = gw->cfg.triage_model;
+	char plan[LH_UUID_STR_LEN + 1], why[400];
+	const char *text = resp && resp->content ? resp->content : "";
+	size_t n;
+	lh_event_t src = {0};
+	lh_error_t err = {0};
+	lh_arena_t *arena;
+	json_t *dj, *aj;
+	const char *cause;
+
+	for (pp = &r->jobs; *pp && *pp != job; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = job->next;
+	r->njobs--;
+	lh_uuid_fmt(&job->plan_id, plan);
+	if (lerr) {
+		if (lerr->klass == LH_LLM_ERR_CANCELLED) {
+			/* shutting down: asked again after a restart */
+			if (r->blocked[job->partition] < 0 || job->offset < r->blocked[job->partition])
+				r->blocked[job->partition] = job->offset;
+		} else
+			lh_log_warn("gateway.triage_failed",
+				    "the triage agent could not answer; left to people", "plan_id",
+				    plan, "request_id", job->rid, "error", lerr->error.msg);
+		goto out_commit;
+	}
+	while (*text == ' ' || *text == '\n' || *text == '\t' || *text == '\r')
+		text++;
+	n = strlen(text);
+	while (n && (text[n - 1] == ' ' || text[n - 1] == '\n' || text[n - 1] == '\t' ||
+		     text[n - 1] == '\r'))
+		n--;
+	if (!n || !strncmp(text, "ESCALATE", 8) || n > TRIAGE_MAX_ANSWER) {
+		lh_log_info("gateway.triage_escalated",
+			    n > TRIAGE_MAX_ANSWER ? "the triage agent's answer is too long; left to "
+						    "people"
+						  : "the triage agent is not sure; left to people",
+			    "plan_id", plan, "request_id", job->rid, "model", model);
+		goto out_commit;
+	}
+	src.plan_id = job->plan_id;
+	src.id = job->src_id;
+	src.tenant = job->tenant;
+	snprintf(why, sizeof(why), "triage agent %s answered question %.128s", model, job->rid);
+	dj = json_pack("{s:s, s:s, s:{s:s, s:s, s:I, s:I, s:f}}", "kind", "triage_answer",
+		       "reasoning", why, "payload", "request_id", job->rid, "model", model,
+		       "input_tokens", (json_int_t)resp->usage.input_tokens, "output_tokens",
+		       (json_int_t)resp->usage.output_tokens, "latency_ms", resp->latency_ms);
+	aj = json_pack("{s:s, s:s%, s:s, s:s}", "request_id", job->rid, "answer", text, n,
+		       "responder_type", "ai_agent", "responder_id", model);
+	arena = lh_arena_new(0);
+	cause = lh_arena_printf(arena, "triage:%s:%s", model, job->rid);
+	if (append(gw, &src, "ai_agent", model, LH_EV_DECISION_LOGGED, &lh_decision_logged_desc,
+		   dj, cause, arena, &err) ||
+	    append(gw, &src, "ai_agent", model, LH_EV_INPUT_PROVIDED, &lh_input_provided_desc, aj,
+		   cause, arena, &err)) {
+		lh_log_error("gateway.responder_not_answered",
+			     "could not append the triage agent's answer; the question is read "
+			     "again after a restart",
+			     "plan_id", plan, "request_id", job->rid, "error", err.msg);
+		if (r->blocked[job->partition] < 0 || job->offset < r->blocked[job->partition])
+			r->blocked[job->partition] = job->offset;
+	} else {
+		r->answered++;
+		lh_log_info("gateway.triage_answered", "the triage agent answered a question",
+			    "plan_id", plan, "request_id", job->rid, "model", model);
+	}
+	lh_arena_free(arena);
+	json_decref(dj);
+	json_decref(aj);
+out_commit:
+	commit_partition(r, job->partition);
+	triage_job_free(job);
+}
+
+/* Ask the triage agent about a question no rule answers (in flight until on_triage_done). */
+static void triage_start(gw_responder_t *r, const lh_event_t *ev, const lh_kafka_msg_t *msg,
+			 const char *rid, const char *question)
+{
+	gw_t *gw = r->gw;
+	char plan[LH_UUID_STR_LEN + 1], *user = NULL;
+	lh_llm_message_t msgs[2];
+	lh_llm_req_t req = {0};
+	lh_error_t err = {0};
+	triage_job_t *job;
+	lh_uuid_fmt(&ev->plan_id, plan);
+	if (r->njobs >= gw->cfg.triage_max_inflight) {
+		lh_log_warn("gateway.triage_busy",
+			    "the triage agent has too many questions in flight; left to people",
+			    "plan_id", plan, "request_id", rid);
+		return;
+	}
+	if (asprintf(&user, "The agent asks:\n%s", question ? question : "") < 0)
+		return;
+	msgs[0] = (lh_llm_message_t){.role = LH_LLM_ROLE_SYSTEM, .content = triage_system};
+	msgs[1] = (lh_llm_message_t){.role = LH_LLM_ROLE_USER, .content = user};
+	req.model = gw->cfg.triage_model;
+	req.messages = msgs;
+	req.n_messages = 2;
+	req.max_output_tokens = 1024;
+	req.timeout_ms = (long)gw->cfg.triage_timeout_ms;
+	req.task_kind = "triage";
+	job = calloc(1, sizeof(*job));
+	job->r = r;
+	job->partition = msg->partition;
+	job->offset = msg->offset;
+	job->plan_id = ev->plan_id;
+	job->src_id = ev->id;
+	job->tenant = strdup(ev->tenant ? ev->tenant : "default");
+	job->rid = strdup(rid);
+	job->next = r->jobs;
+	r->jobs = job;
+	r->njobs++;
+	if (lh_llm_call(r->llm, &req, on_triage_done, job, &err)) {
+		lh_log_warn("gateway.triage_failed", "could not ask the triage agent; left to people",
+			    "plan_id", plan, "request_id", rid, "error", err.msg);
+		r->jobs = job->next;
+		r->njobs--;
+		triage_job_free(job);
+	}
+	free(user);
 }
 
 /* Answer the request of ev (body jb) when a rule matches. false when an answer was due and
  * could not be appended (the offset must not move past it). */
-static bool respond(gw_responder_t *r, const lh_event_t *ev, const json_t *jb)
+static bool respond(gw_responder_t *r, const lh_event_t *ev, const json_t *jb,
+		    const lh_kafka_msg_t *msg)
 {
 	gw_rule_req_t rq;
 	const gw_rule_t *rule;
@@ -170,12 +336,18 @@ static bool respond(gw_responder_t *r, const lh_event_t *ev, const json_t *jb)
 	json_t *dj, *aj;
 	lh_arena_t *arena;
 	lh_error_t err = {0};
+	const char *cause;
 	bool ok = true;
 
 	if (!rid || !gw_rules_request(r->rules, question, jb, &rq))
 		return true;
 	lh_uuid_fmt(&ev->plan_id, plan);
-	if (!(rule = gw_rules_match(r->rules, &rq))) {
+	if (!(rule = gw_rules_match(r->rules, &rq)) && question && r->llm) {
+		if (still_open(r->gw, plan, rid))
+			triage_start(r, ev, msg, rid, rq.question);
+		return true;
+	}
+	if (!rule) {
 		lh_log_info("gateway.responder_no_rule", "no rule matches; left to people",
 			    "plan_id", plan, "request_id", rid, "kind", gw_req_kind_name(rq.kind));
 		return true;
@@ -188,11 +360,13 @@ static bool respond(gw_responder_t *r, const lh_event_t *ev, const json_t *jb)
 	dj = decision_json(rule, &rq, rid);
 	aj = answer_json(rule, &rq, jb, rid);
 	arena = lh_arena_new(0);
+	cause = lh_arena_printf(arena, "responder:%s:%s", rule->name, rid);
 	/* the decision first: an answer is never in the log without its reason */
-	if (append(r->gw, ev, rule, LH_EV_DECISION_LOGGED, &lh_decision_logged_desc, dj, rid,
-		   arena, &err) ||
-	    append(r->gw, ev, rule, question ? LH_EV_INPUT_PROVIDED : LH_EV_APPROVAL_DECIDED,
-		   question ? &lh_input_provided_desc : &lh_approval_decided_desc, aj, rid, arena,
+	if (append(r->gw, ev, "automated_rule", rule->name, LH_EV_DECISION_LOGGED,
+		   &lh_decision_logged_desc, dj, cause, arena, &err) ||
+	    append(r->gw, ev, "automated_rule", rule->name,
+		   question ? LH_EV_INPUT_PROVIDED : LH_EV_APPROVAL_DECIDED,
+		   question ? &lh_input_provided_desc : &lh_approval_decided_desc, aj, cause, arena,
 		   &err)) {
 		lh_log_error("gateway.responder_not_answered",
 			     "could not append a rule's answer; the request is read again after a "
@@ -229,7 +403,7 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 	if (lh_event_decode(msg->payload, msg->len, &ev, &err))
 		goto out_commit; /* the coordinator dead-letters what nobody can decode */
 	if ((ev->type == LH_EV_APPROVAL_REQUESTED || ev->type == LH_EV_INPUT_REQUESTED) &&
-	    (jev = lh_event_to_json(ev)) && !respond(r, ev, json_object_get(jev, "body")) &&
+	    (jev = lh_event_to_json(ev)) && !respond(r, ev, json_object_get(jev, "body"), msg) &&
 	    (r->blocked[p] < 0 || msg->offset < r->blocked[p]))
 		r->blocked[p] = msg->offset;
 out_commit:
@@ -247,16 +421,31 @@ lh_err_t gw_responder_start(gw_t *gw, lh_error_t *err)
 	char group[LH_TOPIC_MAX + 32], n[16];
 	if (gw_rules_parse(gw->cfg.responder_rules, gw->cfg.responder_task_cost, &rules, err))
 		return err->code;
-	if (!rules->n) {
+	if (!rules->n && !*gw->cfg.triage_url) {
 		gw_rules_free(rules);
 		return LH_OK;
 	}
 	r = calloc(1, sizeof(*r));
 	r->gw = gw;
 	r->rules = rules;
+	gw->responder = r;
+	if (!strcmp(gw->cfg.triage_url, "scripted"))
+		r->llm = lh_llm_scripted_new(gw->base, err);
+	else if (*gw->cfg.triage_url) {
+		const char *key = *gw->cfg.triage_key_env ? getenv(gw->cfg.triage_key_env) : NULL;
+		lh_llm_openai_opts_t o = {.timeout_ms = (long)gw->cfg.triage_timeout_ms};
+		if (*gw->cfg.triage_key_env && !key)
+			return lh_error_set(err, LH_ERR_CONFIG,
+					    "responder.triage_key_env: the environment variable %s "
+					    "is not set",
+					    gw->cfg.triage_key_env);
+		if ((r->http = lh_http_new(gw->base, NULL, err)))
+			r->llm = lh_llm_openai_new(r->http, gw->cfg.triage_url, key, &o, err);
+	}
+	if (*gw->cfg.triage_url && !r->llm)
+		return err->code;
 	for (int i = 0; i < RESPONDER_MAX_PARTS; i++)
 		r->last_seen[i] = r->committed[i] = r->blocked[i] = -1;
-	gw->responder = r;
 	snprintf(group, sizeof(group), "%sgateway.responder", gw->cfg.common.topic_prefix);
 	ko.brokers = gw->cfg.common.brokers;
 	ko.client_id = "lh-gateway-responder";
@@ -267,7 +456,8 @@ lh_err_t gw_responder_start(gw_t *gw, lh_error_t *err)
 	if (lh_kafka_new(&ko, &r->consumer, err) || lh_kafka_attach(r->consumer, gw->base, err))
 		return err->code;
 	snprintf(n, sizeof(n), "%d", rules->n);
-	lh_log_info("gateway.responder_started", "rule responder on", "group", group, "rules", n);
+	lh_log_info("gateway.responder_started", "responder on", "group", group, "rules", n,
+		    "triage_model", r->llm ? gw->cfg.triage_model : "(none)");
 	return LH_OK;
 }
 
@@ -276,6 +466,9 @@ void gw_responder_stop(gw_t *gw)
 	gw_responder_t *r = gw->responder;
 	if (!r)
 		return;
+	/* questions in flight end now (cancelled: not committed past, asked again later) */
+	r->llm = lh_llm_provider_free(r->llm);
+	r->http = lh_http_free(r->http);
 	lh_kafka_free(r->consumer);
 	gw_rules_free(r->rules);
 	free(r);

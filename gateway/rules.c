@@ -89,7 +89,9 @@ static lh_err_t get_list(const json_t *v, const char *where, const char *key, ch
 				    key, GW_RULE_LIST_MAX);
 	*ret = calloc(json_array_size(v), sizeof(char *));
 	json_array_foreach(v, i, e) {
-		if (get_str(e, where, key, 128, &(*ret)[i], err))
+		char k[48];
+		snprintf(k, sizeof(k), "%s[%zu]", key, i);
+		if (get_str(e, where, k, 128, &(*ret)[i], err))
 			return err->code;
 		*ret_n = (int)i + 1;
 	}

@@ -44,11 +44,29 @@ static const char question_goal2[] =
 	"lh-script: {\"tasks\":[{\"id\":1,\"instructions\":\"Write the summary "
 	"[case\\u003atz2]\",\"tier\":\"fast\"}],\"join\":\"Check\"}\n";
 
+static const char day_goal[] =
+	"Plan the meeting\n"
+	"lh-script: {\"tasks\":[{\"id\":1,\"instructions\":\"Plan the meeting "
+	"[case\\u003aday]\",\"tier\":\"fast\"}],\"join\":\"Check\"}\n";
+static const char hotel_goal[] =
+	"Book the trip\n"
+	"lh-script: {\"tasks\":[{\"id\":1,\"instructions\":\"Book the trip "
+	"[case\\u003ahotel]\",\"tier\":\"fast\"}],\"join\":\"Check\"}\n";
+
+/* The triage agent's model (a fakellm of its own): sure about the day, not about the hotel. */
+static const char triage_script[] =
+	"{\"rules\":[{\"match\":\"Which day should\",\"content\":\"Tuesday at 10:00\\n\"},"
+	"{\"match\":\"Which hotel\",\"content\":\"ESCALATE\"}]}";
+
 static const char script[] =
 	"{\"rules\":[{\"match\":\"[case:tz]\",\"times\":1,\"tool_calls\":[{\"name\":\"ask_human\","
 	"\"arguments\":{\"question\":\"Which time zone should the report use?\"}}]},"
 	"{\"match\":\"[case:tz2]\",\"times\":1,\"tool_calls\":[{\"name\":\"ask_human\","
-	"\"arguments\":{\"question\":\"And the summary's time zone?\"}}]}]}";
+	"\"arguments\":{\"question\":\"And the summary's time zone?\"}}]},"
+	"{\"match\":\"[case:day]\",\"times\":1,\"tool_calls\":[{\"name\":\"ask_human\","
+	"\"arguments\":{\"question\":\"Which day should the meeting be?\"}}]},"
+	"{\"match\":\"[case:hotel]\",\"times\":1,\"tool_calls\":[{\"name\":\"ask_human\","
+	"\"arguments\":{\"question\":\"Which hotel do you prefer?\"}}]}]}";
 
 static size_t sink(char *p, size_t size, size_t n, void *arg) { return size * n; }
 
@@ -181,6 +199,47 @@ static void question(const char *goal)
 
 static void t_question(void) { question(question_goal); }
 
+/* A question no rule knows: the triage agent answers it when sure (responder ai_agent), and
+ * says ESCALATE otherwise: then a person answers. */
+static void t_triage(void)
+{
+	lh_id_t id = ts_submit(&ts, day_goal), id2;
+	char plan[40], plan2[40], rid[128], path[300];
+	lh_uuid_fmt(&id, plan);
+	printf("# triage plan %s\n", plan);
+	T_CHECK(ts_wait_sql(&ts, 90000, "SELECT status FROM plans WHERE plan_id = $1", plan,
+			    "completed"));
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT status || ':' || responder_type || ':' || responder_id || ':' || "
+			 "(response->>'answer') FROM input_requests WHERE plan_id = $1",
+			 plan),
+		 "answered:ai_agent:triage-mini:Tuesday at 10:00");
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT actor_kind || ':' || actor_id || ':' || kind FROM plan_decisions "
+			 "WHERE plan_id = $1 AND actor_kind = 'ai_agent'",
+			 plan),
+		 "ai_agent:triage-mini:triage_answer");
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT string_agg(attempt || '=' || status, ',' ORDER BY attempt) FROM "
+			 "task_attempts WHERE plan_id = $1 AND task_no = 1",
+			 plan),
+		 "1=asked,2=succeeded");
+
+	id2 = ts_submit(&ts, hotel_goal);
+	lh_uuid_fmt(&id2, plan2);
+	printf("# escalated plan %s\n", plan2);
+	snprintf(rid, sizeof(rid), "%s:t1:a1", plan2);
+	T_CHECK(ts_wait_sql(&ts, 90000, "SELECT status FROM input_requests WHERE plan_id = $1",
+			    plan2, "pending"));
+	T_CHECK(ts_wait_log(&ts, "gateway", "gateway.triage_escalated", rid, 30000));
+	T_EQ_INT(ts_count_events(&ts, plan2, "input.provided"), 0);
+	snprintf(path, sizeof(path), "/v1/requests/%s/%s/answer", plan2, rid);
+	T_EQ_INT(post(path, "{\"answer\":\"The one by the river\"}", "hotel"), 202);
+	T_CHECK(ts_wait_sql(&ts, 90000, "SELECT status FROM plans WHERE plan_id = $1", plan2,
+			    "completed"));
+	T_EQ_STR(request_row(plan2, rid), "answered:human:no-auth");
+}
+
 /* kill -9 and start again: the responder goes on (a new question is answered) and nothing of
  * the first plan is answered twice. */
 static void t_restart(void)
@@ -208,12 +267,13 @@ static void t_bad_rule(void)
 
 int main(int argc, char **argv)
 {
-	char url[128];
+	char url[128], triage_url[128];
 	int rc = ts_init(&ts, argc > 1 ? argv[1] : ".");
 	if (rc)
 		return rc;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	if (ts_fakellm_with(&ts, 5, script, url)) {
+	if (ts_fakellm_with(&ts, 5, script, url) ||
+	    ts_fakellm_with(&ts, 5, triage_script, triage_url)) {
 		ts_finish(&ts);
 		return 1;
 	}
@@ -224,11 +284,13 @@ int main(int argc, char **argv)
 	ts_spawn_worker_url(&ts, "frontier", url, NULL);
 	gw_idx = ts_spawn(&ts, "gateway", "gateway/lh-gateway", "--pg-url", ts.pg_url, "--port",
 			  "0", "--no-auth", "--responder-rules", rules, "--responder-task-cost-usd",
-			  "fast=0.01,frontier=0.5", NULL);
+			  "fast=0.01,frontier=0.5", "--responder-triage-url", triage_url,
+			  "--responder-triage-model", "triage-mini", NULL);
 	port = ts_gateway_port(&ts, "gateway");
 	T_CHECK(port > 0);
 	T_RUN(t_gates);
 	T_RUN(t_question);
+	T_RUN(t_triage);
 	T_RUN(t_restart);
 	T_RUN(t_bad_rule);
 	ts_finish(&ts);

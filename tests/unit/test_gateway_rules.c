@@ -141,7 +141,7 @@ static void t_errors(void)
 	bad("[{\"name\":\"a\",\"kind\":\"task\",\"action\":\"approve\",\"deny_tools\":[]}]", "",
 	    "deny_tools must be a non-empty array");
 	bad("[{\"name\":\"a\",\"kind\":\"task\",\"action\":\"approve\",\"tiers\":[1]}]", "",
-	    "tiers must be a non-empty string");
+	    "tiers[0] must be a non-empty string");
 	bad("[{\"name\":\"a\",\"kind\":\"task\",\"action\":\"approve\"},"
 	    "{\"name\":\"a\",\"kind\":\"task\",\"action\":\"reject\"}]",
 	    "", "name \"a\" is used by rule 0 too");
