@@ -15,6 +15,8 @@
  *   GET  /health               200 {"status":"ok"}
  *   GET  /stats                request counters as JSON (so tests can count HTTP calls)
  *   POST /reset                zero the counters and the rules' hit counts
+ *   GET  /last-chat            the body of the last /v1/chat/completions request, verbatim
+ *                              (lh-bench worker-overhead replays it as its baseline)
  * Latency is an event timer per request: concurrent requests overlap, nothing sleeps. Bad
  * requests get 400 with an OpenAI-style error body. One process-wide context struct (srv_t),
  * created in main and passed to every callback. */
@@ -55,6 +57,7 @@ typedef struct pending {
 } pending_t;
 
 struct srv {
+	json_t *last_chat; /* the last chat request's body */
 	struct event_base *base;
 	struct evhttp *http;
 	long latency_ms;
@@ -546,6 +549,8 @@ static void handle_chat(srv_t *srv, struct evhttp_request *req)
 	}
 	if (!(root = read_body(srv, req, API_OPENAI)))
 		return;
+	json_decref(srv->last_chat);
+	srv->last_chat = json_incref(root);
 	a.model = json_string_value(json_object_get(root, "model"));
 	msgs = json_object_get(root, "messages");
 	if (!a.model || !json_is_array(msgs) || json_array_size(msgs) == 0) {
@@ -766,6 +771,13 @@ static void on_request(struct evhttp_request *req, void *arg)
 		handle_stats(srv, req);
 	else if (PATH_IS("/reset") && cmd == EVHTTP_REQ_POST)
 		handle_reset(srv, req);
+	else if (PATH_IS("/last-chat") && cmd == EVHTTP_REQ_GET) {
+		if (srv->last_chat)
+			send_json(srv, req, 200, json_incref(srv->last_chat));
+		else
+			send_error(srv, req, 404, "No chat request yet", "invalid_request_error",
+				   NULL);
+	}
 	else
 		send_error(srv, req, 404, "Unknown request URL", "invalid_request_error",
 			   "unknown_url");
@@ -1052,6 +1064,7 @@ out_base:
 out_rules:
 	rules_free(&srv);
 	free(srv.script_api_key);
+	json_decref(srv.last_chat);
 	json_decref(srv.by_status);
 	return rc;
 }
