@@ -68,24 +68,34 @@ static void commit_partition(gw_responder_t *r, int32_t p)
 		r->committed[p] = to;
 }
 
-/* Is the request still open? false when PostgreSQL says it was answered or its plan ended. */
-static bool still_open(gw_t *gw, const char *plan, const char *rid)
+/* Is the request still open? false when PostgreSQL says it was answered or its plan ended.
+ * ret_context (may be NULL): what the triage agent is told besides the question — the plan's
+ * goal and the task's instructions as far as PostgreSQL knows them (new string, or NULL). */
+static bool still_open(gw_t *gw, const char *plan, const char *rid, int64_t task_no,
+		       char **ret_context)
 {
-	const char *params[2] = {plan, rid};
+	char tno[24];
+	const char *params[3] = {plan, rid, tno};
 	lh_pg_res_t *res = NULL;
 	lh_error_t err = {0};
 	bool open = true;
+	snprintf(tno, sizeof(tno), "%lld", (long long)(task_no > 0 ? task_no : 0));
 	if (gw_pg_connect(gw, &err) ||
-	    lh_pg_query(gw->pg, "responder_request_state", 2, params, NULL, NULL, &res, &err)) {
+	    lh_pg_query(gw->pg, "responder_request_state", 3, params, NULL, NULL, &res, &err)) {
 		lh_log_warn("gateway.responder_pg", "could not read the request's state; answering",
 			    "plan_id", plan, "request_id", rid, "error", err.msg);
 		return true;
 	}
 	if (lh_pg_nrows(res) == 1) {
 		const char *rs = lh_pg_get(res, 0, 0), *ps = lh_pg_get(res, 0, 1);
+		const char *goal = lh_pg_get(res, 0, 2), *instr = lh_pg_get(res, 0, 3);
 		if ((*rs && strcmp(rs, "pending")) || !strcmp(ps, "completed") ||
 		    !strcmp(ps, "failed") || !strcmp(ps, "cancelled"))
 			open = false;
+		if (open && ret_context && (*goal || *instr) &&
+		    asprintf(ret_context, "The plan's goal:\n%s\n\nThe task's instructions:\n%s\n\n",
+			     *goal ? goal : "(unknown)", *instr ? instr : "(unknown)") < 0)
+			*ret_context = NULL;
 	}
 	lh_pg_res_free(res);
 	return open;
@@ -275,9 +285,10 @@ out_commit:
 	triage_job_free(job);
 }
 
-/* Ask the triage agent about a question no rule answers (in flight until on_triage_done). */
+/* Ask the triage agent about a question no rule answers (in flight until on_triage_done);
+ * context (may be NULL) comes before the question in the prompt. */
 static void triage_start(gw_responder_t *r, const lh_event_t *ev, const lh_kafka_msg_t *msg,
-			 const char *rid, const char *question)
+			 const char *rid, const char *question, const char *context)
 {
 	gw_t *gw = r->gw;
 	char plan[LH_UUID_STR_LEN + 1], *user = NULL;
@@ -292,7 +303,8 @@ static void triage_start(gw_responder_t *r, const lh_event_t *ev, const lh_kafka
 			    "plan_id", plan, "request_id", rid);
 		return;
 	}
-	if (asprintf(&user, "The agent asks:\n%s", question ? question : "") < 0)
+	if (asprintf(&user, "%sThe agent asks:\n%s", context ? context : "",
+		     question ? question : "") < 0)
 		return;
 	msgs[0] = (lh_llm_message_t){.role = LH_LLM_ROLE_SYSTEM, .content = triage_system};
 	msgs[1] = (lh_llm_message_t){.role = LH_LLM_ROLE_USER, .content = user};
@@ -343,8 +355,10 @@ static bool respond(gw_responder_t *r, const lh_event_t *ev, const json_t *jb,
 		return true;
 	lh_uuid_fmt(&ev->plan_id, plan);
 	if (!(rule = gw_rules_match(r->rules, &rq)) && question && r->llm) {
-		if (still_open(r->gw, plan, rid))
-			triage_start(r, ev, msg, rid, rq.question);
+		char *context = NULL;
+		if (still_open(r->gw, plan, rid, ev->task_no, &context))
+			triage_start(r, ev, msg, rid, rq.question, context);
+		free(context);
 		return true;
 	}
 	if (!rule) {
@@ -352,7 +366,7 @@ static bool respond(gw_responder_t *r, const lh_event_t *ev, const json_t *jb,
 			    "plan_id", plan, "request_id", rid, "kind", gw_req_kind_name(rq.kind));
 		return true;
 	}
-	if (!still_open(r->gw, plan, rid)) {
+	if (!still_open(r->gw, plan, rid, ev->task_no, NULL)) {
 		lh_log_info("gateway.responder_skipped", "request answered already or plan ended",
 			    "plan_id", plan, "request_id", rid, "rule", rule->name);
 		return true;

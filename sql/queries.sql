@@ -185,10 +185,14 @@ SELECT r.status, r.kind FROM input_requests r JOIN plans p ON p.plan_id = r.plan
  WHERE r.plan_id = $1::uuid AND r.request_id = $2 AND ($3::text IS NULL OR p.tenant = $3);
 
 -- name: responder_request_state
--- lh-gateway's rule responder: is a request still open? Its status ('' before the materializer
--- folded it) and its plan's status ('' likewise).
+-- lh-gateway's responder: is a request still open? Its status ('' before the materializer
+-- folded it) and its plan's status ('' likewise); for the triage agent, the plan's goal and the
+-- asking task's instructions (each cut to 4000 characters).
 SELECT coalesce((SELECT status FROM input_requests WHERE plan_id = $1::uuid AND request_id = $2), ''),
-       coalesce((SELECT status FROM plans WHERE plan_id = $1::uuid), '');
+       coalesce((SELECT status FROM plans WHERE plan_id = $1::uuid), ''),
+       coalesce((SELECT left(goal, 4000) FROM plans WHERE plan_id = $1::uuid), ''),
+       coalesce((SELECT left(instructions, 4000) FROM tasks
+                  WHERE plan_id = $1::uuid AND task_no = $3::integer), '');
 
 -- name: api_request_early
 -- lh-gateway: an answer to a request PostgreSQL does not know yet. The plan's status, the answers

@@ -55,7 +55,8 @@ static const char hotel_goal[] =
 
 /* The triage agent's model (a fakellm of its own): sure about the day, not about the hotel. */
 static const char triage_script[] =
-	"{\"rules\":[{\"match\":\"Which day should\",\"content\":\"Tuesday at 10:00\\n\"},"
+	"{\"rules\":[{\"match\":\"The plan's goal:\\nBook the trip\",\"content\":\"Friday\"},"
+	"{\"match\":\"Which day should\",\"content\":\"Tuesday at 10:00\\n\"},"
 	"{\"match\":\"Which hotel\",\"content\":\"ESCALATE\"}]}";
 
 static const char script[] =
@@ -233,6 +234,30 @@ static void t_triage(void)
 			    plan2, "pending"));
 	T_CHECK(ts_wait_log(&ts, "gateway", "gateway.triage_escalated", rid, 30000));
 	T_EQ_INT(ts_count_events(&ts, plan2, "input.provided"), 0);
+	{
+		/* the plan and its task are folded now: a question asked now shows the agent the
+		 * plan's goal (only that rule of its model answers "Friday") */
+		lh_input_requested_t q = {0};
+		lh_event_t ev = {0};
+		char rid7[128];
+		snprintf(rid7, sizeof(rid7), "%s:t1:a7", plan2);
+		q.request_id = rid7;
+		q.question = "Which day should we leave?";
+		ev.type = LH_EV_INPUT_REQUESTED;
+		ev.plan_id = id2;
+		ev.task_no = 1;
+		ev.attempt = 7;
+		ev.tenant = "default";
+		ev.actor.kind = "worker";
+		ev.actor.id = "t0032";
+		ev.body = &q;
+		ts_emit(&ts, &ev);
+		T_CHECK(ts_wait_sql(&ts, 30000,
+				    "SELECT status || ':' || responder_type || ':' || "
+				    "(response->>'answer') FROM input_requests WHERE plan_id = $1 "
+				    "AND request_id LIKE '%:t1:a7'",
+				    plan2, "answered:ai_agent:Friday"));
+	}
 	snprintf(path, sizeof(path), "/v1/requests/%s/%s/answer", plan2, rid);
 	T_EQ_INT(post(path, "{\"answer\":\"The one by the river\"}", "hotel"), 202);
 	T_CHECK(ts_wait_sql(&ts, 90000, "SELECT status FROM plans WHERE plan_id = $1", plan2,
