@@ -1470,9 +1470,9 @@ static lh_err_t setup_tools(lh_error_t *err)
 	lh_memtools_defs(wk.mem_defs, wk.mem_params);
 	if (wk.cfg.memory_tools && *wk.cfg.common.pg_url) {
 		wk.memtools = lh_memtools_new(wk.base, wk.cfg.common.pg_url,
-					      wk.cfg.memory_global_write, err);
+					      wk.cfg.memory_global_write, &wk.cfg.common, err);
 		if (!wk.memtools)
-			return LH_ERR_INTERNAL;
+			return err->code ? err->code : LH_ERR_INTERNAL;
 		for (int i = 0; i < LH_MEMTOOLS_N; i++)
 			wk.offered[wk.noffered++] = wk.mem_defs[i];
 	}

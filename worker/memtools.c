@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
+#include "embedder.h"
 #include "memory.h"
 #include "pg.h"
 
@@ -50,6 +52,8 @@ struct lh_memtools {
 	int pipefd[2];
 	struct event *ev_pipe;
 	lh_pg_t *pg; /* the thread's */
+	/* memory.embed_* (the hashing embedder when no url is set); used on the thread only */
+	lh_embedder_t *emb;
 };
 
 static const char search_params[] =
@@ -140,8 +144,8 @@ static char *run_search(lh_memtools_t *mt, job_t *j, lh_error_t *err)
 	lh_memory_hit_t *hits = NULL;
 	int n = 0;
 	json_t *arr;
-	if (lh_memory_search(mt->pg, j->tenant, j->plan_id, j->text, j->k, LH_MEMORY_HYBRID, &hits,
-			     &n, err))
+	if (lh_memory_search_with(mt->pg, mt->emb, j->tenant, j->plan_id, j->text, j->k,
+				  LH_MEMORY_HYBRID, &hits, &n, err))
 		return NULL;
 	arr = json_array();
 	for (int i = 0; i < n; i++)
@@ -161,9 +165,10 @@ static char *run_write(lh_memtools_t *mt, job_t *j, lh_error_t *err)
 			 .content = j->text,
 			 .source_event = j->source_event,
 			 .task_no = j->task_no,
-			 .attempt = j->attempt};
+			 .attempt = j->attempt,
+			 .embedder = mt->emb};
 	int64_t id = 0;
-	lh_err_t rc = lh_memory_write(mt->pg, &m, 0, &id, err);
+	lh_err_t rc = lh_memory_write(mt->pg, &m, lh_embedder_near_dup(mt->emb), &id, err);
 	if (rc == LH_ERR_CONFLICT)
 		/* a replayed call (same attempt, same content) lands here too: same answer */
 		return result_of(json_pack("{s:I, s:s}", "duplicate_of", (json_int_t)id, "note",
@@ -286,11 +291,16 @@ static void on_pipe(evutil_socket_t fd, short what, void *arg)
 }
 
 lh_memtools_t *lh_memtools_new(struct event_base *base, const char *pg_url, bool allow_global,
-			       lh_error_t *err)
+			       const lh_common_cfg_t *common, lh_error_t *err)
 {
 	lh_memtools_t *mt = calloc(1, sizeof(*mt));
 	if (!mt)
 		abort();
+	if ((common ? lh_embedder_new_from_config(common, &mt->emb, err)
+		    : lh_embedder_new(NULL, &mt->emb, err)) != LH_OK) {
+		free(mt);
+		return NULL;
+	}
 	mt->base = base;
 	mt->allow_global = allow_global;
 	mt->pg_url = strdup(pg_url ? pg_url : "");
@@ -342,6 +352,7 @@ lh_memtools_t *lh_memtools_free(lh_memtools_t *mt)
 	pthread_mutex_destroy(&mt->mu);
 	pthread_cond_destroy(&mt->cv);
 	free(mt->pg_url);
+	lh_embedder_free(mt->emb);
 	free(mt);
 	return NULL;
 }

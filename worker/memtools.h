@@ -48,10 +48,13 @@ void lh_memtools_defs_finish(json_t *params[LH_MEMTOOLS_N]);
 /* True for "memory_search", "memory_write" and "memory_forget". */
 bool lh_memtools_is(const char *name);
 
+struct lh_common_cfg;
 /* new: starts the thread (which connects lazily, on its first call). base and pg_url are
- * borrowed / copied. allow_global: memory_write may use scope "global". */
+ * borrowed / copied. allow_global: memory_write may use scope "global". common: the
+ * memory.embed_* settings choose the embedder (NULL or no url: the hashing embedder); a bad
+ * embedder configuration is an error here, at start-up. */
 lh_memtools_t *lh_memtools_new(struct event_base *base, const char *pg_url, bool allow_global,
-			       lh_error_t *err);
+			       const struct lh_common_cfg *common, lh_error_t *err);
 /* Stops the thread (a call it is running finishes first); calls still queued or whose results
  * have not been delivered are dropped without their callbacks. Accepts NULL; returns NULL. */
 lh_memtools_t *lh_memtools_free(lh_memtools_t *mt);

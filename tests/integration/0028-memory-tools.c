@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "config.h"
 #include "memtools.h"
 #include "stack.h"
 #include "t.h"
@@ -160,11 +161,54 @@ static bool found(const json_t *r, int64_t id)
 	return false;
 }
 
+/* The tools embed with memory.embed_*: a bad setting is refused when the tools start (not at
+ * the first call), and a configured endpoint is the one used: with nothing listening there a
+ * write fails (the hashing embedder would have stored it). */
+static void t_embedder_from_config(void)
+{
+	struct event_base *base = event_base_new();
+	lh_error_t err = {0};
+	lh_common_cfg_t common = {.embed_url = "http://127.0.0.1:9/v1", .embed_model = ""};
+	lh_memtools_t *mt = lh_memtools_new(base, ts.pg_url, false, &common, &err);
+	char tenant[48], plan[40];
+	lh_id_t t = lh_uuid7_new(), p = lh_uuid7_new();
+	lh_memtool_ctx_t c;
+	bool refused;
+	json_t *r;
+	int64_t id;
+	T_CHECK(mt == NULL);
+	T_EQ_INT(err.code, LH_ERR_CONFIG);
+	T_CHECK(strstr(err.msg, "model") != NULL);
+	lh_memtools_free(mt);
+	common = (lh_common_cfg_t){.embed_url = "http://127.0.0.1:9/v1", .embed_model = "e5-test",
+				   .embed_timeout_ms = 500};
+	memset(&err, 0, sizeof(err));
+	mt = lh_memtools_new(base, ts.pg_url, false, &common, &err);
+	T_CHECK(mt != NULL);
+	if (!mt) {
+		event_base_free(base);
+		return;
+	}
+	lh_uuid_fmt(&t, tenant);
+	lh_uuid_fmt(&p, plan);
+	c = (lh_memtool_ctx_t){.tenant = tenant, .plan_id = plan, .task_no = 1, .attempt = 1};
+	r = call(mt, base, "memory_write", "{\"content\":\"The archive lives in bucket umber-9\"}",
+		 &c, &refused);
+	id = id_of(r, "id");
+	T_CHECK(id <= 0);
+	T_CHECK(json_string_value(json_object_get(r, "error")) &&
+		strstr(json_string_value(json_object_get(r, "error")), "memory write failed"));
+	json_decref(r);
+	T_EQ_STR(ts_sql1(&ts, "SELECT count(*) FROM memories WHERE tenant = $1", tenant), "0");
+	lh_memtools_free(mt);
+	event_base_free(base);
+}
+
 static void t_scopes_and_forget(void)
 {
 	struct event_base *base = event_base_new();
 	lh_error_t err = {0};
-	lh_memtools_t *mt = lh_memtools_new(base, ts.pg_url, false, &err);
+	lh_memtools_t *mt = lh_memtools_new(base, ts.pg_url, false, NULL, &err);
 	char tenant[48], plan_a[40], plan_b[40], args[200];
 	lh_id_t pa = lh_uuid7_new(), pb = lh_uuid7_new(), t = lh_uuid7_new();
 	lh_memtool_ctx_t ca, cb;
@@ -288,6 +332,7 @@ int main(int argc, char **argv)
 	T_RUN(t_context_has_memory);
 	T_RUN(t_window_too_small);
 	T_RUN(t_scopes_and_forget);
+	T_RUN(t_embedder_from_config);
 	ts_finish(&ts);
 	return t_done();
 }
