@@ -165,8 +165,18 @@ void gw_api_request_respond(gw_t *gw, struct evhttp_request *req, const char *pl
 	json_object_set_new(body, "request_id", json_string(rid));
 	if (!json_object_get(body, "responder_type"))
 		json_object_set_new(body, "responder_type", json_string("human"));
-	if (!json_object_get(body, "responder_id"))
-		json_object_set_new(body, "responder_id", json_string(caller.name));
+	/* who answered is the token's name, whatever the body says: the audit trail cannot be
+	 * written in someone else's name */
+	if (json_object_get(body, "responder_id") &&
+	    (!json_is_string(json_object_get(body, "responder_id")) ||
+	     strcmp(json_string_value(json_object_get(body, "responder_id")), caller.name) != 0)) {
+		gw_reply_error(req, 400, "invalid_body",
+			       "responder_id: answers through the API are recorded under the "
+			       "token's name (%s); leave it out",
+			       caller.name);
+		goto out_free_body;
+	}
+	json_object_set_new(body, "responder_id", json_string(caller.name));
 	arena = lh_arena_new(0);
 	if (lh_struct_from_json(answer ? &lh_input_provided_desc : &lh_approval_decided_desc, body,
 				arena, &d, &err)) {

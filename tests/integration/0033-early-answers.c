@@ -137,6 +137,9 @@ static void t_limits(void)
 	T_EQ_INT(respond(rid, "answer", "{\"answer\":\"x\"}", "lim-over"), 422);
 	/* the question that was asked is still answered */
 	snprintf(rid, sizeof(rid), "%s:t1:a1", plan);
+	/* an answer in someone else's name is refused: the token's name is who answered */
+	T_EQ_INT(respond(rid, "answer", "{\"answer\":\"Thai\",\"responder_id\":\"ana\"}", "spoof"),
+		 400);
 	T_EQ_INT(respond(rid, "answer", "{\"answer\":\"Thai\"}", "lim-q"), 202);
 	T_EQ_INT(post("/v1/requests/01a21747-0000-7000-8000-000000000000/task:1:v1/decision",
 		      "{\"decision\":\"approve\"}", "nope"),
