@@ -684,6 +684,7 @@ void lh_reconcile_order(lh_state_t *st, const lh_cplan_t *p, const lh_ctask_t *t
 	o->output_schema = t->output_schema;
 	o->feedback = t->attempt > 1 && !t->conversation ? t->last_error : NULL;
 	o->conversation = t->conversation;
+	o->decisions = p->decisions;
 	o->dispatched_ts_us = lh_now_us();
 	memset(ret_ev, 0, sizeof(*ret_ev));
 	ret_ev->v = LH_ENVELOPE_VERSION;

@@ -143,6 +143,8 @@ json_t *lh_snapshot_plan(const lh_cplan_t *p)
 		json_object_set(j, "closed", p->closed);
 	if (p->once)
 		json_object_set(j, "once", p->once);
+	if (p->decisions)
+		json_object_set(j, "decisions", p->decisions);
 	return j;
 #undef SETI
 #undef SETS
@@ -311,9 +313,12 @@ lh_err_t lh_snapshot_restore(lh_state_t *st, const json_t *snap, int32_t partiti
 	p->first_offset = gi(&r, "first_offset");
 	p->early_answers = gj(&r, "early_answers");
 	p->closed = gj(&r, "closed");
+	p->decisions = gj(&r, "decisions");
 	p->once = gj(&r, "once");
 	if (p->once && !json_is_object(p->once))
 		r.bad = "once";
+	if (p->decisions && !json_is_array(p->decisions))
+		r.bad = "decisions";
 	if (p->closed && !json_is_object(p->closed))
 		r.bad = "closed";
 	if (p->early_answers && !json_is_object(p->early_answers))

@@ -1,6 +1,7 @@
 /* state.c — the fold. See state.h for the rules every transition follows. */
 #include "state.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,8 @@ static void plan_shrink(lh_cplan_t *p)
 	p->early_answers = NULL;
 	json_decref(p->closed);
 	p->closed = NULL;
+	json_decref(p->decisions);
+	p->decisions = NULL;
 	json_decref(p->once);
 	p->once = NULL;
 }
@@ -227,6 +230,45 @@ lh_cplan_t *lh_state_take_dirty(lh_state_t *st)
 }
 
 static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
+
+/* Length of the longest prefix of s[0, n) that does not end inside a UTF-8 character. */
+static size_t utf8_fit(const char *s, size_t n)
+{
+	size_t i, need;
+	unsigned char c;
+	if (n == 0)
+		return 0;
+	i = n - 1;
+	while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80)
+		i--;
+	c = (unsigned char)s[i];
+	need = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+	return i + need > n ? i : n;
+}
+
+/* Append one key decision (printf-style, cut at LH_DECISION_BYTES on a UTF-8 boundary) and keep
+ * the newest LH_DECISIONS_MAX. */
+__attribute__((format(printf, 2, 3))) static void note_decision(lh_cplan_t *p, const char *fmt,
+								 ...)
+{
+	char buf[LH_DECISION_BYTES + 1];
+	size_t n;
+	json_t *s;
+	va_list ap;
+	va_start(ap, fmt);
+	int r = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return;
+	n = utf8_fit(buf, strlen(buf));
+	if (!(s = json_stringn(buf, n)))
+		return;
+	if (!p->decisions)
+		p->decisions = json_array();
+	json_array_append_new(p->decisions, s);
+	while (json_array_size(p->decisions) > LH_DECISIONS_MAX)
+		json_array_remove(p->decisions, 0);
+}
 
 static lh_ctask_t *plan_task(lh_cplan_t *p, int64_t task_no)
 {
@@ -546,6 +588,22 @@ static lh_apply_result_t apply_plan_revised(lh_state_t *st, lh_cplan_t *p, const
 	}
 	for (size_t i = 0; i < b->tasks.n; i++)
 		install_task(p, &b->tasks.v[i], b->version);
+	if (b->replan_task_no > 0)
+		note_decision(p, "plan v%lld: the patch of replan task %lld was applied (%s)",
+			      (long long)b->version, (long long)b->replan_task_no,
+			      b->reason ? b->reason
+			      : p->repair_reason ? p->repair_reason
+						 : "no reason given");
+	else {
+		bool adds_replan = false;
+		for (size_t i = 0; i < b->tasks.n; i++)
+			adds_replan |= !strcmp(b->tasks.v[i].kind, "replan");
+		note_decision(p, "plan v%lld: %s: %s", (long long)b->version,
+			      adds_replan ? "replan requested" : "the plan was patched",
+			      b->reason ? b->reason
+			      : p->repair_reason ? p->repair_reason
+						 : "no reason given");
+	}
 	if (b->replan_task_no > 0) {
 		/* the patch of a replan task: the repair is done */
 		lh_ctask_t *rt = plan_task(p, b->replan_task_no);
@@ -869,6 +927,16 @@ static lh_apply_result_t apply_approval_decided(lh_state_t *st, lh_cplan_t *p,
 		lh_state_mark_dirty(st, p);
 		return LH_APPLY_CHANGED;
 	}
+	{
+		static const char *const waits[] = {"", "budget", "escalation", "no progress",
+						    "task gate"};
+		note_decision(p, "approval (%s, task %lld): %s by %s%s%s%s%s",
+			      p->wait_kind > 0 && p->wait_kind <= LH_WAIT_TASK ? waits[p->wait_kind]
+									   : "other",
+			      (long long)p->wait_task, approve ? "approved" : "rejected", b->responder_type,
+			      b->responder_id ? " " : "", b->responder_id ? b->responder_id : "",
+			      b->reason ? ": " : "", b->reason ? b->reason : "");
+	}
 	if (p->wait_kind == LH_WAIT_BUDGET && approve) {
 		if (b->has_budget) {
 			const lh_budget_t *n = &b->budget;
@@ -979,7 +1047,7 @@ static lh_apply_result_t apply_approval_decided(lh_state_t *st, lh_cplan_t *p,
 /* A timer of a wait (reminder, escalation, deadline) fired. The first two only leave a mark (the
  * event itself is the notice); the deadline applies the configured default: approvals are
  * approved or rejected as an automated rule, questions get an answer saying none came. */
-static void take_answer(lh_ctask_t *t, const json_t *answer);
+static void take_answer(lh_cplan_t *p, lh_ctask_t *t, const json_t *answer);
 
 static lh_apply_result_t apply_wait_timer(lh_state_t *st, lh_cplan_t *p, const lh_event_t *ev)
 {
@@ -1018,7 +1086,7 @@ static lh_apply_result_t apply_wait_timer(lh_state_t *st, lh_cplan_t *p, const l
 		if (mark == LH_WAIT_EXPIRED) {
 			json_t *a = json_string("(no answer was given before the deadline; decide "
 						"without it)");
-			take_answer(t, a);
+			take_answer(p, t, a);
 			json_decref(a);
 		}
 	}
@@ -1028,11 +1096,18 @@ static lh_apply_result_t apply_wait_timer(lh_state_t *st, lh_cplan_t *p, const l
 
 /* An answer resumes the task: the question and the answer join its conversation, and it is
  * dispatched again (as a new attempt). */
-static void take_answer(lh_ctask_t *t, const json_t *answer)
+static void take_answer(lh_cplan_t *p, lh_ctask_t *t, const json_t *answer)
 {
 	char *text = json_is_string(answer) ? NULL
 			     : json_dumps(answer ? answer : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
 	const char *content = json_is_string(answer) ? json_string_value(answer) : text ? text : "";
+	size_t nc = t->conversation ? json_array_size(t->conversation) : 0;
+	const char *q = nc ? json_string_value(json_object_get(
+				     json_array_get(t->conversation, nc - 1), "content"))
+			   : NULL;
+	int qn = q ? (int)utf8_fit(q, strlen(q) < 80 ? strlen(q) : 80) : 0;
+	note_decision(p, "task %lld asked \"%.*s\"; answer: %s", (long long)t->task_no, qn,
+		      q ? q : "", content);
 	if (!t->conversation)
 		t->conversation = json_array();
 	json_array_append_new(t->conversation,
@@ -1068,7 +1143,7 @@ static lh_apply_result_t apply_input(lh_state_t *st, lh_cplan_t *p, const lh_eve
 		/* an answer that came first was kept for this moment */
 		early = p->early_answers ? json_object_get(p->early_answers, b->request_id) : NULL;
 		if (early) {
-			take_answer(t, json_object_get(early, "answer"));
+			take_answer(p, t, json_object_get(early, "answer"));
 			json_object_del(p->early_answers, b->request_id);
 		}
 	} else {
@@ -1079,7 +1154,7 @@ static lh_apply_result_t apply_input(lh_state_t *st, lh_cplan_t *p, const lh_eve
 			    !strcmp(p->tasks[i].input_request, b->request_id))
 				t = &p->tasks[i];
 		if (t && t->status == LH_TASK_WAITING_FOR_INPUT)
-			take_answer(t, b->answer);
+			take_answer(p, t, b->answer);
 		else {
 			/* not asked yet (or asked and answered already): keep the first answer */
 			json_t *body;
@@ -1334,6 +1409,7 @@ void lh_state_hash(const lh_state_t *st, char hex[65])
 		hash_json(&b, p->early_answers);
 		hash_json(&b, p->closed);
 		hash_json(&b, p->once);
+		hash_json(&b, p->decisions);
 		lh_buf_printf(&b, "%lld|%u|", (long long)p->wait_since_us, p->wait_marks);
 		hash_json(&b, p->plan_doc);
 		for (int k = 0; k < p->ntasks; k++) {

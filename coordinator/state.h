@@ -70,6 +70,9 @@ enum {
 };
 const char *lh_budget_dim_name(int dim);
 
+#define LH_DECISIONS_MAX 5
+#define LH_DECISION_BYTES 240
+
 /* What an awaited approval is about. */
 enum { LH_WAIT_NONE = 0, LH_WAIT_BUDGET, LH_WAIT_ESCALATION, LH_WAIT_NO_PROGRESS, LH_WAIT_TASK };
 /* Timers of a wait that have fired. */
@@ -161,6 +164,10 @@ typedef struct lh_cplan {
 	int64_t replans;	 /* replan tasks created */
 	int64_t succeeded_at_replan; /* tasks succeeded when the last replan was created */
 	char last_patch[65];	 /* sha256 of the last replan patch (identical replans) */
+	/* Key decisions, oldest first: a JSON array of at most LH_DECISIONS_MAX strings of at most
+	 * LH_DECISION_BYTES bytes (replans and patches, approvals, answers, each with its reason),
+	 * folded from the events; task.order carries them to the worker's core context layer. */
+	json_t *decisions;
 	int64_t max_task_no;
 	json_t *early_answers; /* request_id -> input.provided body, for questions not yet seen */
 	json_t *closed;	       /* request ids answered already: asking them again changes nothing */

@@ -836,10 +836,28 @@ static void handle_answer(attempt_t *a, lh_llm_resp_t *resp, const lh_llm_error_
 	json_decref(out);
 }
 
+/* The order's key decisions (task.order "decisions", oldest first) as lines "- ...", or NULL. */
+static const char *decisions_text(const lh_task_order_t *o, lh_arena_t *arena)
+{
+	lh_buf_t b;
+	size_t i;
+	json_t *d;
+	const char *out;
+	if (!json_is_array(o->decisions) || !json_array_size(o->decisions))
+		return NULL;
+	lh_buf_init(&b);
+	json_array_foreach(o->decisions, i, d)
+		if (json_string_value(d))
+			lh_buf_printf(&b, "%s- %s", b.len ? "\n" : "", json_string_value(d));
+	out = b.len ? lh_arena_strdup(arena, b.data) : NULL;
+	lh_buf_finish(&b);
+	return out;
+}
+
 /* This call's messages, assembled in layers within ep's window (common/context.h): system
- * prompt, then the intent (goal) and plan status, the recalled memories, and the newest of the
- * attempt's messages that fit. Sets a->est_input. Returns true when the attempt ended (its
- * intent alone does not fit the window). */
+ * prompt, then the intent (goal), plan status and key decisions, the recalled memories, and the
+ * newest of the attempt's messages that fit. Sets a->est_input. Returns true when the attempt
+ * ended (its intent alone does not fit the window). */
 static bool assemble(attempt_t *a, const lh_endpoint_t *ep, lh_llm_message_t **ret_msgs,
 		     size_t *ret_n)
 {
@@ -856,6 +874,7 @@ static bool assemble(attempt_t *a, const lh_endpoint_t *ep, lh_llm_message_t **r
 					  (long long)a->order->task_no, o->kind, o->tier,
 					  (long long)a->order->attempt, a->turns + 1,
 					  (long long)wk.cfg.max_turns),
+				  .decisions = decisions_text(o, wk.call_arena),
 				  .memories = a->recalled,
 				  .n_memories = a->nrecalled,
 				  .messages = a->msgs + 1,

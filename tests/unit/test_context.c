@@ -217,6 +217,46 @@ static void layers(void)
 	lh_arena_free(arena);
 }
 
+/* The key decisions (task.order "decisions", as the worker joins them) are in the core layer,
+ * within the window; with a small core budget they keep their head and the window still holds. */
+static void decisions_layer(void)
+{
+	lh_llm_message_t msgs[30];
+	char *texts[30];
+	const char *dec = "- plan v2: replan requested: task 3 died: provider timed out\n"
+			  "- approval (budget, task 0): approved by human ana: go on";
+	lh_context_opts_t o = {.family = "gpt", .window = 1500, .reserve_output = 300};
+	lh_context_report_t rep;
+	lh_error_t err = {0};
+	lh_arena_t *arena = lh_arena_new(0);
+	lh_llm_message_t *out;
+	size_t n;
+	for (int i = 0; i < 30; i++) {
+		texts[i] = repeat("y", 200);
+		msgs[i] = (lh_llm_message_t){.role = LH_LLM_ROLE_USER, .content = texts[i]};
+	}
+	lh_context_inputs_t in = {.system = "sys", .goal = "the goal", .plan_status = "Task 4",
+				  .decisions = dec, .messages = msgs, .n_messages = 30};
+	T_EQ_INT(lh_context_assemble(&o, &in, arena, &out, &n, &rep, &err), LH_OK);
+	T_CHECK(strstr(out[0].content, "# Key decisions\n") != NULL);
+	T_CHECK(strstr(out[0].content, dec) != NULL);
+	T_CHECK(!rep.core_truncated);
+	T_CHECK(rep.n_dropped > 0); /* the verbatim layer overflowed, the decisions stayed */
+	T_CHECK(rep.core_tokens >= lh_context_estimate_tokens("gpt", dec));
+	check_assembly(&o, &in, out, n, &rep);
+	/* a core budget that holds the intent and part of the decisions: cut, still in the window */
+	o.core_budget = lh_context_estimate_tokens("gpt", "the goal") + 40;
+	T_EQ_INT(lh_context_assemble(&o, &in, arena, &out, &n, &rep, &err), LH_OK);
+	T_CHECK(rep.core_truncated);
+	T_CHECK(strstr(out[0].content, "replan requested") == NULL ||
+		strstr(out[0].content, "approved by human ana: go on") == NULL);
+	T_CHECK(rep.core_tokens <= o.core_budget + LH_CONTEXT_MSG_OVERHEAD);
+	check_assembly(&o, &in, out, n, &rep);
+	for (int i = 0; i < 30; i++)
+		free(texts[i]);
+	lh_arena_free(arena);
+}
+
 /* 2,000 messages, a small window: each overflow folds exactly the dropped span into the summary.
  * Every message is summarized exactly once and every path and id survives in the trail although
  * the fake summarizer "forgets" them (its artifact section is empty). */
@@ -330,6 +370,7 @@ int main(void)
 	T_RUN(estimates);
 	T_RUN(assemble_table);
 	T_RUN(layers);
+	T_RUN(decisions_layer);
 	T_RUN(fold_history);
 	return t_done();
 }

@@ -479,6 +479,117 @@ static void t_dead_task_is_repaired(void)
 	lh_sim_finish(&s);
 }
 
+/* --- key decisions in the work orders -------------------------------------------------------- */
+
+static char seen_replan_order[2048], seen_after_patch[2048];
+static bool decisions_bounded = true;
+
+/* The order as a worker reads it (encoded, decoded): its decisions, or "" */
+static void order_decisions(const lh_task_order_t *o, char *out, size_t cap)
+{
+	lh_event_t ev = {.v = LH_ENVELOPE_VERSION, .type = LH_EV_TASK_ORDER, .task_no = 1,
+			 .attempt = 1, .actor.kind = "coordinator", .body = (void *)o};
+	lh_event_t *back = NULL;
+	lh_buf_t b;
+	lh_error_t err = {0};
+	const lh_task_order_t *ob;
+	char *d;
+	lh_buf_init(&b);
+	T_EQ_INT(lh_event_encode(&ev, &b, &err), LH_OK);
+	T_EQ_INT(lh_event_decode(b.data, b.len, &back, &err), LH_OK);
+	ob = back ? back->body : NULL;
+	d = ob && ob->decisions ? json_dumps(ob->decisions, JSON_COMPACT) : NULL;
+	snprintf(out, cap, "%s", d ? d : "");
+	if (ob && ob->decisions) {
+		size_t i;
+		json_t *v;
+		if (!json_is_array(ob->decisions) || json_array_size(ob->decisions) > LH_DECISIONS_MAX)
+			decisions_bounded = false;
+		json_array_foreach(ob->decisions, i, v)
+			if (!json_is_string(v) || json_string_length(v) > LH_DECISION_BYTES)
+				decisions_bounded = false;
+	}
+	free(d);
+	lh_event_free(back);
+	lh_buf_finish(&b);
+}
+
+static lh_sim_do_t task3_fails_watch_orders(lh_sim_t *s, const lh_ctask_t *t,
+					    const lh_task_order_t *o)
+{
+	if (!strcmp(o->kind, "replan"))
+		order_decisions(o, seen_replan_order, sizeof(seen_replan_order));
+	else if (t->task_no > 3 && !seen_after_patch[0])
+		order_decisions(o, seen_after_patch, sizeof(seen_after_patch));
+	return t->task_no == 3 ? LH_SIM_FAIL : LH_SIM_OK;
+}
+
+static void t_replan_reason_in_next_orders(void)
+{
+	lh_sim_t s = {0};
+	lh_id_t id;
+	seen_replan_order[0] = seen_after_patch[0] = 0;
+	lh_sim_init(&s, &opts);
+	s.behave = task3_fails_watch_orders;
+	id = lh_sim_submit(&s, "Repair test", NULL);
+	lh_sim_run_until(&s, 0);
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
+	/* the replan task's order says why it runs: task 3 died of "provider timed out" */
+	T_CHECK(strstr(seen_replan_order, "replan requested") != NULL);
+	T_CHECK(strstr(seen_replan_order, "provider timed out") != NULL);
+	/* the first order after the patch carries the repair and the patch */
+	T_CHECK(strstr(seen_after_patch, "provider timed out") != NULL);
+	T_CHECK(strstr(seen_after_patch, "patch of replan task") != NULL);
+	T_CHECK(decisions_bounded);
+	check_replay(&s);
+	lh_sim_finish(&s);
+}
+
+static char last_asking_order[4096];
+
+/* Task 1 asks on each of its first 8 attempts; every order's decisions are checked */
+static lh_sim_do_t task1_asks_often(lh_sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
+{
+	if (t->task_no != 1)
+		return LH_SIM_OK;
+	order_decisions(o, last_asking_order, sizeof(last_asking_order));
+	return t->attempt <= 8 ? LH_SIM_ASK : LH_SIM_OK;
+}
+
+static void t_decisions_are_bounded(void)
+{
+	lh_sim_t s;
+	lh_id_t id;
+	char rid[32];
+	/* 300 bytes of two-byte characters: cut on a character boundary */
+	char longans[601] = {0};
+	for (int i = 0; i < 300; i++)
+		memcpy(longans + 2 * i, "\xc3\xa9", 2);
+	decisions_bounded = true;
+	lh_sim_init(&s, &opts);
+	s.behave = task1_asks_often;
+	id = lh_sim_submit(&s, "Plan a city trip", NULL);
+	lh_sim_run_until(&s, 0);
+	for (int k = 1; k <= 8; k++) {
+		json_t *a = json_sprintf("answer %d %s", k, k == 8 ? longans : "");
+		lh_input_provided_t b = {.request_id = rid, .answer = a, .responder_type = "human"};
+		snprintf(rid, sizeof(rid), "q:1:%d", k);
+		lh_sim_human(&s, &id, LH_EV_INPUT_PROVIDED, &b);
+		json_decref(a);
+		lh_sim_run_until(&s, 0);
+	}
+	T_EQ_INT(lh_state_plan(&s.st, &id)->status, LH_PLAN_COMPLETED);
+	T_CHECK(decisions_bounded);
+	/* the ninth order holds the newest five answers only (4..8), the long one cut */
+	T_CHECK(strstr(last_asking_order, "answer 3") == NULL);
+	T_CHECK(strstr(last_asking_order, "answer 4") != NULL);
+	T_CHECK(strstr(last_asking_order, "answer 8 \xc3\xa9") != NULL);
+	T_CHECK(strstr(last_asking_order, "Which city do you mean?") != NULL);
+	T_EQ_INT(json_array_size(lh_state_plan(&s.st, &id)->decisions), 0); /* terminal: shed */
+	check_replay(&s);
+	lh_sim_finish(&s);
+}
+
 static lh_sim_do_t everything_new_fails(lh_sim_t *s, const lh_ctask_t *t, const lh_task_order_t *o)
 {
 	return t->task_no >= 3 && !strcmp(o->kind, "act") ? LH_SIM_FAIL : LH_SIM_OK;
@@ -842,6 +953,8 @@ int main(void)
 	T_RUN(t_escalation_chain);
 	T_RUN(t_bad_plans_escalate_the_planner);
 	T_RUN(t_dead_task_is_repaired);
+	T_RUN(t_replan_reason_in_next_orders);
+	T_RUN(t_decisions_are_bounded);
 	T_RUN(t_replans_exhausted_ask_a_person);
 	T_RUN(t_budget_pauses_then_extends);
 	T_RUN(t_approval_before_request_is_kept);
