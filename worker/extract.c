@@ -2,6 +2,7 @@
 #include "extract.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,4 +140,54 @@ lh_err_t lh_extract_parse(const char *text, size_t len, char ***ret_facts, size_
 lh_id_t lh_extract_order_id(const lh_id_t *plan_id, long long task_no, long long attempt)
 {
 	return lh_event_id_derivef(plan_id, "task.order", 0, "extract:t%lld:a%lld", task_no, attempt);
+}
+
+lh_err_t lh_extract_nearest(lh_pg_t *pg, lh_embedder_t *emb, const char *tenant,
+			    const char *plan_id, const char *const *facts, size_t n_facts, int k,
+			    lh_extract_nearest_t *ret, lh_error_t *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	for (size_t f = 0; f < n_facts && ret->n < LH_EXTRACT_MAX_NEAREST; f++) {
+		lh_memory_hit_t *hits = NULL;
+		int nh = 0;
+		if (lh_memory_search_with(pg, emb, tenant, plan_id, facts[f], k, LH_MEMORY_HYBRID,
+					  &hits, &nh, err) != LH_OK) {
+			lh_extract_nearest_finish(ret);
+			return err->code;
+		}
+		for (int h = 0; h < nh && ret->n < LH_EXTRACT_MAX_NEAREST; h++) {
+			bool seen = false;
+			for (size_t i = 0; i < ret->n && !seen; i++)
+				seen = ret->ids[i] == hits[h].id;
+			if (seen)
+				continue;
+			ret->ids[ret->n] = hits[h].id;
+			if (!(ret->contents[ret->n] = strdup(hits[h].content ? hits[h].content : "")))
+				abort();
+			ret->n++;
+		}
+		lh_memory_hits_free(hits, nh);
+	}
+	return LH_OK;
+}
+
+void lh_extract_nearest_finish(lh_extract_nearest_t *nn)
+{
+	for (size_t i = 0; i < nn->n; i++)
+		free(nn->contents[i]);
+	memset(nn, 0, sizeof(*nn));
+}
+
+lh_err_t lh_extract_apply(lh_pg_t *pg, const lh_memory_t *tmpl, const char *const *facts,
+			  size_t n_facts, const lh_extract_nearest_t *nn, const char *answer,
+			  size_t len, lh_reconcile_outcome_t *ret_outcomes, lh_error_t *err)
+{
+	lh_reconcile_decision_t *d = NULL;
+	lh_err_t rc;
+	if ((rc = lh_reconcile_parse(answer, len, n_facts, nn->n, &d, err)) != LH_OK)
+		return rc;
+	rc = lh_reconcile_apply(pg, tmpl, facts, n_facts, nn->ids, nn->n, d, n_facts,
+				ret_outcomes, err);
+	lh_reconcile_decisions_free(d, n_facts);
+	return rc;
 }

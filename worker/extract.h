@@ -8,13 +8,19 @@
 #define LH_WORKER_EXTRACT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "embedder.h"
 #include "err.h"
 #include "ids.h"
+#include "memory.h"
+#include "pg.h"
+#include "reconcile.h"
 
 #define LH_EXTRACT_MAX_FACTS 16	     /* facts one extraction may propose */
 #define LH_EXTRACT_MAX_FACT 4000     /* bytes of one fact (LH_MEMTOOLS_MAX_CONTENT) */
 #define LH_EXTRACT_MAX_SOURCE 16384  /* bytes of instructions, and of output, shown to the model */
+#define LH_EXTRACT_MAX_NEAREST 20    /* memories shown to the reconcile call (M1..M20) */
 
 /* The system prompt of an extraction call (static). */
 extern const char LH_EXTRACT_SYSTEM[];
@@ -38,5 +44,29 @@ void lh_extract_facts_free(char **facts, size_t n);
 /* The event id of the extract order for a plan's (task_no, attempt): the same for every
  * re-delivery of that attempt's success, so a retried publication is dropped as a duplicate. */
 lh_id_t lh_extract_order_id(const lh_id_t *plan_id, long long task_no, long long attempt);
+
+/* ---- database half: runs on the memory tools' thread (memtools.h, lh_memtools_run) ---------- */
+
+/* The memories shown to the reconcile call as M1..Mn: for each fact in turn its k nearest live
+ * memories visible to tenant and plan_id (hybrid search with emb, NULL = hashing), each memory
+ * once, at most LH_EXTRACT_MAX_NEAREST in all. */
+typedef struct lh_extract_nearest {
+	int64_t ids[LH_EXTRACT_MAX_NEAREST];
+	char *contents[LH_EXTRACT_MAX_NEAREST]; /* owned */
+	size_t n;
+} lh_extract_nearest_t;
+
+lh_err_t lh_extract_nearest(lh_pg_t *pg, lh_embedder_t *emb, const char *tenant,
+			    const char *plan_id, const char *const *facts, size_t n_facts, int k,
+			    lh_extract_nearest_t *ret, lh_error_t *err);
+void lh_extract_nearest_finish(lh_extract_nearest_t *nn);
+
+/* The reconcile model's answer (len bytes) for facts[0..n_facts) against nn, parsed
+ * (lh_reconcile_parse) and applied (lh_reconcile_apply) with tmpl's tenant, scope, kind and
+ * provenance. ret_outcomes[n_facts] may be NULL. A refused answer is LH_ERR_DECODE and writes
+ * nothing; applying one answer twice writes nothing the second time. */
+lh_err_t lh_extract_apply(lh_pg_t *pg, const lh_memory_t *tmpl, const char *const *facts,
+			  size_t n_facts, const lh_extract_nearest_t *nn, const char *answer,
+			  size_t len, lh_reconcile_outcome_t *ret_outcomes, lh_error_t *err);
 
 #endif

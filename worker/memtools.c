@@ -21,7 +21,7 @@
 #include "memory.h"
 #include "pg.h"
 
-enum job_kind { JOB_SEARCH, JOB_WRITE, JOB_FORGET };
+enum job_kind { JOB_SEARCH, JOB_WRITE, JOB_FORGET, JOB_RUN };
 
 typedef struct job {
 	enum job_kind kind;
@@ -35,6 +35,10 @@ typedef struct job {
 	char *result; /* set by the thread */
 	lh_tool_done_cb cb;
 	void *opaque;
+	lh_memtools_fn fn; /* JOB_RUN: fn(pg, emb, opaque) on the thread, then fn_done on the loop */
+	lh_memtools_fn_done fn_done;
+	lh_err_t fn_rc;
+	lh_error_t fn_err;
 	struct job *next;
 } job_t;
 
@@ -212,10 +216,30 @@ static char *run_forget(lh_memtools_t *mt, job_t *j, lh_error_t *err)
 	return result_of(json_pack("{s:I}", "forgotten", (json_int_t)j->id));
 }
 
+static void run_fn(lh_memtools_t *mt, job_t *j)
+{
+	for (int tries = 0; tries < 2; tries++) {
+		memset(&j->fn_err, 0, sizeof(j->fn_err));
+		if (!mt->pg && (j->fn_rc = lh_pg_connect(mt->pg_url, &mt->pg, &j->fn_err)) != LH_OK)
+			return;
+		j->fn_rc = j->fn(mt->pg, mt->emb, j->opaque, &j->fn_err);
+		if (j->fn_rc == LH_ERR_PG || j->fn_rc == LH_ERR_UNAVAILABLE || j->fn_rc == LH_ERR_IO) {
+			/* perhaps a broken connection: once more on a new one */
+			mt->pg = lh_pg_free(mt->pg);
+			continue;
+		}
+		return;
+	}
+}
+
 static void run(lh_memtools_t *mt, job_t *j)
 {
 	lh_error_t err = {0};
 	char *r = NULL;
+	if (j->kind == JOB_RUN) {
+		run_fn(mt, j);
+		return;
+	}
 	for (int tries = 0; tries < 2 && !r; tries++) {
 		memset(&err, 0, sizeof(err));
 		if (!mt->pg && lh_pg_connect(mt->pg_url, &mt->pg, &err))
@@ -285,7 +309,10 @@ static void on_pipe(evutil_socket_t fd, short what, void *arg)
 		char *r = j->result;
 		list = j->next;
 		j->result = NULL;
-		j->cb(r, j->opaque);
+		if (j->kind == JOB_RUN)
+			j->fn_done(j->fn_rc, &j->fn_err, j->opaque);
+		else
+			j->cb(r, j->opaque);
 		job_free(j);
 	}
 }
@@ -322,6 +349,19 @@ lh_memtools_t *lh_memtools_new(struct event_base *base, const char *pg_url, bool
 	return mt;
 }
 
+/* A job that will not be delivered on the loop: a JOB_RUN's fn_done still runs (it owns its
+ * argument), with its result when it ran, else LH_ERR_UNAVAILABLE. */
+static void drop(job_t *j, bool ran)
+{
+	if (j->kind == JOB_RUN) {
+		if (!ran)
+			lh_error_set(&j->fn_err, LH_ERR_UNAVAILABLE,
+				     "the memory tools stopped before the call ran");
+		j->fn_done(ran ? j->fn_rc : LH_ERR_UNAVAILABLE, &j->fn_err, j->opaque);
+	}
+	job_free(j);
+}
+
 lh_memtools_t *lh_memtools_free(lh_memtools_t *mt)
 {
 	if (!mt)
@@ -336,12 +376,12 @@ lh_memtools_t *lh_memtools_free(lh_memtools_t *mt)
 	while (mt->todo) {
 		job_t *j = mt->todo;
 		mt->todo = j->next;
-		job_free(j);
+		drop(j, false);
 	}
 	while (mt->done) {
 		job_t *j = mt->done;
 		mt->done = j->next;
-		job_free(j);
+		drop(j, true);
 	}
 	if (mt->ev_pipe)
 		event_free(mt->ev_pipe);
@@ -470,4 +510,20 @@ out_refuse:
 	*ret_result = lh_tool_error_result(err->msg);
 	job_free(j);
 	return err->code;
+}
+
+void lh_memtools_run(lh_memtools_t *mt, lh_memtools_fn fn, lh_memtools_fn_done done, void *arg)
+{
+	job_t *j = calloc(1, sizeof(*j));
+	if (!j)
+		abort();
+	j->kind = JOB_RUN;
+	j->fn = fn;
+	j->fn_done = done;
+	j->opaque = arg;
+	pthread_mutex_lock(&mt->mu);
+	*mt->todo_tail = j;
+	mt->todo_tail = &j->next;
+	pthread_cond_signal(&mt->cv);
+	pthread_mutex_unlock(&mt->mu);
 }

@@ -66,4 +66,17 @@ lh_err_t lh_memtools_call(lh_memtools_t *mt, const char *name, const json_t *arg
 			  const lh_memtool_ctx_t *ctx, lh_tool_done_cb cb, void *opaque,
 			  char **ret_result, lh_error_t *err);
 
+struct lh_pg;
+struct lh_embedder;
+/* Database work of another module (worker/extract.c) on this module's thread and connection:
+ * fn(pg, emb, arg, err) runs there, with the memory.embed_* embedder; a connection error
+ * (LH_ERR_PG, LH_ERR_UNAVAILABLE, LH_ERR_IO) runs it once more on a new connection, so fn must
+ * be safe to repeat. done(rc, err, arg) runs once, later, on the loop — also when the module is
+ * freed before delivering it (from lh_memtools_free: fn's result when it ran, else
+ * LH_ERR_UNAVAILABLE), so done may free arg. */
+typedef lh_err_t (*lh_memtools_fn)(struct lh_pg *pg, struct lh_embedder *emb, void *arg,
+				   lh_error_t *err);
+typedef void (*lh_memtools_fn_done)(lh_err_t rc, const lh_error_t *err, void *arg);
+void lh_memtools_run(lh_memtools_t *mt, lh_memtools_fn fn, lh_memtools_fn_done done, void *arg);
+
 #endif

@@ -1,0 +1,237 @@
+/* 0034-extract — the database half of extract-then-reconcile as the worker runs it
+ * (worker/extract.c on the memory tools' PostgreSQL thread, lh_memtools_run), against a real
+ * PostgreSQL.
+ *
+ * A tenant knows "The API listens on port 8000." A finished task's extraction answer proposes
+ * three facts: a new one, the known one again, and the system prompt's rule. The filter drops the
+ * rule (never re-ingested); the nearest memories of the two kept facts include the known one and
+ * are shown as M1..; the reconcile answer ADDs the new fact and says NONE to the known one. The
+ * new fact is stored once, with the task's provenance (source event, task_no 2, attempt 1);
+ * nothing else is written. Applying the same answer again (a crash before the order's offset was
+ * committed) writes nothing. A later task's fact "The API listens on port 9443." DELETEs the old
+ * port: the old row is kept and linked to the new one by superseded_by. A job queued when the
+ * memory tools stop still reports (LH_ERR_UNAVAILABLE), so its argument is freed.
+ * Needs LH_PG_URL (else skipped, exit 77); no Kafka. */
+#include <event2/event.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "extract.h"
+#include "memtools.h"
+#include "t.h"
+
+static const char *pg_url;
+static lh_pg_t *pg;
+static char tenant[64];
+static const char *const SYSTEM = "You are the ops agent. Always answer in English.";
+static const char *const OLD_PORT = "The API listens on port 8000.";
+static const char *const REGION = "The production cluster runs in region eu-west-3.";
+static const char *const NEW_PORT = "The API listens on port 9443.";
+static const char *const SOURCE = "0123456789abcdef0123456789abcdef";
+
+/* one job's state: the loop breaks when it is done */
+typedef struct job {
+	struct event_base *base;
+	const char *const *facts;
+	size_t n_facts;
+	lh_extract_nearest_t nn;
+	const char *answer;
+	lh_memory_t tmpl;
+	lh_reconcile_outcome_t out[4];
+	lh_err_t rc;
+	int done;
+} job_t;
+
+static lh_err_t do_nearest(lh_pg_t *p, lh_embedder_t *emb, void *arg, lh_error_t *err)
+{
+	job_t *j = arg;
+	return lh_extract_nearest(p, emb, tenant, NULL, j->facts, j->n_facts, 5, &j->nn, err);
+}
+
+static lh_err_t do_apply(lh_pg_t *p, lh_embedder_t *emb, void *arg, lh_error_t *err)
+{
+	job_t *j = arg;
+	j->tmpl.embedder = emb;
+	return lh_extract_apply(p, &j->tmpl, j->facts, j->n_facts, &j->nn, j->answer,
+				strlen(j->answer), j->out, err);
+}
+
+static void on_done(lh_err_t rc, const lh_error_t *err, void *arg)
+{
+	job_t *j = arg;
+	j->rc = rc;
+	j->done++;
+	if (rc)
+		fprintf(stderr, "job: %s\n", err->msg);
+	if (j->base)
+		event_base_loopbreak(j->base);
+}
+
+static lh_err_t run(lh_memtools_t *mt, struct event_base *base, lh_memtools_fn fn, job_t *j)
+{
+	j->base = base;
+	j->done = 0;
+	lh_memtools_run(mt, fn, on_done, j);
+	while (!j->done)
+		event_base_dispatch(base);
+	T_EQ_INT(j->done, 1);
+	return j->rc;
+}
+
+static json_t *row(int64_t id)
+{
+	json_t *r = NULL;
+	lh_error_t err;
+	if (lh_memory_get_json(pg, tenant, id, &r, &err) != LH_OK)
+		return NULL;
+	return r;
+}
+
+/* the tenant's live (not superseded, not forgotten) memories number n: checked in SQL */
+static bool live_is(int n)
+{
+	char sql[400];
+	lh_error_t err;
+	snprintf(sql, sizeof(sql),
+		 "DO $$ BEGIN IF (SELECT count(*) FROM memories WHERE tenant = '%s' AND "
+		 "superseded_by IS NULL AND forgotten_at IS NULL) <> %d THEN RAISE EXCEPTION "
+		 "'live memories differ'; END IF; END $$",
+		 tenant, n);
+	if (lh_pg_exec(pg, sql, &err) != LH_OK) {
+		fprintf(stderr, "live_is(%d): %s\n", n, err.msg);
+		return false;
+	}
+	return true;
+}
+
+static int index_of(const lh_extract_nearest_t *nn, int64_t id)
+{
+	for (size_t i = 0; i < nn->n; i++)
+		if (nn->ids[i] == id)
+			return (int)i;
+	return -1;
+}
+
+static void extract_then_reconcile(void)
+{
+	struct event_base *base = event_base_new();
+	lh_error_t err = {0};
+	lh_memtools_t *mt = lh_memtools_new(base, pg_url, false, NULL, &err);
+	lh_memory_t seed = {.tenant = tenant, .scope = LH_MEMORY_TENANT, .kind = LH_MEMORY_SEMANTIC,
+			    .content = OLD_PORT, .task_no = 1, .attempt = 1};
+	int64_t old_id = 0, region_id;
+	char **cand = NULL, answer[256], *prompt;
+	size_t ncand = 0, nkept = 0;
+	const char *kept[4];
+	int keep[4], m_old;
+	job_t j = {.tmpl = {.tenant = tenant, .scope = LH_MEMORY_TENANT, .kind = LH_MEMORY_SEMANTIC,
+			    .source_event = SOURCE, .task_no = 2, .attempt = 1}};
+	json_t *r;
+
+	T_CHECK(mt != NULL);
+	T_EQ_INT(lh_memory_write(pg, &seed, 0, &old_id, &err), LH_OK);
+	/* the extraction answer: a new fact, a known one, the system prompt's rule */
+	snprintf(answer, sizeof(answer), "{\"facts\": [\"%s\", \"%s\", \"Always answer in English.\"]}",
+		 REGION, OLD_PORT);
+	T_EQ_INT(lh_extract_parse(answer, strlen(answer), &cand, &ncand, &err), LH_OK);
+	T_EQ_INT(ncand, 3);
+	T_EQ_INT(lh_reconcile_filter((const char *const *)cand, ncand, SYSTEM, NULL, 0, keep), 2);
+	T_CHECK(keep[0] && keep[1] && !keep[2]);
+	for (size_t i = 0; i < ncand; i++)
+		if (keep[i])
+			kept[nkept++] = cand[i];
+	j.facts = kept;
+	j.n_facts = nkept;
+	T_EQ_INT(run(mt, base, do_nearest, &j), LH_OK);
+	m_old = index_of(&j.nn, old_id);
+	T_CHECK(m_old >= 0);
+	prompt = lh_reconcile_prompt(kept, nkept, (const char *const *)j.nn.contents, j.nn.n);
+	T_CHECK(prompt && strstr(prompt, OLD_PORT) && strstr(prompt, "F2"));
+	free(prompt);
+	/* the reconcile answer, as a model would give it */
+	snprintf(answer, sizeof(answer),
+		 "{\"decisions\": [{\"fact\": 1, \"op\": \"ADD\"}, {\"fact\": 2, \"op\": \"NONE\", "
+		 "\"memory\": %d}]}", m_old + 1);
+	j.answer = answer;
+	T_CHECK(live_is(1));
+	T_EQ_INT(run(mt, base, do_apply, &j), LH_OK);
+	T_EQ_INT(j.out[0].op, LH_RECONCILE_ADD);
+	T_EQ_INT(j.out[1].op, LH_RECONCILE_NONE);
+	T_EQ_INT(j.out[1].memory_id, 0);
+	region_id = j.out[0].memory_id;
+	T_CHECK(region_id > 0);
+	T_CHECK(live_is(2));
+	r = row(region_id);
+	T_CHECK(r != NULL);
+	T_EQ_STR(json_string_value(json_object_get(r, "content")), REGION);
+	T_EQ_INT(json_integer_value(json_object_get(r, "task_no")), 2);
+	T_EQ_INT(json_integer_value(json_object_get(r, "attempt")), 1);
+	T_CHECK(json_string_value(json_object_get(r, "source_event")) &&
+		strstr(json_string_value(json_object_get(r, "source_event")), "0123") != NULL);
+	T_EQ_STR(json_string_value(json_object_get(r, "scope")), "tenant");
+	json_decref(r);
+	/* a crash before the order's offset was committed: the same answer again writes nothing */
+	T_EQ_INT(run(mt, base, do_apply, &j), LH_OK);
+	T_EQ_INT(j.out[0].duplicate_of, region_id);
+	T_CHECK(live_is(2));
+	lh_extract_nearest_finish(&j.nn);
+	lh_extract_facts_free(cand, ncand);
+
+	/* a later task: the port changed — DELETE supersedes the old row, kept and linked */
+	kept[0] = NEW_PORT;
+	j.facts = kept;
+	j.n_facts = 1;
+	j.tmpl.task_no = 5;
+	T_EQ_INT(run(mt, base, do_nearest, &j), LH_OK);
+	m_old = index_of(&j.nn, old_id);
+	T_CHECK(m_old >= 0);
+	snprintf(answer, sizeof(answer),
+		 "{\"decisions\": [{\"fact\": 1, \"op\": \"DELETE\", \"memory\": %d}]}", m_old + 1);
+	T_EQ_INT(run(mt, base, do_apply, &j), LH_OK);
+	T_EQ_INT(j.out[0].op, LH_RECONCILE_DELETE);
+	T_EQ_INT(j.out[0].superseded_id, old_id);
+	T_CHECK(j.out[0].memory_id > 0);
+	r = row(old_id);
+	T_CHECK(r != NULL);
+	T_EQ_INT(json_integer_value(json_object_get(r, "superseded_by")), j.out[0].memory_id);
+	json_decref(r);
+	T_CHECK(live_is(2)); /* region and the new port */
+	/* a refused answer writes nothing */
+	j.answer = "{\"decisions\": [{\"fact\": 1, \"op\": \"MERGE\"}]}";
+	T_EQ_INT(run(mt, base, do_apply, &j), LH_ERR_DECODE);
+	T_CHECK(live_is(2));
+	lh_extract_nearest_finish(&j.nn);
+
+	/* a job the thread never delivers (freed right away): its done still runs */
+	j.base = NULL;
+	j.done = 0;
+	lh_memtools_run(mt, do_nearest, on_done, &j);
+	mt = lh_memtools_free(mt);
+	T_EQ_INT(j.done, 1); /* ran or not, it reported once */
+	lh_extract_nearest_finish(&j.nn);
+	event_base_free(base);
+}
+
+int main(void)
+{
+	lh_error_t err;
+	lh_id_t t = lh_uuid7_new();
+	char tid[37];
+	pg_url = getenv("LH_PG_URL");
+	if (!pg_url || !*pg_url) {
+		printf("SKIP: LH_PG_URL must name a real PostgreSQL\n");
+		return 77;
+	}
+	if (lh_pg_connect(pg_url, &pg, &err) != LH_OK || lh_pg_migrate(pg, NULL, &err) != LH_OK) {
+		fprintf(stderr, "0034-extract: %s\n", err.msg);
+		return 1;
+	}
+	lh_uuid_fmt(&t, tid);
+	snprintf(tenant, sizeof(tenant), "ext-%s", tid);
+	T_RUN(extract_then_reconcile);
+	lh_pg_free(pg);
+	return t_done();
+}
