@@ -29,6 +29,8 @@
 #include "log.h"
 #include "endpoints.h"
 #include "memtools.h"
+#include "summary.h"
+#include "summary_store.h"
 #include "prompt.h"
 #include "tools.h"
 
@@ -279,6 +281,8 @@ typedef struct attempt {
 	size_t ep;		    /* the endpoint this attempt calls (moves on when one is down) */
 	double cost_usd;	    /* summed over its calls, each at its endpoint's prices */
 	const char **recalled;	    /* memories for the context's memory layer ("[memory N] ...") */
+	lh_summary_t summary;	    /* the plan's anchored rolling summary (owned) when has_summary */
+	bool has_summary;
 	size_t nrecalled;
 	int64_t beats;
 } attempt_t;
@@ -367,6 +371,8 @@ static void attempt_free(attempt_t *a)
 	lh_event_free(a->order);
 	lh_jsonschema_free(a->schema);
 	lh_arena_free(a->arena);
+	if (a->has_summary)
+		lh_summary_finish(&a->summary);
 	free(a);
 	if (wk.paused && !wk.stopping && wk.ninflight < wk.cfg.max_inflight * 3 / 4 + 1)
 		set_paused(false);
@@ -875,6 +881,7 @@ static bool assemble(attempt_t *a, const lh_endpoint_t *ep, lh_llm_message_t **r
 					  (long long)a->order->attempt, a->turns + 1,
 					  (long long)wk.cfg.max_turns),
 				  .decisions = decisions_text(o, wk.call_arena),
+				  .summary = a->has_summary ? &a->summary : NULL,
 				  .memories = a->recalled,
 				  .n_memories = a->nrecalled,
 				  .messages = a->msgs + 1,
@@ -1043,6 +1050,76 @@ static void recall(attempt_t *a)
 	json_decref(args);
 }
 
+/* Memories for the context when configured (act orders with instructions), then the call. */
+static void recall_or_request(attempt_t *a)
+{
+	const lh_task_order_t *o = a->order->body;
+	if (wk.memtools && wk.cfg.context_memories > 0 && !strcmp(o->kind, "act") && o->instructions)
+		recall(a);
+	else
+		request(a);
+}
+
+/* The plan's rolling summary (subject "", the latest version), loaded on the memory tools'
+ * thread before the attempt's first call. */
+typedef struct sumload {
+	attempt_t *a;
+	char plan[LH_UUID_STR_LEN + 1];
+	lh_summary_t s;
+	bool found;
+} sumload_t;
+
+/* On the memory tools' thread; safe to repeat (after a lost connection). */
+static lh_err_t sumload_run(struct lh_pg *pg, struct lh_embedder *emb, void *arg, lh_error_t *err)
+{
+	sumload_t *l = arg;
+	lh_err_t rc;
+	(void)emb;
+	if (l->found)
+		lh_summary_finish(&l->s);
+	l->found = false;
+	rc = lh_summary_load(pg, l->plan, "", &l->s, NULL, err);
+	if (rc == LH_OK)
+		l->found = true;
+	return rc == LH_ERR_NOT_FOUND ? LH_OK : rc;
+}
+
+/* On the loop (or from lh_memtools_free at shutdown, when the attempt ends after the loop):
+ * keep the summary, then memories and the call. A failed load only leaves the layer empty. */
+static void sumload_done(lh_err_t rc, const lh_error_t *err, void *arg)
+{
+	sumload_t *l = arg;
+	attempt_t *a = l->a;
+	a->calling = false;
+	if (rc)
+		lh_log_warn("worker.summary", err && err->msg[0] ? err->msg : "summary not loaded");
+	if (l->found && !a->abandoned) {
+		a->summary = l->s; /* moved */
+		a->has_summary = true;
+		l->found = false;
+	}
+	if (l->found)
+		lh_summary_finish(&l->s);
+	free(l);
+	if (a->abandoned)
+		attempt_free(a);
+	else if (!wk.stopping)
+		recall_or_request(a);
+}
+
+static void load_summary(attempt_t *a)
+{
+	sumload_t *l = calloc(1, sizeof(*l));
+	if (!l) {
+		recall_or_request(a);
+		return;
+	}
+	l->a = a;
+	lh_uuid_fmt(&a->order->plan_id, l->plan);
+	a->calling = true;
+	lh_memtools_run(wk.memtools, sumload_run, sumload_done, l);
+}
+
 static void call_model(attempt_t *a)
 {
 	const lh_task_order_t *o = a->order->body;
@@ -1078,10 +1155,13 @@ static void call_model(attempt_t *a)
 		a->rschema = (lh_llm_response_schema_t){.name = "task_output",
 							.schema = o->output_schema, .strict = false};
 	}
-	if (wk.memtools && wk.cfg.context_memories > 0 && !strcmp(o->kind, "act") && o->instructions)
-		recall(a);
+	/* the plan's own work gets the summary layer; a summarize task's input is the summary, and
+	 * other kinds (extract) must not see it (never re-ingested) */
+	if (wk.memtools && (!strcmp(o->kind, "act") || !strcmp(o->kind, "join") ||
+			    !strcmp(o->kind, "replan") || !strcmp(o->kind, "plan")))
+		load_summary(a);
 	else
-		request(a);
+		recall_or_request(a);
 }
 
 /* Commit what a partition has acknowledged since its last commit (asynchronously). */
