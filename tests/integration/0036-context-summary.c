@@ -6,7 +6,10 @@
  * fakellm answers task 1 with a marker only when its system text holds the summary's artifact
  * (match_system), and GET /last-chat shows the request verbatim: the latest version's
  * play-by-play and artifact trail are there, the older version's text is not. A plan without a
- * summary gets no summary section. */
+ * summary gets no summary section.
+ *
+ * Key decisions (the core layer): task 1 of a plan waits at an approval gate; the approval's
+ * responder and reason reach task 1's own call (task.order "decisions", match_system). */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -165,6 +168,28 @@ static void t_no_summary_no_section(void)
 	free(sys);
 }
 
+static void t_decision_in_request(void)
+{
+	char plan[LH_UUID_STR_LEN + 1];
+	const char *out;
+	lh_approval_decided_t d = {.request_id = "task:1:v1", .decision = "approve",
+				   .responder_type = "human", .responder_id = "ana",
+				   .reason = "DEC-7 ship it"};
+	lh_event_t ev = {.type = LH_EV_APPROVAL_DECIDED, .task_no = LH_NO_TASK, .tenant = "default",
+			 .body = &d};
+	lh_id_t id = ts_submit(&ts, "Gated report\nlh-script: {\"tasks\":[{\"id\":1,"
+				    "\"instructions\":\"Go [case\\u003adec]\",\"tier\":\"fast\","
+				    "\"needs_approval\":true}],\"join\":\"Check\"}\n");
+	lh_uuid_fmt(&id, plan);
+	ev.plan_id = id;
+	ts_emit(&ts, &ev); /* before or after the request: kept for it */
+	T_CHECK(ts_wait_sql(&ts, 60000, "SELECT status FROM plans WHERE plan_id = $1", plan,
+			    "completed"));
+	out = ts_sql1(&ts, "SELECT output::text FROM tasks WHERE plan_id = $1 AND task_no = 1", plan);
+	printf("# task 1: %.200s\n", out ? out : "(null)");
+	T_CHECK(out && strstr(out, "the context held the decision") != NULL);
+}
+
 int main(int argc, char **argv)
 {
 	lh_error_t err = {0};
@@ -179,7 +204,9 @@ int main(int argc, char **argv)
 	}
 	if (ts_fakellm_with(&ts, 5,
 			    "{\"rules\":[{\"match\":\"[case:sum]\",\"match_system\":\"" ARTIFACT
-			    "\",\"content\":\"the context held the summary\"}]}",
+			    "\",\"content\":\"the context held the summary\"},"
+			    "{\"match\":\"[case:dec]\",\"match_system\":\"approved by human ana: "
+			    "DEC-7 ship it\",\"content\":\"the context held the decision\"}]}",
 			    llm_url)) {
 		lh_pg_free(pg);
 		ts_finish(&ts);
@@ -192,6 +219,7 @@ int main(int argc, char **argv)
 	ts_spawn_worker_url(&ts, "standard", llm_url, NULL);
 	T_RUN(t_summary_in_request);
 	T_RUN(t_no_summary_no_section);
+	T_RUN(t_decision_in_request);
 	ts_finish(&ts);
 	lh_pg_free(pg);
 	curl_global_cleanup();
