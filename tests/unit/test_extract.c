@@ -63,6 +63,8 @@ static void parse_limits(void)
 		char *t = malloc(fl + 32), **f = NULL;
 		size_t n = 0;
 		lh_error_t err = {0};
+		if (!t) /* also tells GCC's -Warray-bounds (ASan build) that t is the allocation */
+			abort();
 		memcpy(t, "{\"facts\":[\"", 11);
 		memset(t + 11, 'x', fl);
 		memcpy(t + 11 + fl, "\"]}", 4);
