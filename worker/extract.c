@@ -191,3 +191,253 @@ lh_err_t lh_extract_apply(lh_pg_t *pg, const lh_memory_t *tmpl, const char *cons
 	lh_reconcile_decisions_free(d, n_facts);
 	return rc;
 }
+
+/* ---- pending extract orders ------------------------------------------------------------- */
+
+struct lh_extract_pending {
+	struct lh_extract_pending *next;
+	lh_id_t plan_id, causation;
+	int64_t task_no, attempt;
+	char *tenant, *tier, *goal, *instructions;
+	json_t *inputs;
+};
+
+static lh_extract_pending_t *pending; /* registered, newest first (the loop thread's) */
+
+static char *dup0(const char *s)
+{
+	char *r = s ? strdup(s) : NULL;
+	if (s && !r)
+		abort();
+	return r;
+}
+
+lh_extract_pending_t *lh_extract_pending_new(const lh_event_t *order, const char *tier,
+					     const char *system, const char *const *recalled,
+					     size_t n_recalled, const json_t *output)
+{
+	const lh_task_order_t *o = order->body;
+	lh_extract_pending_t *p = calloc(1, sizeof(*p));
+	json_t *rec = json_array();
+	char *out = output ? json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	if (!p || !rec)
+		abort();
+	for (size_t i = 0; i < n_recalled; i++)
+		json_array_append_new(rec, json_string(recalled[i] ? recalled[i] : ""));
+	p->plan_id = order->plan_id;
+	p->task_no = order->task_no;
+	p->attempt = order->attempt;
+	/* the source's attempt.succeeded (the worker's ev_init derives it this way) */
+	p->causation = lh_event_id_derivef(&order->plan_id, "attempt.succeeded", 0, "t%lld:a%lld",
+					   (long long)order->task_no, (long long)order->attempt);
+	p->tenant = dup0(order->tenant);
+	p->tier = dup0(tier);
+	p->goal = dup0(o->goal);
+	p->instructions = dup0(o->instructions ? o->instructions : "");
+	/* a string output goes as it is; anything else as its JSON text */
+	p->inputs = json_pack("{s:s, s:s, s:o}", "output",
+			      json_is_string(output) ? json_string_value(output) : out ? out : "",
+			      "system", system ? system : "", "recalled", rec);
+	free(out);
+	if (!p->inputs)
+		abort();
+	p->next = pending;
+	pending = p;
+	return p;
+}
+
+lh_extract_pending_t *lh_extract_pending_take(void *ptr)
+{
+	for (lh_extract_pending_t **pp = &pending; *pp; pp = &(*pp)->next)
+		if ((void *)*pp == ptr) {
+			lh_extract_pending_t *p = *pp;
+			*pp = p->next;
+			p->next = NULL;
+			return p;
+		}
+	return NULL;
+}
+
+void lh_extract_pending_event(const lh_extract_pending_t *p, const char *worker_id,
+			      lh_event_t *ret, lh_task_order_t *ret_body)
+{
+	memset(ret_body, 0, sizeof(*ret_body));
+	ret_body->kind = "extract";
+	ret_body->tier = p->tier;
+	ret_body->goal = p->goal;
+	ret_body->instructions = p->instructions;
+	ret_body->inputs = p->inputs;
+	memset(ret, 0, sizeof(*ret));
+	ret->v = LH_ENVELOPE_VERSION;
+	ret->type = LH_EV_TASK_ORDER;
+	ret->id = lh_extract_order_id(&p->plan_id, (long long)p->task_no, (long long)p->attempt);
+	ret->plan_id = p->plan_id;
+	ret->task_no = p->task_no;
+	ret->attempt = p->attempt;
+	ret->ts_us = lh_now_us();
+	ret->tenant = p->tenant;
+	ret->actor.kind = "worker";
+	ret->actor.id = worker_id;
+	ret->causation_id = p->causation;
+	ret->body = ret_body;
+}
+
+void lh_extract_pending_free(lh_extract_pending_t *p)
+{
+	if (!p)
+		return;
+	free(p->tenant);
+	free(p->tier);
+	free(p->goal);
+	free(p->instructions);
+	json_decref(p->inputs);
+	free(p);
+}
+
+size_t lh_extract_pending_free_all(void)
+{
+	size_t n = 0;
+	while (pending) {
+		lh_extract_pending_t *p = pending;
+		pending = p->next;
+		lh_extract_pending_free(p);
+		n++;
+	}
+	return n;
+}
+
+/* ---- an extract order's work ------------------------------------------------------------- */
+
+struct lh_extract_job {
+	char *tenant, source[LH_ID_HEX_LEN + 1];
+	lh_memory_t tmpl;
+	char **cand;
+	size_t ncand;
+	const char **facts; /* the kept candidates */
+	size_t nfacts;
+	lh_extract_nearest_t nn;
+	char *answer;
+	lh_reconcile_outcome_t *out;
+	bool applied;
+	void *owner;
+};
+
+lh_extract_job_t *lh_extract_job_new(const lh_event_t *order, void *owner)
+{
+	lh_extract_job_t *j = calloc(1, sizeof(*j));
+	if (!j)
+		abort();
+	j->owner = owner;
+	j->tenant = dup0(order->tenant ? order->tenant : "default");
+	lh_id_hex(&order->causation_id, j->source);
+	j->tmpl = (lh_memory_t){.tenant = j->tenant,
+				.scope = LH_MEMORY_TENANT,
+				.kind = LH_MEMORY_SEMANTIC,
+				.source_event = lh_id_is_zero(&order->causation_id) ? NULL : j->source,
+				.task_no = (int)order->task_no,
+				.attempt = (int)order->attempt};
+	return j;
+}
+
+void *lh_extract_job_owner(const lh_extract_job_t *j) { return j->owner; }
+
+void lh_extract_job_free(lh_extract_job_t *j)
+{
+	if (!j)
+		return;
+	free(j->tenant);
+	lh_extract_facts_free(j->cand, j->ncand);
+	free(j->facts);
+	lh_extract_nearest_finish(&j->nn);
+	free(j->answer);
+	free(j->out);
+	free(j);
+}
+
+char *lh_extract_job_prompt(const lh_event_t *order)
+{
+	const lh_task_order_t *o = order->body;
+	json_t *out = json_object_get(o->inputs, "output");
+	char *dump = NULL, *r;
+	if (out && !json_is_string(out))
+		dump = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
+	r = lh_extract_prompt(o->instructions, dump ? dump : json_string_value(out), 0);
+	free(dump);
+	return r;
+}
+
+long lh_extract_job_facts(lh_extract_job_t *j, const lh_event_t *order, const char *answer,
+			  lh_error_t *err)
+{
+	const lh_task_order_t *o = order->body;
+	json_t *rec = json_object_get(o->inputs, "recalled"), *v;
+	const char **recalled = NULL;
+	size_t nrec = 0, i;
+	int *keep;
+	if (lh_extract_parse(answer, answer ? strlen(answer) : 0, &j->cand, &j->ncand, err))
+		return -1;
+	if (j->ncand == 0)
+		return 0;
+	if (json_array_size(rec) && !(recalled = calloc(json_array_size(rec), sizeof(char *))))
+		abort();
+	json_array_foreach(rec, i, v)
+		if (json_is_string(v))
+			recalled[nrec++] = json_string_value(v);
+	keep = calloc(j->ncand, sizeof(int));
+	j->facts = calloc(j->ncand, sizeof(char *));
+	if (!keep || !j->facts)
+		abort();
+	lh_reconcile_filter((const char *const *)j->cand, j->ncand,
+			    json_string_value(json_object_get(o->inputs, "system")), recalled, nrec,
+			    keep);
+	for (i = 0; i < j->ncand; i++)
+		if (keep[i])
+			j->facts[j->nfacts++] = j->cand[i];
+	free(keep);
+	free(recalled);
+	return (long)j->nfacts;
+}
+
+lh_err_t lh_extract_job_nearest(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_error_t *err)
+{
+	lh_extract_job_t *j = job;
+	lh_extract_nearest_finish(&j->nn); /* a repeat on a new connection starts over */
+	return lh_extract_nearest(pg, emb, j->tenant, NULL, j->facts, j->nfacts, 5, &j->nn, err);
+}
+
+char *lh_extract_job_reconcile_prompt(const lh_extract_job_t *j)
+{
+	return lh_reconcile_prompt(j->facts, j->nfacts, (const char *const *)j->nn.contents,
+				   j->nn.n);
+}
+
+void lh_extract_job_set_answer(lh_extract_job_t *j, const char *answer)
+{
+	free(j->answer);
+	j->answer = dup0(answer ? answer : "");
+}
+
+lh_err_t lh_extract_job_apply(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_error_t *err)
+{
+	lh_extract_job_t *j = job;
+	lh_err_t rc;
+	if (!j->out && !(j->out = calloc(j->nfacts ? j->nfacts : 1, sizeof(*j->out))))
+		abort();
+	j->tmpl.embedder = emb;
+	rc = lh_extract_apply(pg, &j->tmpl, j->facts, j->nfacts, &j->nn, j->answer,
+			      strlen(j->answer), j->out, err);
+	j->applied = rc == LH_OK;
+	return rc;
+}
+
+void lh_extract_job_counts(const lh_extract_job_t *j, int *ret_written, int *ret_superseded,
+			   int *ret_duplicates, int *ret_none)
+{
+	*ret_written = *ret_superseded = *ret_duplicates = *ret_none = 0;
+	for (size_t i = 0; j->applied && i < j->nfacts; i++) {
+		*ret_written += j->out[i].memory_id > 0 && !j->out[i].duplicate_of;
+		*ret_superseded += j->out[i].superseded_id > 0;
+		*ret_duplicates += j->out[i].duplicate_of > 0;
+		*ret_none += j->out[i].op == LH_RECONCILE_NONE;
+	}
+}

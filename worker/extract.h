@@ -10,12 +10,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "embedder.h"
 #include "err.h"
 #include "ids.h"
 #include "memory.h"
 #include "pg.h"
 #include "reconcile.h"
+#include "event.h"
 
 #define LH_EXTRACT_MAX_FACTS 16	     /* facts one extraction may propose */
 #define LH_EXTRACT_MAX_FACT 4000     /* bytes of one fact (LH_MEMTOOLS_MAX_CONTENT) */
@@ -68,5 +71,54 @@ void lh_extract_nearest_finish(lh_extract_nearest_t *nn);
 lh_err_t lh_extract_apply(lh_pg_t *pg, const lh_memory_t *tmpl, const char *const *facts,
 			  size_t n_facts, const lh_extract_nearest_t *nn, const char *answer,
 			  size_t len, lh_reconcile_outcome_t *ret_outcomes, lh_error_t *err);
+
+/* ---- the extract order, from the source attempt to the cheap tier's worker ----------------- */
+
+/* What a succeeded act attempt leaves for its extract order, until attempt.succeeded is
+ * acknowledged (the producer's delivery report carries it back; lh_extract_pending_take tells it
+ * from the worker's other opaque pointers). All copied. */
+typedef struct lh_extract_pending lh_extract_pending_t;
+lh_extract_pending_t *lh_extract_pending_new(const lh_event_t *order, const char *tier,
+					     const char *system, const char *const *recalled,
+					     size_t n_recalled, const json_t *output);
+/* p when it is a pending extract order (then no longer registered: the caller owns it), else
+ * NULL. */
+lh_extract_pending_t *lh_extract_pending_take(void *p);
+/* The task.order of kind "extract" (event id lh_extract_order_id, causation the source's
+ * attempt.succeeded id), in *ret (its strings point into p: emit before freeing p). */
+void lh_extract_pending_event(const lh_extract_pending_t *p, const char *worker_id,
+			      lh_event_t *ret, lh_task_order_t *ret_body);
+void lh_extract_pending_free(lh_extract_pending_t *p);
+/* Free every pending order still registered (at exit, after the producer's last flush);
+ * returns how many. */
+size_t lh_extract_pending_free_all(void);
+
+/* ---- an extract order's work, on the worker that took it --------------------------------- */
+
+typedef struct lh_extract_job lh_extract_job_t;
+/* From the order (borrowed for the call): provenance (tenant, source event = the order's
+ * causation, task_no, attempt), the memory template (tenant scope, semantic). */
+lh_extract_job_t *lh_extract_job_new(const lh_event_t *order, void *owner);
+/* The owner given to lh_extract_job_new (the worker's attempt): the memtools callbacks get the
+ * job, and find their attempt here. */
+void *lh_extract_job_owner(const lh_extract_job_t *j);
+void lh_extract_job_free(lh_extract_job_t *j);
+/* The extraction call's user message (new). */
+char *lh_extract_job_prompt(const lh_event_t *order);
+/* The extraction answer: parse and filter (the order's system prompt and recalled memories are
+ * never re-ingested). Returns the facts kept (0: nothing to reconcile); LH_ERR_DECODE sets err
+ * and returns -1. */
+long lh_extract_job_facts(lh_extract_job_t *j, const lh_event_t *order, const char *answer,
+			  lh_error_t *err);
+/* lh_memtools_fn: the nearest live memories of the kept facts. */
+lh_err_t lh_extract_job_nearest(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_error_t *err);
+/* The reconcile call's user message (new), once the nearest memories are in. */
+char *lh_extract_job_reconcile_prompt(const lh_extract_job_t *j);
+void lh_extract_job_set_answer(lh_extract_job_t *j, const char *answer);
+/* lh_memtools_fn: parse and apply the reconcile answer. */
+lh_err_t lh_extract_job_apply(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_error_t *err);
+/* After apply: counts of the outcomes (written, superseded, duplicates, none). */
+void lh_extract_job_counts(const lh_extract_job_t *j, int *ret_written, int *ret_superseded,
+			   int *ret_duplicates, int *ret_none);
 
 #endif

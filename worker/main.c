@@ -28,6 +28,7 @@
 #include "llm.h"
 #include "log.h"
 #include "endpoints.h"
+#include "extract.h"
 #include "memtools.h"
 #include "summary.h"
 #include "summary_store.h"
@@ -66,6 +67,8 @@ typedef struct worker_cfg {
 	bool ask_human;
 	bool memory_tools;
 	bool memory_global_write;
+	bool memory_extract;
+	char *memory_extract_tier;
 	int64_t breaker_threshold;
 	int64_t breaker_cooldown_ms;
 	double requests_per_minute;
@@ -169,6 +172,14 @@ static const lh_cfg_def_t worker_table[] = {
 	 "let memory_write store global memories (seen by every tenant); otherwise plan and tenant "
 	 "scopes only",
 	 W(memory_global_write)},
+	{"memory.extract", LH_CFG_BOOL, "false", 0, 0, NULL, "LH_MEMORY_EXTRACT", NULL, false, false,
+	 "after an act attempt's success is acknowledged, send an extract order to the "
+	 "memory.extract_tier workers: a model picks facts worth remembering and reconciles them "
+	 "with the nearest memories (ADD/UPDATE/DELETE/NONE; needs pg.url)",
+	 W(memory_extract)},
+	{"memory.extract_tier", LH_CFG_STR, "", 0, 0, NULL, NULL, NULL, false, false,
+	 "the tier that runs extract orders (default: the first of tiers, the cheapest)",
+	 W(memory_extract_tier)},
 	{"llm.breaker_threshold", LH_CFG_INT, "5", 0, 1000, NULL, "LH_BREAKER_THRESHOLD", NULL,
 	 false, false,
 	 "consecutive provider_down/timeout failures that open the circuit breaker (attempts "
@@ -285,6 +296,8 @@ typedef struct attempt {
 	bool has_summary;
 	size_t nrecalled;
 	int64_t beats;
+	lh_extract_job_t *xj; /* an extract order's work (no attempt events); NULL otherwise */
+	int xphase;	      /* 0: the extraction call, 1: the reconcile call */
 } attempt_t;
 
 /* Offsets of one order partition waiting for their attempt.started ack, in order. */
@@ -426,9 +439,18 @@ static lh_usage_t usage_of(const attempt_t *a)
 	return u;
 }
 
+static void extract_answered(attempt_t *a, const char *error_class, const char *msg,
+			     json_t *output);
+static char extract_topic[LH_TOPIC_MAX]; /* lh.tasks.<memory.extract_tier>; "" = extraction off */
+static char extract_tier[LH_TOPIC_MAX];
+
 static void finish(attempt_t *a, const char *error_class, const char *msg, json_t *output)
 {
 	lh_event_t ev;
+	if (a->xj) {
+		extract_answered(a, error_class, msg, output);
+		return;
+	}
 	if (!a->started_acked) {
 		/* Only failures end an attempt before the ack (answers are parked until then): the
 		 * failure follows attempt.started, and on_delivery still needs a. */
@@ -448,7 +470,13 @@ static void finish(attempt_t *a, const char *error_class, const char *msg, json_
 			s.output_ref = ref;
 		}
 		ev_init(&ev, a, LH_EV_ATTEMPT_SUCCEEDED, &s);
-		publish(&ev, NULL);
+		/* its extract order goes out once attempt.succeeded is acknowledged (on_delivery) */
+		publish(&ev, extract_topic[0] && !strcmp(((const lh_task_order_t *)a->order->body)->kind,
+							 "act")
+				     ? lh_extract_pending_new(a->order, extract_tier,
+							      a->msgs[0].content, a->recalled,
+							      a->nrecalled, output)
+				     : NULL);
 		wk.succeeded++;
 	} else {
 		lh_attempt_failed_t f = {.worker_id = wk.worker_id, .model = model,
@@ -1243,10 +1271,127 @@ static void track_offset(int32_t partition, int64_t offset, bool acked)
 		ack_offset(partition, offset);
 }
 
+/* ---- extract orders (docs/memory.md): no attempt events, offset committed when done ----- */
+
+/* attempt.succeeded of an act attempt was delivered (rc LH_OK): its extract order goes out. */
+static void extract_send(lh_extract_pending_t *xp, lh_err_t rc)
+{
+	lh_event_t ev;
+	lh_task_order_t body;
+	lh_error_t err = {0};
+	if (rc == LH_OK) {
+		lh_extract_pending_event(xp, wk.worker_id, &ev, &body);
+		if (lh_bus_emit(wk.producer, extract_topic, &ev, false, &wk.scratch, NULL, &err))
+			lh_log_warn("worker.extract_order", err.msg); /* no memories from this one */
+	}
+	lh_extract_pending_free(xp);
+}
+
+/* The extract order is done, or has definitively failed: its offset may be committed (unless
+ * the worker is stopping: then the next worker runs it again; re-applying writes nothing). */
+static void extract_done(attempt_t *a, const char *outcome, const char *why)
+{
+	char t[24], i[24], o[24], c[32], tn[24], at[24];
+	int written = 0, superseded = 0, dups = 0, none = 0;
+	char w[16], sp[16], d[16], n[16];
+	lh_extract_job_counts(a->xj, &written, &superseded, &dups, &none);
+	snprintf(w, sizeof(w), "%d", written);
+	snprintf(sp, sizeof(sp), "%d", superseded);
+	snprintf(d, sizeof(d), "%d", dups);
+	snprintf(n, sizeof(n), "%d", none);
+	snprintf(c, sizeof(c), "%.6f", a->cost_usd);
+	/* not charged to the plan's budget (docs/memory.md): the log line is the record */
+	lh_log_info("worker.extract", why && *why ? why : outcome, "outcome", outcome, "task_no",
+		    lh_log_i64(tn, (long long)a->order->task_no), "attempt",
+		    lh_log_i64(at, (long long)a->order->attempt), "llm_calls",
+		    lh_log_i64(t, a->calls), "input_tokens",
+		    lh_log_i64(i, (long long)a->usage.input_tokens), "output_tokens",
+		    lh_log_i64(o, (long long)a->usage.output_tokens), "cost_usd", c, "written", w,
+		    "superseded", sp, "duplicates", d, "none", n);
+	if (!wk.stopping)
+		ack_offset(a->partition, a->offset);
+	a->xj = (lh_extract_job_free(a->xj), NULL);
+	attempt_free(a);
+}
+
+/* The next model call of an extract order: its two messages replace the last ones. */
+static void extract_call(attempt_t *a, const char *system, char *user)
+{
+	msgs_reserve(a, 2);
+	a->msgs[0] = (lh_llm_message_t){.role = LH_LLM_ROLE_SYSTEM, .content = (char *)system};
+	a->msgs[1] = (lh_llm_message_t){.role = LH_LLM_ROLE_USER,
+					.content = lh_arena_strdup(a->arena, user ? user : "")};
+	a->nmsgs = 2;
+	free(user);
+	request(a);
+}
+
+/* the memtools callbacks get the job (their fn's argument); its owner is the attempt */
+static void extract_applied(lh_err_t rc, const lh_error_t *err, void *job)
+{
+	attempt_t *a = lh_extract_job_owner(job);
+	a->calling = false;
+	extract_done(a, rc ? "failed" : "applied", rc ? err->msg : NULL);
+}
+
+static void extract_nearest_in(lh_err_t rc, const lh_error_t *err, void *job)
+{
+	attempt_t *a = lh_extract_job_owner(job);
+	a->calling = false;
+	if (rc || wk.stopping) {
+		extract_done(a, "failed", rc ? err->msg : "worker stopping");
+		return;
+	}
+	a->xphase = 1;
+	extract_call(a, LH_RECONCILE_SYSTEM, lh_extract_job_reconcile_prompt(a->xj));
+}
+
+/* finish() of an extract order: a model call's answer (output, a JSON string) or a failure. */
+static void extract_answered(attempt_t *a, const char *error_class, const char *msg,
+			     json_t *output)
+{
+	const char *text = json_string_value(output);
+	lh_error_t err = {0};
+	if (error_class) {
+		extract_done(a, "failed", msg);
+		return;
+	}
+	if (a->xphase == 0) {
+		long n = lh_extract_job_facts(a->xj, a->order, text, &err);
+		if (n <= 0) {
+			extract_done(a, n < 0 ? "failed" : "nothing", n < 0 ? err.msg : NULL);
+			return;
+		}
+		a->calling = true;
+		lh_memtools_run(wk.memtools, lh_extract_job_nearest, extract_nearest_in, a->xj);
+		return;
+	}
+	lh_extract_job_set_answer(a->xj, text);
+	a->calling = true;
+	lh_memtools_run(wk.memtools, lh_extract_job_apply, extract_applied, a->xj);
+}
+
+/* An extract order was taken: no attempt.started (the coordinator does not know it). */
+static void extract_start(attempt_t *a)
+{
+	a->started_acked = true;
+	a->xj = lh_extract_job_new(a->order, a);
+	if (!wk.memtools) {
+		extract_done(a, "failed", "extract orders need the memory tools (pg.url, tools.memory)");
+		return;
+	}
+	extract_call(a, LH_EXTRACT_SYSTEM, lh_extract_job_prompt(a->order));
+}
+
 static void on_delivery(void *opaque, void *msg_opaque, lh_err_t rc, const lh_error_t *err,
 			int32_t partition, int64_t offset)
 {
 	attempt_t *a = msg_opaque;
+	lh_extract_pending_t *xp = lh_extract_pending_take(msg_opaque);
+	if (xp) {
+		extract_send(xp, rc);
+		return;
+	}
 	if (rc) {
 		lh_log_error("worker.delivery_failed", err ? err->msg : "delivery failed");
 		/* not started in the log: the coordinator's lease re-dispatches; a model call still
@@ -1327,6 +1472,12 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 	a->start_mono_us = lh_mono_us();
 	list_add(a);
 	track_offset(msg->partition, msg->offset, false);
+	if (!strcmp(((const lh_task_order_t *)ev->body)->kind, "extract")) {
+		if (wk.ninflight >= wk.cfg.max_inflight)
+			set_paused(true);
+		extract_start(a);
+		return;
+	}
 	s.worker_id = wk.worker_id;
 	s.model = wk.eps[0].model;
 	s.dispatched_ts_us = ((const lh_task_order_t *)ev->body)->dispatched_ts_us;
@@ -1607,6 +1758,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lh-worker: %s\n", err.msg);
 		return 2;
 	}
+	if (wk.cfg.memory_extract) {
+		/* default: the first tier listed, the cheapest */
+		const char *t = *wk.cfg.memory_extract_tier ? wk.cfg.memory_extract_tier
+							    : wk.cfg.common.tiers;
+		snprintf(extract_tier, sizeof(extract_tier), "%.*s", (int)strcspn(t, ", "), t);
+		if (lh_topic_tasks(wk.cfg.common.topic_prefix, extract_tier, extract_topic, &err)) {
+			fprintf(stderr, "lh-worker: memory.extract_tier: %s\n", err.msg);
+			return 2;
+		}
+	}
 	snprintf(wk.group, sizeof(wk.group), "%s",
 		 *wk.cfg.group ? wk.cfg.group : wk.orders_topic); /* default: the topic's own group */
 	if (!*wk.cfg.group)
@@ -1698,6 +1859,7 @@ int main(int argc, char **argv)
 		free(wk.parts[i].offs);
 		free(wk.parts[i].acked);
 	}
+	lh_extract_pending_free_all(); /* whose attempt.succeeded was never acknowledged */
 	lh_idmap_finish(&wk.seen);
 	lh_buf_finish(&wk.scratch);
 	wk.call_arena = lh_arena_free(wk.call_arena);

@@ -11,7 +11,13 @@
  * committed) writes nothing. A later task's fact "The API listens on port 9443." DELETEs the old
  * port: the old row is kept and linked to the new one by superseded_by. A job queued when the
  * memory tools stop still reports (LH_ERR_UNAVAILABLE), so its argument is freed.
- * Needs LH_PG_URL (else skipped, exit 77); no Kafka. */
+ *
+ * Through the whole stack (Kafka, PostgreSQL, fakellm), memory.extract on: a plan's act task
+ * succeeds; its extract order (kind "extract", no attempt events) is taken by the fast tier's
+ * worker; fakellm answers the extraction with two facts and the reconcile with ADD + NONE; the
+ * added fact is then a memory with the act task's provenance, and nothing else. A second plan
+ * whose output contradicts it DELETEs it: superseded, kept and linked.
+ * Needs the stack (tests/integration/stack.h; else skipped, exit 77). */
 #include <event2/event.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -21,7 +27,11 @@
 
 #include "extract.h"
 #include "memtools.h"
+#include "stack.h"
 #include "t.h"
+
+static ts_stack_t ts;
+static char tag[16]; /* this run's project name: the stored facts are new every run */
 
 static const char *pg_url;
 static lh_pg_t *pg;
@@ -215,23 +225,127 @@ static void extract_then_reconcile(void)
 	event_base_free(base);
 }
 
-int main(void)
+/* ---- through the stack ----------------------------------------------------------------- */
+
+#define OLD_FMT "The deploy region of project %s is eu-west-3."
+#define NEW_FMT "The deploy region of project %s is us-east-2."
+#define OTHER_FMT "Project %s has a weekly release."
+
+static const char *submit(const char *marker)
+{
+	static char plan[40];
+	char goal[400];
+	lh_id_t id;
+	snprintf(goal, sizeof(goal),
+		 "Deploy project %s\nlh-script: {\"tasks\":[{\"id\":1,\"instructions\":"
+		 "\"Deploy %s [case\\u003a%s]\",\"tier\":\"fast\"}],\"join\":\"Check\"}\n",
+		 tag, tag, marker);
+	id = ts_submit(&ts, goal);
+	lh_uuid_fmt(&id, plan);
+	printf("# plan %s (%s)\n", plan, marker);
+	return plan;
+}
+
+static void through_the_stack(void)
+{
+	char old_fact[128], new_fact[128], other[128], like[64], plan1[40], plan2[40];
+	const char *v;
+	char old_id[32], new_id[32];
+	snprintf(old_fact, sizeof(old_fact), OLD_FMT, tag);
+	snprintf(new_fact, sizeof(new_fact), NEW_FMT, tag);
+	snprintf(other, sizeof(other), OTHER_FMT, tag);
+	snprintf(like, sizeof(like), "%%%s%%", tag);
+	snprintf(plan1, sizeof(plan1), "%s", submit("x1"));
+	T_CHECK(ts_wait_sql(&ts, 90000, "SELECT status FROM plans WHERE plan_id = $1", plan1,
+			    "completed"));
+	/* the extract order ran on the fast worker: ADD the first fact, NONE the second */
+	T_CHECK(ts_wait_log(&ts, "worker-fast", "worker.extract", "applied", 60000));
+	T_CHECK(ts_wait_sql(&ts, 30000, "SELECT count(*) FROM memories WHERE content LIKE $1", like,
+			    "1"));
+	v = ts_sql1(&ts, "SELECT content || '|' || scope || ':' || task_no || ':' || attempt || ':' "
+			 "|| (source_event IS NOT NULL) FROM memories WHERE content LIKE $1", like);
+	printf("# memory: %s\n", v ? v : "(null)");
+	{
+		char want[200];
+		snprintf(want, sizeof(want), "%s|tenant:1:1:true", old_fact);
+		T_EQ_STR(v, want);
+	}
+	snprintf(old_id, sizeof(old_id), "%s",
+		 (v = ts_sql1(&ts, "SELECT id::text FROM memories WHERE content LIKE $1", like)) ? v
+											: "");
+	/* the coordinator saw one attempt per task: started, succeeded, nothing for the order */
+	v = ts_sql1(&ts, "SELECT count(*)::text FROM task_attempts WHERE plan_id = $1", plan1);
+	T_CHECK(v && ts_count_events(&ts, plan1, "attempt.started") == atoi(v));
+	T_CHECK(v && ts_count_events(&ts, plan1, "attempt.succeeded") == atoi(v));
+	T_EQ_INT(ts_count_events(&ts, plan1, "attempt.failed"), 0);
+
+	/* the second plan's output contradicts the fact: DELETE supersedes it, kept and linked */
+	snprintf(plan2, sizeof(plan2), "%s", submit("x2"));
+	T_CHECK(ts_wait_sql(&ts, 90000, "SELECT status FROM plans WHERE plan_id = $1", plan2,
+			    "completed"));
+	T_CHECK(ts_wait_sql(&ts, 60000, "SELECT count(*) FROM memories WHERE content LIKE $1", like,
+			    "2"));
+	snprintf(new_id, sizeof(new_id), "%s",
+		 (v = ts_sql1(&ts, "SELECT id::text FROM memories WHERE content = $1", new_fact))
+			 ? v : "");
+	T_CHECK(new_id[0] != '\0');
+	v = ts_sql1(&ts, "SELECT superseded_by::text FROM memories WHERE id = $1::bigint", old_id);
+	printf("# old %s superseded by %s (new %s)\n", old_id, v ? v : "(null)", new_id);
+	T_EQ_STR(v, new_id);
+	T_EQ_STR(ts_sql1(&ts, "SELECT task_no || ':' || (superseded_by IS NULL) FROM memories WHERE "
+			      "id = $1::bigint", new_id),
+		 "1:true");
+}
+
+int main(int argc, char **argv)
 {
 	lh_error_t err;
 	lh_id_t t = lh_uuid7_new();
-	char tid[37];
-	pg_url = getenv("LH_PG_URL");
-	if (!pg_url || !*pg_url) {
-		printf("SKIP: LH_PG_URL must name a real PostgreSQL\n");
-		return 77;
-	}
+	char tid[37], url[128], script[2048], old_fact[128], new_fact[128], other[128];
+	int rc = ts_init(&ts, argc > 1 ? argv[1] : ".");
+	if (rc)
+		return rc;
+	pg_url = ts.pg_url;
 	if (lh_pg_connect(pg_url, &pg, &err) != LH_OK || lh_pg_migrate(pg, NULL, &err) != LH_OK) {
 		fprintf(stderr, "0034-extract: %s\n", err.msg);
+		ts_finish(&ts);
 		return 1;
 	}
 	lh_uuid_fmt(&t, tid);
 	snprintf(tenant, sizeof(tenant), "ext-%s", tid);
+	snprintf(tag, sizeof(tag), "Osprey%.8s", tid + 28);
 	T_RUN(extract_then_reconcile);
+
+	snprintf(old_fact, sizeof(old_fact), OLD_FMT, tag);
+	snprintf(new_fact, sizeof(new_fact), NEW_FMT, tag);
+	snprintf(other, sizeof(other), OTHER_FMT, tag);
+	/* extraction: the source's instructions carry the marker; reconcile: the facts do (the
+	 * second plan's reconcile call also shows the first fact, so its rule comes first) */
+	snprintf(script, sizeof(script),
+		 "{\"rules\":["
+		 "{\"match\":\"[case:x1]\",\"match_system\":\"remember from a task\","
+		 "\"content\":\"{\\\"facts\\\": [\\\"%s\\\", \\\"%s\\\"]}\"},"
+		 "{\"match\":\"[case:x2]\",\"match_system\":\"remember from a task\","
+		 "\"content\":\"{\\\"facts\\\": [\\\"%s\\\"]}\"},"
+		 "{\"match\":\"us-east-2\",\"match_system\":\"long-term memory\","
+		 "\"content\":\"{\\\"decisions\\\": [{\\\"fact\\\": 1, \\\"op\\\": "
+		 "\\\"DELETE\\\", \\\"memory\\\": 1}]}\"},"
+		 "{\"match\":\"eu-west-3\",\"match_system\":\"long-term memory\","
+		 "\"content\":\"{\\\"decisions\\\": [{\\\"fact\\\": 1, \\\"op\\\": "
+		 "\\\"ADD\\\"}, {\\\"fact\\\": 2, \\\"op\\\": \\\"NONE\\\"}]}\"}]}",
+		 old_fact, other, new_fact);
+	if (ts_fakellm_with(&ts, 5, script, url)) {
+		lh_pg_free(pg);
+		ts_finish(&ts);
+		return 1;
+	}
+	setenv("LH_MEMORY_EXTRACT", "true", 1);
+	ts_spawn_materializer(&ts);
+	ts_spawn_coordinator(&ts, NULL);
+	ts_spawn_worker_url(&ts, "fast", url, NULL);
+	ts_spawn_worker_url(&ts, "standard", url, NULL);
+	T_RUN(through_the_stack);
+	ts_finish(&ts);
 	lh_pg_free(pg);
 	return t_done();
 }
