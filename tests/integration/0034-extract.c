@@ -32,6 +32,7 @@
 
 static ts_stack_t ts;
 static char tag[16]; /* this run's project name: the stored facts are new every run */
+static char stack_tenant[64];
 
 static const char *pg_url;
 static lh_pg_t *pg;
@@ -240,7 +241,16 @@ static const char *submit(const char *marker)
 		 "Deploy project %s\nlh-script: {\"tasks\":[{\"id\":1,\"instructions\":"
 		 "\"Deploy %s [case\\u003a%s]\",\"tier\":\"fast\"}],\"join\":\"Check\"}\n",
 		 tag, tag, marker);
-	id = ts_submit(&ts, goal);
+	{
+		/* goal.submitted in a tenant of this run's own: the nearest memories are ours */
+		lh_goal_submitted_t g = {.goal = goal};
+		lh_event_t ev = {.type = LH_EV_GOAL_SUBMITTED, .task_no = LH_NO_TASK,
+				 .tenant = stack_tenant, .actor = {.kind = "cli", .id = "lh-test"},
+				 .body = &g};
+		ev.plan_id = id = lh_uuid7_new();
+		ev.id = lh_event_id_derivef(&ev.plan_id, "goal.submitted", 0, "submit");
+		ts_emit(&ts, &ev);
+	}
 	lh_uuid_fmt(&id, plan);
 	printf("# plan %s (%s)\n", plan, marker);
 	return plan;
@@ -260,8 +270,8 @@ static void through_the_stack(void)
 			    "completed"));
 	/* the extract order ran on the fast worker: ADD the first fact, NONE the second */
 	T_CHECK(ts_wait_log(&ts, "worker-fast", "worker.extract", "applied", 60000));
-	T_CHECK(ts_wait_sql(&ts, 30000, "SELECT count(*) FROM memories WHERE content LIKE $1", like,
-			    "1"));
+	T_CHECK(ts_wait_sql(&ts, 30000, "SELECT count(*) FROM memories WHERE tenant = $1",
+			    stack_tenant, "1"));
 	v = ts_sql1(&ts, "SELECT content || '|' || scope || ':' || task_no || ':' || attempt || ':' "
 			 "|| (source_event IS NOT NULL) FROM memories WHERE content LIKE $1", like);
 	printf("# memory: %s\n", v ? v : "(null)");
@@ -283,8 +293,8 @@ static void through_the_stack(void)
 	snprintf(plan2, sizeof(plan2), "%s", submit("x2"));
 	T_CHECK(ts_wait_sql(&ts, 90000, "SELECT status FROM plans WHERE plan_id = $1", plan2,
 			    "completed"));
-	T_CHECK(ts_wait_sql(&ts, 60000, "SELECT count(*) FROM memories WHERE content LIKE $1", like,
-			    "2"));
+	T_CHECK(ts_wait_sql(&ts, 60000, "SELECT count(*) FROM memories WHERE tenant = $1",
+			    stack_tenant, "2"));
 	snprintf(new_id, sizeof(new_id), "%s",
 		 (v = ts_sql1(&ts, "SELECT id::text FROM memories WHERE content = $1", new_fact))
 			 ? v : "");
@@ -314,26 +324,27 @@ int main(int argc, char **argv)
 	lh_uuid_fmt(&t, tid);
 	snprintf(tenant, sizeof(tenant), "ext-%s", tid);
 	snprintf(tag, sizeof(tag), "Osprey%.8s", tid + 28);
+	snprintf(stack_tenant, sizeof(stack_tenant), "exs-%s", tid);
 	T_RUN(extract_then_reconcile);
 
 	snprintf(old_fact, sizeof(old_fact), OLD_FMT, tag);
 	snprintf(new_fact, sizeof(new_fact), NEW_FMT, tag);
 	snprintf(other, sizeof(other), OTHER_FMT, tag);
-	/* extraction: the source's instructions carry the marker; reconcile: the facts do (the
-	 * second plan's reconcile call also shows the first fact, so its rule comes first) */
+	/* extraction: the source's instructions carry the marker; reconcile: its first fact does
+	 * ("F1: ..."; the plans run in this run's own tenant, so M1 is the first plan's fact) */
 	snprintf(script, sizeof(script),
 		 "{\"rules\":["
 		 "{\"match\":\"[case:x1]\",\"match_system\":\"remember from a task\","
 		 "\"content\":\"{\\\"facts\\\": [\\\"%s\\\", \\\"%s\\\"]}\"},"
 		 "{\"match\":\"[case:x2]\",\"match_system\":\"remember from a task\","
 		 "\"content\":\"{\\\"facts\\\": [\\\"%s\\\"]}\"},"
-		 "{\"match\":\"us-east-2\",\"match_system\":\"long-term memory\","
+		 "{\"match\":\"F1: %s\",\"match_system\":\"long-term memory\","
 		 "\"content\":\"{\\\"decisions\\\": [{\\\"fact\\\": 1, \\\"op\\\": "
 		 "\\\"DELETE\\\", \\\"memory\\\": 1}]}\"},"
-		 "{\"match\":\"eu-west-3\",\"match_system\":\"long-term memory\","
+		 "{\"match\":\"F1: %s\",\"match_system\":\"long-term memory\","
 		 "\"content\":\"{\\\"decisions\\\": [{\\\"fact\\\": 1, \\\"op\\\": "
 		 "\\\"ADD\\\"}, {\\\"fact\\\": 2, \\\"op\\\": \\\"NONE\\\"}]}\"}]}",
-		 old_fact, other, new_fact);
+		 old_fact, other, new_fact, new_fact, old_fact);
 	if (ts_fakellm_with(&ts, 5, script, url)) {
 		lh_pg_free(pg);
 		ts_finish(&ts);
