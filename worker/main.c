@@ -1343,6 +1343,12 @@ static void extract_nearest_in(lh_err_t rc, const lh_error_t *err, void *job)
 		return;
 	}
 	a->xphase = 1;
+	{
+		char plan[LH_UUID_STR_LEN + 1];
+		lh_uuid_fmt(&a->order->plan_id, plan);
+		lh_log_info("worker.extract_reconcile", "reconciling the extracted facts", "plan",
+			    plan);
+	}
 	extract_call(a, LH_RECONCILE_SYSTEM, lh_extract_job_reconcile_prompt(a->xj));
 }
 

@@ -16,10 +16,13 @@
  * succeeds; its extract order (kind "extract", no attempt events) is taken by the fast tier's
  * worker; fakellm answers the extraction with two facts and the reconcile with ADD + NONE; the
  * added fact is then a memory with the act task's provenance, and nothing else. A second plan
- * whose output contradicts it DELETEs it: superseded, kept and linked.
+ * whose output contradicts it DELETEs it: superseded, kept and linked. A worker killed (SIGKILL)
+ * while a third plan's reconcile call is out has not committed the order: restarted, it runs it
+ * again and the fact is stored exactly once.
  * Needs the stack (tests/integration/stack.h; else skipped, exit 77). */
 #include <event2/event.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,6 +234,9 @@ static void extract_then_reconcile(void)
 #define OLD_FMT "The deploy region of project %s is eu-west-3."
 #define NEW_FMT "The deploy region of project %s is us-east-2."
 #define OTHER_FMT "Project %s has a weekly release."
+#define CRASH_FMT "The on-call engineer of project %s is Dana."
+
+static int fast_worker;
 
 static const char *submit(const char *marker)
 {
@@ -307,11 +313,31 @@ static void through_the_stack(void)
 		 "1:true");
 }
 
+/* kill -9 the worker while the reconcile call is out (fakellm holds the first one 30 s): the
+ * order's offset is not committed, the restarted worker runs it again, the fact is stored once */
+static void crash_before_commit(void)
+{
+	char fact[128], plan[40];
+	snprintf(fact, sizeof(fact), CRASH_FMT, tag);
+	snprintf(plan, sizeof(plan), "%s", submit("x3"));
+	T_CHECK(ts_wait_log(&ts, "worker-fast", "worker.extract_reconcile", plan, 60000));
+	ts_kill(&ts, fast_worker, SIGKILL);
+	T_EQ_STR(ts_sql1(&ts, "SELECT count(*) FROM memories WHERE content = $1", fact), "0");
+	ts_restart(&ts, fast_worker);
+	T_CHECK(ts_wait_sql(&ts, 90000, "SELECT count(*) FROM memories WHERE content = $1", fact,
+			    "1"));
+	T_CHECK(ts_wait_sql(&ts, 90000, "SELECT status FROM plans WHERE plan_id = $1", plan,
+			    "completed"));
+	T_EQ_STR(ts_sql1(&ts, "SELECT task_no || ':' || attempt FROM memories WHERE content = $1",
+			 fact),
+		 "1:1");
+}
+
 int main(int argc, char **argv)
 {
 	lh_error_t err;
 	lh_id_t t = lh_uuid7_new();
-	char tid[37], url[128], script[2048], old_fact[128], new_fact[128], other[128];
+	char cfg[600], tid[37], url[128], script[3072], old_fact[128], new_fact[128], other[128], crash[128];
 	int rc = ts_init(&ts, argc > 1 ? argv[1] : ".");
 	if (rc)
 		return rc;
@@ -330,6 +356,7 @@ int main(int argc, char **argv)
 	snprintf(old_fact, sizeof(old_fact), OLD_FMT, tag);
 	snprintf(new_fact, sizeof(new_fact), NEW_FMT, tag);
 	snprintf(other, sizeof(other), OTHER_FMT, tag);
+	snprintf(crash, sizeof(crash), CRASH_FMT, tag);
 	/* extraction: the source's instructions carry the marker; reconcile: its first fact does
 	 * ("F1: ..."; the plans run in this run's own tenant, so M1 is the first plan's fact) */
 	snprintf(script, sizeof(script),
@@ -338,13 +365,19 @@ int main(int argc, char **argv)
 		 "\"content\":\"{\\\"facts\\\": [\\\"%s\\\", \\\"%s\\\"]}\"},"
 		 "{\"match\":\"[case:x2]\",\"match_system\":\"remember from a task\","
 		 "\"content\":\"{\\\"facts\\\": [\\\"%s\\\"]}\"},"
+		 "{\"match\":\"[case:x3]\",\"match_system\":\"remember from a task\","
+		 "\"content\":\"{\\\"facts\\\": [\\\"%s\\\"]}\"},"
+		 "{\"match\":\"F1: %s\",\"match_system\":\"long-term memory\",\"times\":1,"
+		 "\"latency_ms\":30000,\"content\":\"{\\\"decisions\\\": []}\"},"
+		 "{\"match\":\"F1: %s\",\"match_system\":\"long-term memory\","
+		 "\"content\":\"{\\\"decisions\\\": []}\"},"
 		 "{\"match\":\"F1: %s\",\"match_system\":\"long-term memory\","
 		 "\"content\":\"{\\\"decisions\\\": [{\\\"fact\\\": 1, \\\"op\\\": "
 		 "\\\"DELETE\\\", \\\"memory\\\": 1}]}\"},"
 		 "{\"match\":\"F1: %s\",\"match_system\":\"long-term memory\","
 		 "\"content\":\"{\\\"decisions\\\": [{\\\"fact\\\": 1, \\\"op\\\": "
 		 "\\\"ADD\\\"}, {\\\"fact\\\": 2, \\\"op\\\": \\\"NONE\\\"}]}\"}]}",
-		 old_fact, other, new_fact, new_fact, old_fact);
+		 old_fact, other, new_fact, crash, crash, crash, new_fact, old_fact);
 	if (ts_fakellm_with(&ts, 5, script, url)) {
 		lh_pg_free(pg);
 		ts_finish(&ts);
@@ -353,9 +386,21 @@ int main(int argc, char **argv)
 	setenv("LH_MEMORY_EXTRACT", "true", 1);
 	ts_spawn_materializer(&ts);
 	ts_spawn_coordinator(&ts, NULL);
-	ts_spawn_worker_url(&ts, "fast", url, NULL);
+	/* offsets committed as soon as they are acknowledged: an order acknowledged too early would
+	 * be committed before crash_before_commit's kill, and not run again */
+	{
+		FILE *f;
+		snprintf(cfg, sizeof(cfg), "%s/0034-fast.json", ts.log_dir);
+		f = fopen(cfg, "w");
+		if (f) {
+			fputs("{\"worker.commit_interval_ms\": 0}\n", f);
+			fclose(f);
+		}
+	}
+	fast_worker = ts_spawn_worker_url(&ts, "fast", url, "--config", cfg, NULL);
 	ts_spawn_worker_url(&ts, "standard", url, NULL);
 	T_RUN(through_the_stack);
+	T_RUN(crash_before_commit);
 	ts_finish(&ts);
 	lh_pg_free(pg);
 	return t_done();
