@@ -320,6 +320,7 @@ struct lh_extract_job {
 	lh_reconcile_outcome_t *out;
 	bool applied;
 	void *owner;
+	lh_memory_consolidation_t cons;
 };
 
 lh_extract_job_t *lh_extract_job_new(const lh_event_t *order, void *owner)
@@ -441,3 +442,12 @@ void lh_extract_job_counts(const lh_extract_job_t *j, int *ret_written, int *ret
 		*ret_none += j->out[i].op == LH_RECONCILE_NONE;
 	}
 }
+
+lh_err_t lh_extract_job_consolidate(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_error_t *err)
+{
+	lh_extract_job_t *j = job;
+	return lh_memory_consolidate(pg, j->tenant, 0, 1000, lh_embedder_near_dup(emb), 0, &j->cons,
+				     err);
+}
+
+int lh_extract_job_merged(const lh_extract_job_t *j) { return j->cons.merged; }

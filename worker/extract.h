@@ -117,6 +117,11 @@ char *lh_extract_job_reconcile_prompt(const lh_extract_job_t *j);
 void lh_extract_job_set_answer(lh_extract_job_t *j, const char *answer);
 /* lh_memtools_fn: parse and apply the reconcile answer. */
 lh_err_t lh_extract_job_apply(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_error_t *err);
+/* lh_memtools_fn: consolidate the job's tenant (lh_memory_consolidate: near duplicates among its
+ * up to 1,000 oldest live memories superseded by their older twin; nothing pruned). */
+lh_err_t lh_extract_job_consolidate(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_error_t *err);
+/* What the consolidation merged (0 before it ran). */
+int lh_extract_job_merged(const lh_extract_job_t *j);
 /* After apply: counts of the outcomes (written, superseded, duplicates, none). */
 void lh_extract_job_counts(const lh_extract_job_t *j, int *ret_written, int *ret_superseded,
 			   int *ret_duplicates, int *ret_none);

@@ -69,6 +69,7 @@ typedef struct worker_cfg {
 	bool memory_global_write;
 	bool memory_extract;
 	char *memory_extract_tier;
+	int64_t memory_consolidate_every;
 	int64_t breaker_threshold;
 	int64_t breaker_cooldown_ms;
 	double requests_per_minute;
@@ -180,6 +181,11 @@ static const lh_cfg_def_t worker_table[] = {
 	{"memory.extract_tier", LH_CFG_STR, "", 0, 0, NULL, NULL, NULL, false, false,
 	 "the tier that runs extract orders (default: the first of tiers, the cheapest)",
 	 W(memory_extract_tier)},
+	{"memory.consolidate_every", LH_CFG_INT, "0", 0, 1000000, NULL, NULL, NULL, false, false,
+	 "after every N extract orders this worker applies, consolidate the tenant of the Nth "
+	 "(near duplicates among its 1,000 oldest live memories superseded by their older twin); "
+	 "0 = never",
+	 W(memory_consolidate_every)},
 	{"llm.breaker_threshold", LH_CFG_INT, "5", 0, 1000, NULL, "LH_BREAKER_THRESHOLD", NULL,
 	 false, false,
 	 "consecutive provider_down/timeout failures that open the circuit breaker (attempts "
@@ -1326,11 +1332,33 @@ static void extract_call(attempt_t *a, const char *system, char *user)
 	request(a);
 }
 
+static void extract_consolidated(lh_err_t rc, const lh_error_t *err, void *job)
+{
+	attempt_t *a = lh_extract_job_owner(job);
+	char m[16];
+	a->calling = false;
+	snprintf(m, sizeof(m), "%d", lh_extract_job_merged(job));
+	if (rc)
+		lh_log_warn("worker.consolidate", err->msg, "tenant",
+			    a->order->tenant ? a->order->tenant : "default");
+	else
+		lh_log_info("worker.consolidate", "consolidated", "tenant",
+			    a->order->tenant ? a->order->tenant : "default", "merged", m);
+	extract_done(a, "applied", NULL);
+}
+
 /* the memtools callbacks get the job (their fn's argument); its owner is the attempt */
 static void extract_applied(lh_err_t rc, const lh_error_t *err, void *job)
 {
+	static int64_t applied;
 	attempt_t *a = lh_extract_job_owner(job);
 	a->calling = false;
+	if (!rc && wk.cfg.memory_consolidate_every > 0 && !wk.stopping &&
+	    ++applied % wk.cfg.memory_consolidate_every == 0) {
+		a->calling = true;
+		lh_memtools_run(wk.memtools, lh_extract_job_consolidate, extract_consolidated, job);
+		return;
+	}
 	extract_done(a, rc ? "failed" : "applied", rc ? err->msg : NULL);
 }
 
