@@ -22,7 +22,7 @@ static void t_kill_worker_and_coordinator(void)
 	id = ts_submit(&ts, "Compare two databases for an event store");
 	lh_uuid_fmt(&id, plan);
 	printf("# plan %s\n", plan);
-	/* task 1 (fast) is running: its worker holds the model call for 2.5 s */
+	/* task 1 (fast) is running: its first model call hangs (fakellm script) */
 	T_CHECK(ts_wait_sql(&ts, 60000,
 			    "SELECT status FROM tasks WHERE plan_id = $1 AND task_no = 1", plan,
 			    "running"));
@@ -64,18 +64,35 @@ static void t_lease_fires_once_and_plan_completes(void)
 
 int main(int argc, char **argv)
 {
+	/* Task 1's first model call never answers, so the kill always finds it in flight (the
+	 * worker starts its first call while attempt.started is on its way: with a fixed latency
+	 * a slow machine could see the attempt finish before "running" reached PostgreSQL). */
+	static const char script[] = "{\"rules\":[{\"match\":\"Research the background of\","
+				     "\"times\":1,\"action\":\"hang\"}]}";
+	char cfg[600];
 	int rc = ts_init(&ts, argc > 1 ? argv[1] : ".");
 	if (rc)
 		return rc;
-	if (ts_fakellm(&ts, 2500)) {
+	if (ts_fakellm_with(&ts, 2500, script, ts.fakellm_url)) {
 		ts_finish(&ts);
 		return 1;
+	}
+	/* the fast worker commits each order's offset as soon as its attempt.started is
+	 * acknowledged: the killed attempt's order is not delivered again, its lease must fire */
+	{
+		FILE *f;
+		snprintf(cfg, sizeof(cfg), "%s/0005-fast.json", ts.log_dir);
+		f = fopen(cfg, "w");
+		if (f) {
+			fputs("{\"worker.commit_interval_ms\": 0}\n", f);
+			fclose(f);
+		}
 	}
 	ts_spawn_materializer(&ts);
 	coord = ts_spawn_coordinator(&ts, "--heartbeat-lease", "4", "--backoff-base-ms", "100",
 				     "--snapshot-interval", "1", "--wait-reminder", "6", NULL);
 	worker_fast = ts_spawn_worker_url(&ts, "fast", ts.fakellm_url, "--heartbeat-interval", "1",
-					  NULL);
+					  "--config", cfg, NULL);
 	ts_spawn_worker_url(&ts, "standard", ts.fakellm_url, "--heartbeat-interval", "1", NULL);
 	T_RUN(t_kill_worker_and_coordinator);
 	T_RUN(t_lease_fires_once_and_plan_completes);
