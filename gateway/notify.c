@@ -289,8 +289,6 @@ static lh_err_t queue_event(gw_t *gw, const lh_event_t *src, lh_notification_que
 			    const lh_id_t *id, lh_error_t *err)
 {
 	lh_event_t ev = {0};
-	gw_delivery_t *d = &gw->delivery;
-	int64_t deadline;
 	ev.v = LH_ENVELOPE_VERSION;
 	ev.id = *id;
 	ev.type = LH_EV_NOTIFICATION_QUEUED;
@@ -302,20 +300,7 @@ static lh_err_t queue_event(gw_t *gw, const lh_event_t *src, lh_notification_que
 	ev.actor.id = "notifier";
 	ev.causation_id = src->id;
 	ev.body = body;
-	d->seq++;
-	d->done = false;
-	d->rc = LH_OK;
-	lh_buf_reset(&gw->scratch);
-	if (lh_bus_emit(gw->kafka, gw->events_topic, &ev, false, &gw->scratch,
-			(void *)(uintptr_t)d->seq, err))
-		return err->code;
-	deadline = lh_mono_us() + gw->cfg.delivery_timeout_ms * 1000;
-	while (!d->done && lh_mono_us() < deadline)
-		lh_kafka_poll(gw->kafka, 20);
-	if (!d->done || d->rc)
-		return lh_error_set(err, LH_ERR_UNAVAILABLE, "could not append notification.queued: %s",
-				    d->done ? d->msg : "no acknowledgement");
-	return LH_OK;
+	return gw_emit_acked(gw, &ev, err);
 }
 
 static void on_message(void *opaque, const lh_kafka_msg_t *msg)

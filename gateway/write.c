@@ -67,27 +67,42 @@ bool gw_idempotency_key(struct evhttp_request *req, json_t *body, char out[257])
 	return true;
 }
 
-static bool produce(gw_t *gw, struct evhttp_request *req, const lh_event_t *ev)
+lh_err_t gw_emit_acked(gw_t *gw, const lh_event_t *ev, lh_error_t *err)
 {
-	lh_error_t err = {0};
 	gw_delivery_t *d = &gw->delivery;
 	int64_t deadline;
+	lh_err_t rc;
 	d->seq++;
 	d->done = false;
 	d->rc = LH_OK;
 	d->msg[0] = 0;
 	lh_buf_reset(&gw->scratch);
-	if (lh_bus_emit(gw->kafka, gw->events_topic, ev, false, &gw->scratch,
-			(void *)(uintptr_t)d->seq, &err)) {
-		gw_reply_error(req, err.code == LH_ERR_UNAVAILABLE ? 503 : 400,
-			       err.code == LH_ERR_UNAVAILABLE ? "kafka_unavailable" : "invalid_body",
-			       "could not append the event: %s", err.msg);
-		return false;
-	}
+	if ((rc = lh_bus_emit(gw->kafka, gw->events_topic, ev, false, &gw->scratch,
+			      (void *)(uintptr_t)d->seq, err)))
+		return rc;
 	deadline = lh_mono_us() + gw->cfg.delivery_timeout_ms * 1000;
 	while (!d->done && lh_mono_us() < deadline)
 		lh_kafka_poll(gw->kafka, 20);
-	if (!d->done) {
+	if (!d->done)
+		return lh_error_set(err, LH_ERR_TIMEOUT,
+				    "kafka did not acknowledge %s within %lld ms",
+				    lh_event_type_name(ev->type),
+				    (long long)gw->cfg.delivery_timeout_ms);
+	if (d->rc)
+		return lh_error_set(err, LH_ERR_UNAVAILABLE, "could not append %s: %s",
+				    lh_event_type_name(ev->type), d->msg);
+	return LH_OK;
+}
+
+/* gw_emit_acked, its failure replied to the client: 400 for an event the codec refuses, 503
+ * when Kafka is unreachable or did not acknowledge in time. */
+static bool produce(gw_t *gw, struct evhttp_request *req, const lh_event_t *ev)
+{
+	lh_error_t err = {0};
+	switch (gw_emit_acked(gw, ev, &err)) {
+	case LH_OK:
+		return true;
+	case LH_ERR_TIMEOUT:
 		/* The message stays queued and may still land: the same key retried later produces
 		 * the same event id, which consumers keep once. */
 		gw_reply_error(req, 503, "kafka_unavailable",
@@ -95,35 +110,14 @@ static bool produce(gw_t *gw, struct evhttp_request *req, const lh_event_t *ev)
 			       "same Idempotency-Key",
 			       (long long)gw->cfg.delivery_timeout_ms);
 		return false;
-	}
-	if (d->rc) {
+	case LH_ERR_UNAVAILABLE:
 		gw_reply_error(req, 503, "kafka_unavailable", "could not append the event: %s",
-			       d->msg);
+			       err.msg);
+		return false;
+	default:
+		gw_reply_error(req, 400, "invalid_body", "could not append the event: %s", err.msg);
 		return false;
 	}
-	return true;
-}
-
-lh_err_t gw_emit_acked(gw_t *gw, const lh_event_t *ev, lh_error_t *err)
-{
-	gw_delivery_t *d = &gw->delivery;
-	int64_t deadline;
-	d->seq++;
-	d->done = false;
-	d->rc = LH_OK;
-	d->msg[0] = 0;
-	lh_buf_reset(&gw->scratch);
-	if (lh_bus_emit(gw->kafka, gw->events_topic, ev, false, &gw->scratch,
-			(void *)(uintptr_t)d->seq, err))
-		return err->code;
-	deadline = lh_mono_us() + gw->cfg.delivery_timeout_ms * 1000;
-	while (!d->done && lh_mono_us() < deadline)
-		lh_kafka_poll(gw->kafka, 20);
-	if (!d->done || d->rc)
-		return lh_error_set(err, LH_ERR_UNAVAILABLE, "could not append %s: %s",
-				    lh_event_type_name(ev->type),
-				    d->done ? d->msg : "no acknowledgement in time");
-	return LH_OK;
 }
 
 static void request_hash(const char *route, const char *request, char hash[65])
