@@ -14,6 +14,7 @@
 #include "blob.h"
 #include "bus.h"
 #include "config.h"
+#include "consolidate.h"
 #include "kafka.h"
 #include "log.h"
 #include "reconcile.h"
@@ -50,6 +51,8 @@ typedef struct coord_cfg {
 	int64_t wait_escalate_s;
 	int64_t wait_deadline_s;
 	char *wait_default;
+	int64_t consolidate_interval_s;
+	char *consolidate_tier;
 } coord_cfg_t;
 
 #define C(f) offsetof(coord_cfg_t, f)
@@ -131,6 +134,16 @@ static const lh_cfg_def_t coord_table[] = {
 	{"coordinator.recovery_timeout_ms", LH_CFG_INT, "30000", 100, 3600000, NULL, NULL, NULL,
 	 false, false, "longest read of lh.snapshots on assignment before falling back to the log",
 	 C(recovery_timeout_ms)},
+	{"memory.consolidate_interval_s", LH_CFG_INT, "0", 0, 31536000, NULL,
+	 "LH_CONSOLIDATE_INTERVAL_S", "consolidate-interval", false, false,
+	 "send an idle plan's tenant a consolidate order (merge near-duplicate memories, forget "
+	 "expired episodic ones) at most once per this many seconds; idle: no task of the plan "
+	 "ready, dispatched, running or awaiting a retry (0: never)",
+	 C(consolidate_interval_s)},
+	{"memory.consolidate_tier", LH_CFG_STR, "", 0, 0, NULL, NULL, NULL, false, false,
+	 "the tier whose workers run consolidate orders (default: the first of tiers, the "
+	 "cheapest)",
+	 C(consolidate_tier)},
 	LH_CFG_END,
 };
 
@@ -167,7 +180,7 @@ static struct coord {
 	part_t parts[MAX_PARTS];
 	lh_buf_t scratch;
 	struct event *ev_reconcile, *ev_retry, *ev_stats, *ev_sigint, *ev_sigterm, *ev_timer,
-		*ev_snapshot, *ev_snaptimer;
+		*ev_snapshot, *ev_snaptimer, *ev_consolidate;
 	uint64_t snapshots, rounds;
 	struct heap_entry {
 		int64_t due;
@@ -175,7 +188,9 @@ static struct coord {
 	} *heap; /* min-heap by due: plans with a lease, backoff or deadline ahead */
 	size_t nheap, capheap;
 	int64_t timer_armed; /* due time ev_timer is set for; 0 = not set */
-	uint64_t emitted, orders, dead_letters, produce_errors;
+	uint64_t emitted, orders, dead_letters, produce_errors, consolidations;
+	const char *consolidate_tier; /* of tiers[] */
+	char consolidate_topic[LH_TOPIC_MAX];
 	lh_blob_store_t *blobs; /* reads outputs stored as blobs (output_ref) */
 	int exit_code;
 } co;
@@ -637,14 +652,54 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 
 static void on_stats(evutil_socket_t fd, short what, void *arg)
 {
-	char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24];
+	char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24], k[24];
 	lh_log_info("coordinator.stats", "counters", "plans", lh_log_i64(a, (long long)co.st.plans.n),
 		    "snapshots", lh_log_i64(g, (long long)co.snapshots), "rounds",
 		    lh_log_i64(h, (long long)co.rounds),
 		    "applied", lh_log_i64(b, (long long)co.st.applied), "emitted",
 		    lh_log_i64(c, (long long)co.emitted), "orders", lh_log_i64(d, (long long)co.orders),
 		    "dead_letters", lh_log_i64(e, (long long)co.dead_letters), "produce_errors",
-		    lh_log_i64(f, (long long)co.produce_errors));
+		    lh_log_i64(f, (long long)co.produce_errors), "consolidations",
+		    lh_log_i64(k, (long long)co.consolidations));
+}
+
+/* Most consolidate orders one tick sends; the rest wait for the next tick. */
+#define CONSOLIDATE_PER_TICK 1000
+
+/* The idle-time consolidate schedule (consolidate.h): a side emission to the consolidate tier's
+ * topic, never an event of lh.events, so the fold and the plans' state do not change. */
+static void on_consolidate(evutil_socket_t fd, short what, void *arg)
+{
+	int64_t now = lh_now_us(), interval = co.cfg.consolidate_interval_s;
+	size_t it = 0;
+	lh_cplan_t *p;
+	int sent = 0;
+	while (sent < CONSOLIDATE_PER_TICK && (p = lh_idmap_next(&co.st.plans, &it))) {
+		lh_arena_t *arena;
+		lh_error_t err = {0};
+		lh_event_t ev;
+		int64_t bucket = lh_consolidate_bucket(now, interval);
+		char plan[LH_UUID_STR_LEN + 1], b[24];
+		if (p->partition < 0 || p->partition >= MAX_PARTS || !co.parts[p->partition].live ||
+		    !lh_consolidate_due(p, now, interval))
+			continue;
+		arena = lh_arena_new(0);
+		lh_consolidate_order(p, bucket, interval, co.consolidate_tier, now, arena, &ev);
+		lh_uuid_fmt(&p->plan_id, plan);
+		if (lh_bus_emit(co.producer, co.consolidate_topic, &ev, true, &co.scratch, NULL,
+				&err)) {
+			co.produce_errors++;
+			lh_log_warn("coordinator.consolidate_failed", err.msg, "plan", plan);
+		} else {
+			lh_consolidate_sent(p, bucket, now);
+			co.consolidations++;
+			sent++;
+			lh_log_info("coordinator.consolidate", "plan idle: consolidate order sent", "plan",
+				    plan, "tenant", p->tenant ? p->tenant : "default", "bucket",
+				    lh_log_i64(b, bucket), "tier", co.consolidate_tier);
+		}
+		lh_arena_free(arena);
+	}
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -677,7 +732,21 @@ int main(int argc, char **argv)
 			LH_MAX_TIERS);
 		return 2;
 	}
-	if (lh_topic(co.cfg.common.topic_prefix, "events", co.events_topic, &err) ||
+	co.consolidate_tier = co.tiers[0];
+	if (*co.cfg.consolidate_tier) {
+		co.consolidate_tier = NULL;
+		for (int i = 0; i < co.ntiers; i++)
+			if (!strcmp(co.tiers[i], co.cfg.consolidate_tier))
+				co.consolidate_tier = co.tiers[i];
+		if (!co.consolidate_tier) {
+			fprintf(stderr, "lh-coordinator: memory.consolidate_tier: \"%s\" is not one of "
+				"tiers (%s)\n", co.cfg.consolidate_tier, co.cfg.common.tiers);
+			return 2;
+		}
+	}
+	if (lh_topic_tasks(co.cfg.common.topic_prefix, co.consolidate_tier, co.consolidate_topic,
+			   &err) ||
+	    lh_topic(co.cfg.common.topic_prefix, "events", co.events_topic, &err) ||
 	    lh_topic(co.cfg.common.topic_prefix, "dlq", co.dlq_topic, &err) ||
 	    lh_topic(co.cfg.common.topic_prefix, "snapshots", co.snapshots_topic, &err)) {
 		fprintf(stderr, "lh-coordinator: %s\n", err.msg);
@@ -750,6 +819,14 @@ int main(int argc, char **argv)
 		event_add(e, &tv);
 		co.ev_snaptimer = e;
 	}
+	if (co.cfg.consolidate_interval_s > 0) {
+		/* a quarter of the interval, 1 s to 60 s: a plan idle for a whole interval gets
+		 * its order within a tick of the bucket's start */
+		int64_t tick = co.cfg.consolidate_interval_s / 4;
+		struct timeval tv = {tick < 1 ? 1 : tick > 60 ? 60 : tick, 0};
+		co.ev_consolidate = event_new(co.base, -1, EV_PERSIST, on_consolidate, NULL);
+		event_add(co.ev_consolidate, &tv);
+	}
 	co.ev_sigint = evsignal_new(co.base, SIGINT, on_signal, NULL);
 	co.ev_sigterm = evsignal_new(co.base, SIGTERM, on_signal, NULL);
 	event_add(co.ev_sigint, NULL);
@@ -774,6 +851,8 @@ int main(int argc, char **argv)
 	event_free(co.ev_timer);
 	event_free(co.ev_snapshot);
 	event_free(co.ev_snaptimer);
+	if (co.ev_consolidate)
+		event_free(co.ev_consolidate);
 	lh_idmap_finish(&co.echo);
 	free(co.heap);
 	event_free(co.ev_sigint);

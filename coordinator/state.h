@@ -181,6 +181,10 @@ typedef struct lh_cplan {
 	 * the applied offset that snapshot had (0 = no snapshot). */
 	bool snap_dirty;
 	int64_t snap_covers;
+	/* Runtime (not folded, snapshotted or hashed): the idle-time consolidate schedule
+	 * (consolidate.h): the bucket and time of the last consolidate order this process sent. */
+	int64_t consolidate_bucket;
+	int64_t consolidate_last_us;
 } lh_cplan_t;
 
 typedef struct lh_state_opts {

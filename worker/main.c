@@ -28,6 +28,7 @@
 #include "llm.h"
 #include "log.h"
 #include "endpoints.h"
+#include "consolidate.h"
 #include "extract.h"
 #include "memtools.h"
 #include "summary.h"
@@ -70,6 +71,8 @@ typedef struct worker_cfg {
 	bool memory_extract;
 	char *memory_extract_tier;
 	int64_t memory_consolidate_every;
+	int64_t memory_consolidate_batch;
+	int64_t memory_episodic_ttl_s;
 	int64_t breaker_threshold;
 	int64_t breaker_cooldown_ms;
 	double requests_per_minute;
@@ -186,6 +189,15 @@ static const lh_cfg_def_t worker_table[] = {
 	 "(near duplicates among its 1,000 oldest live memories superseded by their older twin); "
 	 "0 = never",
 	 W(memory_consolidate_every)},
+	{"memory.consolidate_batch", LH_CFG_INT, "1000", 1, 100000, NULL, NULL, NULL, false, false,
+	 "a consolidate order examines the tenant's this many oldest live memories for near "
+	 "duplicates (superseded by their older twin)",
+	 W(memory_consolidate_batch)},
+	{"memory.episodic_ttl_s", LH_CFG_INT, "2592000", 0, 3153600000, NULL, NULL, NULL, false,
+	 false,
+	 "a consolidate order forgets the tenant's episodic memories older than this that no "
+	 "context ever used (0: never)",
+	 W(memory_episodic_ttl_s)},
 	{"llm.breaker_threshold", LH_CFG_INT, "5", 0, 1000, NULL, "LH_BREAKER_THRESHOLD", NULL,
 	 false, false,
 	 "consecutive provider_down/timeout failures that open the circuit breaker (attempts "
@@ -304,6 +316,7 @@ typedef struct attempt {
 	int64_t beats;
 	lh_extract_job_t *xj; /* an extract order's work (no attempt events); NULL otherwise */
 	int xphase;	      /* 0: the extraction call, 1: the reconcile call */
+	lh_consolidate_job_t *cj; /* a consolidate order's work (no model call, no events) */
 } attempt_t;
 
 /* Offsets of one order partition waiting for their attempt.started ack, in order. */
@@ -1417,6 +1430,53 @@ static void extract_start(attempt_t *a)
 	extract_call(a, LH_EXTRACT_SYSTEM, lh_extract_job_prompt(a->order));
 }
 
+/* ---- consolidate orders (docs/memory.md): no model call, no attempt events -------------- */
+
+/* The order's work ran on the memory tools' thread (or failed, or the worker is stopping): log
+ * it; commit its offset unless stopping (then the next worker runs it again: idempotent). A
+ * failure is committed too: the next interval sends another order. */
+static void consolidate_ran(lh_err_t rc, const lh_error_t *err, void *job)
+{
+	attempt_t *a = lh_consolidate_job_owner(job);
+	lh_memory_consolidation_t c = lh_consolidate_job_result(job);
+	char plan[LH_UUID_STR_LEN + 1], id[LH_ID_HEX_LEN + 1], m[24], p[24], b[24];
+	const json_t *bucket = json_object_get(((const lh_task_order_t *)a->order->body)->args,
+					       "bucket");
+	a->calling = false;
+	lh_uuid_fmt(&a->order->plan_id, plan);
+	lh_id_hex(&a->order->id, id);
+	lh_log_i64(b, json_is_integer(bucket) ? (long long)json_integer_value(bucket) : -1);
+	if (rc)
+		lh_log_warn("worker.consolidate", err && err->msg[0] ? err->msg : "failed",
+			    "outcome", "failed", "plan", plan, "tenant",
+			    lh_consolidate_job_tenant(job), "order", id, "bucket", b);
+	else
+		lh_log_info("worker.consolidate", "consolidated", "outcome", "applied", "plan", plan,
+			    "tenant", lh_consolidate_job_tenant(job), "order", id, "bucket", b,
+			    "merged", lh_log_i64(m, c.merged), "pruned", lh_log_i64(p, c.pruned));
+	if (!wk.stopping)
+		ack_offset(a->partition, a->offset);
+	a->cj = (lh_consolidate_job_free(a->cj), NULL);
+	attempt_free(a);
+}
+
+/* A consolidate order was taken: no attempt.started (the coordinator sent it outside the plan). */
+static void consolidate_start(attempt_t *a)
+{
+	a->started_acked = true;
+	a->cj = lh_consolidate_job_new(a->order, (int)wk.cfg.memory_consolidate_batch,
+				       (double)wk.cfg.memory_episodic_ttl_s, a);
+	if (!wk.memtools) {
+		lh_error_t err = {0};
+		lh_error_set(&err, LH_ERR_INVALID, "consolidate orders need the memory tools (pg.url, "
+			     "tools.memory)");
+		consolidate_ran(LH_ERR_INVALID, &err, a->cj);
+		return;
+	}
+	a->calling = true;
+	lh_memtools_run(wk.memtools, lh_consolidate_job_run, consolidate_ran, a->cj);
+}
+
 static void on_delivery(void *opaque, void *msg_opaque, lh_err_t rc, const lh_error_t *err,
 			int32_t partition, int64_t offset)
 {
@@ -1512,6 +1572,12 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 		extract_start(a);
 		return;
 	}
+	if (!strcmp(((const lh_task_order_t *)ev->body)->kind, "consolidate")) {
+		if (wk.ninflight >= wk.cfg.max_inflight)
+			set_paused(true);
+		consolidate_start(a);
+		return;
+	}
 	s.worker_id = wk.worker_id;
 	s.model = wk.eps[0].model;
 	s.dispatched_ts_us = ((const lh_task_order_t *)ev->body)->dispatched_ts_us;
@@ -1553,8 +1619,8 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 		lh_attempt_heartbeat_t h = {.worker_id = wk.worker_id, .seq = ++a->beats};
 		lh_event_t ev;
 		char cause[64];
-		if (!a->started_acked || !a->calling)
-			continue;
+		if (!a->started_acked || !a->calling || a->xj || a->cj)
+			continue; /* extract and consolidate orders publish no attempt events */
 		ev_init(&ev, a, LH_EV_ATTEMPT_HEARTBEAT, &h);
 		snprintf(cause, sizeof(cause), "t%lld:a%lld:b%lld", (long long)a->order->task_no,
 			 (long long)a->order->attempt, (long long)h.seq);
