@@ -248,12 +248,16 @@ lh_llm_provider_t *lh_llm_scripted_new(struct event_base *base, lh_error_t *err)
  *   kind "plan": goal's "lh-script: {...}" line verbatim if there is one (in goal, else in
  *                input), otherwise a 4-task diamond plan as JSON;
  *   kind "join": {"decision":"finish","answer":...} built from input;
+ *   kind "summarize" with a rolling-summary prompt (worker/summarize.h: "New events (log
+ *                offsets ..."): {"play_by_play", "artifacts": [], "breadcrumbs": "",
+ *                "open_questions": ""}, the play-by-play naming the events;
  *   anything else: a short text naming the instructions (input).
  * goal and input may be NULL. */
 char *lh_llm_scripted_answer(const char *kind, const char *goal, const char *input);
 
 /* The task kind of a conversation, the way tests/fakellm sees it: "plan" when the first system
- * message starts with "You are the planner", "join" for "You are the joiner", else "act". */
+ * message starts with "You are the planner", "join" for "You are the joiner", "replan" for "You
+ * are the replanner", "summarize" for "You keep the running summary", else "act". */
 const char *lh_llm_scripted_kind(const char *system_text);
 
 /* The goal in text: the rest of the first line starting with "Goal: " (new string), or NULL. */

@@ -108,6 +108,8 @@ const char *lh_llm_scripted_kind(const char *system_text)
 		return "join";
 	if (strncmp(system_text, "You are the replanner", 21) == 0)
 		return "replan";
+	if (strncmp(system_text, "You keep the running summary", 28) == 0)
+		return "summarize";
 	return "act";
 }
 
@@ -223,8 +225,27 @@ static char *replan_answer(const char *goal, const char *input)
 	return out;
 }
 
+/* A rolling-summary span (worker/summarize.c): the four sections, the play-by-play from the
+ * events the prompt lists after its "New events" line; artifacts left to the merge's scan. */
+static char *summarize_answer(const char *input)
+{
+	const char *ev = input ? strstr(input, "New events") : NULL;
+	char *in = condense(ev ? ev : input, INPUT_MAX), *text, *out;
+	if (asprintf(&text, "Summarized: %s", in) < 0)
+		text = NULL;
+	free(in);
+	out = text ? dump(json_pack("{s:s, s:[], s:s, s:s}", "play_by_play", text, "artifacts",
+				    "breadcrumbs", "", "open_questions", ""))
+		   : NULL;
+	free(text);
+	return out;
+}
+
 char *lh_llm_scripted_answer(const char *kind, const char *goal, const char *input)
 {
+	/* a rolling-summary span; a plan's own summarize task gets the act answer */
+	if (kind && strcmp(kind, "summarize") == 0 && input && strstr(input, "New events (log"))
+		return summarize_answer(input);
 	if (kind && strcmp(kind, "replan") == 0)
 		return replan_answer(goal, input);
 	if (kind && strcmp(kind, "plan") == 0)

@@ -358,10 +358,11 @@ SELECT p.id, ts_rank_cd(p.tsv, p.q) AS score, p.content FROM pre p
 
 -- name: memory_vector_candidates
 -- lh_memory_search_with: the $5 memories of embedder $3 visible to tenant $1 (and plan $2) nearest
--- to the query's sign signature $4 (Hamming distance, native speed), with their vectors in
--- array_send form; common/memory.c ranks them by the exact dot product (cheaper there than
--- sum(x*y) over unnest here). Two branches so each can use its partial index.
-SELECT c.id, c.content, array_send(c.embedding) FROM (
+-- to the query's sign signature $4 (Hamming distance, native speed), with their vectors; common/
+-- memory.c ranks them by the exact dot product (cheaper there than sum(x*y) over unnest here).
+-- Read as a BINARY result (lh_pg_query_bin): the id as text, the content, the real[] in its
+-- array_send form, with no hex on either side. Two branches so each can use its partial index.
+SELECT c.id::text, c.content, c.embedding FROM (
     (SELECT m.id, m.content, m.embedding, bit_count(m.embedding_bits # $4::varbit) AS h
        FROM memories m
       WHERE m.tenant = $1 AND (m.scope = 'tenant' OR m.plan_id = $2::uuid) AND m.embedder = $3
@@ -377,8 +378,9 @@ SELECT c.id, c.content, array_send(c.embedding) FROM (
 
 -- name: memory_hybrid_candidates
 -- lh_memory_search_with, hybrid: memory_search_fulltext's top $4 (rows 'f', id, content, NULL,
--- ts_rank_cd) and memory_vector_candidates' $7 (rows 'v', id, content, array_send(embedding)) for $5
--- and signature $6, in one statement over the visible rows read once; common/memory.c fuses them.
+-- ts_rank_cd) and memory_vector_candidates' $7 (rows 'v', id, content, embedding) for $5 and
+-- signature $6, in one statement over the visible rows read once; common/memory.c fuses them.
+-- Read as a BINARY result (lh_pg_query_bin), so every column but the vector is text.
 WITH vis AS MATERIALIZED (
     (SELECT m.id, m.tsv, m.content, m.embedding, m.embedder, m.embedding_bits FROM memories m
       WHERE m.tenant = $1 AND (m.scope = 'tenant' OR m.plan_id = $2::uuid)
@@ -397,10 +399,9 @@ WITH vis AS MATERIALIZED (
     SELECT v.id, v.content, v.embedding FROM vis v WHERE v.embedder = $5
      ORDER BY bit_count(v.embedding_bits # $6::varbit), v.id LIMIT $7::integer
 )
--- array_send after the cut: in the ORDER BY's scan it would run for every visible row
-SELECT 'f', ft.id, ft.content, NULL::bytea, ft.score::text FROM ft
+SELECT 'f'::text, ft.id::text, ft.content, NULL::real[], ft.score::text FROM ft
 UNION ALL
-SELECT 'v', vc.id, vc.content, array_send(vc.embedding), NULL::text FROM vc;
+SELECT 'v'::text, vc.id::text, vc.content, vc.embedding, NULL::text FROM vc;
 
 -- name: memory_forget
 -- lh_memory_forget: memory $1 of tenant $2 is no longer true or wanted; the row stays.
@@ -440,6 +441,20 @@ SELECT $1::uuid, $2, $3::integer, $4::bigint, $5::bigint, $6::jsonb, $7::uuid
    AND coalesce((SELECT anchor FROM summaries WHERE plan_id = $1::uuid AND subject = $2
                   ORDER BY version DESC LIMIT 1), $4::bigint) <= $4::bigint
 ON CONFLICT DO NOTHING RETURNING version;
+
+-- name: summary_event_offset
+-- worker/summarize.c: is event $1 materialized yet (its offset)?
+SELECT "offset" FROM events WHERE id = $1::uuid;
+
+-- name: summary_span_events
+-- worker/summarize.c: the rolling summary's next span: plan $1's materialized events of the
+-- types $3 at offsets >= $2 (one plan's events share one partition: the offset is its sequence),
+-- in log order, at most $4, with the task's kind and instructions.
+SELECT e."offset", e.type, coalesce(e.task_no, -1), coalesce(e.attempt, 0), e.body::text,
+       t.kind, left(t.instructions, 2000)
+  FROM events e LEFT JOIN tasks t ON t.plan_id = e.plan_id AND t.task_no = e.task_no
+ WHERE e.plan_id = $1::uuid AND e."offset" >= $2::bigint AND e.type = ANY($3::text[])
+ ORDER BY e."offset" LIMIT $4::integer;
 
 -- name: bench_memory_bulk
 -- lh-bench context: memories of tenant $1 in bulk: contents $2, real[] literals $3 and sign

@@ -31,6 +31,7 @@
 #include "consolidate.h"
 #include "extract.h"
 #include "memtools.h"
+#include "summarize.h"
 #include "summary.h"
 #include "summary_store.h"
 #include "prompt.h"
@@ -70,6 +71,12 @@ typedef struct worker_cfg {
 	bool memory_global_write;
 	bool memory_extract;
 	char *memory_extract_tier;
+	bool memory_summarize;
+	char *memory_summarize_tier;
+	int64_t memory_summarize_min_events;
+	int64_t memory_summarize_max_events;
+	int64_t memory_summarize_max_bytes;
+	int64_t memory_summarize_wait_ms;
 	int64_t memory_consolidate_every;
 	int64_t memory_consolidate_batch;
 	int64_t memory_episodic_ttl_s;
@@ -184,6 +191,32 @@ static const lh_cfg_def_t worker_table[] = {
 	{"memory.extract_tier", LH_CFG_STR, "", 0, 0, NULL, NULL, NULL, false, false,
 	 "the tier that runs extract orders (default: the first of tiers, the cheapest)",
 	 W(memory_extract_tier)},
+	{"memory.summarize", LH_CFG_BOOL, "false", 0, 0, NULL, "LH_MEMORY_SUMMARIZE", NULL, false,
+	 false,
+	 "after an act attempt's success is acknowledged, send a summarize order to the "
+	 "memory.summarize_tier workers: the plan's events since its rolling summary's anchor are "
+	 "summarized by one model call and merged into a new version (needs pg.url and "
+	 "tools.memory on that tier)",
+	 W(memory_summarize)},
+	{"memory.summarize_tier", LH_CFG_STR, "", 0, 0, NULL, NULL, NULL, false, false,
+	 "the tier that runs summarize orders (default: the first of tiers, the cheapest)",
+	 W(memory_summarize_tier)},
+	{"memory.summarize_min_events", LH_CFG_INT, "1", 1, 100000, NULL, NULL, NULL, false, false,
+	 "a summarize order with fewer new relevant events (outputs, failures, questions, answers, "
+	 "decisions, plan versions) since the anchor does nothing: they wait for a later order",
+	 W(memory_summarize_min_events)},
+	{"memory.summarize_max_events", LH_CFG_INT, "200", 1, 100000, NULL, NULL, NULL, false, false,
+	 "relevant events one summarized span may hold (the rest is left for the next order)",
+	 W(memory_summarize_max_events)},
+	{"memory.summarize_max_bytes", LH_CFG_INT, "32768", 1024, 900000, NULL, NULL, NULL, false,
+	 false,
+	 "bytes of event text one summarized span may hold (at least one event, cut to this; each "
+	 "event shown to the model is cut to 8 KiB)",
+	 W(memory_summarize_max_bytes)},
+	{"memory.summarize_wait_ms", LH_CFG_INT, "30000", 0, 600000, NULL, NULL, NULL, false, false,
+	 "how long a summarize order waits for its source event to be materialized in PostgreSQL "
+	 "(polling with backoff) before it summarizes what is there",
+	 W(memory_summarize_wait_ms)},
 	{"memory.consolidate_every", LH_CFG_INT, "0", 0, 1000000, NULL, NULL, NULL, false, false,
 	 "after every N extract orders this worker applies, consolidate the tenant of the Nth "
 	 "(near duplicates among its 1,000 oldest live memories superseded by their older twin); "
@@ -316,6 +349,8 @@ typedef struct attempt {
 	int64_t beats;
 	lh_extract_job_t *xj; /* an extract order's work (no attempt events); NULL otherwise */
 	int xphase;	      /* 0: the extraction call, 1: the reconcile call */
+	lh_summarize_job_t *sj; /* a summarize order's work (no attempt events); NULL otherwise */
+	int sloads;		/* its loads so far (waits for materialization, conflicts) */
 	lh_consolidate_job_t *cj; /* a consolidate order's work (no model call, no events) */
 } attempt_t;
 
@@ -462,12 +497,20 @@ static void extract_answered(attempt_t *a, const char *error_class, const char *
 			     json_t *output);
 static char extract_topic[LH_TOPIC_MAX]; /* lh.tasks.<memory.extract_tier>; "" = extraction off */
 static char extract_tier[LH_TOPIC_MAX];
+static void summarize_answered(attempt_t *a, const char *error_class, const char *msg,
+			       json_t *output);
+static char summarize_topic[LH_TOPIC_MAX]; /* lh.tasks.<memory.summarize_tier>; "" = off */
+static char summarize_tier[LH_TOPIC_MAX];
 
 static void finish(attempt_t *a, const char *error_class, const char *msg, json_t *output)
 {
 	lh_event_t ev;
 	if (a->xj) {
 		extract_answered(a, error_class, msg, output);
+		return;
+	}
+	if (a->sj) {
+		summarize_answered(a, error_class, msg, output);
 		return;
 	}
 	if (!a->started_acked) {
@@ -489,13 +532,19 @@ static void finish(attempt_t *a, const char *error_class, const char *msg, json_
 			s.output_ref = ref;
 		}
 		ev_init(&ev, a, LH_EV_ATTEMPT_SUCCEEDED, &s);
-		/* its extract order goes out once attempt.succeeded is acknowledged (on_delivery) */
-		publish(&ev, extract_topic[0] && !strcmp(((const lh_task_order_t *)a->order->body)->kind,
-							 "act")
-				     ? lh_extract_pending_new(a->order, extract_tier,
-							      a->msgs[0].content, a->recalled,
-							      a->nrecalled, output)
-				     : NULL);
+		/* its extract and summarize orders go out once attempt.succeeded is acknowledged
+		 * (on_delivery) */
+		{
+			bool act = !strcmp(((const lh_task_order_t *)a->order->body)->kind, "act");
+			void *opaque = extract_topic[0] && act
+					       ? lh_extract_pending_new(a->order, extract_tier,
+									a->msgs[0].content, a->recalled,
+									a->nrecalled, output)
+					       : NULL;
+			if (summarize_topic[0] && act)
+				opaque = lh_summarize_pending_new(a->order, summarize_tier, opaque);
+			publish(&ev, opaque);
+		}
 		wk.succeeded++;
 	} else {
 		lh_attempt_failed_t f = {.worker_id = wk.worker_id, .model = model,
@@ -1477,11 +1526,182 @@ static void consolidate_start(attempt_t *a)
 	lh_memtools_run(wk.memtools, lh_consolidate_job_run, consolidate_ran, a->cj);
 }
 
+/* ---- summarize orders (docs/memory.md, summarize.h): no attempt events, offset committed
+ * when done ---------------------------------------------------------------------------------- */
+
+#define SUMMARIZE_MAX_LOADS 64 /* waits for materialization plus conflicts, per order */
+
+/* attempt.succeeded of an act attempt was delivered (rc LH_OK): its summarize order goes out. */
+static void summarize_send(lh_summarize_pending_t *sp, lh_err_t rc)
+{
+	lh_event_t ev;
+	lh_task_order_t body;
+	lh_error_t err = {0};
+	if (rc == LH_OK) {
+		lh_summarize_pending_event(sp, wk.worker_id, &ev, &body);
+		if (lh_bus_emit(wk.producer, summarize_topic, &ev, false, &wk.scratch, NULL, &err))
+			lh_log_warn("worker.summarize_order", err.msg); /* the next order covers it */
+	}
+	lh_summarize_pending_free(sp);
+}
+
+/* The order is done, or has definitively failed: its offset may be committed (unless the worker
+ * is stopping: then the next worker runs it again from the stored version). */
+static void summarize_done(attempt_t *a, const char *outcome, const char *why)
+{
+	char t[24], i[24], o[24], c[32], tn[24], at[24], f[24], to[24], n[24], v[24];
+	char plan[LH_UUID_STR_LEN + 1];
+	int64_t from = 0, upto = 0, events = 0;
+	int version = 0;
+	lh_summarize_job_span(a->sj, &from, &upto, &events, &version);
+	lh_uuid_fmt(&a->order->plan_id, plan);
+	snprintf(c, sizeof(c), "%.6f", a->cost_usd);
+	/* not charged to the plan's budget (like extract orders): the log line is the record */
+	lh_log_info("worker.summarize", why && *why ? why : outcome, "outcome", outcome, "plan",
+		    plan, "task_no", lh_log_i64(tn, (long long)a->order->task_no), "attempt",
+		    lh_log_i64(at, (long long)a->order->attempt), "from", lh_log_i64(f, from), "to",
+		    lh_log_i64(to, upto), "events", lh_log_i64(n, events), "version",
+		    lh_log_i64(v, version), "llm_calls", lh_log_i64(t, a->calls), "input_tokens",
+		    lh_log_i64(i, (long long)a->usage.input_tokens), "output_tokens",
+		    lh_log_i64(o, (long long)a->usage.output_tokens), "cost_usd", c);
+	if (!wk.stopping)
+		ack_offset(a->partition, a->offset);
+	a->sj = (lh_summarize_job_free(a->sj), NULL);
+	attempt_free(a);
+}
+
+static void summarize_loaded(lh_err_t rc, const lh_error_t *err, void *job);
+
+static void summarize_load(attempt_t *a)
+{
+	a->sloads++;
+	a->calling = true;
+	lh_memtools_run(wk.memtools, lh_summarize_job_load, summarize_loaded, a->sj);
+}
+
+static void summarize_load_later(evutil_socket_t fd, short what, void *arg)
+{
+	attempt_t *a = arg;
+	a->calling = false;
+	if (wk.stopping)
+		return; /* main() ends it after the loop */
+	summarize_load(a);
+}
+
+/* The summary and the span are in (memory tools' thread done): call, wait, or finish. */
+static void summarize_loaded(lh_err_t rc, const lh_error_t *err, void *job)
+{
+	attempt_t *a = lh_summarize_job_owner(job);
+	a->calling = false;
+	if (rc || wk.stopping) {
+		summarize_done(a, "failed", rc ? err->msg : "worker stopping");
+		return;
+	}
+	switch (lh_summarize_job_state(a->sj)) {
+	case LH_SUMMARIZE_WAIT: {
+		/* the source event is not in PostgreSQL yet: poll with backoff, within the bound */
+		int64_t waited_ms = (lh_mono_us() - a->start_mono_us) / 1000;
+		int64_t ms = 100LL << (a->sloads < 5 ? a->sloads : 5);
+		if (waited_ms >= wk.cfg.memory_summarize_wait_ms || a->sloads >= SUMMARIZE_MAX_LOADS) {
+			lh_summarize_job_stop_waiting(a->sj); /* summarize what is there */
+			summarize_load(a);
+			return;
+		}
+		if (ms > 2000)
+			ms = 2000;
+		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+		a->calling = true;
+		if (event_base_once(wk.base, -1, EV_TIMEOUT, summarize_load_later, a, &tv) != 0)
+			summarize_done(a, "failed", "could not schedule the next load");
+		return;
+	}
+	case LH_SUMMARIZE_CALL: {
+		char plan[LH_UUID_STR_LEN + 1], f[24], t[24];
+		int64_t from = 0, to = 0, events = 0;
+		int version = 0;
+		char *user = lh_summarize_job_prompt(a->sj);
+		lh_summarize_job_span(a->sj, &from, &to, &events, &version);
+		lh_uuid_fmt(&a->order->plan_id, plan);
+		lh_log_info("worker.summarize_call", "summarizing a span of the plan's events", "plan",
+			    plan, "from", lh_log_i64(f, from), "to", lh_log_i64(t, to));
+		msgs_reserve(a, 2);
+		a->msgs[0] = (lh_llm_message_t){.role = LH_LLM_ROLE_SYSTEM,
+						.content = (char *)LH_SUMMARIZE_SYSTEM};
+		a->msgs[1] = (lh_llm_message_t){.role = LH_LLM_ROLE_USER,
+						.content = lh_arena_strdup(a->arena, user ? user : "")};
+		a->nmsgs = 2;
+		free(user);
+		request(a);
+		return;
+	}
+	default:
+		summarize_done(a, "nothing", NULL);
+	}
+}
+
+/* Stored over the loaded version, or another writer was first: then start over from its
+ * version (its span is not summarized again), a bounded number of times. */
+static void summarize_stored(lh_err_t rc, const lh_error_t *err, void *job)
+{
+	attempt_t *a = lh_summarize_job_owner(job);
+	a->calling = false;
+	if (rc)
+		summarize_done(a, "failed", err->msg);
+	else if (lh_summarize_job_state(a->sj) == LH_SUMMARIZE_STORED)
+		summarize_done(a, "stored", NULL);
+	else if (!wk.stopping && a->sloads < SUMMARIZE_MAX_LOADS)
+		summarize_load(a);
+	else
+		summarize_done(a, "conflict", "another writer stored the plan's summary first");
+}
+
+/* finish() of a summarize order: the model's answer (output, a JSON string) or a failure. */
+static void summarize_answered(attempt_t *a, const char *error_class, const char *msg,
+			       json_t *output)
+{
+	lh_error_t err = {0};
+	if (error_class) {
+		summarize_done(a, "failed", msg);
+		return;
+	}
+	if (lh_summarize_job_answer(a->sj, json_string_value(output), &err)) {
+		summarize_done(a, "failed", err.msg); /* the next order summarizes the span */
+		return;
+	}
+	a->calling = true;
+	lh_memtools_run(wk.memtools, lh_summarize_job_store, summarize_stored, a->sj);
+}
+
+/* A summarize order was taken: no attempt.started (the coordinator does not know it). */
+static void summarize_start(attempt_t *a)
+{
+	lh_summarize_limits_t lim = {.max_events = wk.cfg.memory_summarize_max_events,
+				     .max_bytes = wk.cfg.memory_summarize_max_bytes,
+				     .min_events = wk.cfg.memory_summarize_min_events};
+	a->started_acked = true;
+	a->sj = lh_summarize_job_new(a->order, &lim, a);
+	if (!wk.memtools) {
+		summarize_done(a, "failed",
+			       "summarize orders need the memory tools (pg.url, tools.memory)");
+		return;
+	}
+	summarize_load(a);
+}
+
 static void on_delivery(void *opaque, void *msg_opaque, lh_err_t rc, const lh_error_t *err,
 			int32_t partition, int64_t offset)
 {
 	attempt_t *a = msg_opaque;
-	lh_extract_pending_t *xp = lh_extract_pending_take(msg_opaque);
+	lh_summarize_pending_t *sp = lh_summarize_pending_take(msg_opaque);
+	lh_extract_pending_t *xp;
+	if (sp) {
+		/* the extract order of the same success, if any, rides along */
+		msg_opaque = lh_summarize_pending_also(sp);
+		summarize_send(sp, rc);
+		if (!msg_opaque)
+			return;
+	}
+	xp = lh_extract_pending_take(msg_opaque);
 	if (xp) {
 		extract_send(xp, rc);
 		return;
@@ -1566,6 +1786,12 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 	a->start_mono_us = lh_mono_us();
 	list_add(a);
 	track_offset(msg->partition, msg->offset, false);
+	if (lh_summarize_is_order(ev)) {
+		if (wk.ninflight >= wk.cfg.max_inflight)
+			set_paused(true);
+		summarize_start(a);
+		return;
+	}
 	if (!strcmp(((const lh_task_order_t *)ev->body)->kind, "extract")) {
 		if (wk.ninflight >= wk.cfg.max_inflight)
 			set_paused(true);
@@ -1619,6 +1845,8 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 		lh_attempt_heartbeat_t h = {.worker_id = wk.worker_id, .seq = ++a->beats};
 		lh_event_t ev;
 		char cause[64];
+		if (a->sj)
+			continue; /* summarize orders publish no attempt events */
 		if (!a->started_acked || !a->calling || a->xj || a->cj)
 			continue; /* extract and consolidate orders publish no attempt events */
 		ev_init(&ev, a, LH_EV_ATTEMPT_HEARTBEAT, &h);
@@ -1868,6 +2096,15 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (wk.cfg.memory_summarize) {
+		const char *t = *wk.cfg.memory_summarize_tier ? wk.cfg.memory_summarize_tier
+							      : wk.cfg.common.tiers;
+		snprintf(summarize_tier, sizeof(summarize_tier), "%.*s", (int)strcspn(t, ", "), t);
+		if (lh_topic_tasks(wk.cfg.common.topic_prefix, summarize_tier, summarize_topic, &err)) {
+			fprintf(stderr, "lh-worker: memory.summarize_tier: %s\n", err.msg);
+			return 2;
+		}
+	}
 	snprintf(wk.group, sizeof(wk.group), "%s",
 		 *wk.cfg.group ? wk.cfg.group : wk.orders_topic); /* default: the topic's own group */
 	if (!*wk.cfg.group)
@@ -1959,7 +2196,8 @@ int main(int argc, char **argv)
 		free(wk.parts[i].offs);
 		free(wk.parts[i].acked);
 	}
-	lh_extract_pending_free_all(); /* whose attempt.succeeded was never acknowledged */
+	lh_summarize_pending_free_all(); /* whose attempt.succeeded was never acknowledged */
+	lh_extract_pending_free_all();
 	lh_idmap_finish(&wk.seen);
 	lh_buf_finish(&wk.scratch);
 	wk.call_arena = lh_arena_free(wk.call_arena);

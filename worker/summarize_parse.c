@@ -1,0 +1,355 @@
+/* summarize_parse.c — the pure half of the rolling-summary writer (summarize.h): prompts, the
+ * strict parser of the model's answer, the order id, and how an event reads in a span. No I/O. */
+#include "summarize.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char LH_SUMMARIZE_SYSTEM[] =
+	"You keep the running summary of a long-running agent plan. You get the plan's intent, "
+	"its open questions so far, and the new events since the last summary (task outputs, "
+	"failures, questions and answers, approvals, decisions, plan revisions), each with its log "
+	"offset. Describe only the new events. Answer with JSON only, exactly these four keys: "
+	"{\"play_by_play\": \"what happened in these events, in order, in a few short sentences\", "
+	"\"artifacts\": [\"every file path, id, ticket, URL or name the events mention, one item "
+	"each, verbatim\"], \"breadcrumbs\": \"how a later task can re-fetch details (which task's "
+	"output, which file, which URL); empty when nothing\", \"open_questions\": \"the questions "
+	"still open after these events, including earlier ones not yet answered; empty when none\"}.";
+
+/* Bytes of s to show, at most max, not ending inside a UTF-8 sequence. */
+static size_t cut_len(const char *s, size_t len, size_t max)
+{
+	size_t n;
+	if (len <= max)
+		return len;
+	n = max;
+	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--; /* s[n] is a continuation byte: the character starts earlier */
+	return n;
+}
+
+static char *trimmed(const char *s, size_t len)
+{
+	size_t a = 0, b = len;
+	char *r;
+	while (a < b && isspace((unsigned char)s[a]))
+		a++;
+	while (b > a && isspace((unsigned char)s[b - 1]))
+		b--;
+	if (!(r = malloc(b - a + 1)))
+		abort();
+	memcpy(r, s + a, b - a);
+	r[b - a] = '\0';
+	return r;
+}
+
+void lh_summarize_answer_finish(lh_summarize_answer_t *a)
+{
+	if (!a)
+		return;
+	free(a->play_by_play);
+	free(a->artifacts);
+	free(a->breadcrumbs);
+	free(a->open_questions);
+	memset(a, 0, sizeof(*a));
+}
+
+/* A text section: a string without NUL bytes, at most LH_SUMMARIZE_MAX_SECTION bytes. */
+static char *section(json_t *root, const char *key, lh_error_t *err)
+{
+	json_t *v = json_object_get(root, key);
+	const char *s = json_string_value(v);
+	size_t n = s ? json_string_length(v) : 0;
+	if (!s) {
+		lh_error_set(err, LH_ERR_DECODE,
+			     "could not parse the summary answer: \"%s\" must be a string", key);
+		return NULL;
+	}
+	if (memchr(s, '\0', n) || n > LH_SUMMARIZE_MAX_SECTION) {
+		lh_error_set(err, LH_ERR_DECODE,
+			     "could not parse the summary answer: \"%s\" holds a NUL byte or is over "
+			     "%d bytes",
+			     key, LH_SUMMARIZE_MAX_SECTION);
+		return NULL;
+	}
+	return trimmed(s, n);
+}
+
+lh_err_t lh_summarize_parse(const char *text, size_t len, lh_summarize_answer_t *ret,
+			    lh_error_t *err)
+{
+	static const char *const keys[] = {"play_by_play", "artifacts", "breadcrumbs",
+					   "open_questions"};
+	json_error_t jerr;
+	json_t *root, *arr, *v;
+	const char *key;
+	size_t start = 0, end = len, i, n;
+	lh_summarize_answer_t a = {0};
+	lh_buf_t b;
+	const lh_err_t rc = LH_ERR_DECODE;
+
+	if (!text || !len)
+		return lh_error_set(err, rc, "could not parse the summary answer: empty");
+	while (start < end && isspace((unsigned char)text[start]))
+		start++;
+	if (end - start >= 3 && memcmp(text + start, "```", 3) == 0) {
+		const char *nl = memchr(text + start, '\n', end - start);
+		if (!nl)
+			return lh_error_set(err, rc, "could not parse the summary answer: an "
+					    "unterminated code fence");
+		start = (size_t)(nl - text) + 1;
+		while (end > start && isspace((unsigned char)text[end - 1]))
+			end--;
+		if (end - start < 3 || memcmp(text + end - 3, "```", 3) != 0)
+			return lh_error_set(err, rc, "could not parse the summary answer: an "
+					    "unterminated code fence");
+		end -= 3;
+	}
+	if (!(root = json_loadb(text + start, end - start, JSON_REJECT_DUPLICATES, &jerr)))
+		return lh_error_set(err, rc, "could not parse the summary answer: %s", jerr.text);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return lh_error_set(err, rc, "could not parse the summary answer: expected an object");
+	}
+	json_object_foreach(root, key, v)
+	{
+		bool known = false;
+		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			known |= strcmp(key, keys[i]) == 0;
+		if (!known) {
+			lh_error_set(err, rc, "could not parse the summary answer: unknown key \"%.64s\"",
+				     key);
+			json_decref(root);
+			return rc;
+		}
+	}
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (!json_object_get(root, keys[i])) {
+			json_decref(root);
+			return lh_error_set(err, rc, "could not parse the summary answer: \"%s\" is "
+					    "missing", keys[i]);
+		}
+	if (!(a.play_by_play = section(root, "play_by_play", err)) ||
+	    !(a.breadcrumbs = section(root, "breadcrumbs", err)) ||
+	    !(a.open_questions = section(root, "open_questions", err)))
+		goto out_refused;
+	if (!*a.play_by_play) {
+		lh_error_set(err, rc, "could not parse the summary answer: \"play_by_play\" is empty");
+		goto out_refused;
+	}
+	arr = json_object_get(root, "artifacts");
+	if (!json_is_array(arr)) {
+		lh_error_set(err, rc, "could not parse the summary answer: \"artifacts\" must be an "
+			     "array of strings");
+		goto out_refused;
+	}
+	n = json_array_size(arr);
+	if (n > LH_SUMMARIZE_MAX_ARTIFACTS) {
+		lh_error_set(err, rc, "could not parse the summary answer: %zu artifacts, at most %d",
+			     n, LH_SUMMARIZE_MAX_ARTIFACTS);
+		goto out_refused;
+	}
+	lh_buf_init(&b);
+	json_array_foreach(arr, i, v)
+	{
+		const char *s = json_string_value(v);
+		size_t sl = s ? json_string_length(v) : 0;
+		char *item = NULL;
+		if (!s || memchr(s, '\0', sl) || sl > LH_SUMMARIZE_MAX_ARTIFACT ||
+		    !*(item = trimmed(s, sl)) || strpbrk(item, "\r\n")) {
+			free(item);
+			lh_buf_finish(&b);
+			lh_error_set(err, rc, "could not parse the summary answer: artifact %zu is not "
+				     "a non-empty one-line string of at most %d bytes",
+				     i + 1, LH_SUMMARIZE_MAX_ARTIFACT);
+			goto out_refused;
+		}
+		lh_buf_printf(&b, "%s%s", b.len ? "\n" : "", item);
+		free(item);
+	}
+	lh_buf_append(&b, "", 1);
+	a.artifacts = lh_buf_steal(&b, NULL);
+	a.n_artifacts = n;
+	json_decref(root);
+	*ret = a;
+	return LH_OK;
+
+out_refused:
+	lh_summarize_answer_finish(&a);
+	json_decref(root);
+	return rc;
+}
+
+void lh_summarize_answer_sections(const lh_summarize_answer_t *a,
+				  const char *ret_sections[LH_SUMMARY__COUNT])
+{
+	ret_sections[LH_SUMMARY_INTENT] = NULL;
+	ret_sections[LH_SUMMARY_PLAY_BY_PLAY] = a->play_by_play;
+	ret_sections[LH_SUMMARY_ARTIFACTS] = a->artifacts;
+	ret_sections[LH_SUMMARY_BREADCRUMBS] = a->breadcrumbs;
+	ret_sections[LH_SUMMARY_OPEN_QUESTIONS] = a->open_questions;
+}
+
+char *lh_summarize_prompt(const lh_summary_t *s, int64_t from, int64_t to, const char *span_text,
+			  size_t max_bytes)
+{
+	const char *intent = s && s->intent ? s->intent : "";
+	const char *oq = s && s->open_questions && *s->open_questions ? s->open_questions : "(none)";
+	const char *span = span_text ? span_text : "";
+	size_t li = strlen(intent), lq = strlen(oq), ls = strlen(span);
+	size_t ci = cut_len(intent, li, LH_SUMMARIZE_MAX_CONTEXT);
+	size_t cq = cut_len(oq, lq, LH_SUMMARIZE_MAX_CONTEXT);
+	size_t cs = cut_len(span, ls, max_bytes);
+	lh_buf_t b;
+	lh_buf_init(&b);
+	lh_buf_printf(&b, "Plan intent:\n%.*s%s\n\nOpen questions so far:\n%.*s%s\n\n", (int)ci,
+		      intent, ci < li ? " [cut]" : "", (int)cq, oq, cq < lq ? " [cut]" : "");
+	lh_buf_printf(&b, "New events (log offsets %" PRId64 " to %" PRId64 "):\n", from, to - 1);
+	lh_buf_append(&b, span, cs);
+	if (cs < ls)
+		lh_buf_appends(&b, " [cut]\n");
+	lh_buf_append(&b, "", 1);
+	return lh_buf_steal(&b, NULL);
+}
+
+lh_id_t lh_summarize_order_id(const lh_id_t *plan_id, long long task_no, long long attempt)
+{
+	return lh_event_id_derivef(plan_id, "task.order", 0, "summarize:t%lld:a%lld", task_no,
+				   attempt);
+}
+
+/* ---- events in a span --------------------------------------------------------------------- */
+
+static const char *const relevant[] = {
+	"attempt.succeeded", "attempt.failed",	"input.requested", "input.provided",
+	"approval.requested", "approval.decided", "decision.logged", "plan.created",
+	"plan.revised",	     "task.escalated",	"task.dead",	   "plan.completed",
+	"plan.failed",	     "plan.cancelled",	"plan.paused",	   "plan.resumed",
+};
+
+bool lh_summarize_relevant(const char *type)
+{
+	for (size_t i = 0; type && i < sizeof(relevant) / sizeof(relevant[0]); i++)
+		if (!strcmp(type, relevant[i]))
+			return true;
+	return false;
+}
+
+const char *lh_summarize_relevant_types(void)
+{
+	return "{attempt.succeeded,attempt.failed,input.requested,input.provided,"
+	       "approval.requested,approval.decided,decision.logged,plan.created,plan.revised,"
+	       "task.escalated,task.dead,plan.completed,plan.failed,plan.cancelled,plan.paused,"
+	       "plan.resumed}";
+}
+
+static const char *str(const json_t *obj, const char *key)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+	return s ? s : "";
+}
+
+/* A JSON value as text: a string as it is, anything else compact (new). */
+static char *text_of(const json_t *v)
+{
+	char *r;
+	if (!v || json_is_null(v))
+		return strdup("");
+	if (json_is_string(v))
+		return strdup(json_string_value(v));
+	r = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	return r ? r : strdup("");
+}
+
+static void append_text(lh_buf_t *b, const char *label, const json_t *v)
+{
+	char *t = text_of(v);
+	if (!t)
+		abort();
+	if (*t)
+		lh_buf_printf(b, "%s%s", label, t);
+	free(t);
+}
+
+/* A plan version's tasks as "task N (kind): instructions" lines. */
+static void append_tasks(lh_buf_t *b, const json_t *tasks)
+{
+	size_t i;
+	json_t *t;
+	json_array_foreach(tasks, i, t)
+	{
+		json_int_t no = json_integer_value(json_object_get(t, "task_no"));
+		lh_buf_printf(b, "\n  task %lld (%s): %s", (long long)no,
+			      *str(t, "kind") ? str(t, "kind") : "act", str(t, "instructions"));
+	}
+}
+
+bool lh_summarize_render_event(lh_buf_t *out, int64_t offset, const char *type, int64_t task_no,
+			       int64_t attempt, const json_t *body, const char *kind,
+			       const char *instructions, size_t max_event)
+{
+	lh_buf_t b;
+	char task[96] = "";
+	size_t n;
+	if (!lh_summarize_relevant(type))
+		return false;
+	if (task_no >= 0)
+		snprintf(task, sizeof(task), "task %lld%s%s%s", (long long)task_no,
+			 kind ? " (" : "", kind ? kind : "", kind ? ")" : "");
+	lh_buf_init(&b);
+	lh_buf_printf(&b, "[%" PRId64 "] ", offset);
+	if (!strcmp(type, "attempt.succeeded")) {
+		lh_buf_printf(&b, "%s attempt %lld succeeded", task, (long long)attempt);
+		if (instructions && *instructions)
+			lh_buf_printf(&b, "\n  instructions: %s", instructions);
+		/* a plan's or replan's output is its plan version: plan.created / revised show it */
+		if (!kind || (strcmp(kind, "plan") && strcmp(kind, "replan")))
+			append_text(&b, "\n  output: ", json_object_get(body, "output"));
+	} else if (!strcmp(type, "attempt.failed")) {
+		lh_buf_printf(&b, "%s attempt %lld failed (%s): %s", task, (long long)attempt,
+			      str(body, "error_class"), str(body, "message"));
+	} else if (!strcmp(type, "input.requested")) {
+		lh_buf_printf(&b, "%s asked: %s", task, str(body, "question"));
+	} else if (!strcmp(type, "input.provided")) {
+		lh_buf_printf(&b, "answer by %s %s", str(body, "responder_type"),
+			      str(body, "responder_id"));
+		append_text(&b, ": ", json_object_get(body, "answer"));
+	} else if (!strcmp(type, "approval.requested")) {
+		lh_buf_printf(&b, "approval requested (%s) %s: %s", str(body, "kind"), task,
+			      str(body, "question"));
+	} else if (!strcmp(type, "approval.decided")) {
+		lh_buf_printf(&b, "approval %s by %s %s", str(body, "decision"),
+			      str(body, "responder_type"), str(body, "responder_id"));
+		if (*str(body, "reason"))
+			lh_buf_printf(&b, ": %s", str(body, "reason"));
+	} else if (!strcmp(type, "decision.logged")) {
+		lh_buf_printf(&b, "decision %s: %s", str(body, "kind"), str(body, "reasoning"));
+	} else if (!strcmp(type, "plan.created") || !strcmp(type, "plan.revised")) {
+		lh_buf_printf(&b, "plan version %lld %s",
+			      (long long)json_integer_value(json_object_get(body, "version")),
+			      type[5] == 'c' ? "created" : "revised");
+		if (*str(body, "thought"))
+			lh_buf_printf(&b, ": %s", str(body, "thought"));
+		if (*str(body, "reason"))
+			lh_buf_printf(&b, ": %s", str(body, "reason"));
+		append_tasks(&b, json_object_get(body, "tasks"));
+	} else if (!strcmp(type, "task.escalated")) {
+		lh_buf_printf(&b, "%s escalated from %s to %s: %s", task, str(body, "from_tier"),
+			      str(body, "to_tier"), str(body, "reason"));
+	} else if (!strcmp(type, "task.dead")) {
+		lh_buf_printf(&b, "%s is dead: %s", task, str(body, "reason"));
+	} else {
+		/* plan.completed / failed / cancelled / paused / resumed */
+		lh_buf_printf(&b, "%s", type);
+		if (*str(body, "reason"))
+			lh_buf_printf(&b, ": %s", str(body, "reason"));
+	}
+	n = max_event ? cut_len(b.data, b.len, max_event) : b.len;
+	lh_buf_append(out, b.data, n);
+	lh_buf_appends(out, n < b.len ? " [cut]\n" : "\n");
+	lh_buf_finish(&b);
+	return true;
+}
