@@ -358,11 +358,10 @@ SELECT p.id, ts_rank_cd(p.tsv, p.q) AS score, p.content FROM pre p
 
 -- name: memory_vector_candidates
 -- lh_memory_search_with: the $5 memories of embedder $3 visible to tenant $1 (and plan $2) nearest
--- to the query's sign signature $4 (Hamming distance, native speed), with their vectors; common/
--- memory.c ranks them by the exact dot product (cheaper there than sum(x*y) over unnest here).
--- Read as a BINARY result (lh_pg_query_bin): the id as text, the content, the real[] in its
--- array_send form, with no hex on either side. Two branches so each can use its partial index.
-SELECT c.id::text, c.content, c.embedding FROM (
+-- to the query's sign signature $4 (Hamming distance, native speed), with their vectors in
+-- array_send form; common/memory.c ranks them by the exact dot product (cheaper there than
+-- sum(x*y) over unnest here). Two branches so each can use its partial index.
+SELECT c.id, c.content, array_send(c.embedding) FROM (
     (SELECT m.id, m.content, m.embedding, bit_count(m.embedding_bits # $4::varbit) AS h
        FROM memories m
       WHERE m.tenant = $1 AND (m.scope = 'tenant' OR m.plan_id = $2::uuid) AND m.embedder = $3
@@ -378,9 +377,8 @@ SELECT c.id::text, c.content, c.embedding FROM (
 
 -- name: memory_hybrid_candidates
 -- lh_memory_search_with, hybrid: memory_search_fulltext's top $4 (rows 'f', id, content, NULL,
--- ts_rank_cd) and memory_vector_candidates' $7 (rows 'v', id, content, embedding) for $5 and
--- signature $6, in one statement over the visible rows read once; common/memory.c fuses them.
--- Read as a BINARY result (lh_pg_query_bin), so every column but the vector is text.
+-- ts_rank_cd) and memory_vector_candidates' $7 (rows 'v', id, content, array_send(embedding)) for $5
+-- and signature $6, in one statement over the visible rows read once; common/memory.c fuses them.
 WITH vis AS MATERIALIZED (
     (SELECT m.id, m.tsv, m.content, m.embedding, m.embedder, m.embedding_bits FROM memories m
       WHERE m.tenant = $1 AND (m.scope = 'tenant' OR m.plan_id = $2::uuid)
@@ -399,9 +397,10 @@ WITH vis AS MATERIALIZED (
     SELECT v.id, v.content, v.embedding FROM vis v WHERE v.embedder = $5
      ORDER BY bit_count(v.embedding_bits # $6::varbit), v.id LIMIT $7::integer
 )
-SELECT 'f'::text, ft.id::text, ft.content, NULL::real[], ft.score::text FROM ft
+-- array_send after the cut: in the ORDER BY's scan it would run for every visible row
+SELECT 'f', ft.id, ft.content, NULL::bytea, ft.score::text FROM ft
 UNION ALL
-SELECT 'v'::text, vc.id::text, vc.content, vc.embedding, NULL::text FROM vc;
+SELECT 'v', vc.id, vc.content, array_send(vc.embedding), NULL::text FROM vc;
 
 -- name: memory_forget
 -- lh_memory_forget: memory $1 of tenant $2 is no longer true or wanted; the row stays.
