@@ -25,11 +25,12 @@
 #include "event.h"
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
 #include "pg.h"
 #include "tools.h"
 #include "writer.h"
 
-#define MAX_PARTS 1024
+#define MAX_PARTS LH_MSTATS_MAX_PARTS
 #define MAX_WRITERS 8
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -55,6 +56,7 @@ typedef struct mat_cfg {
 	char *against_url;
 	char *against_schema;
 	int64_t older_than_days;
+	char *metrics_listen;
 } mat_cfg_t;
 
 #define C(f) offsetof(mat_cfg_t, f)
@@ -83,6 +85,12 @@ static const lh_cfg_def_t mat_table[] = {
 	 "seconds between materializer.lag log lines: per-partition consumer lag, the broker's "
 	 "high watermark minus the offset stored in PostgreSQL (0: never)",
 	 C(lag_interval_s)},
+	{"materializer.metrics_listen", LH_CFG_STR, "", 0, 0, NULL, "LH_MATERIALIZER_METRICS_LISTEN",
+	 "metrics-listen", false, false,
+	 "ADDR:PORT to serve Prometheus GET /metrics on (consumer lag per partition, counters, "
+	 "flush latency), from a thread of its own; [ADDR]:PORT for IPv6, port 0 for any free "
+	 "port (logged); empty: off",
+	 C(metrics_listen)},
 	{"materializer.session_timeout_ms", LH_CFG_INT, "10000", 1000, 300000, NULL, NULL,
 	 "session-timeout-ms", false, false,
 	 "Kafka group session timeout: how soon a crashed materializer's partitions move",
@@ -174,7 +182,9 @@ static struct mat {
 	bool failing;	    /* the batch could not be written: partitions paused, retry armed */
 	int64_t backoff_ms;
 	bool producer_broken; /* a dead letter could not be delivered */
-	uint64_t consumed, dead_letters, pg_errors, dropped_batches; /* dead_letters: atomic */
+	uint64_t dropped_batches;
+	lh_mstats_t stats; /* counters and stored offsets, read by the metrics thread too */
+	lh_mmetrics_t *metrics; /* --metrics-listen: the /metrics endpoint, or NULL */
 	int64_t lag_total; /* at the last lag report (-1: unknown) */
 	int exit_code;
 } mt;
@@ -241,7 +251,7 @@ static lh_err_t reject_entry(void *opaque, const lh_mentry_t *e, const char *rea
 					 err);
 	if (rc)
 		return rc;
-	__atomic_add_fetch(&mt.dead_letters, 1, __ATOMIC_RELAXED);
+	lh_mstats_add(&mt.stats.dead_letters, 1);
 	return sync_dead_letters(NULL, err);
 }
 
@@ -287,6 +297,22 @@ static void clear_batches(void)
 		lh_mbatch_clear(&mt.shards[i].batch);
 }
 
+/* The writers' counters into mt.stats (they are the writers' own while their threads run). */
+static void publish_writer_counters(void)
+{
+	uint64_t written = 0, duplicates = 0, txns = 0, rejected = 0;
+	for (int i = 0; i < mt.nshards; i++) {
+		written += mt.shards[i].writer.written;
+		duplicates += mt.shards[i].writer.duplicates;
+		txns += mt.shards[i].writer.txns;
+		rejected += mt.shards[i].writer.rejected;
+	}
+	__atomic_store_n(&mt.stats.events_written, written, __ATOMIC_RELAXED);
+	__atomic_store_n(&mt.stats.duplicates, duplicates, __ATOMIC_RELAXED);
+	__atomic_store_n(&mt.stats.batches, txns, __ATOMIC_RELAXED);
+	__atomic_store_n(&mt.stats.rejected, rejected, __ATOMIC_RELAXED);
+}
+
 static void *shard_write(void *arg)
 {
 	shard_t *sh = arg;
@@ -301,6 +327,7 @@ static lh_err_t write_batch(lh_error_t *err)
 {
 	bool started[MAX_WRITERS] = {false};
 	int first = -1;
+	int64_t t0 = lh_mono_us();
 	lh_err_t rc = LH_OK;
 	for (int i = 0; i < mt.nshards; i++) {
 		shard_t *sh = &mt.shards[i];
@@ -334,10 +361,19 @@ static lh_err_t write_batch(lh_error_t *err)
 			if (e->partition >= 0 && e->partition < MAX_PARTS)
 				mt.parts[e->partition].stored = e->offset + 1;
 		}
+		for (size_t j = 0; j < sh->batch.n; j++) {
+			const lh_mentry_t *e = &sh->batch.v[j];
+			if (e->partition >= 0 && e->partition < MAX_PARTS && mt.parts[e->partition].assigned)
+				lh_mstats_set_partition(&mt.stats, e->partition,
+							mt.parts[e->partition].stored);
+		}
 		lh_mbatch_clear(&sh->batch);
 	}
+	publish_writer_counters();
+	lh_mstats_set(&mt.stats.pending, (int64_t)pending());
 	if (rc)
 		return rc;
+	lh_mstats_observe_flush(&mt.stats, lh_mono_us() - t0);
 	evtimer_del(mt.ev_flush);
 	return LH_OK;
 }
@@ -353,6 +389,7 @@ static void flush_now(void)
 		if (mt.failing) {
 			lh_log_info("materializer.recovered", "batch written; resuming partitions");
 			mt.failing = false;
+			lh_mstats_set(&mt.stats.paused, 0);
 			mt.backoff_ms = 0;
 			evtimer_del(mt.ev_retry);
 			pause_all(false);
@@ -364,13 +401,14 @@ static void flush_now(void)
 		stop_loop(2);
 		return;
 	}
-	mt.pg_errors++;
+	lh_mstats_add(&mt.stats.pg_errors, 1);
 	mt.backoff_ms = mt.backoff_ms ? mt.backoff_ms * 2 : BACKOFF_MIN_MS;
 	if (mt.backoff_ms > BACKOFF_MAX_MS)
 		mt.backoff_ms = BACKOFF_MAX_MS;
 	if (!mt.failing)
 		pause_all(true);
 	mt.failing = true;
+	lh_mstats_set(&mt.stats.paused, 1);
 	lh_log_warn("materializer.write_failed", err.msg, "pending",
 		    i64s(ns, (long long)pending()), "retry_in_ms",
 		    i64s(bs, mt.backoff_ms));
@@ -392,7 +430,7 @@ static bool flush_blocking(int64_t timeout_ms)
 			lh_log_error("materializer.fatal", err.msg);
 			return false;
 		}
-		mt.pg_errors++;
+		lh_mstats_add(&mt.stats.pg_errors, 1);
 		if (lh_mono_us() + backoff * 1000 > deadline) {
 			lh_log_warn("materializer.write_failed", err.msg, "action", "giving up");
 			return false;
@@ -434,7 +472,7 @@ static bool read_stored_offsets(int64_t *next, int n)
 			lh_pg_res_free(res);
 			return true;
 		}
-		mt.pg_errors++;
+		lh_mstats_add(&mt.stats.pg_errors, 1);
 		if (stop_signal)
 			return false;
 		/* Blocking the rebalance is the point: no partition may start anywhere else. */
@@ -465,6 +503,8 @@ static void on_assigned(lh_kafka_part_t *parts, int n)
 			mt.parts[pn].stored = next[pn];
 		} else
 			parts[i].offset = LH_KAFKA_OFFSET_BEGINNING;
+		lh_mstats_set_partition(&mt.stats, pn,
+					known ? mt.parts[pn].stored : LH_MSTATS_NOT_ASSIGNED);
 		lh_log_info("materializer.assigned",
 			    known ? "partition assigned" : "partition assigned while stopping; ignored",
 			    "partition", i64s(ps, pn), "start_offset",
@@ -487,6 +527,8 @@ static void on_revoked(lh_kafka_part_t *parts, int n)
 	evtimer_del(mt.ev_flush);
 	evtimer_del(mt.ev_retry);
 	mt.failing = false;
+	lh_mstats_set(&mt.stats.paused, 0);
+	lh_mstats_set(&mt.stats.pending, (int64_t)pending());
 	mt.backoff_ms = 0;
 	for (int i = 0; i < n; i++) {
 		int32_t pn = parts[i].partition;
@@ -500,6 +542,7 @@ static void on_revoked(lh_kafka_part_t *parts, int n)
 			lh_kafka_pause(mt.consumer, parts[i].topic, pn, false, NULL);
 		}
 		mt.parts[pn] = (part_t){0};
+		lh_mstats_set_partition(&mt.stats, pn, LH_MSTATS_NOT_ASSIGNED);
 		lh_log_info("materializer.revoked", "partition revoked", "partition", i64s(ps, pn));
 	}
 }
@@ -527,7 +570,7 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 	if (pt->next >= 0 && msg->offset < pt->next)
 		return; /* delivered again (after a pause): already in the batch or stored */
 	pt->next = msg->offset + 1;
-	mt.consumed++;
+	lh_mstats_add(&mt.stats.consumed, 1);
 	if (lh_event_decode(msg->payload, msg->len, &ev, &err)) {
 		lh_error_t derr = {0};
 		char ps[24], os[24];
@@ -541,7 +584,7 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 			stop_loop(2);
 			return;
 		}
-		mt.dead_letters++;
+		lh_mstats_add(&mt.stats.dead_letters, 1);
 		lh_mbatch_add(&mt.shards[msg->partition % mt.nshards].batch, msg->partition,
 			      msg->offset, NULL, NULL, 0, NULL, 0);
 		goto out_added;
@@ -553,6 +596,7 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 	lh_mbatch_add(&mt.shards[msg->partition % mt.nshards].batch, msg->partition, msg->offset,
 		      json, msg->key, msg->key_len, msg->payload, msg->len);
 out_added:
+	lh_mstats_set(&mt.stats.pending, (int64_t)pending());
 	if (pending() == 1 && !mt.failing) {
 		struct timeval tv = {mt.cfg.batch_max_ms / 1000, (mt.cfg.batch_max_ms % 1000) * 1000};
 		evtimer_add(mt.ev_flush, &tv);
@@ -566,64 +610,51 @@ out_added:
 static void on_stats(evutil_socket_t fd, short what, void *arg)
 {
 	char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24], l[24];
-	uint64_t written = 0, duplicates = 0, txns = 0, rejected = 0;
-	for (int i = 0; i < mt.nshards; i++) {
-		written += mt.shards[i].writer.written;
-		duplicates += mt.shards[i].writer.duplicates;
-		txns += mt.shards[i].writer.txns;
-		rejected += mt.shards[i].writer.rejected;
-	}
+	const lh_mstats_t *st = &mt.stats;
+	publish_writer_counters();
 	lh_log_info("materializer.stats", "counters", "lag_total", i64s(l, mt.lag_total), "consumed",
-		    i64s(a, (long long)mt.consumed), "events_written",
-		    i64s(b, (long long)written), "duplicates", i64s(c, (long long)duplicates),
-		    "batches", i64s(d, (long long)txns), "dead_letters",
-		    i64s(e, (long long)__atomic_load_n(&mt.dead_letters, __ATOMIC_RELAXED)),
-		    "rejected", i64s(f, (long long)rejected), "pg_errors",
-		    i64s(g, (long long)mt.pg_errors), "pending",
+		    i64s(a, (long long)lh_mstats_get(&st->consumed)), "events_written",
+		    i64s(b, (long long)lh_mstats_get(&st->events_written)), "duplicates",
+		    i64s(c, (long long)lh_mstats_get(&st->duplicates)), "batches",
+		    i64s(d, (long long)lh_mstats_get(&st->batches)), "dead_letters",
+		    i64s(e, (long long)lh_mstats_get(&st->dead_letters)), "rejected",
+		    i64s(f, (long long)lh_mstats_get(&st->rejected)), "pg_errors",
+		    i64s(g, (long long)lh_mstats_get(&st->pg_errors)), "pending",
 		    i64s(h, (long long)pending()), "state",
 		    mt.failing ? "paused: postgresql unavailable" : "running");
 }
 
-/* Consumer lag per assigned partition: the high watermark the broker last reported in a fetch
- * response (no round trip) minus the next offset stored in PostgreSQL. One JSON line: the total,
- * the largest and its partition, and "lags" as PARTITION:LAG pairs. Partitions whose watermark is
- * not known yet (nothing fetched) are left out and counted as "unknown". */
+/* Consumer lag per assigned partition (lh_mstats_lags, the same figures /metrics serves): the
+ * high watermark the broker last reported in a fetch response (no round trip) minus the next
+ * offset stored in PostgreSQL. One JSON line: the total, the largest and its partition, and
+ * "lags" as PARTITION:LAG pairs. Partitions whose watermark is not known yet (nothing fetched)
+ * are left out and counted as "unknown". */
 static void on_lag(evutil_socket_t fd, short what, void *arg)
 {
+	static lh_mlag_t v[MAX_PARTS]; /* loop thread only */
 	char lags[4096], ts[24], ms[24], mp[24], ns[24], us[24];
-	size_t off = 0;
+	size_t off = 0, n;
 	int64_t total = 0, max = -1;
-	int maxp = -1, n = 0, unknown = 0;
+	int maxp = -1, unknown = 0;
 	lags[0] = 0;
-	for (int i = 0; i < MAX_PARTS; i++) {
-		const part_t *pt = &mt.parts[i];
-		int64_t lo = 0, hi = 0, lag;
-		if (!pt->assigned)
-			continue;
-		if (lh_kafka_watermarks_cached(mt.consumer, mt.events_topic, i, &lo, &hi, NULL)) {
-			unknown++;
-			continue;
-		}
-		lag = hi - (pt->stored >= 0 ? pt->stored : lo);
-		if (lag < 0)
-			lag = 0;
-		total += lag;
-		if (lag > max) {
-			max = lag;
-			maxp = i;
+	n = lh_mstats_lags(&mt.stats, mt.consumer, mt.events_topic, v, MAX_PARTS, &unknown);
+	for (size_t i = 0; i < n; i++) {
+		total += v[i].lag;
+		if (v[i].lag > max) {
+			max = v[i].lag;
+			maxp = v[i].partition;
 		}
 		if (off < sizeof(lags) - 48)
-			off += (size_t)snprintf(lags + off, sizeof(lags) - off, "%s%d:%lld", n ? "," : "",
-						i, (long long)lag);
-		n++;
+			off += (size_t)snprintf(lags + off, sizeof(lags) - off, "%s%d:%lld", i ? "," : "",
+						(int)v[i].partition, (long long)v[i].lag);
 	}
 	mt.lag_total = n ? total : -1;
 	if (!n && !unknown)
 		return; /* nothing assigned */
 	lh_log_info("materializer.lag", "consumer lag (high watermark - stored offset)", "lag_total",
 		    i64s(ts, total), "lag_max", i64s(ms, max < 0 ? 0 : max), "lag_max_partition",
-		    i64s(mp, maxp), "partitions", i64s(ns, n), "unknown", i64s(us, unknown), "lags",
-		    lags);
+		    i64s(mp, maxp), "partitions", i64s(ns, (long long)n), "unknown", i64s(us, unknown),
+		    "lags", lags);
 }
 
 static void on_signal_event(evutil_socket_t fd, short what, void *arg)
@@ -786,6 +817,15 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	free(rest);
+	if (*mt.cfg.metrics_listen) {
+		char host[256];
+		int port;
+		if (lh_mmetrics_parse_listen(mt.cfg.metrics_listen, host, sizeof(host), &port, &err)) {
+			fprintf(stderr, "lh-materializer: %s\n", err.msg);
+			lh_log_error("materializer.bad_config", err.msg);
+			return 2;
+		}
+	}
 	mt.consumer_name = *mt.cfg.consumer ? mt.cfg.consumer : mt.cfg.group;
 	mt.ntiers = lh_config_split(mt.cfg.common.tiers, mt.tiers_buf, sizeof(mt.tiers_buf),
 				    mt.tiers, LH_MAX_TIERS);
@@ -843,6 +883,7 @@ int main(int argc, char **argv)
 		event_add(mt.ev_stats, &tv);
 	}
 	mt.lag_total = -1;
+	lh_mstats_init(&mt.stats);
 	if (mt.cfg.lag_interval_s > 0) {
 		struct timeval tv = {mt.cfg.lag_interval_s, 0};
 		mt.ev_lag = event_new(mt.base, -1, EV_PERSIST, on_lag, NULL);
@@ -862,6 +903,16 @@ int main(int argc, char **argv)
 	}
 	if ((rc = start_kafka()))
 		goto out_free_loop;
+	if (*mt.cfg.metrics_listen) {
+		char ps[24];
+		if (lh_mmetrics_new(mt.cfg.metrics_listen, &mt.stats, mt.consumer, mt.events_topic,
+				    &mt.metrics, &err)) {
+			rc = fail("metrics", &err);
+			goto out_free_loop;
+		}
+		lh_log_info("materializer.metrics", "serving GET /metrics", "listen",
+			    mt.cfg.metrics_listen, "port", i64s(ps, lh_mmetrics_port(mt.metrics)));
+	}
 	if (!stop_signal)
 		event_base_dispatch(mt.base);
 
@@ -875,12 +926,14 @@ int main(int argc, char **argv)
 	}
 	if (mt.exit_code)
 		clear_batches(); /* never store past what a failed stop left behind */
+	mt.metrics = lh_mmetrics_free(mt.metrics); /* it reads the consumer's watermarks */
 	mt.consumer = lh_kafka_free(mt.consumer);
 	if (lh_kafka_flush(mt.producer, (int)mt.cfg.shutdown_timeout_ms, &err))
 		lh_log_warn("materializer.flush", err.msg);
 	on_stats(-1, 0, NULL);
 	rc = mt.exit_code;
 out_free_loop:
+	mt.metrics = lh_mmetrics_free(mt.metrics);
 	mt.consumer = lh_kafka_free(mt.consumer);
 	mt.producer = lh_kafka_free(mt.producer);
 	event_free(mt.ev_flush);

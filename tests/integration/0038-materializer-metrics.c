@@ -1,0 +1,313 @@
+/* 0038-materializer-metrics: consumer lag is a Prometheus metric, and it is the real one.
+ *
+ * N events are produced while no materializer runs. Before it starts, the test stores offset 0
+ * for every partition under the materializer's consumer name and keeps those rows locked
+ * (SELECT ... FOR UPDATE in an open transaction), so the materializer consumes everything but
+ * its first transaction waits on the lock: nothing can be stored. Its /metrics
+ * (--metrics-listen 127.0.0.1:0, served from a thread of its own) must then answer, while the
+ * daemon's loop is blocked, with lh_materializer_lag_events{partition} equal to each
+ * partition's high watermark (asked of the broker by the test), pending = consumed = N and no
+ * batch. Released, the materializer stores the batch: every lag reads 0, the written counter is
+ * N, and consumer_offsets holds the high watermarks. A lag computed from what was consumed rather
+ * than what is stored, or an endpoint on the blocked loop, fails the first half.
+ *
+ * Also: a malformed --metrics-listen stops the daemon with exit 2 before it connects anything,
+ * and a port already taken with exit 1 and one line. */
+#include <curl/curl.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "bus.h"
+#include "stack.h"
+#include "t.h"
+
+#define NEVENTS 600
+#define NPARTS 8
+
+static ts_stack_t ts;
+static char topic[LH_TOPIC_MAX];
+static char group[96];
+
+static void nap_ms(int ms)
+{
+	struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&t, NULL);
+}
+
+static size_t on_body(char *p, size_t sz, size_t n, void *arg)
+{
+	lh_buf_append(arg, p, sz * n);
+	return sz * n;
+}
+
+/* GET http://127.0.0.1:port/metrics into out; the HTTP status (0: no answer). */
+static long scrape(int port, lh_buf_t *out)
+{
+	char url[64];
+	long status = 0;
+	CURL *c = curl_easy_init();
+	lh_buf_reset(out);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 3000L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	lh_buf_append(out, "", 1); /* NUL */
+	return status;
+}
+
+/* The value of the sample line starting with `series ` (exact), or -1 when missing. */
+static long long sample(const char *text, const char *series)
+{
+	size_t n = strlen(series);
+	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		if (strncmp(l, series, n) == 0 && l[n] == ' ')
+			return strtoll(l + n + 1, NULL, 10);
+	return -1;
+}
+
+static long long lag_of(const char *text, int p)
+{
+	char series[160];
+	snprintf(series, sizeof(series), "lh_materializer_lag_events{topic=\"%s\",partition=\"%d\"}",
+		 topic, p);
+	return sample(text, series);
+}
+
+/* The port in the "materializer.metrics" line of the materializer's log, -1 after 30 s. */
+static int metrics_port(const char *name)
+{
+	char path[700], line[4096];
+	for (int i = 0; i < 300; i++) {
+		FILE *f;
+		snprintf(path, sizeof(path), "%s/%s.log", ts.log_dir, name);
+		if ((f = fopen(path, "r"))) {
+			while (fgets(line, sizeof(line), f)) {
+				const char *p;
+				if (strstr(line, "\"materializer.metrics\"") &&
+				    (p = strstr(line, "\"port\":\""))) {
+					fclose(f);
+					return atoi(p + 8);
+				}
+			}
+			fclose(f);
+		}
+		nap_ms(100);
+	}
+	return -1;
+}
+
+static void produce(int n)
+{
+	lh_buf_t b;
+	lh_error_t err = {0};
+	lh_buf_init(&b);
+	for (int i = 0; i < n; i++) {
+		lh_goal_submitted_t g = {.goal = "metrics"};
+		lh_event_t ev = {0};
+		ev.v = LH_ENVELOPE_VERSION;
+		ev.type = LH_EV_GOAL_SUBMITTED;
+		ev.plan_id = lh_uuid7_new();
+		ev.task_no = LH_NO_TASK;
+		ev.ts_us = lh_now_us();
+		ev.tenant = "default";
+		ev.actor.kind = "cli";
+		ev.actor.id = "lh-test";
+		ev.body = &g;
+		ev.id = lh_event_id_derivef(&ev.plan_id, "goal.submitted", 0, "metrics");
+		if (lh_bus_emit(ts.producer, topic, &ev, false, &b, NULL, &err)) {
+			printf("FAIL: produce: %s\n", err.msg);
+			break;
+		}
+	}
+	if (lh_kafka_flush(ts.producer, 20000, &err))
+		printf("FAIL: flush: %s\n", err.msg);
+	lh_buf_finish(&b);
+}
+
+static PGresult *exec1(PGconn *c, const char *sql, const char *p1, const char *p2)
+{
+	const char *params[2] = {p1, p2};
+	return PQexecParams(c, sql, p2 ? 2 : p1 ? 1 : 0, NULL, params, NULL, NULL, 0);
+}
+
+static void lag_is_real(void)
+{
+	int64_t hi[NPARTS], total = 0;
+	lh_error_t err = {0};
+	lh_buf_t body;
+	PGconn *lock;
+	PGresult *r;
+	int mat, port, blocked = 0;
+	long long v;
+	bool seen_exact = false, seen_zero = false;
+
+	lh_buf_init(&body);
+	produce(NEVENTS);
+	for (int p = 0; p < NPARTS; p++) {
+		T_CHECK(lh_kafka_watermarks(ts.producer, topic, p, 5000, NULL, &hi[p], &err) == LH_OK);
+		total += hi[p];
+	}
+	T_EQ_INT(total, NEVENTS);
+
+	/* offset 0 stored for every partition, and those rows locked by an open transaction */
+	r = exec1(ts.pg,
+		  "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) "
+		  "SELECT $1, $2, p, 0 FROM generate_series(0, 7) p",
+		  group, topic);
+	T_CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+	PQclear(r);
+	lock = PQconnectdb(ts.pg_url);
+	T_CHECK(PQstatus(lock) == CONNECTION_OK);
+	PQclear(PQexec(lock, "BEGIN"));
+	r = exec1(lock, "SELECT partition FROM consumer_offsets WHERE consumer = $1 AND topic = $2 "
+			"FOR UPDATE",
+		  group, topic);
+	T_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == NPARTS);
+	PQclear(r);
+
+	mat = ts_spawn(&ts, "materializer", "materializer/lh-materializer", "--group", group,
+		       "--metrics-listen", "127.0.0.1:0", "--lag-interval", "1", NULL);
+	port = metrics_port("materializer");
+	T_CHECK(port > 0);
+
+	/* the materializer's first transaction waits for our lock: its loop is blocked */
+	for (int i = 0; i < 300 && !blocked; i++) {
+		r = exec1(ts.pg,
+			  "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+			  "AND pid <> pg_backend_pid() AND query LIKE '%lh_materialize%'",
+			  NULL, NULL);
+		blocked = PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) > 0;
+		PQclear(r);
+		if (!blocked)
+			nap_ms(100);
+	}
+	T_CHECK(blocked);
+
+	/* ... and /metrics still answers, with each partition's lag = its high watermark - 0 */
+	for (int i = 0; i < 100 && !seen_exact; i++) {
+		bool all = true;
+		if (scrape(port, &body) != 200) {
+			nap_ms(100);
+			continue;
+		}
+		for (int p = 0; p < NPARTS; p++)
+			all = all && lag_of(body.data, p) == hi[p];
+		all = all && sample(body.data, "lh_materializer_pending_events") == NEVENTS;
+		seen_exact = all;
+		if (!all)
+			nap_ms(100);
+	}
+	T_CHECK(seen_exact);
+	if (!seen_exact)
+		fprintf(stderr, "# last scrape:\n%s\n", body.data);
+	T_EQ_INT(sample(body.data, "lh_materializer_consumed_total"), NEVENTS);
+	T_EQ_INT(sample(body.data, "lh_materializer_events_written_total"), 0);
+	T_EQ_INT(sample(body.data, "lh_materializer_batches_total"), 0);
+	T_EQ_INT(sample(body.data, "lh_materializer_assigned_partitions"), NPARTS);
+	T_EQ_INT(sample(body.data, "lh_materializer_lag_unknown_partitions"), 0);
+
+	/* released: the batch is stored, the lag drops to 0 */
+	PQclear(PQexec(lock, "ROLLBACK"));
+	for (int i = 0; i < 300 && !seen_zero; i++) {
+		bool all = scrape(port, &body) == 200;
+		for (int p = 0; all && p < NPARTS; p++)
+			all = lag_of(body.data, p) == 0;
+		seen_zero = all && sample(body.data, "lh_materializer_events_written_total") == NEVENTS;
+		if (!seen_zero)
+			nap_ms(100);
+	}
+	T_CHECK(seen_zero);
+	if (!seen_zero)
+		fprintf(stderr, "# last scrape:\n%s\n", body.data);
+	T_EQ_INT(sample(body.data, "lh_materializer_pending_events"), 0);
+	v = sample(body.data, "lh_materializer_batches_total");
+	T_CHECK(v >= 1);
+	T_CHECK(sample(body.data, "lh_materializer_flush_seconds_count") >= 1);
+	T_CHECK(sample(body.data, "lh_materializer_flush_seconds_count") <= v);
+	T_CHECK(sample(body.data, "lh_materializer_flush_seconds_bucket{le=\"+Inf\"}") >= 1);
+	/* what the metric said is what PostgreSQL holds */
+	r = exec1(ts.pg,
+		  "SELECT string_agg(partition || ':' || next_offset, ',' ORDER BY partition) "
+		  "FROM consumer_offsets WHERE consumer = $1 AND topic = $2",
+		  group, topic);
+	{
+		char want[256];
+		size_t off = 0;
+		for (int p = 0; p < NPARTS; p++)
+			off += (size_t)snprintf(want + off, sizeof(want) - off, "%s%d:%lld",
+						p ? "," : "", p, (long long)hi[p]);
+		T_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+		if (PQresultStatus(r) == PGRES_TUPLES_OK)
+			T_EQ_STR(PQgetvalue(r, 0, 0), want);
+	}
+	PQclear(r);
+	/* anything but GET /metrics is refused */
+	{
+		CURL *c = curl_easy_init();
+		char url[64];
+		long status = 0;
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d/other", port);
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+		if (curl_easy_perform(c) == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_cleanup(c);
+		T_EQ_INT(status, 404);
+	}
+
+	/* a second materializer on the same port: exit 1, one line */
+	{
+		char addr[32];
+		int other;
+		snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+		other = ts_spawn(&ts, "materializer-taken", "materializer/lh-materializer", "--group",
+				 group, "--consumer", "metrics-other", "--metrics-listen", addr, NULL);
+		T_EQ_INT(ts_wait_exit(&ts, other, 30000), 1);
+		T_CHECK(ts_wait_log(&ts, "materializer-taken", "could not listen on", addr, 1000));
+	}
+
+	ts_kill(&ts, mat, SIGTERM);
+	T_EQ_INT(ts_wait_exit(&ts, mat, 20000), 0);
+	PQfinish(lock);
+	lh_buf_finish(&body);
+}
+
+static void bad_listen(void)
+{
+	const char *bad[] = {"nonsense", "127.0.0.1:", "127.0.0.1:65536", ":9400", "::1:9400",
+			     "127.0.0.1:94x0"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char name[32];
+		int m;
+		snprintf(name, sizeof(name), "materializer-bad%zu", i);
+		m = ts_spawn(&ts, name, "materializer/lh-materializer", "--group", group,
+			     "--metrics-listen", bad[i], NULL);
+		T_EQ_INT(ts_wait_exit(&ts, m, 10000), 2);
+		T_CHECK(ts_wait_log(&ts, name, "metrics listen", NULL, 1000));
+	}
+}
+
+int main(int argc, char **argv)
+{
+	int rc = ts_init(&ts, argc > 1 ? argv[1] : ".");
+	if (rc)
+		return rc;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	lh_topic(ts.prefix, "events", topic, NULL);
+	snprintf(group, sizeof(group), "%smaterializer", ts.prefix);
+	T_RUN(bad_listen);
+	T_RUN(lag_is_real);
+	ts_finish(&ts);
+	curl_global_cleanup();
+	return t_done();
+}
