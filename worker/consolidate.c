@@ -52,3 +52,40 @@ lh_err_t lh_consolidate_job_run(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_e
 		j->cons = c;
 	return rc;
 }
+
+struct lh_memuse_job {
+	char *tenant;
+	int64_t ids[LH_MEMUSE_MAX];
+	int n;
+	bool succeeded;
+	int updated;
+};
+
+lh_memuse_job_t *lh_memuse_job_new(const char *tenant, const int64_t *ids, int n, bool succeeded)
+{
+	lh_memuse_job_t *j = calloc(1, sizeof(*j));
+	if (!j || !(j->tenant = strdup(tenant && *tenant ? tenant : "default")))
+		abort();
+	j->n = n < 0 ? 0 : n > LH_MEMUSE_MAX ? LH_MEMUSE_MAX : n;
+	if (j->n)
+		memcpy(j->ids, ids, (size_t)j->n * sizeof(*ids));
+	j->succeeded = succeeded;
+	return j;
+}
+
+void lh_memuse_job_free(lh_memuse_job_t *j)
+{
+	if (!j)
+		return;
+	free(j->tenant);
+	free(j);
+}
+
+lh_err_t lh_memuse_job_run(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_error_t *err)
+{
+	lh_memuse_job_t *j = job;
+	(void)emb;
+	return lh_memory_used(pg, j->tenant, j->ids, j->n, j->succeeded, &j->updated, err);
+}
+
+int lh_memuse_job_updated(const lh_memuse_job_t *j) { return j->updated; }

@@ -31,4 +31,21 @@ lh_memory_consolidation_t lh_consolidate_job_result(const lh_consolidate_job_t *
 /* lh_memtools_fn: run it (safe to repeat: lh_memory_consolidate is idempotent). */
 lh_err_t lh_consolidate_job_run(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_error_t *err);
 
+/* ---- use and success counts (lh_memory_used) ---------------------------------------------
+ * The memories recalled into an act attempt's context (context.memories) were used: when the
+ * attempt ends (succeeded or failed), their use_count grows by one, and their success_count too
+ * when it succeeded — the procedural memories' strategy score, and what tells a used episodic
+ * memory from an expired one. Run once per attempt end on the memory tools' thread. */
+typedef struct lh_memuse_job lh_memuse_job_t;
+
+/* new: tenant (NULL: "default") and the n ids (n <= LH_MEMUSE_MAX) are copied. */
+#define LH_MEMUSE_MAX 64
+lh_memuse_job_t *lh_memuse_job_new(const char *tenant, const int64_t *ids, int n, bool succeeded);
+void lh_memuse_job_free(lh_memuse_job_t *job); /* accepts NULL */
+/* lh_memtools_fn: count the use. Not idempotent (a repeat counts again): lh_memtools_run repeats
+ * it only after a connection error, when the update did not commit. */
+lh_err_t lh_memuse_job_run(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_error_t *err);
+/* Rows changed by the run. */
+int lh_memuse_job_updated(const lh_memuse_job_t *job);
+
 #endif

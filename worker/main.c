@@ -352,6 +352,8 @@ typedef struct attempt {
 	lh_summarize_job_t *sj; /* a summarize order's work (no attempt events); NULL otherwise */
 	int sloads;		/* its loads so far (waits for materialization, conflicts) */
 	lh_consolidate_job_t *cj; /* a consolidate order's work (no model call, no events) */
+	int64_t *recalled_ids;	  /* ids of the recalled memories (use counts at the end) */
+	int nrecalled_ids;
 } attempt_t;
 
 /* Offsets of one order partition waiting for their attempt.started ack, in order. */
@@ -502,6 +504,26 @@ static void summarize_answered(attempt_t *a, const char *error_class, const char
 static char summarize_topic[LH_TOPIC_MAX]; /* lh.tasks.<memory.summarize_tier>; "" = off */
 static char summarize_tier[LH_TOPIC_MAX];
 
+static void memuse_done(lh_err_t rc, const lh_error_t *err, void *job)
+{
+	if (rc)
+		lh_log_warn("worker.memory_use", err && err->msg[0] ? err->msg : "failed", "action",
+			    "use and success counts of this attempt's memories not recorded");
+	lh_memuse_job_free(job);
+}
+
+/* The attempt ends (succeeded or failed): the memories recalled into its context were used, and
+ * served a success or not (lh_memory_used on the memory tools' thread; docs/memory.md). */
+static void count_use(attempt_t *a, bool succeeded)
+{
+	if (!a->nrecalled_ids || !wk.memtools)
+		return;
+	lh_memtools_run(wk.memtools, lh_memuse_job_run, memuse_done,
+			lh_memuse_job_new(a->order->tenant, a->recalled_ids, a->nrecalled_ids,
+					  succeeded));
+	a->nrecalled_ids = 0; /* once per attempt */
+}
+
 static void finish(attempt_t *a, const char *error_class, const char *msg, json_t *output)
 {
 	lh_event_t ev;
@@ -520,6 +542,7 @@ static void finish(attempt_t *a, const char *error_class, const char *msg, json_
 		a->deferred_msg = lh_arena_strdup(a->arena, msg ? msg : "");
 		return;
 	}
+	count_use(a, !error_class);
 	lh_usage_t u = usage_of(a);
 	int64_t latency_ms = (lh_mono_us() - a->start_mono_us) / 1000;
 	const char *model = a->model[0] ? a->model : wk.eps[a->ep].model;
@@ -1115,10 +1138,14 @@ static void on_recalled(char *result, void *opaque)
 		return;
 	}
 	a->recalled = lh_arena_alloc(a->arena, (n ? n : 1) * sizeof(char *));
-	json_array_foreach(json_object_get(r, "memories"), i, m)
+	a->recalled_ids = lh_arena_alloc(a->arena, (n ? n : 1) * sizeof(int64_t));
+	json_array_foreach(json_object_get(r, "memories"), i, m) {
+		if (json_integer_value(json_object_get(m, "id")) > 0 && a->nrecalled_ids < LH_MEMUSE_MAX)
+			a->recalled_ids[a->nrecalled_ids++] = json_integer_value(json_object_get(m, "id"));
 		a->recalled[a->nrecalled++] = lh_arena_printf(
 			a->arena, "[memory %lld] %s", (long long)json_integer_value(json_object_get(m, "id")),
 			json_string_value(json_object_get(m, "content")) ? json_string_value(json_object_get(m, "content")) : "");
+	}
 	if (json_object_get(r, "error"))
 		lh_log_warn("worker.recall", json_string_value(json_object_get(r, "error")));
 	json_decref(r);

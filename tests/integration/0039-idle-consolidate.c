@@ -14,6 +14,8 @@
  *     ("expired episodic detail"), the used and the fresh ones stay;
  *   - a duplicate delivery of an order (same id, produced again) is not run twice, and a new
  *     order after it finds nothing left to merge or prune.
+ * A second plan whose act task recalls a procedural memory and succeeds counts one use and one
+ * success for it; being never idle, it gets no consolidate order.
  * Needs the stack (tests/integration/stack.h; else skipped, exit 77). */
 #include <inttypes.h>
 #include <jansson.h>
@@ -38,7 +40,8 @@ static int64_t dup_old, dup_new, ep_expired, ep_used, ep_fresh;
 
 static const char script_fmt[] =
 	"{\"rules\":[{\"match\":\"[case:idle%s]\",\"times\":1,\"latency_ms\":5000,"
-	"\"tool_calls\":[{\"name\":\"ask_human\",\"arguments\":{\"question\":\"Which region?\"}}]}]}";
+	"\"tool_calls\":[{\"name\":\"ask_human\",\"arguments\":{\"question\":\"Which region?\"}}]},"
+	"{\"match\":\"[case:use%s]\",\"content\":\"Deployed with the canary first.\"}]}";
 
 static int64_t write_memory(lh_memory_kind_t kind, const char *content)
 {
@@ -72,6 +75,17 @@ static void seed(void)
 		 "(%" PRId64 ", %" PRId64 ")", ep_expired, ep_used);
 	T_EQ_INT(lh_pg_exec(pg, sql, &err), LH_OK);
 	T_EQ_INT(lh_memory_used(pg, tenant, &ep_used, 1, true, NULL, &err), LH_OK);
+}
+
+static lh_id_t submit_goal(const char *goal)
+{
+	lh_goal_submitted_t g = {.goal = goal};
+	lh_event_t ev = {.type = LH_EV_GOAL_SUBMITTED, .task_no = LH_NO_TASK, .tenant = tenant,
+			 .actor = {.kind = "cli", .id = "lh-test"}, .body = &g};
+	ev.plan_id = lh_uuid7_new();
+	ev.id = lh_event_id_derivef(&ev.plan_id, "goal.submitted", 0, "submit");
+	ts_emit(&ts, &ev);
+	return ev.plan_id;
 }
 
 static void submit(void)
@@ -272,6 +286,42 @@ static void duplicate_does_nothing_twice(void)
 		 "3");
 }
 
+/* A second plan's act task recalls the tenant's memories into its context and succeeds: the
+ * procedural strategy it recalled counts one use and one success. The plan is never idle: no
+ * consolidate order for it, while the waiting plan gets another one after it completed. */
+static void use_and_success_counts(void)
+{
+	char goal[400], t[200], pid[40], q[64], *lines[64];
+	lh_id_t b;
+	int64_t proc;
+	int na;
+	snprintf(t, sizeof(t), "To deploy Heron%s safely, run the canary first.", tag);
+	proc = write_memory(LH_MEMORY_PROCEDURAL, t);
+	T_CHECK(proc > 0);
+	snprintf(goal, sizeof(goal),
+		 "Deploy Heron%s\nlh-script: {\"tasks\":[{\"id\":1,\"instructions\":"
+		 "\"Deploy Heron%s safely [case\\u003ause%s]\",\"tier\":\"fast\"}],"
+		 "\"join\":\"Check\"}\n",
+		 tag, tag, tag);
+	b = submit_goal(goal);
+	lh_uuid_fmt(&b, pid);
+	printf("# plan %s (use counts)\n", pid);
+	T_CHECK(ts_wait_sql(&ts, 90000, "SELECT status FROM plans WHERE plan_id = $1", pid,
+			    "completed"));
+	snprintf(q, sizeof(q), "%" PRId64, proc);
+	T_CHECK(ts_wait_sql(&ts, 30000, "SELECT use_count || ':' || success_count FROM memories "
+					"WHERE id = $1::bigint", q, "1:1"));
+	/* a tick after the completion: the waiting plan's next order; none ever for this one */
+	na = log_lines("coordinator", "\"coordinator.consolidate\"", plan, lines, 64);
+	free_lines(lines, na);
+	T_CHECK(wait_lines("coordinator", "\"coordinator.consolidate\"", plan, na + 1, 30000));
+	na = log_lines("coordinator", "\"coordinator.consolidate\"", pid, lines, 64);
+	T_EQ_INT(na, 0);
+	free_lines(lines, na);
+	T_EQ_STR(ts_sql1(&ts, "SELECT use_count || ':' || success_count FROM memories "
+			      "WHERE id = $1::bigint", q), "1:1");
+}
+
 int main(int argc, char **argv)
 {
 	lh_error_t err = {0};
@@ -288,7 +338,7 @@ int main(int argc, char **argv)
 	lh_uuid_fmt(&t, tid);
 	snprintf(tenant, sizeof(tenant), "idc-%s", tid);
 	snprintf(tag, sizeof(tag), "%.8s", tid + 28);
-	snprintf(script, sizeof(script), script_fmt, tag);
+	snprintf(script, sizeof(script), script_fmt, tag, tag);
 	if (ts_fakellm_with(&ts, 5, script, url)) {
 		lh_pg_free(pg);
 		ts_finish(&ts);
@@ -297,10 +347,12 @@ int main(int argc, char **argv)
 	snprintf(interval, sizeof(interval), "%d", INTERVAL_S);
 	ts_spawn_materializer(&ts);
 	ts_spawn_coordinator(&ts, "--consolidate-interval", interval, NULL);
+	setenv("LH_CONTEXT_MEMORIES", "5", 1); /* act tasks recall memories (use counts) */
 	ts_spawn_worker_url(&ts, "fast", url, NULL);
 	ts_spawn_worker_url(&ts, "standard", url, NULL);
 	T_RUN(idle_plan_is_consolidated);
 	T_RUN(duplicate_does_nothing_twice);
+	T_RUN(use_and_success_counts);
 	ts_finish(&ts);
 	lh_pg_free(pg);
 	return t_done();
