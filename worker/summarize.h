@@ -82,7 +82,8 @@ char *lh_summarize_prompt(const lh_summary_t *s, int64_t from, int64_t to, const
 lh_id_t lh_summarize_order_id(const lh_id_t *plan_id, long long task_no, long long attempt);
 
 /* One materialized event as the model sees it (appended to out, ending in '\n'): nothing when
- * the type is not relevant; otherwise "[offset] " and a line or two: a task's output (string
+ * the type is not relevant, nor for a plan's or replan's success (plan.created / plan.revised
+ * show its tasks); otherwise "[offset] " and a line or two: a task's output (string
  * as is, other JSON compact), a failure's class and message, a question, an answer, a decision's
  * kind and reasoning, a plan version's reason and tasks. body is the event's JSON body (borrowed;
  * blob refs already resolved), kind and instructions the task's (may be NULL). Each rendered

@@ -296,6 +296,10 @@ bool lh_summarize_render_event(lh_buf_t *out, int64_t offset, const char *type, 
 	size_t n;
 	if (!lh_summarize_relevant(type))
 		return false;
+	/* a planner's or replanner's output is its plan version: plan.created / revised show it */
+	if (!strcmp(type, "attempt.succeeded") && kind &&
+	    (!strcmp(kind, "plan") || !strcmp(kind, "replan")))
+		return false;
 	if (task_no >= 0)
 		snprintf(task, sizeof(task), "task %lld%s%s%s", (long long)task_no,
 			 kind ? " (" : "", kind ? kind : "", kind ? ")" : "");
@@ -305,9 +309,7 @@ bool lh_summarize_render_event(lh_buf_t *out, int64_t offset, const char *type, 
 		lh_buf_printf(&b, "%s attempt %lld succeeded", task, (long long)attempt);
 		if (instructions && *instructions)
 			lh_buf_printf(&b, "\n  instructions: %s", instructions);
-		/* a plan's or replan's output is its plan version: plan.created / revised show it */
-		if (!kind || (strcmp(kind, "plan") && strcmp(kind, "replan")))
-			append_text(&b, "\n  output: ", json_object_get(body, "output"));
+		append_text(&b, "\n  output: ", json_object_get(body, "output"));
 	} else if (!strcmp(type, "attempt.failed")) {
 		lh_buf_printf(&b, "%s attempt %lld failed (%s): %s", task, (long long)attempt,
 			      str(body, "error_class"), str(body, "message"));

@@ -102,15 +102,14 @@ static void render_events(void)
 	T_CHECK(!lh_summarize_render_event(&b, 8, "attempt.heartbeat", 2, 1, hb, "act", NULL, 0));
 	T_CHECK(lh_summarize_render_event(&b, 9, "attempt.failed", 3, 1, failed, NULL, NULL, 0));
 	T_CHECK(lh_summarize_render_event(&b, 10, "decision.logged", -1, 0, dec, NULL, NULL, 0));
-	/* a planner's output is its plan version: not repeated */
-	T_CHECK(lh_summarize_render_event(&b, 11, "attempt.succeeded", 0, 1, plan_out, "plan", NULL,
-					  0));
+	/* a planner's output is its plan version (plan.created shows it): left out */
+	T_CHECK(!lh_summarize_render_event(&b, 11, "attempt.succeeded", 0, 1, plan_out, "plan",
+					   "Goal", 0));
 	lh_buf_append(&b, "", 1);
 	T_EQ_STR(b.data, "[7] task 2 (act) attempt 1 succeeded\n  instructions: Write it\n"
 			 "  output: wrote /srv/report.md for OPS-7\n"
 			 "[9] task 3 attempt 1 failed (timeout): took too long\n"
-			 "[10] decision retry: backoff 2 s\n"
-			 "[11] task 0 (plan) attempt 1 succeeded\n");
+			 "[10] decision retry: backoff 2 s\n");
 	/* cut at a UTF-8 boundary, marked */
 	lh_buf_reset(&b);
 	json_object_set_new(ok, "output", json_string("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"));
