@@ -354,63 +354,36 @@ char *lh_embedder_bits_literal(const float *vec, int dims)
 	return b;
 }
 
-static int hexval(char c)
+/* Big-endian 32-bit word at byte offset off of p. */
+static uint32_t be32(const unsigned char *p, size_t off)
 {
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-					      : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+	return (uint32_t)p[off] << 24 | (uint32_t)p[off + 1] << 16 | (uint32_t)p[off + 2] << 8 |
+	       (uint32_t)p[off + 3];
 }
 
-/* Big-endian 32-bit word at byte offset off of the hex text after "\x". */
-static bool hex_u32(const char *h, size_t hlen, size_t off, uint32_t *ret)
-{
-	uint32_t v = 0;
-	if (2 * (off + 4) > hlen)
-		return false;
-	for (size_t i = 0; i < 8; i++) {
-		int x = hexval(h[2 * off + i]);
-		if (x < 0)
-			return false;
-		v = v << 4 | (uint32_t)x;
-	}
-	*ret = v;
-	return true;
-}
-
-lh_err_t lh_embedder_parse_array_send(const char *hex, int dims, float *ret_vec)
+lh_err_t lh_embedder_parse_array_bin(const void *data, size_t len, int dims, float *ret_vec)
 {
 	const uint32_t FLOAT4OID = 700;
-	uint32_t ndim, flags, oid, dim, lb, len, bits;
-	size_t hlen, off;
-	float *tmp;
-	if (!hex || hex[0] != '\\' || hex[1] != 'x' || dims <= 0 || dims > LH_EMBEDDER_MAX_DIMS)
+	const unsigned char *p = data;
+	size_t off;
+	if (!p || dims <= 0 || dims > LH_EMBEDDER_MAX_DIMS || len != 20 + 8 * (size_t)dims)
 		return LH_ERR_DECODE;
-	hex += 2;
-	hlen = strlen(hex);
-	if (hlen % 2 || hlen != 2 * (20 + 8 * (size_t)dims))
+	/* header: ndim, has-nulls flag, element type, then (size, lower bound) per dimension */
+	if (be32(p, 0) != 1 || be32(p, 4) != 0 || be32(p, 8) != FLOAT4OID ||
+	    be32(p, 12) != (uint32_t)dims)
 		return LH_ERR_DECODE;
-	if (!hex_u32(hex, hlen, 0, &ndim) || !hex_u32(hex, hlen, 4, &flags) ||
-	    !hex_u32(hex, hlen, 8, &oid) || !hex_u32(hex, hlen, 12, &dim) ||
-	    !hex_u32(hex, hlen, 16, &lb) || ndim != 1 || flags != 0 || oid != FLOAT4OID ||
-	    dim != (uint32_t)dims)
-		return LH_ERR_DECODE;
-	if (!(tmp = malloc(sizeof(float) * (size_t)dims)))
-		return LH_ERR_NOMEM;
-	off = 20;
-	for (int i = 0; i < dims; i++, off += 8) {
+	/* every element first: nothing is written unless the whole array is good */
+	for (off = 20; off < len; off += 8) {
+		uint32_t bits = be32(p, off + 4);
 		float f;
-		if (!hex_u32(hex, hlen, off, &len) || len != 4 || !hex_u32(hex, hlen, off + 4, &bits)) {
-			free(tmp);
-			return LH_ERR_DECODE;
-		}
 		memcpy(&f, &bits, sizeof(f));
-		if (!isfinite(f) || fabsf(f) > 1e30f) {
-			free(tmp);
+		if (be32(p, off) != 4 || !isfinite(f) || fabsf(f) > 1e30f)
 			return LH_ERR_DECODE;
-		}
-		tmp[i] = f;
 	}
-	memcpy(ret_vec, tmp, sizeof(float) * (size_t)dims);
-	free(tmp);
+	for (int i = 0; i < dims; i++) {
+		uint32_t bits = be32(p, 20 + 8 * (size_t)i + 4);
+		memcpy(&ret_vec[i], &bits, sizeof(float));
+	}
 	return LH_OK;
 }
 

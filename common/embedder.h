@@ -125,11 +125,12 @@ char *lh_embedder_literal(const float *vec, int dims);
  * take the nearest few hundred by it and rank those exactly (sql/0007). New (free()). */
 char *lh_embedder_bits_literal(const float *vec, int dims);
 
-/* Parse the text form of array_send(real[]) (bytea hex output "\\x...": one dimension, no NULLs,
- * float4 elements) of exactly dims elements into ret_vec[dims], each |x| <= 1e30. Searches read
- * candidate vectors this way: hex decoding is ~50 times cheaper than strtod on a literal.
+/* Parse the binary wire form of a real[] (what array_send returns, and what a binary-format
+ * result holds: one dimension, no NULLs, float4 elements), len bytes, of exactly dims elements
+ * into ret_vec[dims], each |x| <= 1e30. Searches read candidate vectors this way, as a binary
+ * result (lh_pg_query_bin): no hex on either side, ~50 times cheaper than strtod on a literal.
  * LH_ERR_DECODE otherwise, nothing written. Fuzzed by tests/fuzz/fuzz_embed_response.c. */
-lh_err_t lh_embedder_parse_array_send(const char *hex, int dims, float *ret_vec);
+lh_err_t lh_embedder_parse_array_bin(const void *data, size_t len, int dims, float *ret_vec);
 
 /* Parse a real[] literal ("{x,y,...}", no NULLs, each |x| <= 1e30) of exactly dims numbers into
  * ret_vec[dims].

@@ -239,8 +239,8 @@ static int ranked_cmp(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* Rows of res whose column 0 is side (when side is set; the columns then start at 1) or every row
- * (side 0): id, content, array_send(embedding). */
+/* Rows of res (a binary-format result, lh_pg_query_bin) whose column 0 is side (when side is set;
+ * the columns then start at 1) or every row (side 0): id as text, content, embedding. */
 static lh_err_t vector_rank(const lh_pg_res_t *res, char side, const float *qvec, int dims,
 			    ranked_t **ret, int *ret_n, lh_error_t *err)
 {
@@ -258,7 +258,8 @@ static lh_err_t vector_rank(const lh_pg_res_t *res, char side, const float *qvec
 		if (side && lh_pg_get(res, i, 0)[0] != side)
 			continue;
 		/* a row of other dimensions (a misconfigured embedder name) is skipped, not fatal */
-		if (lh_embedder_parse_array_send(lh_pg_get(res, i, c0 + 2), dims, v) != LH_OK)
+		if (lh_embedder_parse_array_bin(lh_pg_get(res, i, c0 + 2),
+						(size_t)lh_pg_getlen(res, i, c0 + 2), dims, v) != LH_OK)
 			continue;
 		for (int d = 0; d < dims; d++)
 			dot += (double)v[d] * qvec[d];
@@ -324,7 +325,7 @@ lh_err_t lh_memory_search_with(lh_pg_t *pg, lh_embedder_t *emb, const char *tena
 		nft = lh_pg_nrows(fres);
 	} else if (mode == LH_MEMORY_VECTOR) {
 		const char *p[] = {tenant, plan_id, embedder, bits, pre};
-		if ((rc = lh_pg_query(pg, "memory_vector_candidates", 5, p, NULL, NULL, &vres, err)) !=
+		if ((rc = lh_pg_query_bin(pg, "memory_vector_candidates", 5, p, &vres, err)) !=
 		    LH_OK)
 			goto out;
 		if ((rc = vector_rank(vres, 0, qvec, dims, &vec, &nvec, err)) != LH_OK)
@@ -332,8 +333,8 @@ lh_err_t lh_memory_search_with(lh_pg_t *pg, lh_embedder_t *emb, const char *tena
 	} else {
 		/* both candidate lists in one statement: one round trip, the visible rows read once */
 		const char *p[] = {tenant, plan_id, ftq, kbuf, embedder, bits, pre};
-		if ((rc = lh_pg_query(pg, "memory_hybrid_candidates", 7, p, NULL, NULL, &vres,
-				      err)) != LH_OK)
+		if ((rc = lh_pg_query_bin(pg, "memory_hybrid_candidates", 7, p, &vres, err)) !=
+		    LH_OK)
 			goto out;
 		if ((rc = vector_rank(vres, 'v', qvec, dims, &vec, &nvec, err)) != LH_OK)
 			goto out;

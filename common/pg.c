@@ -141,8 +141,9 @@ static int find_query(const char *name)
 	return -1;
 }
 
-lh_err_t lh_pg_query(lh_pg_t *pg, const char *name, int nparams, const char *const *params,
-		     const int *lens, const int *binary, lh_pg_res_t **ret_res, lh_error_t *err)
+static lh_err_t query(lh_pg_t *pg, const char *name, int nparams, const char *const *params,
+		      const int *lens, const int *binary, int result_format, lh_pg_res_t **ret_res,
+		      lh_error_t *err)
 {
 	int qi = find_query(name);
 	PGresult *r;
@@ -164,7 +165,7 @@ lh_err_t lh_pg_query(lh_pg_t *pg, const char *name, int nparams, const char *con
 		PQclear(r);
 		pg->prepared[qi] = true;
 	}
-	r = PQexecPrepared(pg->conn, name, nparams, params, lens, binary, 0);
+	r = PQexecPrepared(pg->conn, name, nparams, params, lens, binary, result_format);
 	st = PQresultStatus(r);
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		char what[128];
@@ -182,6 +183,18 @@ lh_err_t lh_pg_query(lh_pg_t *pg, const char *name, int nparams, const char *con
 	} else
 		PQclear(r);
 	return LH_OK;
+}
+
+lh_err_t lh_pg_query(lh_pg_t *pg, const char *name, int nparams, const char *const *params,
+		     const int *lens, const int *binary, lh_pg_res_t **ret_res, lh_error_t *err)
+{
+	return query(pg, name, nparams, params, lens, binary, 0, ret_res, err);
+}
+
+lh_err_t lh_pg_query_bin(lh_pg_t *pg, const char *name, int nparams, const char *const *params,
+			 lh_pg_res_t **ret_res, lh_error_t *err)
+{
+	return query(pg, name, nparams, params, NULL, NULL, 1, ret_res, err);
 }
 
 int lh_pg_nrows(const lh_pg_res_t *res) { return PQntuples(res->r); }

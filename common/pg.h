@@ -33,6 +33,13 @@ int lh_pg_schema_version_binary(void);
  * lh_pg_res_free) unless ret_res is NULL. */
 lh_err_t lh_pg_query(lh_pg_t *pg, const char *name, int nparams, const char *const *params,
 		     const int *lens, const int *binary, lh_pg_res_t **ret_res, lh_error_t *err);
+/* lh_pg_query with text parameters and every result column in binary format: a text column is
+ * its bytes, a real[] the array_send form (lh_embedder_parse_array_bin), an integer big-endian.
+ * Values are NUL-terminated all the same (libpq adds one after every value), so a text column
+ * reads as a string with lh_pg_get; lh_pg_get_i64 does NOT apply (cast integers to text in the
+ * query). For large numeric arrays, where text output and parsing dominate. */
+lh_err_t lh_pg_query_bin(lh_pg_t *pg, const char *name, int nparams, const char *const *params,
+			 lh_pg_res_t **ret_res, lh_error_t *err);
 /* BEGIN / COMMIT / ROLLBACK. */
 lh_err_t lh_pg_begin(lh_pg_t *pg, lh_error_t *err);
 lh_err_t lh_pg_commit(lh_pg_t *pg, lh_error_t *err);

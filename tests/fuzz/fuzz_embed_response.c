@@ -1,6 +1,6 @@
 /* fuzz_embed_response.c — fuzz target for lh_embedder_parse_response (an /v1/embeddings answer)
- * lh_embedder_parse_literal (a real[] read back from the cache) and lh_embedder_parse_array_send
- * (candidate vectors as array_send hex).
+ * lh_embedder_parse_literal (a real[] read back from the cache) and lh_embedder_parse_array_bin
+ * (candidate vectors in array_send's binary form, as a binary-format result holds them).
  *
  * The first byte chooses the number of inputs (1..4) and the second the expected dimensions
  * (0 = any, else 1..8); the rest is the body. Accepted answers give n unit vectors of the chosen
@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			for (int j = 0; j < want; j++)
 				if (!isfinite(out[j]))
 					abort();
-		if (want > 0 && lh_embedder_parse_array_send(lit, want, out) == LH_OK)
+		if (want > 0 && lh_embedder_parse_array_bin(lit, len, want, out) == LH_OK)
 			for (int j = 0; j < want; j++)
 				if (!isfinite(out[j]) || fabsf(out[j]) > 1e30f)
 					abort();

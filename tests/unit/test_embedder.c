@@ -104,6 +104,61 @@ static void literals(void)
 	T_CHECK(w[0] == 1.5f && w[1] == -2.0f);
 }
 
+static void put_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+/* array_send(ARRAY[vals]::real[]) as PostgreSQL writes it: ndim 1, no nulls, float4 (oid 700),
+ * size n, lower bound 1, then (length 4, IEEE bits) per element. */
+static size_t array_bin(unsigned char *out, const float *vals, int n)
+{
+	put_be32(out, 1);
+	put_be32(out + 4, 0);
+	put_be32(out + 8, 700);
+	put_be32(out + 12, (uint32_t)n);
+	put_be32(out + 16, 1);
+	for (int i = 0; i < n; i++) {
+		uint32_t bits;
+		memcpy(&bits, &vals[i], sizeof(bits));
+		put_be32(out + 20 + 8 * i, 4);
+		put_be32(out + 24 + 8 * i, bits);
+	}
+	return 20 + 8 * (size_t)n;
+}
+
+static void array_bin_parse(void)
+{
+	const float vals[3] = {0.5f, -1.25f, 3e-7f};
+	unsigned char b[64], c[64];
+	float w[3] = {9, 9, 9};
+	size_t len = array_bin(b, vals, 3);
+	T_EQ_INT(lh_embedder_parse_array_bin(b, len, 3, w), LH_OK);
+	T_CHECK(memcmp(vals, w, sizeof(w)) == 0);
+	/* wrong dimensions, a truncated or longer buffer */
+	T_EQ_INT(lh_embedder_parse_array_bin(b, len, 2, w), LH_ERR_DECODE);
+	T_EQ_INT(lh_embedder_parse_array_bin(b, len - 1, 3, w), LH_ERR_DECODE);
+	T_EQ_INT(lh_embedder_parse_array_bin(b, len + 1, 3, w), LH_ERR_DECODE);
+	T_EQ_INT(lh_embedder_parse_array_bin(NULL, 0, 3, w), LH_ERR_DECODE);
+	/* each header field and element refused in turn; nothing written */
+	static const size_t field[] = {0, 4, 8, 12, 20, 36};
+	for (size_t i = 0; i < sizeof(field) / sizeof(field[0]); i++) {
+		float z[3] = {7, 7, 7};
+		memcpy(c, b, len);
+		c[field[i] + 3] ^= 0x10;
+		T_EQ_INT(lh_embedder_parse_array_bin(c, len, 3, z), LH_ERR_DECODE);
+		T_CHECK(z[0] == 7 && z[1] == 7 && z[2] == 7);
+	}
+	const float inf[3] = {1, INFINITY, 0}, huge[3] = {1, 2, 1e31f};
+	len = array_bin(c, inf, 3);
+	T_EQ_INT(lh_embedder_parse_array_bin(c, len, 3, w), LH_ERR_DECODE);
+	len = array_bin(c, huge, 3);
+	T_EQ_INT(lh_embedder_parse_array_bin(c, len, 3, w), LH_ERR_DECODE);
+}
+
 /* ---- a fake /v1/embeddings on its own thread ---- */
 
 static struct {
@@ -412,6 +467,7 @@ int main(void)
 {
 	T_RUN(parse_table);
 	T_RUN(literals);
+	T_RUN(array_bin_parse);
 	T_RUN(hashing);
 	T_RUN(from_config);
 	fake_start();
