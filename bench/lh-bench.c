@@ -708,9 +708,10 @@ static size_t m_poll_samples(ts_stack_t *ts, msample_t *s, size_t n, size_t *fir
 static int bench_materialize(int argc, char **argv, const char *build_root)
 {
 	int nevents = 200000, width = 6, rate = 0, every = 50, timeout_s = 900, c, rc = 1;
+	long naive_max = -1; /* --naive-events: events the baseline inserts (-1: all, 0: skip) */
 	static const struct option opts[] = {{"events", 1, 0, 'e'}, {"width", 1, 0, 'w'},
 					      {"rate", 1, 0, 'r'}, {"timeout", 1, 0, 't'},
-					      {0, 0, 0, 0}};
+					      {"naive-events", 1, 0, 'n'}, {0, 0, 0, 0}};
 	ts_stack_t ts;
 	mplan_t *plans = NULL, warm;
 	msample_t *samples = NULL;
@@ -734,15 +735,18 @@ static int bench_materialize(int argc, char **argv, const char *build_root)
 			rate = atoi(optarg);
 		else if (c == 't')
 			timeout_s = atoi(optarg);
+		else if (c == 'n')
+			naive_max = atol(optarg);
 		else {
 			fprintf(stderr, "usage: lh-bench materialize [--events N] [--width W] "
-					"[--rate EVENTS_PER_S] [--timeout S]\n");
+					"[--rate EVENTS_PER_S] [--timeout S] [--naive-events N]\n");
 			return 2;
 		}
 	}
-	if (nevents < 100 || nevents > 10000000 || width < 1 || width > 200 || rate < 0) {
+	if (nevents < 100 || nevents > 10000000 || width < 1 || width > 200 || rate < 0 ||
+	    naive_max < -1) {
 		fprintf(stderr, "lh-bench materialize: --events must be 100..10000000, --width "
-				"1..200, --rate >= 0\n");
+				"1..200, --rate >= 0, --naive-events >= 0\n");
 		return 2;
 	}
 	per_plan = 3 * width + 11;
@@ -849,9 +853,9 @@ static int bench_materialize(int argc, char **argv, const char *build_root)
 	ts_kill(&ts, mat, SIGTERM);
 	ts_wait_exit(&ts, mat, 20000);
 
-	/* the naive baseline: the same events, one autocommitted INSERT each, into a scratch copy of
-	 * the events table (so the run leaves no rows behind) */
-	{
+	/* the naive baseline: the same events (the first --naive-events of them), one autocommitted
+	 * INSERT each, into a scratch copy of the events table (so the run leaves no rows behind) */
+	if (naive_max != 0) {
 		PGresult *r = PQexec(ts.pg, "SET client_min_messages = warning; DROP TABLE IF EXISTS "
 					    "lh_bench_naive_events; CREATE TABLE "
 					    "lh_bench_naive_events (LIKE events INCLUDING ALL)");
@@ -863,10 +867,10 @@ static int bench_materialize(int argc, char **argv, const char *build_root)
 		}
 		PQclear(r);
 		t1 = lh_mono_us();
-		for (int w0 = 0; w0 < nplans; w0 += wave) {
+		for (int w0 = 0; w0 < nplans && (naive_max < 0 || n < naive_max); w0 += wave) {
 			int w1 = w0 + wave < nplans ? w0 + wave : nplans;
-			for (int e = 0; e < per_plan; e++)
-				for (int i = w0; i < w1; i++) {
+			for (int e = 0; e < per_plan && (naive_max < 0 || n < naive_max); e++)
+				for (int i = w0; i < w1 && (naive_max < 0 || n < naive_max); i++) {
 					json_t *j = lh_event_to_json(&plans[i].ev[e]);
 					char *text;
 					const char *param;
@@ -1300,7 +1304,7 @@ static void usage(FILE *out)
 		     "  recovery [--plans N] [--tasks N]\n"
 		     "      kill -9 a coordinator holding N active tasks (no worker takes them),\n"
 		     "      restart it: recovery_first_dispatch_ms (restart to the next dispatch)\n"
-		     "  materialize [--events N] [--width W] [--rate EVENTS_PER_S]\n"
+		     "  materialize [--events N] [--width W] [--rate EVENTS_PER_S] [--naive-events N]\n"
 		     "      N synthetic events through lh-materializer: materialize_events_per_s,\n"
 		     "      lag_p50_ms, lag_p99_ms (produced -> row visible), naive_events_per_s\n"
 		     "      (one autocommitted INSERT per event, same events)\n"
