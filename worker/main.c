@@ -1674,8 +1674,17 @@ static void summarize_stored(lh_err_t rc, const lh_error_t *err, void *job)
 	a->calling = false;
 	if (rc)
 		summarize_done(a, "failed", err->msg);
-	else if (lh_summarize_job_state(a->sj) == LH_SUMMARIZE_STORED)
+	else if (lh_summarize_job_state(a->sj) == LH_SUMMARIZE_STORED) {
+		/* announced after the store: a crash in between loses the event, not the version */
+		lh_event_t ev;
+		lh_summary_updated_t body;
+		lh_summarize_job_event(a->sj, a->order, wk.worker_id, &ev, &body);
+		body.model = a->model[0] ? a->model : wk.eps[a->ep].model;
+		body.usage = usage_of(a);
+		body.has_usage = a->calls > 0;
+		publish(&ev, NULL);
 		summarize_done(a, "stored", NULL);
+	}
 	else if (!wk.stopping && a->sloads < SUMMARIZE_MAX_LOADS)
 		summarize_load(a);
 	else

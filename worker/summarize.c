@@ -342,3 +342,35 @@ lh_err_t lh_summarize_job_store(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_e
 		j->state = LH_SUMMARIZE_STORED;
 	return rc;
 }
+
+const lh_summary_t *lh_summarize_job_summary(const lh_summarize_job_t *j)
+{
+	return j->has_s ? &j->s : NULL;
+}
+
+void lh_summarize_job_event(const lh_summarize_job_t *j, const lh_event_t *order,
+			    const char *worker_id, lh_event_t *ret, lh_summary_updated_t *ret_body)
+{
+	memset(ret_body, 0, sizeof(*ret_body));
+	ret_body->subject = "";
+	ret_body->version = j->stored;
+	ret_body->anchor = j->s.anchor;
+	ret_body->span_from = j->from;
+	ret_body->span_events = j->nevents;
+	ret_body->n_spans = j->s.n_spans;
+	ret_body->artifacts = (int64_t)j->s.n_artifacts;
+	ret_body->worker_id = worker_id;
+	memset(ret, 0, sizeof(*ret));
+	ret->v = LH_ENVELOPE_VERSION;
+	ret->type = LH_EV_SUMMARY_UPDATED;
+	ret->id = lh_event_id_derivef(&order->plan_id, "summary.updated", 0, "s:v%d", j->stored);
+	ret->plan_id = order->plan_id;
+	ret->task_no = order->task_no;
+	ret->attempt = order->attempt;
+	ret->ts_us = lh_now_us();
+	ret->tenant = order->tenant;
+	ret->actor.kind = "worker";
+	ret->actor.id = worker_id;
+	ret->causation_id = order->id;
+	ret->body = ret_body;
+}

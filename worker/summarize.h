@@ -157,6 +157,13 @@ lh_err_t lh_summarize_job_answer(lh_summarize_job_t *j, const char *answer, lh_e
 /* lh_memtools_fn: store the merged summary over the loaded version (state STORED or
  * CONFLICT). */
 lh_err_t lh_summarize_job_store(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_error_t *err);
+/* After a store (state STORED): the summary as stored (borrowed until the job is freed). */
+const lh_summary_t *lh_summarize_job_summary(const lh_summarize_job_t *j);
+/* The summary.updated event announcing a stored version (state STORED): id derived from (plan,
+ * version), so a repeat is dropped by id; task_no and attempt of the order, causation the order.
+ * Its strings point into order and j (emit before freeing either). */
+void lh_summarize_job_event(const lh_summarize_job_t *j, const lh_event_t *order,
+			    const char *worker_id, lh_event_t *ret, lh_summary_updated_t *ret_body);
 /* What the job did: the span [from, to), its relevant events, the version stored (0: none). */
 void lh_summarize_job_span(const lh_summarize_job_t *j, int64_t *ret_from, int64_t *ret_to,
 			   int64_t *ret_events, int *ret_version);

@@ -12,7 +12,9 @@
  * When the plan is done: the versions' anchors strictly increase, version v merged exactly v
  * spans, every act task's attempt.succeeded lies in exactly one span [previous anchor, anchor),
  * and every path, URL and ticket id of the outputs is in the latest artifact trail (fakellm's
- * summarize answer lists no artifacts: the merge's scan of the raw span finds them).
+ * summarize answer lists no artifacts: the merge's scan of the raw span finds them). Each
+ * version is announced once on lh.events by summary.updated (version, anchor, span), which the
+ * materializer stores and the coordinator ignores (the plan completes).
  *
  * A second plan's summarize call hangs (fakellm); the fast worker is killed (SIGKILL) during it.
  * Restarted, it runs the uncommitted order again: its span is stored exactly once.
@@ -87,6 +89,17 @@ static void check_versions(const char *plan, int min_versions)
 	T_EQ_STR(ts_sql1(&ts, "SELECT max(version) = count(*) FROM summaries WHERE plan_id = $1 "
 			      "AND subject = ''", plan),
 		 "t");
+	/* each version announced once by summary.updated (materialized; the coordinator's fold
+	 * ignores it) with its version's anchor and span */
+	T_CHECK(ts_wait_sql(&ts, 30000,
+			    "WITH v AS (SELECT * FROM summaries WHERE plan_id = $1 AND subject = ''), "
+			    "u AS (SELECT * FROM events WHERE plan_id = $1 AND type = 'summary.updated') "
+			    "SELECT ((SELECT count(*) FROM u) = (SELECT count(*) FROM v) AND "
+			    "(SELECT count(*) FROM v WHERE EXISTS (SELECT 1 FROM u WHERE "
+			    "(u.body->>'version')::int = v.version AND (u.body->>'anchor')::bigint = "
+			    "v.anchor AND (u.body->>'span_from')::bigint = coalesce((SELECT p.anchor FROM "
+			    "v p WHERE p.version = v.version - 1), 0))) = (SELECT count(*) FROM v))::text",
+			    plan, "true"));
 	/* each act task's success in exactly one span [previous anchor (0 first), anchor) */
 	T_EQ_STR(ts_sql1(&ts, "WITH s AS (SELECT coalesce(lag(anchor) OVER (ORDER BY version), 0) "
 			      "AS lo, anchor AS hi FROM summaries WHERE plan_id = $1 AND subject = '') "
