@@ -117,7 +117,11 @@ static void render_events(void)
 	lh_buf_append(&b, "", 1);
 	T_CHECK(strstr(b.data, " [cut]\n") != NULL);
 	T_CHECK(strlen(b.data) <= 40 + strlen(" [cut]\n"));
-	T_CHECK(json_string(b.data) != NULL); /* valid UTF-8 */
+	{
+		json_t *valid = json_string(b.data); /* NULL unless valid UTF-8 */
+		T_CHECK(valid != NULL);
+		json_decref(valid);
+	}
 	T_CHECK(lh_summarize_relevant("input.provided") && !lh_summarize_relevant("task.ready"));
 	T_CHECK(strstr(lh_summarize_relevant_types(), "plan.revised") != NULL);
 	lh_buf_finish(&b);
