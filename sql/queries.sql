@@ -450,11 +450,14 @@ SELECT "offset" FROM events WHERE id = $1::uuid;
 -- name: summary_span_events
 -- worker/summarize.c: the rolling summary's next span: plan $1's materialized events of the
 -- types $3 at offsets >= $2 (one plan's events share one partition: the offset is its sequence),
--- in log order, at most $4, with the task's kind and instructions.
+-- in log order, at most $4, with the task's kind and instructions. The partition is named so
+-- that events_plan_idx (plan_id, partition, offset) scans from the anchor, not the plan's start.
 SELECT e."offset", e.type, coalesce(e.task_no, -1), coalesce(e.attempt, 0), e.body::text,
        t.kind, left(t.instructions, 2000)
   FROM events e LEFT JOIN tasks t ON t.plan_id = e.plan_id AND t.task_no = e.task_no
- WHERE e.plan_id = $1::uuid AND e."offset" >= $2::bigint AND e.type = ANY($3::text[])
+ WHERE e.plan_id = $1::uuid
+   AND e.partition = (SELECT partition FROM events WHERE plan_id = $1::uuid LIMIT 1)
+   AND e."offset" >= $2::bigint AND e.type = ANY($3::text[])
  ORDER BY e."offset" LIMIT $4::integer;
 
 -- name: bench_memory_bulk

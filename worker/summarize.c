@@ -322,6 +322,10 @@ lh_err_t lh_summarize_job_answer(lh_summarize_job_t *j, const char *answer, lh_e
 	lh_summarize_answer_sections(&a, sections);
 	rc = lh_summary_merge(&j->s, j->from, j->to, sections, j->scan_text, err);
 	lh_summarize_answer_finish(&a);
+	if (rc == LH_OK) {
+		lh_summarize_keep_tail(&j->s.play_by_play, LH_SUMMARIZE_MAX_KEPT);
+		lh_summarize_keep_tail(&j->s.breadcrumbs, LH_SUMMARIZE_MAX_KEPT);
+	}
 	return rc;
 }
 

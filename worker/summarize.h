@@ -38,6 +38,7 @@
 #define LH_SUMMARIZE_MAX_ARTIFACT 1024	/* bytes of one artifact (one line) */
 #define LH_SUMMARIZE_MAX_EVENT_TEXT 8192 /* bytes of one event's text shown to the model */
 #define LH_SUMMARIZE_MAX_CONTEXT 4096	/* bytes of the intent, and of the open questions, shown */
+#define LH_SUMMARIZE_MAX_KEPT 65536	/* bytes of play-by-play, and of breadcrumbs, a version keeps */
 
 /* The system prompt of a summarize call (static). */
 extern const char LH_SUMMARIZE_SYSTEM[];
@@ -75,6 +76,11 @@ void lh_summarize_answer_sections(const lh_summarize_answer_t *a,
  * max_bytes). s and span_text borrowed (span_text may be NULL). New (free()). */
 char *lh_summarize_prompt(const lh_summary_t *s, int64_t from, int64_t to, const char *span_text,
 			  size_t max_bytes);
+
+/* Keep the newest max bytes of *text (owned, may be NULL), from its first whole paragraph in
+ * them (else from a UTF-8 character start), after a mark saying the rest is in older versions.
+ * Text of at most max bytes is left alone. */
+void lh_summarize_keep_tail(char **text, size_t max);
 
 /* The event id of the summarize order sent after a plan's (task_no, attempt) succeeded: the same
  * for every re-delivery of that success, so a repeated publication is dropped as a duplicate
@@ -152,7 +158,10 @@ lh_err_t lh_summarize_job_load(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_er
 lh_summarize_state_t lh_summarize_job_state(const lh_summarize_job_t *j);
 /* After a load in state CALL: the call's user message (new). */
 char *lh_summarize_job_prompt(const lh_summarize_job_t *j);
-/* The model's answer: parse and merge (LH_ERR_DECODE when refused; then nothing is stored). */
+/* The model's answer: parse and merge (LH_ERR_DECODE when refused; then nothing is stored).
+ * The merged play-by-play and breadcrumbs keep their newest LH_SUMMARIZE_MAX_KEPT bytes (from a
+ * paragraph start, marked), so a weeks-long plan's versions stay bounded; the artifact trail is
+ * never cut, and the older text stays in the older versions. */
 lh_err_t lh_summarize_job_answer(lh_summarize_job_t *j, const char *answer, lh_error_t *err);
 /* lh_memtools_fn: store the merged summary over the loaded version (state STORED or
  * CONFLICT). */

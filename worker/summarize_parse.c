@@ -215,6 +215,29 @@ char *lh_summarize_prompt(const lh_summary_t *s, int64_t from, int64_t to, const
 	return lh_buf_steal(&b, NULL);
 }
 
+#define DROPPED_MARK "[earlier spans: in the older versions of this summary]\n\n"
+
+void lh_summarize_keep_tail(char **text, size_t max)
+{
+	size_t n = *text ? strlen(*text) : 0;
+	const char *start, *para;
+	lh_buf_t b;
+	if (n <= max)
+		return;
+	start = *text + n - max;
+	if ((para = strstr(start, "\n\n")) && para[2])
+		start = para + 2; /* from the first whole paragraph */
+	else
+		while (((unsigned char)*start & 0xC0) == 0x80)
+			start++; /* from a character start */
+	lh_buf_init(&b);
+	lh_buf_appends(&b, DROPPED_MARK);
+	lh_buf_appends(&b, start);
+	lh_buf_append(&b, "", 1);
+	free(*text);
+	*text = lh_buf_steal(&b, NULL);
+}
+
 lh_id_t lh_summarize_order_id(const lh_id_t *plan_id, long long task_no, long long attempt)
 {
 	return lh_event_id_derivef(plan_id, "task.order", 0, "summarize:t%lld:a%lld", task_no,

@@ -4,7 +4,8 @@
  * Accepted answers have a non-empty play-by-play, every text within LH_SUMMARIZE_MAX_SECTION
  * bytes, at most LH_SUMMARIZE_MAX_ARTIFACTS artifacts of one non-empty line each (as many lines
  * as n_artifacts), and merge into a summary; refusals are DECODE with a message and leave the
- * output untouched. The prompt of the same bytes (cut at a NUL) stays within its bounds. */
+ * output untouched. The prompt of the same bytes (cut at a NUL) stays within its bounds, and so
+ * does lh_summarize_keep_tail's tail of them. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		free(p);
 		lh_summary_finish(&s);
+		/* the kept tail stays within its bound (plus the mark) */
+		{
+			size_t before = strlen(copy);
+			lh_summarize_keep_tail(&copy, bound);
+			if (before > bound ? strlen(copy) > bound + 64 : strlen(copy) != before)
+				abort();
+		}
 		free(copy);
 	}
 	return 0;

@@ -150,6 +150,30 @@ static void prompt_bounds(void)
 	lh_summary_finish(&s);
 }
 
+static void keep_tail(void)
+{
+	char *t = strdup("first paragraph\n\nsecond one\n\nthird"), *u = NULL;
+	lh_summarize_keep_tail(&t, 100); /* short: untouched */
+	T_EQ_STR(t, "first paragraph\n\nsecond one\n\nthird");
+	lh_summarize_keep_tail(&t, 10); /* the tail from its first whole paragraph */
+	T_CHECK(strstr(t, "older versions") != NULL);
+	T_CHECK(strstr(t, "first") == NULL && strstr(t, "second") == NULL);
+	T_CHECK(strlen(t) > 5 && !strcmp(t + strlen(t) - 5, "third"));
+	free(t);
+	/* no paragraph break in the tail: cut at a character start */
+	t = strdup("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+	lh_summarize_keep_tail(&t, 3);
+	{
+		json_t *valid = json_string(t);
+		T_CHECK(valid != NULL);
+		json_decref(valid);
+	}
+	T_CHECK(!strcmp(t + strlen(t) - 2, "\xc3\xa9"));
+	free(t);
+	lh_summarize_keep_tail(&u, 3); /* NULL stays NULL */
+	T_CHECK(u == NULL);
+}
+
 static void order_ids(void)
 {
 	lh_id_t plan = lh_uuid7_new(), a = lh_summarize_order_id(&plan, 3, 1),
@@ -176,6 +200,7 @@ int main(void)
 	T_RUN(parse_bounds);
 	T_RUN(render_events);
 	T_RUN(prompt_bounds);
+	T_RUN(keep_tail);
 	T_RUN(order_ids);
 	T_RUN(is_order);
 	return t_done();
