@@ -14,7 +14,7 @@
 #include "blob.h"
 #include "bus.h"
 #include "config.h"
-#include "consolidate.h"
+#include "consolidate_sched.h"
 #include "kafka.h"
 #include "log.h"
 #include "reconcile.h"
@@ -666,7 +666,7 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 /* Most consolidate orders one tick sends; the rest wait for the next tick. */
 #define CONSOLIDATE_PER_TICK 1000
 
-/* The idle-time consolidate schedule (consolidate.h): a side emission to the consolidate tier's
+/* The idle-time consolidate schedule (consolidate_sched.h): a side emission to the consolidate tier's
  * topic, never an event of lh.events, so the fold and the plans' state do not change. */
 static void on_consolidate(evutil_socket_t fd, short what, void *arg)
 {

@@ -182,7 +182,7 @@ typedef struct lh_cplan {
 	bool snap_dirty;
 	int64_t snap_covers;
 	/* Runtime (not folded, snapshotted or hashed): the idle-time consolidate schedule
-	 * (consolidate.h): the bucket and time of the last consolidate order this process sent. */
+	 * (consolidate_sched.h): the bucket and time of the last consolidate order this process sent. */
 	int64_t consolidate_bucket;
 	int64_t consolidate_last_us;
 } lh_cplan_t;

@@ -4,21 +4,63 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ids.h"
+
+static uint64_t tenant_key(const char *tenant)
+{
+	uint8_t h[32];
+	uint64_t k = 0;
+	lh_sha256(tenant, strlen(tenant), h);
+	for (int i = 0; i < 8; i++)
+		k = k << 8 | h[i];
+	return k;
+}
+
+int64_t lh_consolidate_cursor_get(const lh_consolidate_cursors_t *c, const char *tenant)
+{
+	uint64_t k = tenant_key(tenant && *tenant ? tenant : "default");
+	for (int i = 0; i < c->n; i++)
+		if (c->e[i].key == k)
+			return c->e[i].after;
+	return 0;
+}
+
+void lh_consolidate_cursor_put(lh_consolidate_cursors_t *c, const char *tenant, int64_t after)
+{
+	uint64_t k = tenant_key(tenant && *tenant ? tenant : "default");
+	int i;
+	for (i = 0; i < c->n; i++)
+		if (c->e[i].key == k)
+			break;
+	if (i == c->n) {
+		if (c->n < LH_CONSOLIDATE_CURSORS) {
+			i = c->n++;
+		} else {
+			i = c->next;
+			c->next = (c->next + 1) % LH_CONSOLIDATE_CURSORS;
+		}
+		c->e[i].key = k;
+	}
+	c->e[i].after = after > 0 ? after : 0;
+}
+
 struct lh_consolidate_job {
 	char *tenant;
+	int64_t after;
 	int limit;
 	double episodic_ttl_s;
 	lh_memory_consolidation_t cons;
 	void *owner;
 };
 
-lh_consolidate_job_t *lh_consolidate_job_new(const lh_event_t *order, int limit,
+lh_consolidate_job_t *lh_consolidate_job_new(const lh_event_t *order, int64_t after_id, int limit,
 					     double episodic_ttl_s, void *owner)
 {
 	lh_consolidate_job_t *j = calloc(1, sizeof(*j));
 	const char *tenant = order->tenant && *order->tenant ? order->tenant : "default";
 	if (!j || !(j->tenant = strdup(tenant)))
 		abort();
+	j->after = after_id > 0 ? after_id : 0;
 	j->limit = limit > 0 ? limit : 1000;
 	j->episodic_ttl_s = episodic_ttl_s;
 	j->owner = owner;
@@ -45,9 +87,18 @@ lh_memory_consolidation_t lh_consolidate_job_result(const lh_consolidate_job_t *
 lh_err_t lh_consolidate_job_run(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_error_t *err)
 {
 	lh_consolidate_job_t *j = job;
-	lh_memory_consolidation_t c = {0};
-	lh_err_t rc = lh_memory_consolidate(pg, j->tenant, 0, j->limit, lh_embedder_near_dup(emb),
-					    j->episodic_ttl_s, &c, err);
+	lh_memory_consolidation_t c = {0}, again = {0};
+	double nd = emb ? lh_embedder_near_dup(emb) : 0; /* 0: the hashing threshold */
+	lh_err_t rc = lh_memory_consolidate(pg, j->tenant, j->after, j->limit, nd, j->episodic_ttl_s,
+					    &c, err);
+	if (rc == LH_OK && c.next_after == j->after && j->after > 0) {
+		/* nothing after the cursor: start over (expired memories were pruned already) */
+		if ((rc = lh_memory_consolidate(pg, j->tenant, 0, j->limit, nd, 0, &again, err)) ==
+		    LH_OK) {
+			c.merged += again.merged;
+			c.next_after = again.next_after;
+		}
+	}
 	if (rc == LH_OK)
 		j->cons = c;
 	return rc;

@@ -10,6 +10,8 @@
 #ifndef LH_WORKER_CONSOLIDATE_H
 #define LH_WORKER_CONSOLIDATE_H
 
+#include <stdint.h>
+
 #include "embedder.h"
 #include "event.h"
 #include "memory.h"
@@ -17,10 +19,29 @@
 
 typedef struct lh_consolidate_job lh_consolidate_job_t;
 
-/* new: the work of order (borrowed; its tenant is copied, "default" when absent) for owner.
- * limit: most memories examined for near duplicates (> 0); episodic_ttl_s: the age past which
- * never-used episodic memories are forgotten (<= 0: never). */
-lh_consolidate_job_t *lh_consolidate_job_new(const lh_event_t *order, int limit,
+/* Where the last consolidation of each tenant stopped, so that the next examines the following
+ * batch and a tenant with more live memories than a batch is covered in turns (at the end it
+ * starts over). Kept by the worker process only: a restart starts from the beginning, and each
+ * worker has its own (docs/memory.md). At most LH_CONSOLIDATE_CURSORS tenants, keyed by a hash
+ * of the name; when full the oldest entry is replaced. The caller owns it (zeroed = empty). */
+#define LH_CONSOLIDATE_CURSORS 256
+typedef struct lh_consolidate_cursors {
+	struct {
+		uint64_t key;
+		int64_t after;
+	} e[LH_CONSOLIDATE_CURSORS];
+	int n, next; /* entries used; the one replaced next when full */
+} lh_consolidate_cursors_t;
+/* The memory id tenant's next consolidation starts after (0: the beginning). */
+int64_t lh_consolidate_cursor_get(const lh_consolidate_cursors_t *c, const char *tenant);
+void lh_consolidate_cursor_put(lh_consolidate_cursors_t *c, const char *tenant, int64_t after);
+
+/* new: the work of order (borrowed; its tenant is copied, "default" when absent) for owner,
+ * starting after memory id after_id (a cursor). limit: most memories examined for near
+ * duplicates (> 0); episodic_ttl_s: the age past which never-used episodic memories are
+ * forgotten (<= 0: never). A run that finds nothing after after_id starts over from the
+ * beginning at once; the result's next_after is where the next one should start. */
+lh_consolidate_job_t *lh_consolidate_job_new(const lh_event_t *order, int64_t after_id, int limit,
 					     double episodic_ttl_s, void *owner);
 void lh_consolidate_job_free(lh_consolidate_job_t *job); /* accepts NULL */
 void *lh_consolidate_job_owner(const lh_consolidate_job_t *job);

@@ -223,8 +223,9 @@ static const lh_cfg_def_t worker_table[] = {
 	 "0 = never",
 	 W(memory_consolidate_every)},
 	{"memory.consolidate_batch", LH_CFG_INT, "1000", 1, 100000, NULL, NULL, NULL, false, false,
-	 "a consolidate order examines the tenant's this many oldest live memories for near "
-	 "duplicates (superseded by their older twin)",
+	 "a consolidate order examines this many of the tenant's live memories for near "
+	 "duplicates (superseded by their older twin), from where this worker's last one for the "
+	 "tenant stopped; past the newest it starts over",
 	 W(memory_consolidate_batch)},
 	{"memory.episodic_ttl_s", LH_CFG_INT, "2592000", 0, 3153600000, NULL, NULL, NULL, false,
 	 false,
@@ -1508,6 +1509,9 @@ static void extract_start(attempt_t *a)
 
 /* ---- consolidate orders (docs/memory.md): no model call, no attempt events -------------- */
 
+/* where each tenant's last consolidation stopped (loop thread only) */
+static lh_consolidate_cursors_t consolidate_cursors;
+
 /* The order's work ran on the memory tools' thread (or failed, or the worker is stopping): log
  * it; commit its offset unless stopping (then the next worker runs it again: idempotent). A
  * failure is committed too: the next interval sends another order. */
@@ -1515,13 +1519,16 @@ static void consolidate_ran(lh_err_t rc, const lh_error_t *err, void *job)
 {
 	attempt_t *a = lh_consolidate_job_owner(job);
 	lh_memory_consolidation_t c = lh_consolidate_job_result(job);
-	char plan[LH_UUID_STR_LEN + 1], id[LH_ID_HEX_LEN + 1], m[24], p[24], b[24];
+	char plan[LH_UUID_STR_LEN + 1], id[LH_ID_HEX_LEN + 1], m[24], p[24], b[24], na[24];
 	const json_t *bucket = json_object_get(((const lh_task_order_t *)a->order->body)->args,
 					       "bucket");
 	a->calling = false;
 	lh_uuid_fmt(&a->order->plan_id, plan);
 	lh_id_hex(&a->order->id, id);
 	lh_log_i64(b, json_is_integer(bucket) ? (long long)json_integer_value(bucket) : -1);
+	if (!rc)
+		lh_consolidate_cursor_put(&consolidate_cursors, lh_consolidate_job_tenant(job),
+					  c.next_after);
 	if (rc)
 		lh_log_warn("worker.consolidate", err && err->msg[0] ? err->msg : "failed",
 			    "outcome", "failed", "plan", plan, "tenant",
@@ -1529,7 +1536,8 @@ static void consolidate_ran(lh_err_t rc, const lh_error_t *err, void *job)
 	else
 		lh_log_info("worker.consolidate", "consolidated", "outcome", "applied", "plan", plan,
 			    "tenant", lh_consolidate_job_tenant(job), "order", id, "bucket", b,
-			    "merged", lh_log_i64(m, c.merged), "pruned", lh_log_i64(p, c.pruned));
+			    "merged", lh_log_i64(m, c.merged), "pruned", lh_log_i64(p, c.pruned),
+			    "next_after", lh_log_i64(na, (long long)c.next_after));
 	if (!wk.stopping)
 		ack_offset(a->partition, a->offset);
 	a->cj = (lh_consolidate_job_free(a->cj), NULL);
@@ -1540,7 +1548,10 @@ static void consolidate_ran(lh_err_t rc, const lh_error_t *err, void *job)
 static void consolidate_start(attempt_t *a)
 {
 	a->started_acked = true;
-	a->cj = lh_consolidate_job_new(a->order, (int)wk.cfg.memory_consolidate_batch,
+	const char *tenant = a->order->tenant && *a->order->tenant ? a->order->tenant : "default";
+	a->cj = lh_consolidate_job_new(a->order,
+				       lh_consolidate_cursor_get(&consolidate_cursors, tenant),
+				       (int)wk.cfg.memory_consolidate_batch,
 				       (double)wk.cfg.memory_episodic_ttl_s, a);
 	if (!wk.memtools) {
 		lh_error_t err = {0};

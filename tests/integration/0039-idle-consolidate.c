@@ -1,5 +1,5 @@
 /* 0039-idle-consolidate — the idle-time consolidate schedule through the whole stack (Kafka,
- * PostgreSQL, fakellm; coordinator/consolidate.h, worker/consolidate.h).
+ * PostgreSQL, fakellm; coordinator/consolidate_sched.h, worker/consolidate.h).
  *
  * A tenant of this run's own holds two near-duplicate memories (written without the near check),
  * an episodic memory 40 days old that no context used, one as old that a context used, and a
@@ -15,7 +15,8 @@
  *   - a duplicate delivery of an order (same id, produced again) is not run twice, and a new
  *     order after it finds nothing left to merge or prune.
  * A second plan whose act task recalls a procedural memory and succeeds counts one use and one
- * success for it; being never idle, it gets no consolidate order.
+ * success for it; being never idle, it gets no consolidate order. The worker's per-tenant cursor
+ * covers a tenant with more live memories than a batch in turns.
  * Needs the stack (tests/integration/stack.h; else skipped, exit 77). */
 #include <inttypes.h>
 #include <jansson.h>
@@ -26,6 +27,7 @@
 
 #include "bus.h"
 #include "consolidate.h"
+#include "consolidate_sched.h"
 #include "memory.h"
 #include "stack.h"
 #include "t.h"
@@ -322,6 +324,59 @@ static void use_and_success_counts(void)
 			      "WHERE id = $1::bigint", q), "1:1");
 }
 
+/* The worker's cursor (worker/consolidate.h), against PostgreSQL: with a batch of 2, a tenant's
+ * five memories are examined in turns, so the near duplicate written last is merged on the third
+ * run (from the beginning each time, it never would be); past the end it starts over. */
+static void cursor_moves_on(void)
+{
+	char t2[80], t[200];
+	int64_t ids[5], after = 0;
+	lh_consolidate_cursors_t cur = {0};
+	lh_event_t order = {0};
+	lh_error_t err = {0};
+	const char *const texts[5] = {"Wren%s keeps its backups for 9 days.",
+				      "The Wren%s status page lives at status.example.org.",
+				      "Wren%s builds run on four runners.",
+				      "Invoices for Wren%s go out on the first Monday.",
+				      "invoices for Wren%s go out on the FIRST Monday"};
+	snprintf(t2, sizeof(t2), "%s-cursor", tenant);
+	for (int i = 0; i < 5; i++) {
+		lh_memory_t m = {.tenant = t2, .scope = LH_MEMORY_TENANT, .kind = LH_MEMORY_SEMANTIC,
+				 .content = t, .task_no = -1, .attempt = -1};
+		snprintf(t, sizeof(t), texts[i], tag);
+		T_EQ_INT(lh_memory_write(pg, &m, 2.0, &ids[i], &err), LH_OK);
+	}
+	order.tenant = t2;
+	/* what the first run from the beginning does not see */
+	{
+		lh_consolidate_job_t *j = lh_consolidate_job_new(&order, 0, 2, 0, NULL);
+		T_EQ_INT(lh_consolidate_job_run(pg, NULL, j, &err), LH_OK);
+		T_EQ_INT(lh_consolidate_job_result(j).merged, 0);
+		T_EQ_INT(lh_consolidate_job_result(j).next_after, ids[1]);
+		lh_consolidate_cursor_put(&cur, t2, lh_consolidate_job_result(j).next_after);
+		lh_consolidate_job_free(j);
+	}
+	static const int merged[4] = {0, 1, 0, 0};
+	for (int run = 0; run < 4; run++) {
+		lh_consolidate_job_t *j;
+		after = lh_consolidate_cursor_get(&cur, t2);
+		j = lh_consolidate_job_new(&order, after, 2, 0, NULL);
+		T_EQ_INT(lh_consolidate_job_run(pg, NULL, j, &err), LH_OK);
+		printf("# run %d after %lld: merged %d, next %lld\n", run + 2, (long long)after,
+		       lh_consolidate_job_result(j).merged,
+		       (long long)lh_consolidate_job_result(j).next_after);
+		T_EQ_INT(lh_consolidate_job_result(j).merged, merged[run]);
+		lh_consolidate_cursor_put(&cur, t2, lh_consolidate_job_result(j).next_after);
+		lh_consolidate_job_free(j);
+	}
+	/* runs 2..5 started after ids[1], ids[3], ids[4] (nothing after: over from the start,
+	 * next ids[1]), ids[1] */
+	T_EQ_INT(lh_consolidate_cursor_get(&cur, t2), ids[3]);
+	snprintf(t, sizeof(t), "%" PRId64, ids[4]);
+	T_EQ_STR(ts_sql1(&ts, "SELECT superseded_by::text FROM memories WHERE id = $1::bigint", t),
+		 (snprintf(t2, sizeof(t2), "%" PRId64, ids[3]), t2));
+}
+
 int main(int argc, char **argv)
 {
 	lh_error_t err = {0};
@@ -353,6 +408,7 @@ int main(int argc, char **argv)
 	T_RUN(idle_plan_is_consolidated);
 	T_RUN(duplicate_does_nothing_twice);
 	T_RUN(use_and_success_counts);
+	T_RUN(cursor_moves_on);
 	ts_finish(&ts);
 	lh_pg_free(pg);
 	return t_done();

@@ -1,13 +1,15 @@
-/* test_consolidate — coordinator/consolidate.c, the idle-time consolidate schedule's pure parts:
+/* test_consolidate — coordinator/consolidate_sched.c, the idle-time consolidate schedule's pure parts:
  * the idle decision (a plan waiting for an answer is idle; ready, dispatched, running, failed
  * tasks, a pending decision or a finished plan are not), the bucket and due rules (at most once
  * per interval), the order's deterministic id and its round trip through the codec, and that the
- * schedule's runtime fields change neither the state hash nor the snapshot. */
+ * schedule's runtime fields change neither the state hash nor the snapshot. And the worker's
+ * per-tenant cursor table (worker/consolidate.h): lookups, overwrite, bounded with eviction. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
 #include "consolidate.h"
+#include "consolidate_sched.h"
 #include "sim.h"
 #include "state.h"
 #include "t.h"
@@ -192,11 +194,39 @@ static void t_state_untouched(void)
 	lh_sim_finish(&s);
 }
 
+static void t_cursor_table(void)
+{
+	static lh_consolidate_cursors_t c; /* zeroed: empty */
+	char name[32];
+	T_EQ_INT(lh_consolidate_cursor_get(&c, "acme"), 0);
+	lh_consolidate_cursor_put(&c, "acme", 42);
+	lh_consolidate_cursor_put(&c, "globex", 7);
+	T_EQ_INT(lh_consolidate_cursor_get(&c, "acme"), 42);
+	T_EQ_INT(lh_consolidate_cursor_get(&c, "globex"), 7);
+	lh_consolidate_cursor_put(&c, "acme", 50);
+	T_EQ_INT(lh_consolidate_cursor_get(&c, "acme"), 50);
+	T_EQ_INT(c.n, 2);
+	lh_consolidate_cursor_put(&c, "acme", -3); /* never negative */
+	T_EQ_INT(lh_consolidate_cursor_get(&c, "acme"), 0);
+	T_EQ_INT(lh_consolidate_cursor_get(&c, NULL), lh_consolidate_cursor_get(&c, "default"));
+	/* bounded: past LH_CONSOLIDATE_CURSORS tenants the oldest entries are replaced */
+	for (int i = 0; i < LH_CONSOLIDATE_CURSORS; i++) {
+		snprintf(name, sizeof(name), "t%d", i);
+		lh_consolidate_cursor_put(&c, name, 1000 + i);
+	}
+	T_EQ_INT(c.n, LH_CONSOLIDATE_CURSORS);
+	T_EQ_INT(lh_consolidate_cursor_get(&c, "acme"), 0);   /* replaced: starts over */
+	T_EQ_INT(lh_consolidate_cursor_get(&c, "globex"), 0);
+	T_EQ_INT(lh_consolidate_cursor_get(&c, "t253"), 1253);
+	T_EQ_INT(lh_consolidate_cursor_get(&c, "t2"), 1002);
+}
+
 int main(void)
 {
 	T_RUN(t_idle_decision);
 	T_RUN(t_due_once_per_interval);
 	T_RUN(t_order_id_and_codec);
 	T_RUN(t_state_untouched);
+	T_RUN(t_cursor_table);
 	return t_done();
 }

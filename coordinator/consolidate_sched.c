@@ -1,5 +1,5 @@
-/* consolidate.c — the idle-time consolidate schedule's pure parts (see consolidate.h). */
-#include "consolidate.h"
+/* consolidate_sched.c — the idle-time consolidate schedule's pure parts (see consolidate_sched.h). */
+#include "consolidate_sched.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* consolidate.h — the idle-time `consolidate` schedule (docs/memory.md, issue 7 capability 7).
+/* consolidate_sched.h — the idle-time `consolidate` schedule (docs/memory.md, issue 7 capability 7).
  *
  * The coordinator sends a plan's tenant a `consolidate` work order (lh.tasks.<tier>, kind
  * consolidate, no model call: the worker merges near-duplicate memories and forgets expired
