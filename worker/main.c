@@ -1712,7 +1712,13 @@ static void summarize_answered(attempt_t *a, const char *error_class, const char
 		return;
 	}
 	if (lh_summarize_job_answer(a->sj, json_string_value(output), &err)) {
-		summarize_done(a, "failed", err.msg); /* the next order summarizes the span */
+		/* a refused answer goes back with the reason (worker.output_retries times), then the
+		 * order fails: committed, and the next order summarizes the span */
+		if (err.code == LH_ERR_DECODE && !wk.stopping)
+			correct_or_fail(a, json_string_value(output) ? json_string_value(output) : "",
+					err.msg);
+		else
+			summarize_done(a, "failed", err.msg);
 		return;
 	}
 	a->calling = true;

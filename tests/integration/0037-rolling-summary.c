@@ -17,7 +17,9 @@
  * materializer stores and the coordinator ignores (the plan completes).
  *
  * A second plan's summarize call hangs (fakellm); the fast worker is killed (SIGKILL) during it.
- * Restarted, it runs the uncommitted order again: its span is stored exactly once.
+ * Restarted, it runs the uncommitted order again: its span is stored exactly once. A third plan's
+ * first summary answer is not JSON: it goes back to the model with the reason, and the second
+ * answer is stored (two model calls, one version).
  *
  * Fails without the writer (LH_MEMORY_SUMMARIZE unset): no version is ever stored. Needs the
  * stack (tests/integration/stack.h; else skipped, exit 77). */
@@ -36,7 +38,7 @@ static char tag[16];
 static int fast_worker;
 
 /* the outputs' artifacts (fakellm's answers to tasks 1..4 and the crash plan's task) */
-static char art[9][128];
+static char art[10][128];
 #define N_ART 8
 
 static void approve(const char *plan_s, const char *request_id)
@@ -185,6 +187,24 @@ static void t_crash(void)
 	T_EQ_STR(ts_sql1(&ts, "SELECT count(*) FROM summaries WHERE plan_id = $1", plan), "1");
 }
 
+/* the model's first summary answer is not JSON: it goes back with the reason, the second is
+ * taken (two model calls, one version) */
+static void t_correction(void)
+{
+	char goal[600], plan[LH_UUID_STR_LEN + 1];
+	lh_id_t id;
+	snprintf(goal, sizeof(goal),
+		 "Fix drill %s\nlh-script: {\"tasks\":[{\"id\":1,\"instructions\":\"Fix "
+		 "[case\\u003ac1]\",\"tier\":\"fast\"}],\"join\":\"Check\"}\n",
+		 tag);
+	id = ts_submit(&ts, goal);
+	lh_uuid_fmt(&id, plan);
+	printf("# correction plan %s\n", plan);
+	T_CHECK(wait_artifact(plan, art[9], 90000));
+	T_CHECK(ts_wait_log(&ts, "worker-fast", plan, "\"llm_calls\":\"2\"", 30000));
+	check_versions(plan, 1);
+}
+
 int main(int argc, char **argv)
 {
 	lh_id_t t = lh_uuid7_new();
@@ -207,6 +227,7 @@ int main(int argc, char **argv)
 	snprintf(art[6], sizeof(art[6]), "/srv/%s/final-4.md", tag);
 	snprintf(art[7], sizeof(art[7]), "OPS-4%05u", run);
 	snprintf(art[8], sizeof(art[8]), "/srv/crash-%s.txt", tag);
+	snprintf(art[9], sizeof(art[9]), "/srv/fix-%s.txt", tag);
 	/* Rules, first match wins. Summarize calls (their system prompt) get fakellm's own
 	 * summarize answer, except the crash plan's first, which hangs 30 s. Act tasks answer by
 	 * marker; task 4 says SUMMARY-SEEN only when its system text holds task 2's path. */
@@ -214,6 +235,12 @@ int main(int argc, char **argv)
 		 "{\"rules\":["
 		 "{\"match\":\"%s\",\"match_system\":\"running summary\",\"times\":1,"
 		 "\"latency_ms\":30000},"
+		 "{\"match\":\"%s\",\"match_system\":\"running summary\",\"times\":1,"
+		 "\"content\":\"not json\"},"
+		 "{\"match\":\"Your answer was not accepted\",\"match_system\":\"running "
+		 "summary\",\"content\":\"{\\\"play_by_play\\\": \\\"Corrected.\\\", "
+		 "\\\"artifacts\\\": [], \\\"breadcrumbs\\\": \\\"\\\", "
+		 "\\\"open_questions\\\": \\\"\\\"}\"},"
 		 "{\"match_system\":\"running summary\"},"
 		 "{\"match\":\"[case:r1]\",\"content\":\"Wrote %s and filed %s.\"},"
 		 "{\"match\":\"[case:r2]\",\"content\":\"Moved the data to %s; ticket %s.\"},"
@@ -221,9 +248,10 @@ int main(int argc, char **argv)
 		 "{\"match\":\"[case:r4]\",\"match_system\":\"%s\","
 		 "\"content\":\"SUMMARY-SEEN: wrote %s, closed %s.\"},"
 		 "{\"match\":\"[case:r4]\",\"content\":\"no summary: wrote %s, closed %s.\"},"
-		 "{\"match\":\"[case:k1]\",\"content\":\"Drilled; notes in %s.\"}]}",
-		 art[8], art[0], art[1], art[2], art[3], art[4], art[5], art[2], art[6], art[7],
-		 art[6], art[7], art[8]);
+		 "{\"match\":\"[case:k1]\",\"content\":\"Drilled; notes in %s.\"},"
+		 "{\"match\":\"[case:c1]\",\"content\":\"Noted in %s.\"}]}",
+		 art[8], art[9], art[0], art[1], art[2], art[3], art[4], art[5], art[2], art[6], art[7],
+		 art[6], art[7], art[8], art[9]);
 	if (ts_fakellm_with(&ts, 5, script, llm_url)) {
 		ts_finish(&ts);
 		return 1;
@@ -247,6 +275,7 @@ int main(int argc, char **argv)
 	ts_spawn_worker_url(&ts, "standard", llm_url, NULL);
 	T_RUN(t_rolling);
 	T_RUN(t_crash);
+	T_RUN(t_correction);
 	ts_finish(&ts);
 	return t_done();
 }
