@@ -25,7 +25,7 @@
 
 static const char *const tables[] = {"plans",	       "plan_versions",	 "tasks",
 				     "task_dependencies", "task_attempts", "plan_decisions",
-				     "input_requests",	 "events"};
+				     "input_requests",	 "messages",	 "events"};
 #define NTABLES ((int)(sizeof(tables) / sizeof(tables[0])))
 
 bool lh_mtool_schema_ok(const char *name)

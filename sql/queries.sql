@@ -299,6 +299,11 @@ SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
   SELECT md5(x::text) h FROM input_requests x
    WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
 
+-- name: mat_checksum_messages
+SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
+  SELECT md5(x::text) h FROM messages x
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+
 -- name: mat_checksum_events
 SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
   SELECT md5(x::text) h FROM events x WHERE x.topic = $1) s;
@@ -475,12 +480,15 @@ ON CONFLICT DO NOTHING;
 DELETE FROM memories WHERE tenant LIKE $1 || '-%';
 
 -- name: blob_gc
--- lh-materializer gc-blobs: delete blobs older than $1 days that no event and no task names.
+-- lh-materializer gc-blobs: delete blobs older than $1 days that no event (as an output or an
+-- attempt's messages) and no task names.
 WITH gone AS (
     DELETE FROM blobs b
      WHERE b.created_at < now() - make_interval(days => $1::integer)
        AND NOT EXISTS (SELECT 1 FROM events e
                         WHERE e.body ? 'output_ref' AND e.body->>'output_ref' = b.sha256)
+       AND NOT EXISTS (SELECT 1 FROM events e
+                        WHERE e.body ? 'messages_ref' AND e.body->>'messages_ref' = b.sha256)
        AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.output_ref = b.sha256)
     RETURNING 1)
 SELECT count(*) FROM gone;

@@ -30,6 +30,7 @@
 #include "endpoints.h"
 #include "consolidate.h"
 #include "extract.h"
+#include "transcript.h"
 #include "memtools.h"
 #include "summarize.h"
 #include "summary.h"
@@ -525,6 +526,46 @@ static void count_use(attempt_t *a, bool succeeded)
 	a->nrecalled_ids = 0; /* once per attempt */
 }
 
+/* The attempt's conversation for its result event (transcript.h): in a blob when the store takes
+ * it (ref filled), else inline, its oldest messages left out beyond LH_TRANSCRIPT_INLINE_MAX
+ * (counted in *ret_dropped, and logged). Returns the reference to drop after publishing. */
+static json_t *transcript_attach(const attempt_t *a, const json_t *output, json_t **ret_msgs,
+				 const char **ret_ref, int64_t *ret_dropped,
+				 char ref[LH_BLOB_REF_LEN + 1])
+{
+	size_t dropped = 0;
+	char *dumped = output && !json_is_string(output) ? json_dumps(output, JSON_COMPACT) : NULL;
+	const char *final = json_is_string(output) ? json_string_value(output) : dumped;
+	json_t *tr = a->nmsgs ? lh_transcript_json(a->msgs, a->nmsgs, final, 0, NULL) : NULL;
+	if (!tr) {
+		free(dumped);
+		return NULL;
+	}
+	if (lh_blob_store_offload(wk.blobs, tr, ref)) {
+		free(dumped);
+		*ret_ref = ref;
+		return tr;
+	}
+	if (json_dumpb(tr, NULL, 0, JSON_COMPACT) > LH_TRANSCRIPT_INLINE_MAX) {
+		json_decref(tr);
+		if (!(tr = lh_transcript_json(a->msgs, a->nmsgs, final, LH_TRANSCRIPT_INLINE_MAX,
+					      &dropped))) {
+			free(dumped);
+			return NULL;
+		}
+		char n[24], t[24];
+		snprintf(n, sizeof(n), "%zu", dropped);
+		snprintf(t, sizeof(t), "%lld", (long long)a->order->task_no);
+		lh_log_warn("worker.transcript_cut", "the conversation is too large to carry inline "
+			    "and no blob store took it: its oldest messages are left out of the event",
+			    "task_no", t, "dropped", n);
+	}
+	free(dumped);
+	*ret_msgs = tr;
+	*ret_dropped = (int64_t)dropped;
+	return tr;
+}
+
 static void finish(attempt_t *a, const char *error_class, const char *msg, json_t *output)
 {
 	lh_event_t ev;
@@ -555,6 +596,9 @@ static void finish(attempt_t *a, const char *error_class, const char *msg, json_
 			s.output = json_null();
 			s.output_ref = ref;
 		}
+		char tref[LH_BLOB_REF_LEN + 1];
+		json_t *tr = transcript_attach(a, output, &s.messages, &s.messages_ref,
+					       &s.messages_dropped, tref);
 		ev_init(&ev, a, LH_EV_ATTEMPT_SUCCEEDED, &s);
 		/* its extract and summarize orders go out once attempt.succeeded is acknowledged
 		 * (on_delivery) */
@@ -569,6 +613,7 @@ static void finish(attempt_t *a, const char *error_class, const char *msg, json_
 				opaque = lh_summarize_pending_new(a->order, summarize_tier, opaque);
 			publish(&ev, opaque);
 		}
+		json_decref(tr);
 		wk.succeeded++;
 	} else {
 		lh_attempt_failed_t f = {.worker_id = wk.worker_id, .model = model,
@@ -578,8 +623,12 @@ static void finish(attempt_t *a, const char *error_class, const char *msg, json_
 						      strcmp(error_class, "timeout") == 0,
 					 .usage = u, .has_usage = a->calls > 0,
 					 .latency_ms = latency_ms};
+		char tref[LH_BLOB_REF_LEN + 1];
+		json_t *tr = transcript_attach(a, NULL, &f.messages, &f.messages_ref,
+					       &f.messages_dropped, tref);
 		ev_init(&ev, a, LH_EV_ATTEMPT_FAILED, &f);
 		publish(&ev, NULL);
+		json_decref(tr);
 		wk.failed++;
 	}
 	attempt_free(a);

@@ -1,9 +1,12 @@
 /* 0013-tools: the worker's tool loop through fakellm (Anthropic Messages, so tool results come
  * back in the user turn and fakellm's act answer echoes them).
  *   - a task calls http_fetch on an allowed loopback URL (another fakellm's /health), gets the
- *     body, then finishes: one attempt, two model calls, the output carries the body;
+ *     body, then finishes: one attempt, two model calls, the output carries the body; the
+ *     attempt's conversation is in `messages` (system, user, the assistant's call, the tool's
+ *     result answering that call's id, the final answer), from attempt.succeeded;
  *   - a call to a host that is not allowed is refused with a tool error the model sees;
- *   - a model that repeats the same call ends the attempt as "no progress";
+ *   - a model that repeats the same call ends the attempt as "no progress"; the failed
+ *     attempt's conversation is in `messages` too;
  *   - a model that calls ask_human ends the attempt with input.requested, and the worker goes on
  *     with other work. */
 #include <stdio.h>
@@ -44,6 +47,26 @@ static void t_fetch_allowed(void)
 			 "attempt = 1",
 			 plan),
 		 "2");
+	/* the conversation, from the event alone */
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT string_agg(role, ',' ORDER BY seq) FROM messages WHERE plan_id = $1 "
+			 "AND task_no = 1 AND attempt = 1",
+			 plan),
+		 "system,user,assistant,tool,assistant");
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT (a.tool_calls->0->>'name') || '|' || (a.tool_calls->0->>'id' = "
+			 "t.tool_call_id)::text || '|' || (t.content LIKE '%\"status\":200%')::text "
+			 "FROM messages a JOIN messages t USING (plan_id, task_no, attempt) WHERE "
+			 "a.plan_id = $1 AND a.task_no = 1 AND a.seq = 2 AND t.seq = 3",
+			 plan),
+		 "http_fetch|true|true");
+	T_EQ_STR(ts_sql1(&ts,
+			 "SELECT (CASE WHEN jsonb_typeof(k.output) = 'string' THEN m.content = "
+			 "k.output #>> '{}' ELSE m.content::jsonb = k.output END)::text FROM messages m "
+			 "JOIN tasks k "
+			 "USING (plan_id, task_no) WHERE m.plan_id = $1 AND m.task_no = 1 AND m.seq = 4",
+			 plan),
+		 "true");
 }
 
 static void t_fetch_refused(void)
@@ -76,6 +99,13 @@ static void t_no_progress(void)
 	printf("# attempt 1: %s\n", v ? v : "(null)");
 	T_CHECK(v && strncmp(v, "invalid_output|no progress:", 27) == 0);
 	T_CHECK(v && strstr(v, "|3") != NULL); /* the third identical call is not run */
+	/* attempt.failed carries the conversation: the calls made and their results, no answer */
+	v = ts_sql1(&ts,
+		    "SELECT string_agg(role, ',' ORDER BY seq) FROM messages WHERE plan_id = $1 AND "
+		    "task_no = 1 AND attempt = 1",
+		    plan);
+	printf("# attempt 1's messages: %s\n", v ? v : "(null)");
+	T_CHECK(v && strncmp(v, "system,user,assistant,tool,assistant,tool", 41) == 0);
 }
 
 static void t_ask_human(void)

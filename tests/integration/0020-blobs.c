@@ -7,6 +7,9 @@
  *  - end to end with blob.threshold_bytes = 64: the worker writes each output as a blob before
  *    attempt.succeeded names it, the coordinator folds the planner's blob output into a plan that
  *    completes, and PostgreSQL shows every output resolved;
+ *  - each attempt's conversation goes through a blob too (messages_ref): the materializer's
+ *    trigger (sql/0008_messages.sql) projects it into `messages`, the rebuild reproduces those
+ *    rows, and gc-blobs keeps an old blob that an event names as its messages;
  *  - `lh-materializer gc-blobs --older-than-days 7` deletes old blobs no event or task names, and
  *    keeps referenced and recent ones. */
 #include <stdio.h>
@@ -22,6 +25,7 @@
 static ts_stack_t ts;
 static lh_pg_t *pg;
 static char ref_a[LH_BLOB_REF_LEN + 1]; /* referenced by the projection test's events */
+static char plan_e2e[40];
 
 static void t_api(void)
 {
@@ -169,6 +173,26 @@ static void t_end_to_end(void)
 			      "'attempt.succeeded' AND body ? 'output_ref' AND NOT EXISTS (SELECT 1 "
 			      "FROM blobs b WHERE b.sha256 = body->>'output_ref')", plan),
 		 "0");
+	/* every attempt's conversation went into a blob, and its messages are in `messages`:
+	 * system and user first, the final answer (the output) last */
+	T_EQ_STR(ts_sql1(&ts, "SELECT count(*) FROM events WHERE plan_id = $1 AND type = "
+			      "'attempt.succeeded' AND (body ? 'messages' OR NOT EXISTS (SELECT 1 "
+			      "FROM blobs b WHERE b.sha256 = body->>'messages_ref'))", plan),
+		 "0");
+	T_EQ_STR(ts_sql1(&ts, "SELECT count(*) FROM events e WHERE plan_id = $1 AND type = "
+			      "'attempt.succeeded' AND (SELECT string_agg(role, ',' ORDER BY seq) "
+			      "FROM messages m WHERE m.plan_id = e.plan_id AND m.task_no = e.task_no "
+			      "AND m.attempt = e.attempt AND m.event_id = e.id) "
+			      "<> 'system,user,assistant'", plan),
+		 "0");
+	T_EQ_STR(ts_sql1(&ts, "SELECT count(*) FROM tasks t JOIN messages m ON m.plan_id = t.plan_id "
+			      "AND m.task_no = t.task_no AND m.seq = 2 WHERE t.plan_id = $1 AND "
+			      "t.status = 'succeeded' AND CASE WHEN jsonb_typeof(t.output) = 'string' "
+			      "THEN m.content <> t.output #>> '{}' ELSE m.content::jsonb <> t.output "
+			      "END", plan),
+		 "0");
+	T_CHECK(atoi(ts_sql1(&ts, "SELECT count(*) FROM messages WHERE plan_id = $1", plan)) >= 9);
+	snprintf(plan_e2e, sizeof(plan_e2e), "%s", plan);
 }
 
 /* A rebuild of the log resolves the blob refs as the live run did (the live blobs are copied into
@@ -215,7 +239,16 @@ static void t_gc(void)
 		     "RETURNING 1", ref_old);
 	ts_sql1(&ts, "UPDATE blobs SET created_at = now() - interval '10 days' WHERE sha256 = $1 "
 		     "RETURNING 1", ref_a);
+	/* a conversation's blob, old, is kept: its event names it */
+	const char *ref_msgs = ts_sql1(&ts, "SELECT min(body->>'messages_ref') FROM events WHERE "
+					    "plan_id = $1 AND body ? 'messages_ref'", plan_e2e);
+	char ref_m[LH_BLOB_REF_LEN + 1];
+	T_CHECK(lh_blob_ref_ok(ref_msgs));
+	snprintf(ref_m, sizeof(ref_m), "%s", ref_msgs ? ref_msgs : "");
+	ts_sql1(&ts, "UPDATE blobs SET created_at = now() - interval '10 days' WHERE sha256 = $1 "
+		     "RETURNING 1", ref_m);
 	T_EQ_INT(run_gc(), 0);
+	T_EQ_STR(ts_sql1(&ts, "SELECT count(*) FROM blobs WHERE sha256 = $1", ref_m), "1");
 	T_EQ_STR(ts_sql1(&ts, "SELECT count(*) FROM blobs WHERE sha256 = $1", ref_old), "0");
 	T_EQ_STR(ts_sql1(&ts, "SELECT count(*) FROM blobs WHERE sha256 = $1", ref_a), "1");
 	T_EQ_STR(ts_sql1(&ts, "SELECT count(*) FROM blobs WHERE sha256 = $1", ref_new), "1");
