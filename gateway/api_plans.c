@@ -15,6 +15,8 @@
 
 #define LIST_LIMIT_DEFAULT 50
 #define LIST_LIMIT_MAX 500
+#define MESSAGES_LIMIT_DEFAULT 1000 /* messages in one reply */
+#define MESSAGES_LIMIT_MAX 10000
 
 static const char *const plan_statuses[] = {"planning", "running", "paused", "waiting",
 					    "completed", "failed", "cancelled", NULL};
@@ -345,6 +347,45 @@ void gw_api_task_cancel(gw_t *gw, struct evhttp_request *req, const char *plan,
 	command(gw, req, canon, "cancel_task", task_seg);
 }
 
+/* An integer query parameter within [lo, hi], or absent (*out = NULL); false after a 400. */
+static bool query_int(struct evhttp_request *req, struct evkeyvalq *q, const char *name, long lo,
+		      long hi, char buf[16], const char **out)
+{
+	const char *s = evhttp_find_header(q, name);
+	char *end;
+	long v;
+	*out = NULL;
+	if (!s)
+		return true;
+	v = strtol(s, &end, 10);
+	if (!*s || *end || v < lo || v > hi) {
+		gw_reply_error(req, 400, "invalid_query",
+			       "%s must be an integer from %ld to %ld, not \"%.32s\"", name, lo, hi, s);
+		return false;
+	}
+	snprintf(buf, 16, "%ld", v);
+	*out = buf;
+	return true;
+}
+
+/* GET /v1/plans/{id}/messages[?task=N][&attempt=A][&limit=L]: the attempts' conversations
+ * (sql/0008), by task, attempt and position. */
+static void messages(gw_t *gw, struct evhttp_request *req, const char *plan,
+		     const gw_caller_t *caller)
+{
+	struct evkeyvalq q;
+	char tbuf[16], abuf[16], limit[16];
+	const char *params[4] = {plan, NULL, NULL, limit};
+	if (!gw_query_params(req, "task|attempt|limit", &q))
+		return;
+	if (query_int(req, &q, "task", 0, 1000000, tbuf, &params[1]) &&
+	    query_int(req, &q, "attempt", 1, 1000000, abuf, &params[2]) &&
+	    gw_query_limit(req, &q, MESSAGES_LIMIT_DEFAULT, MESSAGES_LIMIT_MAX, limit) &&
+	    gw_plan_visible(gw, req, caller, plan))
+		reply_query(gw, req, "api_plan_messages", 4, params, "plan");
+	evhttp_clear_headers(&q);
+}
+
 void gw_api_plan(gw_t *gw, struct evhttp_request *req, const char *plan, const char *sub)
 {
 	gw_caller_t caller;
@@ -370,6 +411,10 @@ void gw_api_plan(gw_t *gw, struct evhttp_request *req, const char *plan, const c
 	}
 	if (!gw_auth(gw, req, GW_VIEWER, &caller))
 		return;
+	if (!strcmp(sub, "messages")) {
+		messages(gw, req, canon, &caller);
+		return;
+	}
 	{
 		struct evkeyvalq q;
 		if (!gw_query_params(req, !strcmp(sub, "events") ? "after" : "", &q))

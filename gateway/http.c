@@ -317,7 +317,8 @@ void gw_http_on_request(struct evhttp_request *req, void *arg)
 			if (method_is(req, EVHTTP_REQ_GET, "GET"))
 				gw_api_plan(gw, req, seg[2], "");
 		} else if (n == 4 && IS(1, "plans") &&
-			   (IS(3, "decisions") || IS(3, "attempts") || IS(3, "events"))) {
+			   (IS(3, "decisions") || IS(3, "attempts") || IS(3, "events") ||
+			    IS(3, "messages"))) {
 			if (method_is(req, EVHTTP_REQ_GET, "GET"))
 				gw_api_plan(gw, req, seg[2], seg[3]);
 		} else if (n == 4 && IS(1, "plans") &&

@@ -172,6 +172,16 @@ SELECT coalesce(json_agg(a ORDER BY a.task_no, a.attempt), '[]')::text FROM (
            error_message, dispatched_at, started_at, finished_at
       FROM task_attempts WHERE plan_id = $1::uuid) a;
 
+-- name: api_plan_messages
+-- GET /v1/plans/{id}/messages: the attempts' conversations (sql/0008), optionally of task $2 and
+-- attempt $3, at most $4 messages, by task, attempt and position.
+SELECT coalesce(json_agg(m ORDER BY m.task_no, m.attempt, m.seq), '[]')::text FROM (
+    SELECT task_no, attempt, seq, role, content, tool_calls, tool_call_id, event_id, ts
+      FROM messages
+     WHERE plan_id = $1::uuid AND ($2::integer IS NULL OR task_no = $2::integer)
+       AND ($3::integer IS NULL OR attempt = $3::integer)
+     ORDER BY task_no, attempt, seq LIMIT $4::integer) m;
+
 -- name: api_requests_list
 SELECT coalesce(json_agg(r ORDER BY r.created_at, r.plan_id, r.request_id), '[]')::text FROM (
     SELECT r.plan_id, r.request_id, r.task_no, r.kind, r.question, r.proposed, r.status,

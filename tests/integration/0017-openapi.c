@@ -482,7 +482,8 @@ static void t_goals(void)
 /* Every read of a plan: 200 and its schema, 404, 400, 401, 429. */
 static void t_plan_reads(void)
 {
-	static const char *const subs[] = {"", "/decisions", "/attempts", "/events", NULL};
+	static const char *const subs[] = {"",	       "/decisions", "/attempts",
+					   "/messages", "/events",    NULL};
 	const char *unknown = "01900000-0000-7000-8000-000000000000";
 	char path[300], tmpl[80];
 	PROBE(200, port_open, "GET", "/v1/plans", "/v1/plans", NULL, NULL, NULL, NULL);
@@ -510,6 +511,24 @@ static void t_plan_reads(void)
 		PROBE(401, port_auth, "GET", tmpl, path, "lh_not_a_token", NULL, NULL, NULL);
 		PROBE(404, port_auth, "GET", tmpl, path, tok_viewer, NULL, NULL, NULL); /* tenant */
 		PROBE(429, port_slow, "GET", tmpl, path, tok_slow, NULL, NULL, NULL);
+	}
+	/* the conversations: filtered by task and attempt, bounded, validated */
+	{
+		const char *mt = "/v1/plans/{plan_id}/messages";
+		snprintf(path, sizeof(path), "/v1/plans/%s/messages?task=1&attempt=1&limit=2",
+			 plan_done);
+		PROBE(200, port_open, "GET", mt, path, NULL, NULL, NULL, NULL);
+		T_CHECK(strstr(r.body, "\"role\":\"system\"") && strstr(r.body, "\"seq\":1") &&
+			!strstr(r.body, "\"seq\":2") && !strstr(r.body, "\"task_no\":0"));
+		snprintf(path, sizeof(path), "/v1/plans/%s/messages?task=0", plan_done);
+		PROBE(200, port_open, "GET", mt, path, NULL, NULL, NULL, NULL);
+		T_CHECK(strstr(r.body, "\"task_no\":0") && !strstr(r.body, "\"task_no\":1"));
+		static const char *const bad[] = {"task=x", "task=-1", "attempt=0", "limit=10001",
+						  "task=", NULL};
+		for (int i = 0; bad[i]; i++) {
+			snprintf(path, sizeof(path), "/v1/plans/%s/messages?%s", plan_done, bad[i]);
+			PROBE(400, port_open, "GET", mt, path, NULL, NULL, NULL, NULL);
+		}
 	}
 	snprintf(path, sizeof(path), "/v1/plans/%s/events", plan_done);
 	PROBE(400, port_open, "GET", "/v1/plans/{plan_id}/events", path, NULL, NULL, NULL,
@@ -852,6 +871,7 @@ static void t_router(void)
 	static const char *const cands[] = {
 		"/healthz", "/readyz", "/metrics", "/v1/goals", "/v1/plans", "/v1/plans/{plan_id}",
 		"/v1/plans/{plan_id}/decisions", "/v1/plans/{plan_id}/attempts",
+		"/v1/plans/{plan_id}/messages", "/v1/plans/{plan_id}/messages/x",
 		"/v1/plans/{plan_id}/events", "/v1/plans/{plan_id}/pause",
 		"/v1/plans/{plan_id}/resume", "/v1/plans/{plan_id}/cancel", "/v1/requests",
 		"/v1/requests/{plan_id}/{request_id}/decision",
