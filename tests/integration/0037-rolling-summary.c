@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "stack.h"
+#include "summarize.h"
 #include "t.h"
 
 static ts_stack_t ts;
@@ -102,6 +103,20 @@ static void check_versions(const char *plan, int min_versions)
 			    "v.anchor AND (u.body->>'span_from')::bigint = coalesce((SELECT p.anchor FROM "
 			    "v p WHERE p.version = v.version - 1), 0))) = (SELECT count(*) FROM v))::text",
 			    plan, "true"));
+	/* every relevant event before the last anchor was rendered in exactly one span: the
+	 * spans' event counts add up to them (none twice, none skipped) */
+	{
+		char q[1200];
+		snprintf(q, sizeof(q),
+			 "SELECT ((SELECT sum((body->>'span_events')::bigint) FROM events WHERE "
+			 "plan_id = $1 AND type = 'summary.updated') = (SELECT count(*) FROM events e "
+			 "LEFT JOIN tasks t ON t.plan_id = e.plan_id AND t.task_no = e.task_no WHERE "
+			 "e.plan_id = $1 AND e.type = ANY('%s'::text[]) AND NOT (e.type = "
+			 "'attempt.succeeded' AND t.kind IN ('plan', 'replan')) AND e.\"offset\" < "
+			 "(SELECT max(anchor) FROM summaries WHERE plan_id = $1 AND subject = '')))::text",
+			 lh_summarize_relevant_types());
+		T_EQ_STR(ts_sql1(&ts, q, plan), "true");
+	}
 	/* each act task's success in exactly one span [previous anchor (0 first), anchor) */
 	T_EQ_STR(ts_sql1(&ts, "WITH s AS (SELECT coalesce(lag(anchor) OVER (ORDER BY version), 0) "
 			      "AS lo, anchor AS hi FROM summaries WHERE plan_id = $1 AND subject = '') "
