@@ -39,11 +39,12 @@ int64_t lh_consolidate_bucket(int64_t now_us, int64_t interval_s)
 
 bool lh_consolidate_due(const lh_cplan_t *p, int64_t now_us, int64_t interval_s)
 {
-	if (interval_s <= 0 || !lh_consolidate_idle(p))
+	/* the cheap checks first: most ticks find the plan's order of this bucket sent */
+	if (interval_s <= 0 || lh_consolidate_bucket(now_us, interval_s) <= p->consolidate_bucket)
 		return false;
-	if (lh_consolidate_bucket(now_us, interval_s) <= p->consolidate_bucket)
+	if (p->consolidate_last_us && now_us - p->consolidate_last_us < interval_s * 1000000)
 		return false;
-	return !p->consolidate_last_us || now_us - p->consolidate_last_us >= interval_s * 1000000;
+	return lh_consolidate_idle(p);
 }
 
 lh_id_t lh_consolidate_id(const lh_id_t *plan_id, int64_t bucket)

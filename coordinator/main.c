@@ -180,7 +180,7 @@ static struct coord {
 	part_t parts[MAX_PARTS];
 	lh_buf_t scratch;
 	struct event *ev_reconcile, *ev_retry, *ev_stats, *ev_sigint, *ev_sigterm, *ev_timer,
-		*ev_snapshot, *ev_snaptimer, *ev_consolidate;
+		*ev_snapshot, *ev_snaptimer, *ev_consolidate, *ev_consolidate_more;
 	uint64_t snapshots, rounds;
 	struct heap_entry {
 		int64_t due;
@@ -190,6 +190,7 @@ static struct coord {
 	int64_t timer_armed; /* due time ev_timer is set for; 0 = not set */
 	uint64_t emitted, orders, dead_letters, produce_errors, consolidations;
 	const char *consolidate_tier; /* of tiers[] */
+	size_t consolidate_it;	      /* where the schedule's walk over the plans goes on */
 	char consolidate_topic[LH_TOPIC_MAX];
 	lh_blob_store_t *blobs; /* reads outputs stored as blobs (output_ref) */
 	int exit_code;
@@ -663,18 +664,33 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 		    lh_log_i64(k, (long long)co.consolidations));
 }
 
-/* Most consolidate orders one tick sends; the rest wait for the next tick. */
-#define CONSOLIDATE_PER_TICK 1000
+/* Most consolidate orders one slice sends, and the longest a slice holds the loop: a walk over
+ * 100,000 plans takes 45-300 ms on the shared 2-core machine (lh-bench consolidate), so it goes
+ * in slices of at most ~5 ms, the next one 10 ms later, until the pass is complete. */
+#define CONSOLIDATE_PER_SLICE 1000
+#define CONSOLIDATE_SLICE_US 5000
 
 /* The idle-time consolidate schedule (consolidate_sched.h): a side emission to the consolidate tier's
  * topic, never an event of lh.events, so the fold and the plans' state do not change. */
 static void on_consolidate(evutil_socket_t fd, short what, void *arg)
 {
 	int64_t now = lh_now_us(), interval = co.cfg.consolidate_interval_s;
-	size_t it = 0;
+	int64_t until = lh_mono_us() + CONSOLIDATE_SLICE_US;
 	lh_cplan_t *p;
-	int sent = 0;
-	while (sent < CONSOLIDATE_PER_TICK && (p = lh_idmap_next(&co.st.plans, &it))) {
+	int sent = 0, walked = 0;
+	bool more = false;
+	if (arg == NULL && evtimer_pending(co.ev_consolidate_more, NULL))
+		return; /* the periodic tick while a pass is still going on */
+	for (;;) {
+		if (sent >= CONSOLIDATE_PER_SLICE ||
+		    (++walked % 256 == 0 && lh_mono_us() > until)) {
+			more = true;
+			break;
+		}
+		if (!(p = lh_idmap_next(&co.st.plans, &co.consolidate_it))) {
+			co.consolidate_it = 0; /* the pass is complete */
+			break;
+		}
 		lh_arena_t *arena;
 		lh_error_t err = {0};
 		lh_event_t ev;
@@ -699,6 +715,10 @@ static void on_consolidate(evutil_socket_t fd, short what, void *arg)
 				    lh_log_i64(b, bucket), "tier", co.consolidate_tier);
 		}
 		lh_arena_free(arena);
+	}
+	if (more) {
+		struct timeval tv = {0, 10000};
+		evtimer_add(co.ev_consolidate_more, &tv);
 	}
 }
 
@@ -825,6 +845,7 @@ int main(int argc, char **argv)
 		int64_t tick = co.cfg.consolidate_interval_s / 4;
 		struct timeval tv = {tick < 1 ? 1 : tick > 60 ? 60 : tick, 0};
 		co.ev_consolidate = event_new(co.base, -1, EV_PERSIST, on_consolidate, NULL);
+		co.ev_consolidate_more = evtimer_new(co.base, on_consolidate, (void *)1);
 		event_add(co.ev_consolidate, &tv);
 	}
 	co.ev_sigint = evsignal_new(co.base, SIGINT, on_signal, NULL);
@@ -853,6 +874,8 @@ int main(int argc, char **argv)
 	event_free(co.ev_snaptimer);
 	if (co.ev_consolidate)
 		event_free(co.ev_consolidate);
+	if (co.ev_consolidate_more)
+		event_free(co.ev_consolidate_more);
 	lh_idmap_finish(&co.echo);
 	free(co.heap);
 	event_free(co.ev_sigint);
