@@ -705,8 +705,35 @@ static size_t m_poll_samples(ts_stack_t *ts, msample_t *s, size_t n, size_t *fir
 	return pending;
 }
 
+static double proc_cpu_s(pid_t pid);
+
+/* CPU seconds (utime + stime) of every other client backend of the bench's database: with a
+ * private server during the run, the materializer's connections. PostgreSQL runs on this host
+ * (loopback), so /proc has them. Returns -1 when none is readable. */
+static double m_backends_cpu_s(ts_stack_t *ts, int *ret_n)
+{
+	PGresult *r = PQexec(ts->pg, "SELECT pid FROM pg_stat_activity WHERE datname = "
+				     "current_database() AND backend_type = 'client backend' AND "
+				     "pid <> pg_backend_pid()");
+	double sum = -1;
+	int n = 0;
+	if (PQresultStatus(r) == PGRES_TUPLES_OK)
+		for (int i = 0; i < PQntuples(r); i++) {
+			double c = proc_cpu_s((pid_t)atoi(PQgetvalue(r, i, 0)));
+			if (c >= 0) {
+				sum = (sum < 0 ? 0 : sum) + c;
+				n++;
+			}
+		}
+	PQclear(r);
+	*ret_n = n;
+	return sum;
+}
+
 static int bench_materialize(int argc, char **argv, const char *build_root)
 {
+	double pg_cpu0, pg_cpu1, mat_cpu0, mat_cpu1;
+	int npg0 = 0, npg1 = 0;
 	int nevents = 200000, width = 6, rate = 0, every = 50, timeout_s = 900, c, rc = 1;
 	long naive_max = -1; /* --naive-events: events the baseline inserts (-1: all, 0: skip) */
 	static const struct option opts[] = {{"events", 1, 0, 'e'}, {"width", 1, 0, 'w'},
@@ -780,6 +807,8 @@ static int bench_materialize(int argc, char **argv, const char *build_root)
 		lh_kafka_poll(ts.producer, 20);
 
 	/* produce (paced when --rate is given), sampling every `every`-th event's visibility */
+	pg_cpu0 = m_backends_cpu_s(&ts, &npg0);
+	mat_cpu0 = proc_cpu_s(ts.procs[mat].pid);
 	t0 = lh_mono_us();
 	deadline = t0 + (int64_t)timeout_s * 1000000;
 	for (int w0 = 0; w0 < nplans; w0 += wave) {
@@ -839,6 +868,8 @@ static int bench_materialize(int argc, char **argv, const char *build_root)
 		fprintf(stderr, "lh-bench: not every event was stored within %d s\n", timeout_s);
 		goto out_stack;
 	}
+	pg_cpu1 = m_backends_cpu_s(&ts, &npg1);
+	mat_cpu1 = proc_cpu_s(ts.procs[mat].pid);
 	lag = calloc(nsamples + 1, sizeof(double));
 	for (size_t i = 0; i < nsamples; i++)
 		if (samples[i].seen_us)
@@ -849,6 +880,18 @@ static int bench_materialize(int argc, char **argv, const char *build_root)
 		printf("figure materialize_events_per_s %.0f events/s\n", (double)produced / secs);
 		printf("figure lag_p50_ms %.1f ms\n", pct(lag, nlag, 0.50));
 		printf("figure lag_p99_ms %.1f ms\n", pct(lag, nlag, 0.99));
+		/* CPU per event: robust where throughput is not (the machine is shared) */
+		if (pg_cpu0 >= 0 && pg_cpu1 >= 0 && npg0 == npg1)
+			printf("figure pg_cpu_us_per_event %.1f us\n"
+			       "figure pg_cpu_cores %.2f cores\n",
+			       (pg_cpu1 - pg_cpu0) * 1e6 / (double)produced,
+			       (pg_cpu1 - pg_cpu0) / secs);
+		else
+			printf("# pg_cpu_us_per_event: backends not readable or changed (%d, %d)\n",
+			       npg0, npg1);
+		if (mat_cpu0 >= 0 && mat_cpu1 >= 0)
+			printf("figure materializer_cpu_us_per_event %.1f us\n",
+			       (mat_cpu1 - mat_cpu0) * 1e6 / (double)produced);
 	}
 	ts_kill(&ts, mat, SIGTERM);
 	ts_wait_exit(&ts, mat, 20000);
