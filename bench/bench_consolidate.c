@@ -3,7 +3,8 @@
  *
  * N plans of T tasks each in an lh_idmap (as lh_state_t keeps them), half idle (tasks succeeded,
  * pending, one waiting for input), half busy (one task running at a random position). One tick
- * is what on_consolidate does minus the produce: walk the map, lh_consolidate_due for each plan.
+ * is what on_consolidate does minus the produce, as one pass: lh_consolidate_walk over the map in
+ * the coordinator's chunks (it slices the pass by time; the bench times the whole pass).
  * Two kinds of tick: at a new bucket (every plan checked for idleness: the worst case, once per
  * interval) and in the steady state (every due plan's order of this bucket already sent: most
  * ticks). Then the order of each idle plan built and encoded (lh_consolidate_order +
@@ -32,18 +33,20 @@ static double pct(double *v, int n, double p)
 	return v[(int)fmin(n - 1, floor(p * n))];
 }
 
-/* One tick: the due plans counted; when mark, recorded as sent. */
+/* One whole pass, in the coordinator's chunks (lh_consolidate_walk, 256 plans, 64 due): the due
+ * plans counted; when mark, recorded as sent. */
 static int tick(lh_idmap_t *map, int64_t now, int64_t interval, bool mark)
 {
 	size_t it = 0;
-	lh_cplan_t *p;
 	int due = 0;
-	while ((p = lh_idmap_next(map, &it)))
-		if (lh_consolidate_due(p, now, interval)) {
-			due++;
-			if (mark)
-				lh_consolidate_sent(p, lh_consolidate_bucket(now, interval), now);
-		}
+	bool done = false;
+	while (!done) {
+		lh_cplan_t *d[64];
+		int n = lh_consolidate_walk(map, &it, now, interval, 256, d, 64, &done);
+		due += n;
+		for (int i = 0; mark && i < n; i++)
+			lh_consolidate_sent(d[i], lh_consolidate_bucket(now, interval), now);
+	}
 	return due;
 }
 

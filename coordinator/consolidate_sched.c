@@ -85,3 +85,21 @@ void lh_consolidate_sent(lh_cplan_t *p, int64_t bucket, int64_t now_us)
 	p->consolidate_bucket = bucket;
 	p->consolidate_last_us = now_us;
 }
+
+int lh_consolidate_walk(const lh_idmap_t *plans, size_t *it, int64_t now_us, int64_t interval_s,
+			int max_walk, lh_cplan_t **ret_due, int max_due, bool *ret_done)
+{
+	int n = 0;
+	*ret_done = false;
+	for (int walked = 0; walked < max_walk && n < max_due; walked++) {
+		lh_cplan_t *p = lh_idmap_next(plans, it);
+		if (!p) {
+			*it = 0;
+			*ret_done = true;
+			break;
+		}
+		if (lh_consolidate_due(p, now_us, interval_s))
+			ret_due[n++] = p;
+	}
+	return n;
+}

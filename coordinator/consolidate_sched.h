@@ -46,6 +46,15 @@ void lh_consolidate_order(const lh_cplan_t *plan, int64_t bucket, int64_t interv
 /* The id lh_consolidate_order gives plan's order of bucket. */
 lh_id_t lh_consolidate_id(const lh_id_t *plan_id, int64_t bucket);
 
+/* One slice of the walk over plans (lh_state_t's map), resumable: from *it on, at most
+ * max_walk plans are looked at; those due at now_us (lh_consolidate_due) go to ret_due, at most
+ * max_due of them (the walk stops right after the last that fits, so none is lost). Returns how
+ * many are due; *ret_done is true when the walk reached the end of the map (*it is then 0 again,
+ * the next pass starts over). A map that changes between slices is fine: a plan the walk misses
+ * is found by the next pass. */
+int lh_consolidate_walk(const lh_idmap_t *plans, size_t *it, int64_t now_us, int64_t interval_s,
+			int max_walk, lh_cplan_t **ret_due, int max_due, bool *ret_done);
+
 /* Record that plan's order of bucket was handed to the producer at now_us. */
 void lh_consolidate_sent(lh_cplan_t *plan, int64_t bucket, int64_t now_us);
 

@@ -675,48 +675,43 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 static void on_consolidate(evutil_socket_t fd, short what, void *arg)
 {
 	int64_t now = lh_now_us(), interval = co.cfg.consolidate_interval_s;
-	int64_t until = lh_mono_us() + CONSOLIDATE_SLICE_US;
-	lh_cplan_t *p;
-	int sent = 0, walked = 0;
-	bool more = false;
+	int64_t until = lh_mono_us() + CONSOLIDATE_SLICE_US, bucket = lh_consolidate_bucket(now, interval);
+	int sent = 0;
+	bool done = false;
 	if (arg == NULL && evtimer_pending(co.ev_consolidate_more, NULL))
 		return; /* the periodic tick while a pass is still going on */
-	for (;;) {
-		if (sent >= CONSOLIDATE_PER_SLICE ||
-		    (++walked % 256 == 0 && lh_mono_us() > until)) {
-			more = true;
-			break;
+	while (!done && sent < CONSOLIDATE_PER_SLICE && lh_mono_us() <= until) {
+		lh_cplan_t *due[64];
+		int n = lh_consolidate_walk(&co.st.plans, &co.consolidate_it, now, interval, 256, due,
+					    64, &done);
+		for (int i = 0; i < n; i++) {
+			lh_cplan_t *p = due[i];
+			lh_arena_t *arena;
+			lh_error_t err = {0};
+			lh_event_t ev;
+			char plan[LH_UUID_STR_LEN + 1], b[24];
+			if (p->partition < 0 || p->partition >= MAX_PARTS ||
+			    !co.parts[p->partition].live)
+				continue; /* not deciding for it yet: the next pass */
+			arena = lh_arena_new(0);
+			lh_consolidate_order(p, bucket, interval, co.consolidate_tier, now, arena, &ev);
+			lh_uuid_fmt(&p->plan_id, plan);
+			if (lh_bus_emit(co.producer, co.consolidate_topic, &ev, true, &co.scratch, NULL,
+					&err)) {
+				co.produce_errors++;
+				lh_log_warn("coordinator.consolidate_failed", err.msg, "plan", plan);
+			} else {
+				lh_consolidate_sent(p, bucket, now);
+				co.consolidations++;
+				sent++;
+				lh_log_info("coordinator.consolidate", "plan idle: consolidate order sent",
+					    "plan", plan, "tenant", p->tenant ? p->tenant : "default",
+					    "bucket", lh_log_i64(b, bucket), "tier", co.consolidate_tier);
+			}
+			lh_arena_free(arena);
 		}
-		if (!(p = lh_idmap_next(&co.st.plans, &co.consolidate_it))) {
-			co.consolidate_it = 0; /* the pass is complete */
-			break;
-		}
-		lh_arena_t *arena;
-		lh_error_t err = {0};
-		lh_event_t ev;
-		int64_t bucket = lh_consolidate_bucket(now, interval);
-		char plan[LH_UUID_STR_LEN + 1], b[24];
-		if (p->partition < 0 || p->partition >= MAX_PARTS || !co.parts[p->partition].live ||
-		    !lh_consolidate_due(p, now, interval))
-			continue;
-		arena = lh_arena_new(0);
-		lh_consolidate_order(p, bucket, interval, co.consolidate_tier, now, arena, &ev);
-		lh_uuid_fmt(&p->plan_id, plan);
-		if (lh_bus_emit(co.producer, co.consolidate_topic, &ev, true, &co.scratch, NULL,
-				&err)) {
-			co.produce_errors++;
-			lh_log_warn("coordinator.consolidate_failed", err.msg, "plan", plan);
-		} else {
-			lh_consolidate_sent(p, bucket, now);
-			co.consolidations++;
-			sent++;
-			lh_log_info("coordinator.consolidate", "plan idle: consolidate order sent", "plan",
-				    plan, "tenant", p->tenant ? p->tenant : "default", "bucket",
-				    lh_log_i64(b, bucket), "tier", co.consolidate_tier);
-		}
-		lh_arena_free(arena);
 	}
-	if (more) {
+	if (!done) {
 		struct timeval tv = {0, 10000};
 		evtimer_add(co.ev_consolidate_more, &tv);
 	}

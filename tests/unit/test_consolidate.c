@@ -194,6 +194,76 @@ static void t_state_untouched(void)
 	lh_sim_finish(&s);
 }
 
+/* The walk in slices: 1,000 plans, every other one idle; slices of 97 plans and at most 5 due
+ * each cover every idle plan exactly once a pass, and a second pass in the same bucket finds
+ * none; the plans added between slices are found at the latest by the next pass. */
+static void t_walk_slices(void)
+{
+	enum { N = 1000, T = 4 };
+	static lh_cplan_t plans[N + 10];
+	static lh_ctask_t tasks[(N + 10) * T];
+	static int seen[N + 10];
+	lh_idmap_t map;
+	size_t it = 0;
+	int64_t now = 5000 * S;
+	int due = 0, slices = 0;
+	bool done = false;
+	lh_idmap_init(&map);
+	for (int i = 0; i < N + 10; i++) {
+		lh_cplan_t *p = &plans[i];
+		p->plan_id = lh_uuid7_new();
+		p->status = LH_PLAN_WAITING;
+		p->tasks = &tasks[i * T];
+		p->ntasks = T;
+		for (int t = 0; t < T; t++)
+			p->tasks[t].status = LH_TASK_SUCCEEDED;
+		if (i % 2)
+			p->tasks[T - 1].status = LH_TASK_RUNNING;
+		if (i < N)
+			lh_idmap_put(&map, &p->plan_id, p);
+	}
+	while (!done) {
+		lh_cplan_t *d[5];
+		int n = lh_consolidate_walk(&map, &it, now, 10, 97, d, 5, &done);
+		T_CHECK(n <= 5);
+		for (int k = 0; k < n; k++) {
+			seen[d[k] - plans]++;
+			lh_consolidate_sent(d[k], lh_consolidate_bucket(now, 10), now);
+		}
+		due += n;
+		slices++;
+		if (slices == 3) /* plans arrive while the pass goes on */
+			for (int i = N; i < N + 10; i++)
+				lh_idmap_put(&map, &plans[i].plan_id, &plans[i]);
+		T_CHECK(slices < 10000);
+	}
+	T_EQ_INT(it, 0);
+	for (int i = 0; i < N; i++)
+		T_EQ_INT(seen[i], i % 2 ? 0 : 1);
+	T_CHECK(slices >= N / 97); /* really in slices */
+	/* the same bucket again: nothing due, but the late arrivals not seen yet */
+	done = false;
+	while (!done) {
+		lh_cplan_t *d[5];
+		int n = lh_consolidate_walk(&map, &it, now + S, 10, 97, d, 5, &done);
+		for (int k = 0; k < n; k++) {
+			T_CHECK(d[k] >= &plans[N]);
+			seen[d[k] - plans]++;
+			lh_consolidate_sent(d[k], lh_consolidate_bucket(now, 10), now);
+		}
+	}
+	for (int i = N; i < N + 10; i++)
+		T_EQ_INT(seen[i], i % 2 ? 0 : 1);
+	/* max_walk 0 or max_due 0 walk nothing */
+	{
+		lh_cplan_t *d[1];
+		size_t it2 = 0;
+		T_EQ_INT(lh_consolidate_walk(&map, &it2, now + 20 * S, 10, 0, d, 1, &done), 0);
+		T_CHECK(!done && it2 == 0);
+	}
+	lh_idmap_finish(&map);
+}
+
 static void t_cursor_table(void)
 {
 	static lh_consolidate_cursors_t c; /* zeroed: empty */
@@ -228,5 +298,6 @@ int main(void)
 	T_RUN(t_order_id_and_codec);
 	T_RUN(t_state_untouched);
 	T_RUN(t_cursor_table);
+	T_RUN(t_walk_slices);
 	return t_done();
 }
