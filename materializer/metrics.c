@@ -4,9 +4,9 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +173,7 @@ void lh_mmetrics_render(const lh_mstats_t *s, lh_kafka_t *consumer, const char *
 			    "the broker's high watermark (as of its last fetch response) minus the "
 			    "next offset stored in PostgreSQL.\n"
 			    "# TYPE lh_materializer_lag_events gauge\n");
+	/* a topic name is [A-Za-z0-9._-]+ (Kafka's rule, lh_topic checks it): no label escaping */
 	for (size_t i = 0; i < n; i++)
 		evbuffer_add_printf(out, "lh_materializer_lag_events{topic=\"%s\",partition=\"%d\"} %lld\n",
 				    topic, (int)lags[i].partition, (long long)lags[i].lag);
