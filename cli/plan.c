@@ -38,6 +38,32 @@ static const lh_cfg_spec_t show_spec = {
 	.tables = {lh_config_common_table, show_table, NULL},
 };
 
+typedef struct messages_cfg {
+	lh_common_cfg_t common;
+	int64_t attempt;
+	int64_t limit;
+} messages_cfg_t;
+
+#define M(f) offsetof(messages_cfg_t, f)
+static const lh_cfg_def_t messages_table[] = {
+	{"cli.attempt", LH_CFG_INT, "0", 0, 1000000, NULL, NULL, "attempt", false, false,
+	 "only this attempt (0: every attempt of the task)", M(attempt)},
+	{"cli.limit", LH_CFG_INT, "1000", 1, 10000, NULL, NULL, "limit", false, false,
+	 "at most this many messages, the first ones in order", M(limit)},
+	LH_CFG_END,
+};
+
+static const lh_cfg_spec_t messages_spec = {
+	.prog = "lhctl plan messages",
+	.usage = "ID TASK [--attempt N] [--limit N] [--pg-url URL]",
+	.summary = "Prints the conversation of a task's attempts from PostgreSQL `messages`: each "
+		   "message with its position and role, the tool calls an assistant made and the "
+		   "call a tool result answers. Task 0 is the planning task. An attempt's messages "
+		   "are there once it has ended (its attempt.succeeded or attempt.failed carries "
+		   "them).",
+	.tables = {lh_config_common_table, messages_table, NULL},
+};
+
 static const lh_cfg_spec_t list_spec = {
 	.prog = "lhctl plan list",
 	.usage = "[--limit N] [--tenant T] [--pg-url URL]",
@@ -178,6 +204,98 @@ out_free_cfg:
 	return rc;
 }
 
+/* One message of api_plan_messages' JSON array, for a terminal. */
+static void print_message(const json_t *m, int64_t *last_attempt)
+{
+	const char *content = json_string_value(json_object_get(m, "content"));
+	const char *call = json_string_value(json_object_get(m, "tool_call_id"));
+	json_t *calls = json_object_get(m, "tool_calls"), *c;
+	int64_t attempt = json_integer_value(json_object_get(m, "attempt"));
+	size_t i;
+	if (attempt != *last_attempt) {
+		printf("%s== attempt %lld\n", *last_attempt ? "\n" : "", (long long)attempt);
+		*last_attempt = attempt;
+	}
+	printf("[%lld] %s%s%s%s\n", (long long)json_integer_value(json_object_get(m, "seq")),
+	       json_string_value(json_object_get(m, "role")), call ? " (answers " : "",
+	       call ? call : "", call ? ")" : "");
+	if (content)
+		printf("%s\n", content);
+	json_array_foreach(calls, i, c)
+		printf("-> %s %s(%s)\n", json_string_value(json_object_get(c, "id")),
+		       json_string_value(json_object_get(c, "name")),
+		       json_string_value(json_object_get(c, "arguments")));
+}
+
+static int plan_messages(int argc, char **argv)
+{
+	messages_cfg_t cfg = {0};
+	lh_error_t err = {0};
+	lh_pg_t *pg = NULL;
+	lh_pg_res_t *res = NULL;
+	char **rest = NULL, id[LH_UUID_STR_LEN + 1], task[24], attempt[24], limit[24];
+	const char *params[4] = {id, task, attempt, limit};
+	lh_id_t plan_id;
+	json_t *arr = NULL, *m;
+	int64_t last = 0;
+	size_t i;
+	char *end;
+	long long t;
+	int nrest = 0, rc;
+
+	if ((rc = lhctl_load(&messages_spec, &cfg, argc, argv, &rest, &nrest)) >= 0)
+		return rc;
+	if (nrest != 2) {
+		rc = lhctl_fail(LHCTL_EXIT_USAGE, "plan messages needs a plan id and a task number: "
+						  "lhctl plan messages ID TASK");
+		goto out_free_cfg;
+	}
+	if (lh_uuid_parse(rest[0], &plan_id)) {
+		char *shown = lhctl_one_line(rest[0], 64);
+		rc = lhctl_fail(LHCTL_EXIT_USAGE, "\"%s\" is not a plan id (expected a UUID)", shown);
+		free(shown);
+		goto out_free_cfg;
+	}
+	t = strtoll(rest[1], &end, 10);
+	if (!*rest[1] || *end || t < 0 || t > 1000000) {
+		char *shown = lhctl_one_line(rest[1], 32);
+		rc = lhctl_fail(LHCTL_EXIT_USAGE, "\"%s\" is not a task number (0 to 1000000)",
+				shown);
+		free(shown);
+		goto out_free_cfg;
+	}
+	lh_uuid_fmt(&plan_id, id);
+	snprintf(task, sizeof(task), "%lld", t);
+	snprintf(attempt, sizeof(attempt), "%lld", (long long)cfg.attempt);
+	snprintf(limit, sizeof(limit), "%lld", (long long)cfg.limit);
+	if (!cfg.attempt)
+		params[2] = NULL;
+	if (lhctl_resolve(&cfg.common, false, true, NULL, &err) ||
+	    lh_pg_connect(cfg.common.pg_url, &pg, &err) ||
+	    lh_pg_query(pg, "api_plan_messages", 4, params, NULL, NULL, &res, &err)) {
+		rc = lhctl_fail(LHCTL_EXIT_FAIL, "%s", err.msg);
+		goto out_free_pg;
+	}
+	if (!(arr = json_loads(lh_pg_get(res, 0, 0), 0, NULL)) || !json_is_array(arr)) {
+		rc = lhctl_fail(LHCTL_EXIT_FAIL, "unexpected answer from PostgreSQL");
+		goto out_free_pg;
+	}
+	if (!json_array_size(arr))
+		printf("no messages for task %s of plan %s%s (an attempt's appear when it ends)\n",
+		       task, id, cfg.attempt ? " at that attempt" : "");
+	json_array_foreach(arr, i, m)
+		print_message(m, &last);
+	rc = fflush(stdout) == 0 ? LHCTL_EXIT_OK : LHCTL_EXIT_FAIL;
+out_free_pg:
+	json_decref(arr);
+	lh_pg_res_free(res);
+	lh_pg_free(pg);
+out_free_cfg:
+	free(rest);
+	lh_config_finish(&messages_spec, &cfg);
+	return rc;
+}
+
 static int plan_list(int argc, char **argv)
 {
 	plan_cfg_t cfg = {0};
@@ -232,9 +350,10 @@ int lhctl_cmd_plan(int argc, char **argv)
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		fprintf(argc < 2 ? stderr : stdout,
 			"usage: lhctl plan show ID | lhctl plan list [--limit N] | lhctl plan "
-			"pause|resume|cancel ID | lhctl plan cancel-task ID TASK | lhctl plan "
-			"modify ID PATCH.json|-\n\n"
+			"messages ID TASK | lhctl plan pause|resume|cancel ID | lhctl plan "
+			"cancel-task ID TASK | lhctl plan modify ID PATCH.json|-\n\n"
 			"  show ID            a plan's status, usage and tasks (from PostgreSQL)\n"
+			"  messages ID TASK   the conversation of a task's attempts (from PostgreSQL)\n"
 			"  list               the newest plans\n"
 			"  pause|resume|cancel ID    steer a plan (an event on lh.events)\n"
 			"  cancel-task ID N   cancel one task; the tasks that need it are skipped\n"
@@ -246,6 +365,8 @@ int lhctl_cmd_plan(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "show") == 0)
 		return plan_show(argc - 1, argv + 1);
+	if (strcmp(argv[1], "messages") == 0)
+		return plan_messages(argc - 1, argv + 1);
 	if (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "ls") == 0)
 		return plan_list(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "pause") || !strcmp(argv[1], "resume") || !strcmp(argv[1], "cancel") ||

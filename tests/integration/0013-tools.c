@@ -3,7 +3,8 @@
  *   - a task calls http_fetch on an allowed loopback URL (another fakellm's /health), gets the
  *     body, then finishes: one attempt, two model calls, the output carries the body; the
  *     attempt's conversation is in `messages` (system, user, the assistant's call, the tool's
- *     result answering that call's id, the final answer), from attempt.succeeded;
+ *     result answering that call's id, the final answer), from attempt.succeeded, and
+ *     `lhctl plan messages` prints it;
  *   - a call to a host that is not allowed is refused with a tool error the model sees;
  *   - a model that repeats the same call ends the attempt as "no progress"; the failed
  *     attempt's conversation is in `messages` too;
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "stack.h"
 #include "t.h"
@@ -23,6 +25,22 @@ static int worker;
 #define GOAL(marker)                                                                          \
 	"Use a tool\nlh-script: {\"tasks\":[{\"id\":1,\"instructions\":\"Do it [case\\u003a" marker \
 	"]\",\"tier\":\"fast\"}],\"join\":\"Check\"}\n"
+
+/* `lhctl plan messages PLAN TASK` (stdout and stderr) into out; its exit status. */
+static int lhctl_messages(const char *plan, const char *task, char *out, size_t cap)
+{
+	char cmd[1024];
+	size_t n = 0;
+	FILE *p;
+	snprintf(cmd, sizeof(cmd), "'%s/cli/lhctl' plan messages %s %s --pg-url '%s' 2>&1",
+		 ts.build_root, plan, task, ts.pg_url);
+	if (!(p = popen(cmd, "r")))
+		return -1;
+	while (n + 1 < cap && !feof(p))
+		n += fread(out + n, 1, cap - 1 - n, p);
+	out[n] = 0;
+	return WEXITSTATUS(pclose(p));
+}
 
 static const char *task_sql =
 	"SELECT status || '|' || coalesce(output::text, '') FROM tasks WHERE plan_id = $1 AND "
@@ -67,6 +85,14 @@ static void t_fetch_allowed(void)
 			 "USING (plan_id, task_no) WHERE m.plan_id = $1 AND m.task_no = 1 AND m.seq = 4",
 			 plan),
 		 "true");
+	{
+		char out[16384];
+		T_EQ_INT(lhctl_messages(plan, "1", out, sizeof(out)), 0);
+		T_CHECK(strstr(out, "== attempt 1") && strstr(out, "[2] assistant") &&
+			strstr(out, " http_fetch({\"url\":") && strstr(out, "[3] tool (answers "));
+		T_EQ_INT(lhctl_messages(plan, "one", out, sizeof(out)), 2);
+		T_CHECK(strstr(out, "not a task number") != NULL);
+	}
 }
 
 static void t_fetch_refused(void)
