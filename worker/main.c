@@ -353,6 +353,7 @@ typedef struct attempt {
 	int xphase;	      /* 0: the extraction call, 1: the reconcile call */
 	lh_summarize_job_t *sj; /* a summarize order's work (no attempt events); NULL otherwise */
 	int sloads;		/* its loads so far (waits for materialization, conflicts) */
+	bool squeued;		/* waits for this worker's running summarize order of its plan */
 	lh_consolidate_job_t *cj; /* a consolidate order's work (no model call, no events) */
 	int64_t *recalled_ids;	  /* ids of the recalled memories (use counts at the end) */
 	int nrecalled_ids;
@@ -1632,8 +1633,11 @@ static void summarize_send(lh_summarize_pending_t *sp, lh_err_t rc)
 	lh_summarize_pending_free(sp);
 }
 
+static void summarize_next(const lh_id_t *plan);
+
 /* The order is done, or has definitively failed: its offset may be committed (unless the worker
- * is stopping: then the next worker runs it again from the stored version). */
+ * is stopping: then the next worker runs it again from the stored version). The plan's next
+ * queued order starts. */
 static void summarize_done(attempt_t *a, const char *outcome, const char *why)
 {
 	char t[24], i[24], o[24], c[32], tn[24], at[24], f[24], to[24], n[24], v[24];
@@ -1654,10 +1658,33 @@ static void summarize_done(attempt_t *a, const char *outcome, const char *why)
 	if (!wk.stopping)
 		ack_offset(a->partition, a->offset);
 	a->sj = (lh_summarize_job_free(a->sj), NULL);
+	if (!a->squeued && !wk.stopping)
+		summarize_next(&a->order->plan_id);
 	attempt_free(a);
 }
 
 static void summarize_loaded(lh_err_t rc, const lh_error_t *err, void *job);
+static void summarize_load(attempt_t *a);
+
+/* Another running (not queued) summarize order of a's plan in this worker, or NULL. */
+static attempt_t *summarize_running(const attempt_t *a)
+{
+	for (attempt_t *o = wk.inflight.next; o != &wk.inflight; o = o->next)
+		if (o != a && o->sj && !o->squeued && lh_id_eq(&o->order->plan_id, &a->order->plan_id))
+			return o;
+	return NULL;
+}
+
+/* The plan's running order ended: its oldest queued one (the list is newest first) starts. */
+static void summarize_next(const lh_id_t *plan)
+{
+	for (attempt_t *o = wk.inflight.prev; o != &wk.inflight; o = o->prev)
+		if (o->sj && o->squeued && lh_id_eq(&o->order->plan_id, plan)) {
+			o->squeued = false;
+			summarize_load(o);
+			return;
+		}
+}
 
 static void summarize_load(attempt_t *a)
 {
@@ -1785,6 +1812,13 @@ static void summarize_start(attempt_t *a)
 	if (!wk.memtools) {
 		summarize_done(a, "failed",
 			       "summarize orders need the memory tools (pg.url, tools.memory)");
+		return;
+	}
+	/* One order of a plan at a time in this worker: a second one now would load the same
+	 * version, summarize the same span and lose the store (a wasted model call). It starts
+	 * when the running one is done, from the version that one stored. */
+	if (summarize_running(a)) {
+		a->squeued = true;
 		return;
 	}
 	summarize_load(a);

@@ -127,6 +127,27 @@ static void check_versions(const char *plan, int min_versions)
 		 "0");
 }
 
+/* The fast worker's worker.summarize lines of plan: how many, their model calls in all, and
+ * how many ended in "conflict". */
+static void summarize_lines(const char *plan, int *ret_lines, int *ret_calls, int *ret_conflicts)
+{
+	char path[700], line[8192];
+	FILE *f;
+	*ret_lines = *ret_calls = *ret_conflicts = 0;
+	snprintf(path, sizeof(path), "%s/worker-fast.log", ts.log_dir);
+	if (!(f = fopen(path, "r")))
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		const char *c = strstr(line, "\"llm_calls\":\"");
+		if (!strstr(line, "\"event\":\"worker.summarize\"") || !strstr(line, plan) || !c)
+			continue;
+		(*ret_lines)++;
+		*ret_calls += atoi(c + strlen("\"llm_calls\":\""));
+		*ret_conflicts += strstr(line, "\"outcome\":\"conflict\"") != NULL;
+	}
+	fclose(f);
+}
+
 static void t_rolling(void)
 {
 	char goal[1200], plan[LH_UUID_STR_LEN + 1];
@@ -170,6 +191,21 @@ static void t_rolling(void)
 		T_EQ_STR(h, "true");
 	}
 	check_versions(plan, 2);
+	/* every summarize call (each takes 1.5 s: the orders of tasks 1-3 overlap) led to a stored
+	 * version: the orders of one plan run one at a time in the worker, each from the version the
+	 * previous one stored, so none summarizes a span already being summarized */
+	{
+		int lines, calls, conflicts;
+		const char *v;
+		T_CHECK(ts_wait_log(&ts, "worker-fast", plan, "\"task_no\":\"4\"", 30000));
+		summarize_lines(plan, &lines, &calls, &conflicts);
+		v = ts_sql1(&ts, "SELECT count(*) FROM summaries WHERE plan_id = $1", plan);
+		printf("# %d orders, %d summarize calls, %d conflicts, %s versions\n", lines, calls,
+		       conflicts, v ? v : "(null)");
+		T_EQ_INT(lines, 4);
+		T_EQ_INT(conflicts, 0);
+		T_CHECK(v && calls == atoi(v));
+	}
 	/* no attempt events for the orders: one started and one succeeded per task attempt */
 	out = ts_sql1(&ts, "SELECT count(*)::text FROM task_attempts WHERE plan_id = $1", plan);
 	T_CHECK(out && ts_count_events(&ts, plan, "attempt.started") == atoi(out));
@@ -256,7 +292,7 @@ int main(int argc, char **argv)
 		 "summary\",\"content\":\"{\\\"play_by_play\\\": \\\"Corrected.\\\", "
 		 "\\\"artifacts\\\": [], \\\"breadcrumbs\\\": \\\"\\\", "
 		 "\\\"open_questions\\\": \\\"\\\"}\"},"
-		 "{\"match_system\":\"running summary\"},"
+		 "{\"match_system\":\"running summary\",\"latency_ms\":1500},"
 		 "{\"match\":\"[case:r1]\",\"content\":\"Wrote %s and filed %s.\"},"
 		 "{\"match\":\"[case:r2]\",\"content\":\"Moved the data to %s; ticket %s.\"},"
 		 "{\"match\":\"[case:r3]\",\"content\":\"Deployed %s for %s.\"},"
