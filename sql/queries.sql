@@ -473,6 +473,8 @@ SELECT e."offset", e.type, coalesce(e.task_no, -1), coalesce(e.attempt, 0), e.bo
  WHERE e.plan_id = $1::uuid
    AND e.partition = (SELECT partition FROM events WHERE plan_id = $1::uuid LIMIT 1)
    AND e."offset" >= $2::bigint AND e.type = ANY($3::text[])
+   -- a planner's or replanner's output is its plan version (plan.created / plan.revised)
+   AND NOT (e.type = 'attempt.succeeded' AND coalesce(t.kind, '') IN ('plan', 'replan'))
  ORDER BY e."offset" LIMIT $4::integer;
 
 -- name: bench_memory_bulk
