@@ -61,6 +61,32 @@ void lh_mbatch_add(lh_mbatch_t *b, int32_t partition, int64_t offset, char *json
 	b->bytes += e->json_len + e->len + e->key_len;
 }
 
+void lh_mbatch_move(lh_mbatch_t *dst, lh_mbatch_t *src)
+{
+	size_t n = src->n - src->done;
+	if (dst->n + n > dst->cap) {
+		size_t cap = dst->cap ? dst->cap : 256;
+		lh_mentry_t *v;
+		while (cap < dst->n + n)
+			cap *= 2;
+		v = realloc(dst->v, cap * sizeof(*v));
+		if (!v)
+			abort();
+		dst->v = v;
+		dst->cap = cap;
+	}
+	for (size_t i = src->done; i < src->n; i++) {
+		const lh_mentry_t *e = &src->v[i];
+		dst->v[dst->n++] = *e;
+		if (e->json)
+			dst->nevents++;
+		dst->bytes += e->json_len + e->len + e->key_len;
+	}
+	for (size_t i = 0; i < src->done; i++)
+		entry_free(&src->v[i]);
+	src->n = src->done = src->nevents = src->bytes = 0;
+}
+
 void lh_mbatch_skip(lh_mbatch_t *b, size_t i)
 {
 	lh_mentry_t *e = &b->v[i];

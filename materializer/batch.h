@@ -54,6 +54,11 @@ void lh_mbatch_clear(lh_mbatch_t *b);
 void lh_mbatch_add(lh_mbatch_t *b, int32_t partition, int64_t offset, char *json, const void *key,
 		   size_t key_len, const void *payload, size_t len);
 
+/* Move every entry of src [src->done, src->n) to the end of dst, in order (ownership moves; the
+ * stored entries of src are freed); src is left empty. dst and src must hold disjoint offsets of
+ * the same partitions in consumption order: dst's entries come first. */
+void lh_mbatch_move(lh_mbatch_t *dst, lh_mbatch_t *src);
+
 /* Mark entry i dead-lettered: frees its JSON, keeps its offset. */
 void lh_mbatch_skip(lh_mbatch_t *b, size_t i);
 

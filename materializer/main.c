@@ -147,15 +147,23 @@ typedef struct part {
 	int64_t stored; /* next offset stored in PostgreSQL (-1: none yet) */
 } part_t;
 
-/* One writer: its own PostgreSQL connection and the batch of the partitions it owns
- * (partition % nshards). A flush writes every shard's batch at once, one thread each. */
+/* One writer: its own PostgreSQL connection and the entries of the partitions it owns
+ * (partition % nshards): `batch` filled by the loop, `inflight` stored by the writer's thread
+ * (see "writing the batch"). While busy, the thread owns inflight, writer, pg, rc and err. */
 typedef struct shard {
 	lh_mbatch_t batch;
+	lh_mbatch_t inflight;
 	lh_mwriter_t writer;
-	lh_pg_t *pg; /* shard 0 borrows mt.pg; the others own theirs */
+	lh_pg_t *pg; /* owned */
 	lh_err_t rc;
 	lh_error_t err;
 	pthread_t thread;
+	bool busy;	/* a write of inflight is running (or done and not collected) */
+	bool threaded;	/* ... on `thread` (else it ran on the loop's thread) */
+	bool again;	/* a flush came while busy: hand the batch over when done */
+	int finished;	/* set by the thread when done (atomic) */
+	int64_t t0;	/* when the write started */
+	uint64_t pub_written, pub_duplicates, pub_txns, pub_rejected; /* counters at its start */
 } shard_t;
 
 /* Signal flags: set by the handler, acted on by the loop (and by blocking waits). */
@@ -178,7 +186,8 @@ static struct mat {
 	part_t parts[MAX_PARTS];
 	int64_t stored_next[MAX_PARTS]; /* scratch of on_assigned */
 	int signal_rfd;
-	struct event *ev_flush, *ev_retry, *ev_stats, *ev_lag, *ev_signal;
+	int done_rfd, done_wfd; /* writer threads announce their end here */
+	struct event *ev_flush, *ev_retry, *ev_stats, *ev_lag, *ev_signal, *ev_done;
 	bool failing;	    /* the batch could not be written: partitions paused, retry armed */
 	int64_t backoff_ms;
 	bool producer_broken; /* a dead letter could not be delivered */
@@ -274,6 +283,15 @@ static void pause_all(bool pause)
 }
 
 /* --- writing the batch -------------------------------------------------------------------- */
+/*
+ * Each shard has two batches: `batch`, which the loop fills, and `inflight`, which the shard's
+ * writer thread stores. A flush hands a shard's batch over (it becomes inflight) and starts a
+ * thread; the loop goes on consuming meanwhile. The thread's end is announced on a pipe the loop
+ * watches (on_writers_done). A shard never has two writes at once, and a partition belongs to
+ * one shard, so each partition's transactions still commit in log order, each covering the
+ * offsets right after the previous one. A failed inflight batch stays where it is; the next
+ * write of that shard stores it first, with whatever was consumed behind it appended.
+ */
 
 static void stop_loop(int code)
 {
@@ -282,30 +300,42 @@ static void stop_loop(int code)
 	event_base_loopbreak(mt.base);
 }
 
-/* Entries consumed and not yet stored, over every shard. */
+/* Entries consumed and not yet stored, over every shard (filling and in flight). */
 static size_t pending(void)
 {
 	size_t n = 0;
 	for (int i = 0; i < mt.nshards; i++)
-		n += mt.shards[i].batch.n - mt.shards[i].batch.done;
+		n += mt.shards[i].batch.n - mt.shards[i].batch.done + mt.shards[i].inflight.n -
+		     mt.shards[i].inflight.done;
 	return n;
 }
 
-static void clear_batches(void)
+/* Entries consumed and not handed to a writer yet. */
+static size_t filling(void)
 {
+	size_t n = 0;
 	for (int i = 0; i < mt.nshards; i++)
-		lh_mbatch_clear(&mt.shards[i].batch);
+		n += mt.shards[i].batch.n;
+	return n;
 }
 
-/* The writers' counters into mt.stats (they are the writers' own while their threads run). */
+/* The writers' counters into mt.stats: only of idle writers (a running thread owns its own). */
 static void publish_writer_counters(void)
 {
 	uint64_t written = 0, duplicates = 0, txns = 0, rejected = 0;
 	for (int i = 0; i < mt.nshards; i++) {
-		written += mt.shards[i].writer.written;
-		duplicates += mt.shards[i].writer.duplicates;
-		txns += mt.shards[i].writer.txns;
-		rejected += mt.shards[i].writer.rejected;
+		const shard_t *sh = &mt.shards[i];
+		if (sh->busy) {
+			written += sh->pub_written;
+			duplicates += sh->pub_duplicates;
+			txns += sh->pub_txns;
+			rejected += sh->pub_rejected;
+			continue;
+		}
+		written += sh->writer.written;
+		duplicates += sh->writer.duplicates;
+		txns += sh->writer.txns;
+		rejected += sh->writer.rejected;
 	}
 	__atomic_store_n(&mt.stats.events_written, written, __ATOMIC_RELAXED);
 	__atomic_store_n(&mt.stats.duplicates, duplicates, __ATOMIC_RELAXED);
@@ -316,88 +346,117 @@ static void publish_writer_counters(void)
 static void *shard_write(void *arg)
 {
 	shard_t *sh = arg;
-	sh->rc = lh_mwriter_write(&sh->writer, &sh->batch, &sh->err);
+	sh->rc = lh_mwriter_write(&sh->writer, &sh->inflight, &sh->err);
+	__atomic_store_n(&sh->finished, 1, __ATOMIC_RELEASE);
+	if (mt.done_wfd >= 0 && write(mt.done_wfd, "w", 1) < 0) {
+		/* the pipe is full: a wakeup is already pending */
+	}
 	return NULL;
 }
 
-/* One write attempt: every shard holding entries writes them, at once (the partitions of two
- * shards are disjoint, so are their rows). A shard that succeeded is emptied even when another
- * failed; the failed ones keep their entries for the next attempt. */
-static lh_err_t write_batch(lh_error_t *err)
+/* Hand the shard's work to a thread: its failed inflight entries first (if any), then its
+ * batch. The shard must be idle. Returns false when there was nothing to write. */
+static bool submit(shard_t *sh)
 {
-	bool started[MAX_WRITERS] = {false};
-	int first = -1;
-	int64_t t0 = lh_mono_us();
-	lh_err_t rc = LH_OK;
-	for (int i = 0; i < mt.nshards; i++) {
-		shard_t *sh = &mt.shards[i];
-		sh->rc = LH_OK;
-		sh->err = (lh_error_t){0};
-		if (sh->batch.done >= sh->batch.n)
-			continue;
-		if (first < 0)
-			first = i; /* written on this thread */
-		else if (pthread_create(&sh->thread, NULL, shard_write, sh) == 0)
-			started[i] = true;
-		else
-			shard_write(sh);
+	if (sh->inflight.done >= sh->inflight.n)
+		lh_mbatch_clear(&sh->inflight);
+	lh_mbatch_move(&sh->inflight, &sh->batch);
+	if (sh->inflight.n == 0)
+		return false;
+	sh->rc = LH_OK;
+	sh->err = (lh_error_t){0};
+	sh->finished = 0;
+	sh->again = false;
+	sh->pub_written = sh->writer.written;
+	sh->pub_duplicates = sh->writer.duplicates;
+	sh->pub_txns = sh->writer.txns;
+	sh->pub_rejected = sh->writer.rejected;
+	sh->t0 = lh_mono_us();
+	sh->busy = true;
+	sh->threaded = pthread_create(&sh->thread, NULL, shard_write, sh) == 0;
+	if (!sh->threaded)
+		shard_write(sh); /* no thread: write on the loop's */
+	return true;
+}
+
+/* Collect a shard's write (joining its thread: blocks until it ends). On success the inflight
+ * entries' offsets are stored: note them and drop the entries. Returns the write's result. */
+static lh_err_t complete(shard_t *sh, lh_error_t *err)
+{
+	if (!sh->busy)
+		return LH_OK;
+	if (sh->threaded)
+		pthread_join(sh->thread, NULL);
+	sh->busy = false;
+	if (sh->rc) {
+		*err = sh->err;
+		return sh->rc;
 	}
-	if (first >= 0)
-		shard_write(&mt.shards[first]);
-	for (int i = 0; i < mt.nshards; i++)
-		if (started[i])
-			pthread_join(mt.shards[i].thread, NULL);
-	for (int i = 0; i < mt.nshards; i++) {
-		shard_t *sh = &mt.shards[i];
-		if (sh->rc) {
-			if (!rc || (sh->err.fatal && !err->fatal)) {
-				rc = sh->rc;
-				*err = sh->err;
-			}
+	for (size_t j = 0; j < sh->inflight.n; j++) {
+		const lh_mentry_t *e = &sh->inflight.v[j];
+		part_t *pt;
+		if (e->partition < 0 || e->partition >= MAX_PARTS)
 			continue;
-		}
-		for (size_t j = 0; j < sh->batch.n; j++) {
-			const lh_mentry_t *e = &sh->batch.v[j];
-			if (e->partition >= 0 && e->partition < MAX_PARTS)
-				mt.parts[e->partition].stored = e->offset + 1;
-		}
-		for (size_t j = 0; j < sh->batch.n; j++) {
-			const lh_mentry_t *e = &sh->batch.v[j];
-			if (e->partition >= 0 && e->partition < MAX_PARTS && mt.parts[e->partition].assigned)
-				lh_mstats_set_partition(&mt.stats, e->partition,
-							mt.parts[e->partition].stored);
-		}
-		lh_mbatch_clear(&sh->batch);
+		pt = &mt.parts[e->partition];
+		pt->stored = e->offset + 1;
+		if (pt->assigned)
+			lh_mstats_set_partition(&mt.stats, e->partition, pt->stored);
 	}
-	publish_writer_counters();
-	lh_mstats_set(&mt.stats.pending, (int64_t)pending());
-	if (rc)
-		return rc;
-	lh_mstats_observe_flush(&mt.stats, lh_mono_us() - t0);
-	evtimer_del(mt.ev_flush);
+	lh_mbatch_clear(&sh->inflight);
+	lh_mstats_observe_flush(&mt.stats, lh_mono_us() - sh->t0);
 	return LH_OK;
 }
 
-/* Write now; on failure pause, keep the batch and retry later with backoff. */
-static void flush_now(void)
+/* Wait for every running write; the first error (a fatal one first) goes to err. */
+static lh_err_t wait_writers(lh_error_t *err)
+{
+	lh_err_t rc = LH_OK;
+	for (int i = 0; i < mt.nshards; i++) {
+		lh_error_t e = {0};
+		lh_err_t r = complete(&mt.shards[i], &e);
+		if (r && (!rc || (e.fatal && !err->fatal))) {
+			rc = r;
+			*err = e;
+		}
+	}
+	publish_writer_counters();
+	lh_mstats_set(&mt.stats.pending, (int64_t)pending());
+	return rc;
+}
+
+static bool any_busy(void)
+{
+	for (int i = 0; i < mt.nshards; i++)
+		if (mt.shards[i].busy)
+			return true;
+	return false;
+}
+
+static bool any_unstored_inflight(void)
+{
+	for (int i = 0; i < mt.nshards; i++)
+		if (mt.shards[i].inflight.n > mt.shards[i].inflight.done)
+			return true;
+	return false;
+}
+
+static void clear_batches(void)
 {
 	lh_error_t err = {0};
-	char ns[24], bs[24];
-	if (mt.exit_code)
-		return;
-	if (write_batch(&err) == LH_OK) {
-		if (mt.failing) {
-			lh_log_info("materializer.recovered", "batch written; resuming partitions");
-			mt.failing = false;
-			lh_mstats_set(&mt.stats.paused, 0);
-			mt.backoff_ms = 0;
-			evtimer_del(mt.ev_retry);
-			pause_all(false);
-		}
-		return;
+	wait_writers(&err); /* never free what a thread is writing */
+	for (int i = 0; i < mt.nshards; i++) {
+		lh_mbatch_clear(&mt.shards[i].batch);
+		lh_mbatch_clear(&mt.shards[i].inflight);
 	}
-	if (err.fatal) {
-		lh_log_error("materializer.fatal", err.msg);
+	lh_mstats_set(&mt.stats.pending, 0);
+}
+
+/* A write failed: pause, keep its entries, retry after a backoff (or stop on a fatal error). */
+static void write_failed(const lh_error_t *err)
+{
+	char ns[24], bs[24];
+	if (err->fatal) {
+		lh_log_error("materializer.fatal", err->msg);
 		stop_loop(2);
 		return;
 	}
@@ -409,23 +468,88 @@ static void flush_now(void)
 		pause_all(true);
 	mt.failing = true;
 	lh_mstats_set(&mt.stats.paused, 1);
-	lh_log_warn("materializer.write_failed", err.msg, "pending",
-		    i64s(ns, (long long)pending()), "retry_in_ms",
-		    i64s(bs, mt.backoff_ms));
+	lh_log_warn("materializer.write_failed", err->msg, "pending",
+		    i64s(ns, (long long)pending()), "retry_in_ms", i64s(bs, mt.backoff_ms));
 	{
 		struct timeval tv = {mt.backoff_ms / 1000, (mt.backoff_ms % 1000) * 1000};
 		evtimer_add(mt.ev_retry, &tv);
 	}
 }
 
-/* Write with retries until written or timeout_ms pass, blocking (revocation, shutdown). */
+/* Everything stored that was handed over, after a failure: resume. */
+static void maybe_recovered(void)
+{
+	if (!mt.failing || any_busy() || any_unstored_inflight())
+		return;
+	lh_log_info("materializer.recovered", "batch written; resuming partitions");
+	mt.failing = false;
+	lh_mstats_set(&mt.stats.paused, 0);
+	mt.backoff_ms = 0;
+	evtimer_del(mt.ev_retry);
+	pause_all(false);
+}
+
+/* Hand every idle shard's entries to its writer; a busy shard writes its batch when it is done.
+ * While failing, only the retry timer calls this. */
+static void flush_now(void)
+{
+	if (mt.exit_code)
+		return;
+	for (int i = 0; i < mt.nshards; i++) {
+		shard_t *sh = &mt.shards[i];
+		if (sh->busy)
+			sh->again = true;
+		else
+			submit(sh);
+	}
+	evtimer_del(mt.ev_flush);
+	lh_mstats_set(&mt.stats.pending, (int64_t)pending());
+}
+
+/* A writer thread ended (the pipe): collect it; on failure pause and retry, else go on. */
+static void on_writers_done(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[64];
+	bool failed = false;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	for (int i = 0; i < mt.nshards; i++) {
+		shard_t *sh = &mt.shards[i];
+		lh_error_t err = {0};
+		if (!sh->busy || !__atomic_load_n(&sh->finished, __ATOMIC_ACQUIRE))
+			continue;
+		if (complete(sh, &err)) {
+			failed = true;
+			write_failed(&err);
+			continue;
+		}
+		if (sh->again && !mt.failing && !mt.exit_code)
+			submit(sh);
+	}
+	publish_writer_counters();
+	lh_mstats_set(&mt.stats.pending, (int64_t)pending());
+	if (!failed)
+		maybe_recovered();
+}
+
+/* Write everything with retries until written or timeout_ms pass, blocking (revocation,
+ * shutdown): wait for the running writes, then write all that is left at once and wait. */
 static bool flush_blocking(int64_t timeout_ms)
 {
 	int64_t deadline = lh_mono_us() + timeout_ms * 1000, backoff = BACKOFF_MIN_MS;
 	for (;;) {
 		lh_error_t err = {0};
-		if (write_batch(&err) == LH_OK)
+		lh_err_t rc = wait_writers(&err);
+		if (rc == LH_OK) {
+			for (int i = 0; i < mt.nshards; i++)
+				submit(&mt.shards[i]);
+			rc = wait_writers(&err);
+		}
+		if (rc == LH_OK && !any_unstored_inflight()) {
+			maybe_recovered();
+			evtimer_del(mt.ev_flush);
 			return true;
+		}
 		if (err.fatal) {
 			lh_log_error("materializer.fatal", err.msg);
 			return false;
@@ -447,7 +571,17 @@ static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
 		flush_now();
 }
 
-static void on_retry_timer(evutil_socket_t fd, short what, void *arg) { flush_now(); }
+/* While failing: retry the failed writes (and what was consumed behind them) once the running
+ * ones are done. */
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+	if (mt.exit_code)
+		return;
+	for (int i = 0; i < mt.nshards; i++)
+		if (!mt.shards[i].busy)
+			submit(&mt.shards[i]);
+	lh_mstats_set(&mt.stats.pending, (int64_t)pending());
+}
 
 /* --- consuming ---------------------------------------------------------------------------- */
 
@@ -597,12 +731,25 @@ static void on_message(void *opaque, const lh_kafka_msg_t *msg)
 		      json, msg->key, msg->key_len, msg->payload, msg->len);
 out_added:
 	lh_mstats_set(&mt.stats.pending, (int64_t)pending());
-	if (pending() == 1 && !mt.failing) {
+	if (mt.failing)
+		return; /* the retry timer writes */
+	if (filling() == 1) {
 		struct timeval tv = {mt.cfg.batch_max_ms / 1000, (mt.cfg.batch_max_ms % 1000) * 1000};
 		evtimer_add(mt.ev_flush, &tv);
 	}
-	if (!mt.failing && pending() >= (size_t)mt.cfg.batch_max_events)
+	if (filling() < (size_t)mt.cfg.batch_max_events)
+		return;
+	flush_now();
+	if (filling() >= (size_t)mt.cfg.batch_max_events) {
+		/* A full batch waits behind a running write of its shard: the loop is a batch
+		 * ahead. Wait for the writes (memory stays at about two batches), then hand it over. */
+		lh_error_t err = {0};
+		if (wait_writers(&err)) {
+			write_failed(&err);
+			return;
+		}
 		flush_now();
+	}
 }
 
 /* --- housekeeping ------------------------------------------------------------------------- */
@@ -802,6 +949,7 @@ int main(int argc, char **argv)
 	bool checksum, gc_blobs;
 
 	lh_log_init("lh-materializer", LH_LOG_INFO, NULL);
+	mt.done_rfd = mt.done_wfd = -1;
 	rc = lh_config_load(&mat_spec, &mt.cfg, argc, argv, &rest, &nrest, &err);
 	if (rc == LH_ERR_NOT_FOUND)
 		return 0; /* --help */
@@ -877,6 +1025,19 @@ int main(int argc, char **argv)
 	mt.ev_retry = evtimer_new(mt.base, on_retry_timer, NULL);
 	mt.ev_signal = event_new(mt.base, mt.signal_rfd, EV_READ | EV_PERSIST, on_signal_event, NULL);
 	event_add(mt.ev_signal, NULL);
+	{
+		int fds[2];
+		if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+			fprintf(stderr, "lh-materializer: could not create pipe: %s\n", strerror(errno));
+			rc = 1;
+			goto out_free_loop;
+		}
+		mt.done_rfd = fds[0];
+		mt.done_wfd = fds[1];
+		mt.ev_done = event_new(mt.base, mt.done_rfd, EV_READ | EV_PERSIST, on_writers_done,
+				       NULL);
+		event_add(mt.ev_done, NULL);
+	}
 	if (mt.cfg.stats_interval_s > 0) {
 		struct timeval tv = {mt.cfg.stats_interval_s, 0};
 		mt.ev_stats = event_new(mt.base, -1, EV_PERSIST, on_stats, NULL);
@@ -893,8 +1054,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < mt.nshards; i++) {
 		shard_t *sh = &mt.shards[i];
 		lh_mbatch_init(&sh->batch);
-		sh->pg = mt.pg;
-		if (i > 0 && lh_pg_connect(mt.cfg.common.pg_url, &sh->pg, &err)) {
+		lh_mbatch_init(&sh->inflight);
+		/* its own connection: the loop uses mt.pg (stored offsets) while writers run */
+		if (lh_pg_connect(mt.cfg.common.pg_url, &sh->pg, &err)) {
 			mt.nshards = i;
 			rc = fail("postgresql", &err);
 			goto out_free_loop;
@@ -933,6 +1095,10 @@ int main(int argc, char **argv)
 	on_stats(-1, 0, NULL);
 	rc = mt.exit_code;
 out_free_loop:
+	{
+		lh_error_t e = {0};
+		wait_writers(&e); /* every thread joined before anything it uses is freed */
+	}
 	mt.metrics = lh_mmetrics_free(mt.metrics);
 	mt.consumer = lh_kafka_free(mt.consumer);
 	mt.producer = lh_kafka_free(mt.producer);
@@ -943,15 +1109,21 @@ out_free_loop:
 		event_free(mt.ev_stats);
 	if (mt.ev_lag)
 		event_free(mt.ev_lag);
+	if (mt.ev_done)
+		event_free(mt.ev_done);
 	event_base_free(mt.base);
 	for (int i = 0; i < mt.nshards; i++) {
 		lh_mwriter_finish(&mt.shards[i].writer);
 		lh_mbatch_finish(&mt.shards[i].batch);
-		if (i > 0)
-			lh_pg_free(mt.shards[i].pg);
+		lh_mbatch_finish(&mt.shards[i].inflight);
+		lh_pg_free(mt.shards[i].pg);
 	}
 	close(mt.signal_rfd);
 	close(signal_wfd);
+	if (mt.done_rfd >= 0)
+		close(mt.done_rfd);
+	if (mt.done_wfd >= 0)
+		close(mt.done_wfd);
 out_free_pg:
 	mt.pg = lh_pg_free(mt.pg);
 out_free_cfg:
