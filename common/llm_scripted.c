@@ -230,6 +230,8 @@ static char *replan_answer(const char *goal, const char *input)
 static char *summarize_answer(const char *input)
 {
 	const char *ev = input ? strstr(input, "New events") : NULL;
+	if (!ev && input)
+		ev = strstr(input, "New messages");
 	char *in = condense(ev ? ev : input, INPUT_MAX), *text, *out;
 	if (asprintf(&text, "Summarized: %s", in) < 0)
 		text = NULL;
@@ -244,7 +246,8 @@ static char *summarize_answer(const char *input)
 char *lh_llm_scripted_answer(const char *kind, const char *goal, const char *input)
 {
 	/* a rolling-summary span; a plan's own summarize task gets the act answer */
-	if (kind && strcmp(kind, "summarize") == 0 && input && strstr(input, "New events (log"))
+	if (kind && strcmp(kind, "summarize") == 0 && input &&
+	    (strstr(input, "New events (log") || strstr(input, "New messages of this attempt")))
 		return summarize_answer(input);
 	if (kind && strcmp(kind, "replan") == 0)
 		return replan_answer(goal, input);

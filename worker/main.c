@@ -78,6 +78,8 @@ typedef struct worker_cfg {
 	int64_t memory_summarize_max_events;
 	int64_t memory_summarize_max_bytes;
 	int64_t memory_summarize_wait_ms;
+	bool memory_summarize_attempts;
+	int64_t memory_summarize_attempt_batch;
 	int64_t memory_consolidate_every;
 	int64_t memory_consolidate_batch;
 	int64_t memory_episodic_ttl_s;
@@ -218,6 +220,17 @@ static const lh_cfg_def_t worker_table[] = {
 	 "how long a summarize order waits for its source event to be materialized in PostgreSQL "
 	 "(polling with backoff) before it summarizes what is there",
 	 W(memory_summarize_wait_ms)},
+	{"memory.summarize_attempts", LH_CFG_BOOL, "false", 0, 0, NULL, "LH_MEMORY_SUMMARIZE_ATTEMPTS",
+	 NULL, false, false,
+	 "when an act attempt's messages no longer fit the model's window, fold the newly dropped "
+	 "ones into the attempt's own rolling summary (subject TASK/ATTEMPT in summaries, one "
+	 "model call on the attempt's endpoint, charged to the attempt) and put it in the context's "
+	 "summary layer (needs pg.url and tools.memory)",
+	 W(memory_summarize_attempts)},
+	{"memory.summarize_attempt_batch", LH_CFG_INT, "4", 1, 10000, NULL, NULL, NULL, false, false,
+	 "dropped messages not yet summarized that an attempt waits for before it folds them (one "
+	 "summary call per batch, not per turn)",
+	 W(memory_summarize_attempt_batch)},
 	{"memory.consolidate_every", LH_CFG_INT, "0", 0, 1000000, NULL, NULL, NULL, false, false,
 	 "after every N extract orders this worker applies, consolidate the tenant of the Nth "
 	 "(near duplicates among its 1,000 oldest live memories superseded by their older twin); "
@@ -354,6 +367,15 @@ typedef struct attempt {
 	lh_summarize_job_t *sj; /* a summarize order's work (no attempt events); NULL otherwise */
 	int sloads;		/* its loads so far (waits for materialization, conflicts) */
 	bool squeued;		/* waits for this worker's running summarize order of its plan */
+	/* the attempt's own rolling summary (memory.summarize_attempts): messages [1, 1 + anchor)
+	 * folded; ctx_sum is what the context shows (the plan's summary with it folded in) */
+	lh_summary_t asum, ctx_sum;
+	bool has_asum, has_ctx_sum;
+	bool asum_calling;  /* the call in flight folds dropped messages */
+	int asum_version;   /* versions stored so far */
+	size_t dropped;	    /* verbatim messages the last assembly left out */
+	size_t asum_to;	    /* the span [asum.anchor, asum_to) of the call in flight */
+	size_t asum_tried;  /* a failed fold: not tried again before more messages drop */
 	lh_consolidate_job_t *cj; /* a consolidate order's work (no model call, no events) */
 	int64_t *recalled_ids;	  /* ids of the recalled memories (use counts at the end) */
 	int nrecalled_ids;
@@ -445,6 +467,10 @@ static void attempt_free(attempt_t *a)
 	lh_arena_free(a->arena);
 	if (a->has_summary)
 		lh_summary_finish(&a->summary);
+	if (a->has_asum)
+		lh_summary_finish(&a->asum);
+	if (a->has_ctx_sum)
+		lh_summary_finish(&a->ctx_sum);
 	free(a);
 	if (wk.paused && !wk.stopping && wk.ninflight < wk.cfg.max_inflight * 3 / 4 + 1)
 		set_paused(false);
@@ -658,6 +684,7 @@ static const char *error_class_of(lh_llm_errclass_t k)
 
 static void request(attempt_t *a);
 static void handle_answer(attempt_t *a, lh_llm_resp_t *resp, const lh_llm_error_t *lerr);
+static void attempt_fold_answered(attempt_t *a, lh_llm_resp_t *resp, const lh_llm_error_t *lerr);
 
 static void request_later(evutil_socket_t fd, short what, void *arg) { request(arg); }
 
@@ -944,6 +971,10 @@ static void handle_answer(attempt_t *a, lh_llm_resp_t *resp, const lh_llm_error_
 	bool structured = a->schema != NULL;
 
 	a->calling = false;
+	if (a->asum_calling) {
+		attempt_fold_answered(a, resp, lerr);
+		return;
+	}
 	if (lerr && (lerr->klass == LH_LLM_ERR_PROVIDER_DOWN || lerr->klass == LH_LLM_ERR_TIMEOUT) &&
 	    a->ep + 1 < wk.neps && !wk.stopping) {
 		/* this endpoint is down: the next model of the tier takes the call */
@@ -1012,6 +1043,121 @@ static void handle_answer(attempt_t *a, lh_llm_resp_t *resp, const lh_llm_error_
 	json_decref(out);
 }
 
+/* ---- the attempt's own rolling summary (memory.summarize_attempts) ------------------------ */
+
+/* Enough newly dropped messages to fold (act attempts, memory tools on, not already folding)? */
+static bool attempt_fold_due(const attempt_t *a)
+{
+	size_t anchor = a->has_asum ? (size_t)a->asum.anchor : 0;
+	return wk.cfg.memory_summarize_attempts && wk.memtools && !a->asum_calling &&
+	       !strcmp(((const lh_task_order_t *)a->order->body)->kind, "act") &&
+	       a->dropped >= anchor + (size_t)wk.cfg.memory_summarize_attempt_batch &&
+	       a->dropped > a->asum_tried;
+}
+
+/* This call folds the dropped messages instead: two messages of its own (in the call arena). */
+static void attempt_fold_msgs(attempt_t *a, const lh_endpoint_t *ep, lh_llm_message_t **ret_msgs,
+			      size_t *ret_n)
+{
+	const lh_task_order_t *o = a->order->body;
+	size_t anchor = a->has_asum ? (size_t)a->asum.anchor : 0, to = anchor;
+	size_t max = (size_t)wk.cfg.memory_summarize_max_bytes;
+	lh_summary_t intent;
+	/* messages [1, 1 + dropped) of a->msgs are the dropped verbatim ones */
+	char *text = lh_summarize_messages_text(a->msgs + 1, anchor, a->dropped,
+						LH_SUMMARIZE_MAX_EVENT_TEXT, max, &to);
+	char *user;
+	lh_llm_message_t *m = lh_arena_alloc(wk.call_arena, 2 * sizeof(*m));
+	lh_summary_init(&intent, 0, o->instructions);
+	user = lh_summarize_attempt_prompt(a->has_asum ? &a->asum : &intent, anchor, to, text, max);
+	lh_summary_finish(&intent);
+	free(text);
+	m[0] = (lh_llm_message_t){.role = LH_LLM_ROLE_SYSTEM,
+				  .content = (char *)LH_SUMMARIZE_ATTEMPT_SYSTEM};
+	m[1] = (lh_llm_message_t){.role = LH_LLM_ROLE_USER,
+				  .content = lh_arena_strdup(wk.call_arena, user)};
+	free(user);
+	a->est_input = lh_context_message_tokens(ep->model, &m[0]) +
+		       lh_context_message_tokens(ep->model, &m[1]);
+	a->asum_calling = true;
+	a->asum_to = to;
+	*ret_msgs = m;
+	*ret_n = 2;
+}
+
+static void attempt_fold_stored(lh_err_t rc, const lh_error_t *err, void *arg)
+{
+	lh_summarize_store_job_t *j = arg;
+	char v[24];
+	if (rc)
+		lh_log_warn("worker.attempt_summary", err && err->msg[0] ? err->msg : "not stored",
+			    "plan", j->plan, "subject", j->subject);
+	else
+		lh_log_info("worker.attempt_summary", "stored", "plan", j->plan, "subject",
+			    j->subject, "version", lh_log_i64(v, j->stored));
+	lh_summarize_store_job_free(j);
+}
+
+/* The fold call's answer: merge the span into the attempt's summary, store it (detached, on the
+ * memory tools' thread), rebuild the context's summary, and make the attempt's own call. A
+ * failed or refused fold only leaves those messages out, as before. */
+static void attempt_fold_answered(attempt_t *a, lh_llm_resp_t *resp, const lh_llm_error_t *lerr)
+{
+	const lh_task_order_t *o = a->order->body;
+	lh_summarize_answer_t ans;
+	const char *sections[LH_SUMMARY__COUNT];
+	lh_error_t err = {0};
+	size_t from = a->has_asum ? (size_t)a->asum.anchor : 0, to = from;
+	char *scan;
+	a->asum_calling = false;
+	if (lerr) {
+		a->asum_tried = a->dropped;
+		lh_log_warn("worker.attempt_summary", lerr->error.msg);
+		request_next(a);
+		return;
+	}
+	a->calls++;
+	a->usage.input_tokens += resp->usage.input_tokens;
+	a->usage.output_tokens += resp->usage.output_tokens;
+	a->usage.cached_tokens += resp->usage.cached_tokens;
+	a->usage.reasoning_tokens += resp->usage.reasoning_tokens;
+	if (lh_summarize_parse(resp->content, resp->content ? strlen(resp->content) : 0, &ans,
+			       &err)) {
+		a->asum_tried = a->dropped;
+		lh_log_warn("worker.attempt_summary", err.msg);
+		request_next(a);
+		return;
+	}
+	if (!a->has_asum) {
+		lh_summary_init(&a->asum, 0, o->instructions);
+		a->has_asum = true;
+	}
+	/* the span's messages whole, scanned for artifacts */
+	scan = lh_summarize_messages_text(a->msgs + 1, from, a->asum_to, 0, (size_t)-1, &to);
+	lh_summarize_answer_sections(&ans, sections);
+	if (lh_summary_merge(&a->asum, from, a->asum_to, sections, scan, &err) == LH_OK) {
+		char subject[64];
+		lh_summarize_store_job_t *j;
+		lh_summarize_keep_tail(&a->asum.play_by_play, LH_SUMMARIZE_MAX_KEPT);
+		lh_summarize_keep_tail(&a->asum.breadcrumbs, LH_SUMMARIZE_MAX_KEPT);
+		snprintf(subject, sizeof(subject), "%lld/%lld", (long long)a->order->task_no,
+			 (long long)a->order->attempt);
+		j = lh_summarize_store_job_new(&a->order->plan_id, subject, &a->asum,
+					       a->asum_version++);
+		lh_memtools_run(wk.memtools, lh_summarize_store_job_run, attempt_fold_stored, j);
+		if (a->has_ctx_sum)
+			lh_summary_finish(&a->ctx_sum);
+		lh_summarize_combine(a->has_summary ? &a->summary : NULL, &a->asum, &a->ctx_sum);
+		a->has_ctx_sum = true;
+	} else {
+		a->asum_tried = a->dropped;
+		lh_log_warn("worker.attempt_summary", err.msg);
+	}
+	free(scan);
+	lh_summarize_answer_finish(&ans);
+	request_next(a);
+}
+
 /* The order's key decisions (task.order "decisions", oldest first) as lines "- ...", or NULL. */
 static const char *decisions_text(const lh_task_order_t *o, lh_arena_t *arena)
 {
@@ -1051,7 +1197,9 @@ static bool assemble(attempt_t *a, const lh_endpoint_t *ep, lh_llm_message_t **r
 					  (long long)a->order->attempt, a->turns + 1,
 					  (long long)wk.cfg.max_turns),
 				  .decisions = decisions_text(o, wk.call_arena),
-				  .summary = a->has_summary ? &a->summary : NULL,
+				  .summary = a->has_ctx_sum ? &a->ctx_sum
+					     : a->has_summary ? &a->summary
+							      : NULL,
 				  .memories = a->recalled,
 				  .n_memories = a->nrecalled,
 				  .messages = a->msgs + 1,
@@ -1063,6 +1211,7 @@ static bool assemble(attempt_t *a, const lh_endpoint_t *ep, lh_llm_message_t **r
 		return true;
 	}
 	a->est_input = rep.tokens;
+	a->dropped = rep.n_dropped;
 	if (rep.n_dropped || rep.newest_truncated || rep.n_memories_dropped) {
 		char d[24], t[24], b[24];
 		lh_log_info("worker.context", "context cut to the model's window", "model", ep->model,
@@ -1126,6 +1275,8 @@ static void request(attempt_t *a)
 		}
 		if (assemble(a, ep, &msgs, &nmsgs))
 			return;
+		if (attempt_fold_due(a))
+			attempt_fold_msgs(a, ep, &msgs, &nmsgs);
 		wait = lh_limiter_take(&ep->limiter, a->est_input, 1, now);
 		if (wait > 0) {
 			struct timeval tv = {wait / 1000000, wait % 1000000};
@@ -1155,11 +1306,11 @@ static void request(attempt_t *a)
 	req.messages = msgs;
 	req.n_messages = nmsgs;
 	req.timeout_ms = wk.cfg.llm_timeout_ms;
-	req.task_kind = o->kind;
+	req.task_kind = a->asum_calling ? "summarize" : o->kind;
 	req.goal = o->goal;
-	if (a->schema)
+	if (a->schema && !a->asum_calling)
 		req.response_schema = &a->rschema;
-	if (wk.noffered > 0 && !strcmp(o->kind, "act")) {
+	if (wk.noffered > 0 && !strcmp(o->kind, "act") && !a->asum_calling) {
 		req.tools = wk.offered;
 		req.n_tools = wk.noffered;
 		if (a->schema) /* let the model call a tool before it answers in the schema */

@@ -378,3 +378,33 @@ void lh_summarize_job_event(const lh_summarize_job_t *j, const lh_event_t *order
 	ret->causation_id = order->id;
 	ret->body = ret_body;
 }
+
+lh_summarize_store_job_t *lh_summarize_store_job_new(const lh_id_t *plan, const char *subject,
+						     const lh_summary_t *s, int expected)
+{
+	lh_summarize_store_job_t *j = calloc(1, sizeof(*j));
+	json_t *js = lh_summary_to_json(s);
+	lh_error_t err = {0};
+	if (!j || !js || lh_summary_from_json(js, &j->s, &err) != LH_OK)
+		abort(); /* what lh_summary_to_json wrote always parses */
+	json_decref(js);
+	lh_uuid_fmt(plan, j->plan);
+	snprintf(j->subject, sizeof(j->subject), "%s", subject);
+	j->expected = expected;
+	return j;
+}
+
+lh_err_t lh_summarize_store_job_run(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_error_t *err)
+{
+	lh_summarize_store_job_t *j = job;
+	(void)emb;
+	return lh_summary_store(pg, j->plan, j->subject, &j->s, j->expected, NULL, &j->stored, err);
+}
+
+void lh_summarize_store_job_free(lh_summarize_store_job_t *j)
+{
+	if (!j)
+		return;
+	lh_summary_finish(&j->s);
+	free(j);
+}

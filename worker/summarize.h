@@ -31,6 +31,7 @@
 #include "event.h"
 #include "ids.h"
 #include "pg.h"
+#include "llm.h"
 #include "summary.h"
 
 #define LH_SUMMARIZE_MAX_SECTION 16384	/* bytes of one text section in the model's answer */
@@ -42,6 +43,8 @@
 
 /* The system prompt of a summarize call (static). */
 extern const char LH_SUMMARIZE_SYSTEM[];
+/* The system prompt of a call that folds a long attempt's dropped messages (static). */
+extern const char LH_SUMMARIZE_ATTEMPT_SYSTEM[];
 
 /* ---- pure half (summarize_parse.c) --------------------------------------------------------- */
 
@@ -76,6 +79,25 @@ void lh_summarize_answer_sections(const lh_summarize_answer_t *a,
  * max_bytes). s and span_text borrowed (span_text may be NULL). New (free()). */
 char *lh_summarize_prompt(const lh_summary_t *s, int64_t from, int64_t to, const char *span_text,
 			  size_t max_bytes);
+
+/* ---- per-attempt summaries (subject "TASK/ATTEMPT") ----------------------------------------- */
+
+/* Messages [from, to) of an attempt as text, one "[i] role: content" block each (tool calls as
+ * "-> name(arguments)", a tool result as "[i] tool result: ..."), each block cut to max_each
+ * bytes (0: whole) at a UTF-8 boundary. At least one message; then only while the text stays
+ * within max_bytes; *ret_to is where it stopped (> from unless from >= to). New (free()). */
+char *lh_summarize_messages_text(const lh_llm_message_t *msgs, size_t from, size_t to,
+				 size_t max_each, size_t max_bytes, size_t *ret_to);
+/* The user message of an attempt-summary call: the task (the summary's intent), the open
+ * questions so far, then "New messages of this attempt (FROM to TO-1):" and text (cut to
+ * max_bytes). New (free()). */
+char *lh_summarize_attempt_prompt(const lh_summary_t *s, size_t from, size_t to, const char *text,
+				  size_t max_bytes);
+/* The context's summary: the plan's (may be NULL) with the attempt's (borrowed) folded in, in
+ * *ret (initialized here): play-by-play and breadcrumbs appended under "This attempt so far:",
+ * artifacts added, the attempt's open questions when it has any. */
+void lh_summarize_combine(const lh_summary_t *plan, const lh_summary_t *attempt,
+			  lh_summary_t *ret);
 
 /* Keep the newest max bytes of *text (owned, may be NULL), from its first whole paragraph in
  * them (else from a UTF-8 character start), after a mark saying the rest is in older versions.
@@ -173,6 +195,22 @@ const lh_summary_t *lh_summarize_job_summary(const lh_summarize_job_t *j);
  * Its strings point into order and j (emit before freeing either). */
 void lh_summarize_job_event(const lh_summarize_job_t *j, const lh_event_t *order,
 			    const char *worker_id, lh_event_t *ret, lh_summary_updated_t *ret_body);
+/* Storing an attempt's summary on the memory tools' thread, detached from the attempt: the job
+ * owns a copy of s. lh_summarize_store_job_run is an lh_memtools_fn; the done callback frees the
+ * job with lh_summarize_store_job_free after reading the outcome. */
+typedef struct lh_summarize_store_job {
+	char plan[LH_UUID_STR_LEN + 1];
+	char subject[64];
+	lh_summary_t s;
+	int expected; /* the version s was merged over (0: first) */
+	int stored;   /* set by run on success */
+	void *owner;  /* for the callback (not dereferenced here) */
+} lh_summarize_store_job_t;
+lh_summarize_store_job_t *lh_summarize_store_job_new(const lh_id_t *plan, const char *subject,
+						     const lh_summary_t *s, int expected);
+lh_err_t lh_summarize_store_job_run(lh_pg_t *pg, lh_embedder_t *emb, void *job, lh_error_t *err);
+void lh_summarize_store_job_free(lh_summarize_store_job_t *j);
+
 /* What the job did: the span [from, to), its relevant events, the version stored (0: none). */
 void lh_summarize_job_span(const lh_summarize_job_t *j, int64_t *ret_from, int64_t *ret_to,
 			   int64_t *ret_events, int *ret_version);

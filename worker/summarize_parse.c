@@ -19,6 +19,17 @@ const char LH_SUMMARIZE_SYSTEM[] =
 	"output, which file, which URL); empty when nothing\", \"open_questions\": \"the questions "
 	"still open after these events, including earlier ones not yet answered; empty when none\"}.";
 
+const char LH_SUMMARIZE_ATTEMPT_SYSTEM[] =
+	"You keep the running summary of one long task attempt of an agent. Its oldest messages "
+	"no longer fit the model's window: you get the task, the open questions so far, and those "
+	"messages (the agent's turns, tool calls and tool results), each with its index. Describe "
+	"only these messages. Answer with JSON only, exactly these four keys: {\"play_by_play\": "
+	"\"what the agent did and found in these messages, in order, in a few short sentences\", "
+	"\"artifacts\": [\"every file path, id, ticket, URL or name they mention, one item each, "
+	"verbatim\"], \"breadcrumbs\": \"how to re-fetch details (which tool, which query, which "
+	"URL); empty when nothing\", \"open_questions\": \"the questions still open; empty when "
+	"none\"}.";
+
 /* Bytes of s to show, at most max, not ending inside a UTF-8 sequence. */
 static size_t cut_len(const char *s, size_t len, size_t max)
 {
@@ -377,4 +388,114 @@ bool lh_summarize_render_event(lh_buf_t *out, int64_t offset, const char *type, 
 	lh_buf_appends(out, n < b.len ? " [cut]\n" : "\n");
 	lh_buf_finish(&b);
 	return true;
+}
+
+/* ---- per-attempt summaries --------------------------------------------------------------- */
+
+static const char *role_name(lh_llm_role_t r)
+{
+	switch (r) {
+	case LH_LLM_ROLE_SYSTEM:
+		return "system";
+	case LH_LLM_ROLE_USER:
+		return "user";
+	case LH_LLM_ROLE_ASSISTANT:
+		return "assistant";
+	case LH_LLM_ROLE_TOOL:
+		return "tool result";
+	default:
+		return "message";
+	}
+}
+
+char *lh_summarize_messages_text(const lh_llm_message_t *msgs, size_t from, size_t to,
+				 size_t max_each, size_t max_bytes, size_t *ret_to)
+{
+	lh_buf_t out, one;
+	size_t i;
+	lh_buf_init(&out);
+	lh_buf_init(&one);
+	for (i = from; i < to; i++) {
+		const lh_llm_message_t *m = &msgs[i];
+		size_t n;
+		lh_buf_reset(&one);
+		lh_buf_printf(&one, "[%zu] %s: %s", i, role_name(m->role), m->content ? m->content : "");
+		for (size_t k = 0; k < m->n_tool_calls; k++)
+			lh_buf_printf(&one, "\n  -> %s(%s)",
+				      m->tool_calls[k].name ? m->tool_calls[k].name : "?",
+				      m->tool_calls[k].arguments_json ? m->tool_calls[k].arguments_json
+								       : "");
+		n = max_each ? cut_len(one.data, one.len, max_each) : one.len;
+		if (i > from && out.len + n > max_bytes)
+			break;
+		lh_buf_append(&out, one.data, n);
+		lh_buf_appends(&out, n < one.len ? " [cut]\n" : "\n");
+	}
+	lh_buf_finish(&one);
+	lh_buf_append(&out, "", 1);
+	*ret_to = i;
+	return lh_buf_steal(&out, NULL);
+}
+
+char *lh_summarize_attempt_prompt(const lh_summary_t *s, size_t from, size_t to, const char *text,
+				  size_t max_bytes)
+{
+	const char *intent = s && s->intent ? s->intent : "";
+	const char *oq = s && s->open_questions && *s->open_questions ? s->open_questions : "(none)";
+	const char *t = text ? text : "";
+	size_t li = strlen(intent), lq = strlen(oq), lt = strlen(t);
+	size_t ci = cut_len(intent, li, LH_SUMMARIZE_MAX_CONTEXT);
+	size_t cq = cut_len(oq, lq, LH_SUMMARIZE_MAX_CONTEXT);
+	size_t ct = cut_len(t, lt, max_bytes);
+	lh_buf_t b;
+	lh_buf_init(&b);
+	lh_buf_printf(&b, "Task:\n%.*s%s\n\nOpen questions so far:\n%.*s%s\n\n", (int)ci, intent,
+		      ci < li ? " [cut]" : "", (int)cq, oq, cq < lq ? " [cut]" : "");
+	lh_buf_printf(&b, "New messages of this attempt (%zu to %zu):\n", from, to ? to - 1 : 0);
+	lh_buf_append(&b, t, ct);
+	if (ct < lt)
+		lh_buf_appends(&b, " [cut]\n");
+	lh_buf_append(&b, "", 1);
+	return lh_buf_steal(&b, NULL);
+}
+
+static char *joined(const char *a, const char *label, const char *b)
+{
+	lh_buf_t buf;
+	lh_buf_init(&buf);
+	if (a && *a)
+		lh_buf_printf(&buf, "%s\n\n", a);
+	lh_buf_printf(&buf, "%s%s", label, b);
+	lh_buf_append(&buf, "", 1);
+	return lh_buf_steal(&buf, NULL);
+}
+
+void lh_summarize_combine(const lh_summary_t *plan, const lh_summary_t *attempt,
+			  lh_summary_t *ret)
+{
+	json_t *j = plan ? lh_summary_to_json(plan) : NULL;
+	lh_error_t err = {0};
+	char *t;
+	if (!j || lh_summary_from_json(j, ret, &err) != LH_OK)
+		lh_summary_init(ret, 0, attempt && attempt->intent ? attempt->intent : "");
+	json_decref(j);
+	if (!attempt)
+		return;
+	if (attempt->play_by_play && *attempt->play_by_play) {
+		t = joined(ret->play_by_play, "This attempt so far: ", attempt->play_by_play);
+		free(ret->play_by_play);
+		ret->play_by_play = t;
+	}
+	if (attempt->breadcrumbs && *attempt->breadcrumbs) {
+		t = joined(ret->breadcrumbs, "This attempt: ", attempt->breadcrumbs);
+		free(ret->breadcrumbs);
+		ret->breadcrumbs = t;
+	}
+	if (attempt->open_questions && *attempt->open_questions) {
+		free(ret->open_questions);
+		if (!(ret->open_questions = strdup(attempt->open_questions)))
+			abort();
+	}
+	for (size_t i = 0; i < attempt->n_artifacts; i++)
+		lh_summary_add_artifact(ret, attempt->artifacts[i]);
 }

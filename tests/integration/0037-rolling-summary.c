@@ -37,6 +37,7 @@ static ts_stack_t ts;
 static char llm_url[128];
 static char tag[16];
 static int fast_worker;
+#define N_STEPS 8 /* tool rounds of the long attempt (t_attempt) */
 
 /* the outputs' artifacts (fakellm's answers to tasks 1..4 and the crash plan's task) */
 static char art[10][128];
@@ -256,11 +257,53 @@ static void t_correction(void)
 	check_versions(plan, 1);
 }
 
+/* A long attempt on the frontier worker (a 1,200-token window, memory.summarize_attempts on):
+ * its tool rounds overflow the window; the dropped messages are folded into the attempt's own
+ * summary (subject "1/1"), stored in versions with growing anchors, and a later call of the
+ * same attempt carries it: fakellm answers ATTEMPT-SUMMARY-SEEN only when the system text holds
+ * step 1's path, which only the dropped messages mention. */
+static void t_attempt(void)
+{
+	char goal[600], plan[LH_UUID_STR_LEN + 1], step1[128], q[300];
+	const char *out, *v;
+	lh_id_t id;
+	snprintf(goal, sizeof(goal),
+		 "Long drill %s\nlh-script: {\"tasks\":[{\"id\":1,\"instructions\":\"Dig "
+		 "deep\",\"tier\":\"frontier\"}],\"join\":\"Check\"}\n",
+		 tag);
+	id = ts_submit(&ts, goal);
+	lh_uuid_fmt(&id, plan);
+	printf("# attempt plan %s\n", plan);
+	T_CHECK(ts_wait_sql(&ts, 120000, "SELECT status FROM plans WHERE plan_id = $1", plan,
+			    "completed"));
+	out = ts_sql1(&ts, "SELECT output::text FROM tasks WHERE plan_id = $1 AND task_no = 1", plan);
+	printf("# task 1: %.200s\n", out ? out : "(null)");
+	T_CHECK(out && strstr(out, "ATTEMPT-SUMMARY-SEEN") != NULL);
+	v = ts_sql1(&ts, "SELECT count(*) FROM summaries WHERE plan_id = $1 AND subject = '1/1'",
+		    plan);
+	printf("# attempt summary versions: %s\n", v ? v : "(null)");
+	T_CHECK(v && atoi(v) >= 1);
+	T_EQ_STR(ts_sql1(&ts, "SELECT count(*) FROM (SELECT anchor, lag(anchor) OVER (ORDER BY "
+			      "version) AS prev, n_spans, version FROM summaries WHERE plan_id = $1 "
+			      "AND subject = '1/1') s WHERE (prev IS NOT NULL AND anchor <= prev) OR "
+			      "n_spans <> version", plan),
+		 "0");
+	snprintf(step1, sizeof(step1), "/srv/att-%s/step-1.log", tag);
+	snprintf(q, sizeof(q),
+		 "SELECT (sections->'artifacts' ? '%s')::text FROM summaries WHERE plan_id = $1 AND "
+		 "subject = '1/1' ORDER BY version DESC LIMIT 1",
+		 step1);
+	T_EQ_STR(ts_sql1(&ts, q, plan), "true");
+}
+
 int main(int argc, char **argv)
 {
 	lh_id_t t = lh_uuid7_new();
-	char tid[LH_UUID_STR_LEN + 1], script[4096], cfg[600];
+	char tid[LH_UUID_STR_LEN + 1], script[16384], cfg[600], steps[8192] = "", filler[700];
 	unsigned run;
+	memset(filler, 0, sizeof(filler));
+	for (int i = 0; i < 600; i += 20)
+		memcpy(filler + i, "lorem ipsum dolor s ", 20);
 	int rc = ts_init(&ts, argc > 1 ? argv[1] : ".");
 	if (rc)
 		return rc;
@@ -282,6 +325,16 @@ int main(int argc, char **argv)
 	/* Rules, first match wins. Summarize calls (their system prompt) get fakellm's own
 	 * summarize answer, except the crash plan's first, which hangs 30 s. Act tasks answer by
 	 * marker; task 4 says SUMMARY-SEEN only when its system text holds task 2's path. */
+	/* the long attempt's tool rounds: each turn a memory_search with its own query and a long
+	 * text naming that step's log file */
+	for (int k = 1; k <= N_STEPS; k++) {
+		size_t n = strlen(steps);
+		snprintf(steps + n, sizeof(steps) - n,
+			 ",{\"match_system\":\"tier frontier)\",\"times\":1,\"content\":\"Step %d: "
+			 "wrote /srv/att-%s/step-%d.log. %s\",\"tool_calls\":[{\"name\":"
+			 "\"memory_search\",\"arguments\":{\"query\":\"step %d of %s\"}}]}",
+			 k, tag, k, filler, k, tag);
+	}
 	snprintf(script, sizeof(script),
 		 "{\"rules\":["
 		 "{\"match\":\"%s\",\"match_system\":\"running summary\",\"times\":1,"
@@ -292,6 +345,9 @@ int main(int argc, char **argv)
 		 "summary\",\"content\":\"{\\\"play_by_play\\\": \\\"Corrected.\\\", "
 		 "\\\"artifacts\\\": [], \\\"breadcrumbs\\\": \\\"\\\", "
 		 "\\\"open_questions\\\": \\\"\\\"}\"},"
+		 "{\"match_system\":\"You are the joiner\"},"
+		 "{\"match_system\":\"/srv/att-%s/step-1.log\","
+		 "\"content\":\"ATTEMPT-SUMMARY-SEEN\"},"
 		 "{\"match_system\":\"running summary\",\"latency_ms\":1500},"
 		 "{\"match\":\"[case:r1]\",\"content\":\"Wrote %s and filed %s.\"},"
 		 "{\"match\":\"[case:r2]\",\"content\":\"Moved the data to %s; ticket %s.\"},"
@@ -300,9 +356,9 @@ int main(int argc, char **argv)
 		 "\"content\":\"SUMMARY-SEEN: wrote %s, closed %s.\"},"
 		 "{\"match\":\"[case:r4]\",\"content\":\"no summary: wrote %s, closed %s.\"},"
 		 "{\"match\":\"[case:k1]\",\"content\":\"Drilled; notes in %s.\"},"
-		 "{\"match\":\"[case:c1]\",\"content\":\"Noted in %s.\"}]}",
-		 art[8], art[9], art[0], art[1], art[2], art[3], art[4], art[5], art[2], art[6], art[7],
-		 art[6], art[7], art[8], art[9]);
+		 "{\"match\":\"[case:c1]\",\"content\":\"Noted in %s.\"}%s]}",
+		 art[8], art[9], tag, art[0], art[1], art[2], art[3], art[4], art[5], art[2], art[6], art[7],
+		 art[6], art[7], art[8], art[9], steps);
 	if (ts_fakellm_with(&ts, 5, script, llm_url)) {
 		ts_finish(&ts);
 		return 1;
@@ -324,9 +380,24 @@ int main(int argc, char **argv)
 	}
 	fast_worker = ts_spawn_worker_url(&ts, "fast", llm_url, "--config", cfg, NULL);
 	ts_spawn_worker_url(&ts, "standard", llm_url, NULL);
+	{
+		char cfg2[600];
+		FILE *f;
+		snprintf(cfg2, sizeof(cfg2), "%s/0037-frontier.json", ts.log_dir);
+		f = fopen(cfg2, "w");
+		if (f) {
+			fputs("{\"llm.context_window\": 1200, \"llm.reserve_output_tokens\": 200, "
+			      "\"memory.summarize_attempts\": true, "
+			      "\"memory.summarize_attempt_batch\": 2, \"worker.max_turns\": 40}\n",
+			      f);
+			fclose(f);
+		}
+		ts_spawn_worker_url(&ts, "frontier", llm_url, "--config", cfg2, NULL);
+	}
 	T_RUN(t_rolling);
 	T_RUN(t_crash);
 	T_RUN(t_correction);
+	T_RUN(t_attempt);
 	ts_finish(&ts);
 	return t_done();
 }

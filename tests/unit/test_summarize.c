@@ -174,6 +174,56 @@ static void keep_tail(void)
 	T_CHECK(u == NULL);
 }
 
+static void attempt_messages(void)
+{
+	lh_llm_tool_call_t call = {.id = "c1", .name = "memory_search",
+				   .arguments_json = "{\"query\":\"x\"}"};
+	lh_llm_message_t m[4] = {
+		{.role = LH_LLM_ROLE_USER, .content = "Task: dig"},
+		{.role = LH_LLM_ROLE_ASSISTANT, .content = "looking at /srv/a/step-1.log",
+		 .tool_calls = &call, .n_tool_calls = 1},
+		{.role = LH_LLM_ROLE_TOOL, .content = "{\"memories\":[]}", .tool_call_id = "c1"},
+		{.role = LH_LLM_ROLE_ASSISTANT, .content = "done"},
+	};
+	size_t to = 0;
+	char *t = lh_summarize_messages_text(m, 1, 4, 0, 100000, &to), *p;
+	lh_summary_t s, plan, both;
+	T_EQ_INT(to, 4);
+	T_EQ_STR(t, "[1] assistant: looking at /srv/a/step-1.log\n  -> memory_search({\"query\":\"x\"})\n"
+		    "[2] tool result: {\"memories\":[]}\n[3] assistant: done\n");
+	free(t);
+	/* bounded: at least one message, then only what fits */
+	t = lh_summarize_messages_text(m, 1, 4, 0, 10, &to);
+	T_EQ_INT(to, 2);
+	free(t);
+	t = lh_summarize_messages_text(m, 1, 4, 12, 100000, &to);
+	T_CHECK(strstr(t, "[1] assistan [cut]\n") != NULL);
+	free(t);
+	lh_summary_init(&s, 0, "dig");
+	p = lh_summarize_attempt_prompt(&s, 1, 4, "TEXT", 1000);
+	T_CHECK(strstr(p, "Task:\ndig\n") && strstr(p, "New messages of this attempt (1 to 3):\nTEXT"));
+	free(p);
+	/* the context's summary: the plan's with the attempt's folded in */
+	free(s.play_by_play);
+	s.play_by_play = strdup("read step 1");
+	lh_summary_add_artifact(&s, "/srv/a/step-1.log");
+	lh_summary_init(&plan, 7, "the goal");
+	free(plan.play_by_play);
+	plan.play_by_play = strdup("task 1 done");
+	lh_summarize_combine(&plan, &s, &both);
+	T_EQ_STR(both.intent, "the goal");
+	T_EQ_STR(both.play_by_play, "task 1 done\n\nThis attempt so far: read step 1");
+	T_EQ_INT(both.n_artifacts, 1);
+	T_EQ_INT(both.anchor, 7);
+	lh_summary_finish(&both);
+	lh_summarize_combine(NULL, &s, &both); /* no plan summary yet */
+	T_EQ_STR(both.intent, "dig");
+	T_EQ_STR(both.play_by_play, "This attempt so far: read step 1");
+	lh_summary_finish(&both);
+	lh_summary_finish(&plan);
+	lh_summary_finish(&s);
+}
+
 static void order_ids(void)
 {
 	lh_id_t plan = lh_uuid7_new(), a = lh_summarize_order_id(&plan, 3, 1),
@@ -201,6 +251,7 @@ int main(void)
 	T_RUN(render_events);
 	T_RUN(prompt_bounds);
 	T_RUN(keep_tail);
+	T_RUN(attempt_messages);
 	T_RUN(order_ids);
 	T_RUN(is_order);
 	return t_done();
