@@ -192,18 +192,6 @@ lh_err_t lh_extract_apply(lh_pg_t *pg, const lh_memory_t *tmpl, const char *cons
 	return rc;
 }
 
-/* ---- pending extract orders ------------------------------------------------------------- */
-
-struct lh_extract_pending {
-	struct lh_extract_pending *next;
-	lh_id_t plan_id, causation;
-	int64_t task_no, attempt;
-	char *tenant, *tier, *goal, *instructions;
-	json_t *inputs;
-};
-
-static lh_extract_pending_t *pending; /* registered, newest first (the loop thread's) */
-
 static char *dup0(const char *s)
 {
 	char *r = s ? strdup(s) : NULL;
@@ -212,98 +200,29 @@ static char *dup0(const char *s)
 	return r;
 }
 
-lh_extract_pending_t *lh_extract_pending_new(const lh_event_t *order, const char *tier,
-					     const char *system, const char *const *recalled,
-					     size_t n_recalled, const json_t *output)
+/* ---- the extract order, as a follow-up of the source attempt ----------------------------- */
+
+lh_followup_t *lh_extract_followup(lh_followup_t *chain, const lh_event_t *order,
+				   const char *tier, const char *topic, const char *system,
+				   const char *const *recalled, size_t n_recalled,
+				   const json_t *output)
 {
 	const lh_task_order_t *o = order->body;
-	lh_extract_pending_t *p = calloc(1, sizeof(*p));
-	json_t *rec = json_array();
+	json_t *rec = json_array(), *inputs;
 	char *out = output ? json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-	if (!p || !rec)
+	if (!rec)
 		abort();
 	for (size_t i = 0; i < n_recalled; i++)
 		json_array_append_new(rec, json_string(recalled[i] ? recalled[i] : ""));
-	p->plan_id = order->plan_id;
-	p->task_no = order->task_no;
-	p->attempt = order->attempt;
-	/* the source's attempt.succeeded (the worker's ev_init derives it this way) */
-	p->causation = lh_event_id_derivef(&order->plan_id, "attempt.succeeded", 0, "t%lld:a%lld",
-					   (long long)order->task_no, (long long)order->attempt);
-	p->tenant = dup0(order->tenant);
-	p->tier = dup0(tier);
-	p->goal = dup0(o->goal);
-	p->instructions = dup0(o->instructions ? o->instructions : "");
 	/* a string output goes as it is; anything else as its JSON text */
-	p->inputs = json_pack("{s:s, s:s, s:o}", "output",
-			      json_is_string(output) ? json_string_value(output) : out ? out : "",
-			      "system", system ? system : "", "recalled", rec);
+	inputs = json_pack("{s:s, s:s, s:o}", "output",
+			   json_is_string(output) ? json_string_value(output) : out ? out : "",
+			   "system", system ? system : "", "recalled", rec);
 	free(out);
-	if (!p->inputs)
-		abort();
-	p->next = pending;
-	pending = p;
-	return p;
-}
-
-lh_extract_pending_t *lh_extract_pending_take(void *ptr)
-{
-	for (lh_extract_pending_t **pp = &pending; *pp; pp = &(*pp)->next)
-		if ((void *)*pp == ptr) {
-			lh_extract_pending_t *p = *pp;
-			*pp = p->next;
-			p->next = NULL;
-			return p;
-		}
-	return NULL;
-}
-
-void lh_extract_pending_event(const lh_extract_pending_t *p, const char *worker_id,
-			      lh_event_t *ret, lh_task_order_t *ret_body)
-{
-	memset(ret_body, 0, sizeof(*ret_body));
-	ret_body->kind = "extract";
-	ret_body->tier = p->tier;
-	ret_body->goal = p->goal;
-	ret_body->instructions = p->instructions;
-	ret_body->inputs = p->inputs;
-	memset(ret, 0, sizeof(*ret));
-	ret->v = LH_ENVELOPE_VERSION;
-	ret->type = LH_EV_TASK_ORDER;
-	ret->id = lh_extract_order_id(&p->plan_id, (long long)p->task_no, (long long)p->attempt);
-	ret->plan_id = p->plan_id;
-	ret->task_no = p->task_no;
-	ret->attempt = p->attempt;
-	ret->ts_us = lh_now_us();
-	ret->tenant = p->tenant;
-	ret->actor.kind = "worker";
-	ret->actor.id = worker_id;
-	ret->causation_id = p->causation;
-	ret->body = ret_body;
-}
-
-void lh_extract_pending_free(lh_extract_pending_t *p)
-{
-	if (!p)
-		return;
-	free(p->tenant);
-	free(p->tier);
-	free(p->goal);
-	free(p->instructions);
-	json_decref(p->inputs);
-	free(p);
-}
-
-size_t lh_extract_pending_free_all(void)
-{
-	size_t n = 0;
-	while (pending) {
-		lh_extract_pending_t *p = pending;
-		pending = p->next;
-		lh_extract_pending_free(p);
-		n++;
-	}
-	return n;
+	return lh_followup_add(chain, order, "extract",
+			       lh_extract_order_id(&order->plan_id, (long long)order->task_no,
+						   (long long)order->attempt),
+			       tier, topic, o->instructions, inputs);
 }
 
 /* ---- an extract order's work ------------------------------------------------------------- */

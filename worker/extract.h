@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "embedder.h"
+#include "followup.h"
 #include "err.h"
 #include "ids.h"
 #include "memory.h"
@@ -74,24 +75,14 @@ lh_err_t lh_extract_apply(lh_pg_t *pg, const lh_memory_t *tmpl, const char *cons
 
 /* ---- the extract order, from the source attempt to the cheap tier's worker ----------------- */
 
-/* What a succeeded act attempt leaves for its extract order, until attempt.succeeded is
- * acknowledged (the producer's delivery report carries it back; lh_extract_pending_take tells it
- * from the worker's other opaque pointers). All copied. */
-typedef struct lh_extract_pending lh_extract_pending_t;
-lh_extract_pending_t *lh_extract_pending_new(const lh_event_t *order, const char *tier,
-					     const char *system, const char *const *recalled,
-					     size_t n_recalled, const json_t *output);
-/* p when it is a pending extract order (then no longer registered: the caller owns it), else
- * NULL. */
-lh_extract_pending_t *lh_extract_pending_take(void *p);
-/* The task.order of kind "extract" (event id lh_extract_order_id, causation the source's
- * attempt.succeeded id), in *ret (its strings point into p: emit before freeing p). */
-void lh_extract_pending_event(const lh_extract_pending_t *p, const char *worker_id,
-			      lh_event_t *ret, lh_task_order_t *ret_body);
-void lh_extract_pending_free(lh_extract_pending_t *p);
-/* Free every pending order still registered (at exit, after the producer's last flush);
- * returns how many. */
-size_t lh_extract_pending_free_all(void);
+/* Add the extract order of a succeeded act attempt (order, borrowed) to chain (followup.h): kind
+ * "extract", id lh_extract_order_id, inputs {output (a string output as it is, anything else as
+ * its JSON text), system (the source's system prompt), recalled (the memories recalled into its
+ * context)}: what the extraction must not re-ingest. Returns the chain's head. */
+lh_followup_t *lh_extract_followup(lh_followup_t *chain, const lh_event_t *order,
+				   const char *tier, const char *topic, const char *system,
+				   const char *const *recalled, size_t n_recalled,
+				   const json_t *output);
 
 /* ---- an extract order's work, on the worker that took it --------------------------------- */
 

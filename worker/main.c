@@ -631,14 +631,15 @@ static void finish(attempt_t *a, const char *error_class, const char *msg, json_
 		 * (on_delivery) */
 		{
 			bool act = !strcmp(((const lh_task_order_t *)a->order->body)->kind, "act");
-			void *opaque = extract_topic[0] && act
-					       ? lh_extract_pending_new(a->order, extract_tier,
-									a->msgs[0].content, a->recalled,
-									a->nrecalled, output)
-					       : NULL;
+			lh_followup_t *follow = NULL;
+			if (extract_topic[0] && act)
+				follow = lh_extract_followup(follow, a->order, extract_tier,
+							     extract_topic, a->msgs[0].content,
+							     a->recalled, a->nrecalled, output);
 			if (summarize_topic[0] && act)
-				opaque = lh_summarize_pending_new(a->order, summarize_tier, opaque);
-			publish(&ev, opaque);
+				follow = lh_summarize_followup(follow, a->order, summarize_tier,
+							       summarize_topic);
+			publish(&ev, follow);
 		}
 		json_decref(tr);
 		wk.succeeded++;
@@ -1570,18 +1571,23 @@ static void track_offset(int32_t partition, int64_t offset, bool acked)
 
 /* ---- extract orders (docs/memory.md): no attempt events, offset committed when done ----- */
 
-/* attempt.succeeded of an act attempt was delivered (rc LH_OK): its extract order goes out. */
-static void extract_send(lh_extract_pending_t *xp, lh_err_t rc)
+/* attempt.succeeded of an act attempt was delivered (rc LH_OK): its follow-up orders (extract,
+ * summarize; followup.h) go out. One that cannot be produced is lost: no memories from that
+ * success, or the plan's next summarize order covers its span. */
+static void followups_send(lh_followup_t *chain, lh_err_t rc)
 {
-	lh_event_t ev;
-	lh_task_order_t body;
-	lh_error_t err = {0};
-	if (rc == LH_OK) {
-		lh_extract_pending_event(xp, wk.worker_id, &ev, &body);
-		if (lh_bus_emit(wk.producer, extract_topic, &ev, false, &wk.scratch, NULL, &err))
-			lh_log_warn("worker.extract_order", err.msg); /* no memories from this one */
+	for (lh_followup_t *f = chain; rc == LH_OK && f; f = lh_followup_next(f)) {
+		lh_event_t ev;
+		lh_task_order_t body;
+		lh_error_t err = {0};
+		lh_followup_event(f, wk.worker_id, &ev, &body);
+		if (lh_bus_emit(wk.producer, lh_followup_topic(f), &ev, false, &wk.scratch, NULL,
+				&err))
+			lh_log_warn(!strcmp(lh_followup_kind(f), "extract") ? "worker.extract_order"
+									    : "worker.summarize_order",
+				    err.msg);
 	}
-	lh_extract_pending_free(xp);
+	lh_followup_free(chain);
 }
 
 /* The extract order is done, or has definitively failed: its offset may be committed (unless
@@ -1769,20 +1775,6 @@ static void consolidate_start(attempt_t *a)
  * when done ---------------------------------------------------------------------------------- */
 
 #define SUMMARIZE_MAX_LOADS 64 /* waits for materialization plus conflicts, per order */
-
-/* attempt.succeeded of an act attempt was delivered (rc LH_OK): its summarize order goes out. */
-static void summarize_send(lh_summarize_pending_t *sp, lh_err_t rc)
-{
-	lh_event_t ev;
-	lh_task_order_t body;
-	lh_error_t err = {0};
-	if (rc == LH_OK) {
-		lh_summarize_pending_event(sp, wk.worker_id, &ev, &body);
-		if (lh_bus_emit(wk.producer, summarize_topic, &ev, false, &wk.scratch, NULL, &err))
-			lh_log_warn("worker.summarize_order", err.msg); /* the next order covers it */
-	}
-	lh_summarize_pending_free(sp);
-}
 
 static void summarize_next(const lh_id_t *plan);
 
@@ -1979,18 +1971,9 @@ static void on_delivery(void *opaque, void *msg_opaque, lh_err_t rc, const lh_er
 			int32_t partition, int64_t offset)
 {
 	attempt_t *a = msg_opaque;
-	lh_summarize_pending_t *sp = lh_summarize_pending_take(msg_opaque);
-	lh_extract_pending_t *xp;
-	if (sp) {
-		/* the extract order of the same success, if any, rides along */
-		msg_opaque = lh_summarize_pending_also(sp);
-		summarize_send(sp, rc);
-		if (!msg_opaque)
-			return;
-	}
-	xp = lh_extract_pending_take(msg_opaque);
-	if (xp) {
-		extract_send(xp, rc);
+	lh_followup_t *follow = lh_followup_take(msg_opaque);
+	if (follow) {
+		followups_send(follow, rc);
 		return;
 	}
 	if (rc) {
@@ -2483,8 +2466,7 @@ int main(int argc, char **argv)
 		free(wk.parts[i].offs);
 		free(wk.parts[i].acked);
 	}
-	lh_summarize_pending_free_all(); /* whose attempt.succeeded was never acknowledged */
-	lh_extract_pending_free_all();
+	lh_followup_free_all(); /* whose attempt.succeeded was never acknowledged */
 	lh_idmap_finish(&wk.seen);
 	lh_buf_finish(&wk.scratch);
 	wk.call_arena = lh_arena_free(wk.call_arena);

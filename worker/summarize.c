@@ -18,102 +18,16 @@ static char *dup0(const char *s)
 	return r;
 }
 
-/* ---- pending summarize orders ----------------------------------------------------------- */
+/* ---- the summarize order, as a follow-up of the source attempt --------------------------- */
 
-struct lh_summarize_pending {
-	struct lh_summarize_pending *next;
-	lh_id_t plan_id, causation;
-	int64_t task_no, attempt;
-	char *tenant, *tier, *goal;
-	json_t *inputs;
-	void *also;
-};
-
-static lh_summarize_pending_t *pending; /* registered, newest first (the loop thread's) */
-
-lh_summarize_pending_t *lh_summarize_pending_new(const lh_event_t *order, const char *tier,
-						 void *also)
+lh_followup_t *lh_summarize_followup(lh_followup_t *chain, const lh_event_t *order,
+				     const char *tier, const char *topic)
 {
-	const lh_task_order_t *o = order->body;
-	lh_summarize_pending_t *p = calloc(1, sizeof(*p));
-	if (!p)
-		abort();
-	p->plan_id = order->plan_id;
-	p->task_no = order->task_no;
-	p->attempt = order->attempt;
-	/* the source's attempt.succeeded (the worker's ev_init derives it this way) */
-	p->causation = lh_event_id_derivef(&order->plan_id, "attempt.succeeded", 0, "t%lld:a%lld",
-					   (long long)order->task_no, (long long)order->attempt);
-	p->tenant = dup0(order->tenant);
-	p->tier = dup0(tier);
-	p->goal = dup0(o->goal);
-	if (!(p->inputs = json_pack("{s:s}", "subject", "")))
-		abort();
-	p->also = also;
-	p->next = pending;
-	pending = p;
-	return p;
-}
-
-void *lh_summarize_pending_also(const lh_summarize_pending_t *p) { return p->also; }
-
-lh_summarize_pending_t *lh_summarize_pending_take(void *ptr)
-{
-	for (lh_summarize_pending_t **pp = &pending; *pp; pp = &(*pp)->next)
-		if ((void *)*pp == ptr) {
-			lh_summarize_pending_t *p = *pp;
-			*pp = p->next;
-			p->next = NULL;
-			return p;
-		}
-	return NULL;
-}
-
-void lh_summarize_pending_event(const lh_summarize_pending_t *p, const char *worker_id,
-				lh_event_t *ret, lh_task_order_t *ret_body)
-{
-	memset(ret_body, 0, sizeof(*ret_body));
-	ret_body->kind = "summarize";
-	ret_body->tier = p->tier;
-	ret_body->goal = p->goal;
-	ret_body->instructions = "Fold the plan's new events into its rolling summary.";
-	ret_body->inputs = p->inputs;
-	memset(ret, 0, sizeof(*ret));
-	ret->v = LH_ENVELOPE_VERSION;
-	ret->type = LH_EV_TASK_ORDER;
-	ret->id = lh_summarize_order_id(&p->plan_id, (long long)p->task_no, (long long)p->attempt);
-	ret->plan_id = p->plan_id;
-	ret->task_no = p->task_no;
-	ret->attempt = p->attempt;
-	ret->ts_us = lh_now_us();
-	ret->tenant = p->tenant;
-	ret->actor.kind = "worker";
-	ret->actor.id = worker_id;
-	ret->causation_id = p->causation;
-	ret->body = ret_body;
-}
-
-void lh_summarize_pending_free(lh_summarize_pending_t *p)
-{
-	if (!p)
-		return;
-	free(p->tenant);
-	free(p->tier);
-	free(p->goal);
-	json_decref(p->inputs);
-	free(p);
-}
-
-size_t lh_summarize_pending_free_all(void)
-{
-	size_t n = 0;
-	while (pending) {
-		lh_summarize_pending_t *p = pending;
-		pending = p->next;
-		lh_summarize_pending_free(p);
-		n++;
-	}
-	return n;
+	return lh_followup_add(chain, order, "summarize",
+			       lh_summarize_order_id(&order->plan_id, (long long)order->task_no,
+						     (long long)order->attempt),
+			       tier, topic, "Fold the plan's new events into its rolling summary.",
+			       json_pack("{s:s}", "subject", ""));
 }
 
 bool lh_summarize_is_order(const lh_event_t *order)

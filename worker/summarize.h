@@ -29,6 +29,7 @@
 #include "embedder.h"
 #include "err.h"
 #include "event.h"
+#include "followup.h"
 #include "ids.h"
 #include "pg.h"
 #include "llm.h"
@@ -126,25 +127,11 @@ const char *lh_summarize_relevant_types(void);
 
 /* ---- summarize orders, from the source attempt to the summarize tier (summarize.c) --------- */
 
-/* What a succeeded act attempt leaves for its summarize order until attempt.succeeded is
- * acknowledged (the producer's delivery report carries it back). All copied. also: another
- * opaque pointer the same delivery report must reach (the extract order's; may be NULL), kept
- * and not owned. */
-typedef struct lh_summarize_pending lh_summarize_pending_t;
-lh_summarize_pending_t *lh_summarize_pending_new(const lh_event_t *order, const char *tier,
-						 void *also);
-/* The also pointer given to lh_summarize_pending_new. */
-void *lh_summarize_pending_also(const lh_summarize_pending_t *p);
-/* p when it is a registered pending summarize order (then no longer registered: the caller owns
- * it), else NULL. */
-lh_summarize_pending_t *lh_summarize_pending_take(void *p);
-/* The task.order of kind "summarize" (event id lh_summarize_order_id, causation the source's
- * attempt.succeeded), in *ret (its strings point into p: emit before freeing p). */
-void lh_summarize_pending_event(const lh_summarize_pending_t *p, const char *worker_id,
-				lh_event_t *ret, lh_task_order_t *ret_body);
-void lh_summarize_pending_free(lh_summarize_pending_t *p);
-/* Free every pending order still registered (at exit); returns how many. */
-size_t lh_summarize_pending_free_all(void);
+/* Add the rolling-summary order of a succeeded act attempt (order, borrowed) to chain
+ * (followup.h): kind "summarize", id lh_summarize_order_id, inputs {"subject": ""}. Returns the
+ * chain's head. */
+lh_followup_t *lh_summarize_followup(lh_followup_t *chain, const lh_event_t *order,
+				     const char *tier, const char *topic);
 
 /* Whether a task.order is a rolling-summary order (kind "summarize" with inputs.subject a
  * string), not a plan's own summarize task (which the coordinator dispatches like any task). */

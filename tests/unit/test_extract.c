@@ -1,8 +1,10 @@
 /* test_extract — worker/extract.c: the extraction answer's strict parser (table), the prompt's
  * bounds (UTF-8 safe cut, mark), the extract order's stable id. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "extract.h"
+#include "summarize.h"
 #include "t.h"
 
 static void parse_table(void)
@@ -104,11 +106,68 @@ static void order_id(void)
 	T_CHECK(!lh_id_is_zero(&a));
 }
 
+/* An act attempt's follow-ups (followup.h): one chain rides on its attempt.succeeded as the
+ * delivery report's opaque pointer; both orders come back from it, in order, with their ids,
+ * topics, kinds and the source's success as causation; any other pointer is not a chain. */
+static void followups(void)
+{
+	lh_id_t plan = lh_uuid7_new();
+	lh_task_order_t body = {.kind = "act", .tier = "standard", .goal = "Ship it",
+				.instructions = "Write /srv/a.txt"};
+	lh_event_t order = {.plan_id = plan, .task_no = 4, .attempt = 2, .tenant = "acme",
+			    .body = &body};
+	const char *recalled[] = {"M1 text"};
+	json_t *out = json_string("wrote /srv/a.txt");
+	lh_followup_t *chain = lh_extract_followup(NULL, &order, "fast", "lh.tasks.fast", "sys",
+						   recalled, 1, out);
+	T_CHECK(lh_summarize_followup(chain, &order, "fast", "lh.tasks.fast") == chain);
+	int other;
+	T_CHECK(lh_followup_take(&other) == NULL);
+	T_CHECK(lh_followup_take(chain) == chain);
+	T_CHECK(lh_followup_take(chain) == NULL); /* taken once */
+
+	lh_event_t ev;
+	lh_task_order_t ob;
+	lh_id_t cause = lh_event_id_derivef(&plan, "attempt.succeeded", 0, "t%lld:a%lld", 4LL, 2LL);
+	lh_followup_event(chain, "w1", &ev, &ob);
+	T_EQ_STR(ob.kind, "extract");
+	T_EQ_STR(lh_followup_topic(chain), "lh.tasks.fast");
+	{
+		lh_id_t want = lh_extract_order_id(&plan, 4, 2);
+		T_CHECK(memcmp(&ev.id, &want, sizeof(want)) == 0);
+	}
+	T_CHECK(memcmp(&ev.causation_id, &cause, sizeof(cause)) == 0);
+	T_EQ_STR(ev.tenant, "acme");
+	T_EQ_INT(ev.task_no, 4);
+	T_EQ_STR(json_string_value(json_object_get(ob.inputs, "output")), "wrote /srv/a.txt");
+	T_EQ_STR(json_string_value(json_array_get(json_object_get(ob.inputs, "recalled"), 0)),
+		 "M1 text");
+
+	lh_followup_t *second = lh_followup_next(chain);
+	T_CHECK(second && !lh_followup_next(second));
+	lh_followup_event(second, "w1", &ev, &ob);
+	T_EQ_STR(ob.kind, "summarize");
+	{
+		lh_id_t want = lh_summarize_order_id(&plan, 4, 2);
+		T_CHECK(memcmp(&ev.id, &want, sizeof(want)) == 0);
+	}
+	T_EQ_STR(json_string_value(json_object_get(ob.inputs, "subject")), "");
+	lh_followup_free(chain);
+
+	/* chains never acknowledged are freed at exit, and counted */
+	lh_extract_followup(NULL, &order, "fast", "t", NULL, NULL, 0, out);
+	lh_summarize_followup(NULL, &order, "fast", "t");
+	T_EQ_INT((long)lh_followup_free_all(), 2);
+	T_EQ_INT((long)lh_followup_free_all(), 0);
+	json_decref(out);
+}
+
 int main(void)
 {
 	T_RUN(parse_table);
 	T_RUN(parse_limits);
 	T_RUN(prompt_bounds);
 	T_RUN(order_id);
+	T_RUN(followups);
 	return t_done();
 }
