@@ -489,6 +489,17 @@ static void maybe_recovered(void)
 	pause_all(false);
 }
 
+/* Entries are waiting in a filling batch: make sure the flush timer will hand them over (a
+ * flush that found their writer busy leaves them for its end; entries that came meanwhile to an
+ * idle writer would otherwise wait for the next count trigger). Never extends a running timer. */
+static void arm_flush_timer(void)
+{
+	struct timeval tv = {mt.cfg.batch_max_ms / 1000, (mt.cfg.batch_max_ms % 1000) * 1000};
+	if (mt.failing || mt.exit_code || filling() == 0 || evtimer_pending(mt.ev_flush, NULL))
+		return;
+	evtimer_add(mt.ev_flush, &tv);
+}
+
 /* Hand every idle shard's entries to its writer; a busy shard writes its batch when it is done.
  * While failing, only the retry timer calls this. */
 static void flush_now(void)
@@ -503,6 +514,7 @@ static void flush_now(void)
 			submit(sh);
 	}
 	evtimer_del(mt.ev_flush);
+	arm_flush_timer(); /* what busy writers could not take yet */
 	lh_mstats_set(&mt.stats.pending, (int64_t)pending());
 }
 
@@ -530,6 +542,7 @@ static void on_writers_done(evutil_socket_t fd, short what, void *arg)
 	lh_mstats_set(&mt.stats.pending, (int64_t)pending());
 	if (!failed)
 		maybe_recovered();
+	arm_flush_timer();
 }
 
 /* Write everything with retries until written or timeout_ms pass, blocking (revocation,
@@ -733,10 +746,7 @@ out_added:
 	lh_mstats_set(&mt.stats.pending, (int64_t)pending());
 	if (mt.failing)
 		return; /* the retry timer writes */
-	if (filling() == 1) {
-		struct timeval tv = {mt.cfg.batch_max_ms / 1000, (mt.cfg.batch_max_ms % 1000) * 1000};
-		evtimer_add(mt.ev_flush, &tv);
-	}
+	arm_flush_timer();
 	if (filling() < (size_t)mt.cfg.batch_max_events)
 		return;
 	flush_now();
