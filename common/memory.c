@@ -556,3 +556,10 @@ lh_err_t lh_memory_consolidate(lh_pg_t *pg, const char *tenant, int64_t after_id
 	*ret = out;
 	return LH_OK;
 }
+
+lh_id_t lh_memory_stream_id(const char *tenant)
+{
+	static const lh_id_t none = {{0}};
+	const char *t = tenant && *tenant ? tenant : "default";
+	return lh_event_id_derive(&none, t, strlen(t), "memory.stream", 0);
+}

@@ -16,6 +16,7 @@
 
 #include "embedder.h"
 #include "err.h"
+#include "ids.h"
 #include "pg.h"
 
 typedef enum lh_memory_scope {
@@ -125,5 +126,10 @@ json_t *lh_memory_hits_json(const lh_memory_hit_t *hits, int n);
 /* The websearch_to_tsquery text used for query: its alphanumeric words joined by " or " (a
  * question rarely holds every word of the fact that answers it). New; NULL on out-of-memory. */
 char *lh_memory_fulltext_query(const char *query);
+
+/* The envelope plan id under which a tenant's memory changes travel on lh.events (memory.written,
+ * sql/0010_memory_log.sql): derived from the tenant's name alone, so one tenant's changes keep
+ * their order on one partition. It names no plan; the coordinator's fold ignores these events. */
+lh_id_t lh_memory_stream_id(const char *tenant);
 
 #endif

@@ -25,6 +25,7 @@
 #include "event.h"
 #include "kafka.h"
 #include "log.h"
+#include "relay.h"
 #include "metrics.h"
 #include "pg.h"
 #include "tools.h"
@@ -57,6 +58,8 @@ typedef struct mat_cfg {
 	char *against_schema;
 	int64_t older_than_days;
 	char *metrics_listen;
+	bool memory_relay;
+	int64_t memory_relay_interval_ms;
 } mat_cfg_t;
 
 #define C(f) offsetof(mat_cfg_t, f)
@@ -91,6 +94,16 @@ static const lh_cfg_def_t mat_table[] = {
 	 "flush latency), from a thread of its own; [ADDR]:PORT for IPv6, port 0 for any free "
 	 "port (logged); empty: off",
 	 C(metrics_listen)},
+	{"materializer.memory_relay", LH_CFG_BOOL, "true", 0, 0, NULL, "LH_MEMORY_RELAY",
+	 "memory-relay", false, false,
+	 "publish every change of a memory (the memories table's outbox, sql/0010) as memory.written "
+	 "on the events topic, so that a rebuild from the log reproduces the memories; one "
+	 "materializer of a database is enough, more are harmless",
+	 C(memory_relay)},
+	{"materializer.memory_relay_interval_ms", LH_CFG_INT, "500", 10, 60000, NULL, NULL,
+	 "memory-relay-interval-ms", false, false,
+	 "how often the relay looks at an empty outbox again (it drains a full one at once)",
+	 C(memory_relay_interval_ms)},
 	{"materializer.session_timeout_ms", LH_CFG_INT, "10000", 1000, 300000, NULL, NULL,
 	 "session-timeout-ms", false, false,
 	 "Kafka group session timeout: how soon a crashed materializer's partitions move",
@@ -194,6 +207,7 @@ static struct mat {
 	uint64_t dropped_batches;
 	lh_mstats_t stats; /* counters and stored offsets, read by the metrics thread too */
 	lh_mmetrics_t *metrics; /* --metrics-listen: the /metrics endpoint, or NULL */
+	lh_relay_t *relay;	/* --memory-relay: the memories' outbox relay, or NULL */
 	int64_t lag_total; /* at the last lag report (-1: unknown) */
 	int exit_code;
 } mt;
@@ -1075,6 +1089,17 @@ int main(int argc, char **argv)
 	}
 	if ((rc = start_kafka()))
 		goto out_free_loop;
+	if (mt.cfg.memory_relay) {
+		lh_relay_cfg_t rcfg = {.pg_url = mt.cfg.common.pg_url,
+				       .brokers = mt.cfg.common.brokers,
+				       .events_topic = mt.events_topic,
+				       .interval_ms = (int)mt.cfg.memory_relay_interval_ms,
+				       .batch = 200};
+		if (lh_relay_start(&rcfg, &mt.relay, &err)) {
+			rc = fail("memory relay", &err);
+			goto out_free_loop;
+		}
+	}
 	if (*mt.cfg.metrics_listen) {
 		char ps[24];
 		if (lh_mmetrics_new(mt.cfg.metrics_listen, &mt.stats, mt.consumer, mt.events_topic,
@@ -1099,6 +1124,8 @@ int main(int argc, char **argv)
 	if (mt.exit_code)
 		clear_batches(); /* never store past what a failed stop left behind */
 	mt.metrics = lh_mmetrics_free(mt.metrics); /* it reads the consumer's watermarks */
+	lh_relay_stop(mt.relay);
+	mt.relay = NULL;
 	mt.consumer = lh_kafka_free(mt.consumer);
 	if (lh_kafka_flush(mt.producer, (int)mt.cfg.shutdown_timeout_ms, &err))
 		lh_log_warn("materializer.flush", err.msg);
@@ -1110,6 +1137,8 @@ out_free_loop:
 		wait_writers(&e); /* every thread joined before anything it uses is freed */
 	}
 	mt.metrics = lh_mmetrics_free(mt.metrics);
+	lh_relay_stop(mt.relay);
+	mt.relay = NULL;
 	mt.consumer = lh_kafka_free(mt.consumer);
 	mt.producer = lh_kafka_free(mt.producer);
 	event_free(mt.ev_flush);

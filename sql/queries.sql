@@ -314,6 +314,12 @@ SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
   SELECT md5(x::text) h FROM messages x
    WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
 
+-- name: mat_checksum_memories
+SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
+  SELECT md5(x::text) h FROM memories x
+   WHERE x.id IN (SELECT (body->>'memory_id')::bigint FROM events
+                   WHERE topic = $1 AND type = 'memory.written')) s;
+
 -- name: mat_checksum_events
 SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
   SELECT md5(x::text) h FROM events x WHERE x.topic = $1) s;
@@ -504,6 +510,29 @@ WITH gone AS (
        AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.output_ref = b.sha256)
     RETURNING 1)
 SELECT count(*) FROM gone;
+
+-- name: memory_outbox_take
+-- lh-materializer's relay (materializer/relay.c, sql/0010): the $1 oldest queued memory changes:
+-- the memory's id, its current log_version and tenant (NULL: the row is gone), and the row as
+-- JSON (every column but the generated tsv).
+SELECT o.memory_id, m.log_version, m.tenant,
+       CASE WHEN m.id IS NOT NULL THEN jsonb_build_object(
+           'id', m.id, 'tenant', m.tenant, 'scope', m.scope, 'plan_id', m.plan_id,
+           'kind', m.kind, 'content', m.content, 'embedding', to_jsonb(m.embedding),
+           'embedding_bits', m.embedding_bits::text, 'content_sha256', m.content_sha256,
+           'source_event', m.source_event, 'task_no', m.task_no, 'attempt', m.attempt,
+           'use_count', m.use_count, 'success_count', m.success_count,
+           'superseded_by', m.superseded_by, 'created_at', m.created_at,
+           'updated_at', m.updated_at, 'embedder', m.embedder, 'forgotten_at', m.forgotten_at,
+           'forget_reason', m.forget_reason)::text END
+  FROM memory_outbox o LEFT JOIN memories m ON m.id = o.memory_id
+ ORDER BY o.seq LIMIT $1::integer;
+
+-- name: memory_outbox_done
+-- The relay published memories $1 (bigint[]) at versions $2 (bigint[]) and the broker has them:
+-- their queue entries go, unless a newer change queued a newer version meanwhile.
+DELETE FROM memory_outbox o USING unnest($1::bigint[], $2::bigint[]) AS d(id, v)
+ WHERE o.memory_id = d.id AND o.version <= d.v;
 
 -- name: memory_used
 -- lh_memory_used: memories $1 (bigint[]) of tenant $2 were put in a context; $3 = 1 when the task

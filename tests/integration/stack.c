@@ -30,6 +30,10 @@ int ts_init(ts_stack_t *ts, const char *build_root)
 	lh_id_t r = lh_uuid7_new();
 	char hex[33];
 	memset(ts, 0, sizeof(*ts));
+	/* The memories' relay of a materializer publishes every memory change of the database to
+	 * its own topic, and every test's materializer shares one database: off for all of them
+	 * (inherited), on only where a test asks for it (0040-memory-log: --memory-relay). */
+	setenv("LH_MEMORY_RELAY", "false", 1);
 	ts->brokers = getenv("LH_KAFKA_BROKERS");
 	ts->pg_url = getenv("LH_PG_URL");
 	if (!ts->brokers || !*ts->brokers || !ts->pg_url || !*ts->pg_url) {

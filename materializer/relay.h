@@ -1,0 +1,34 @@
+/* relay.h — the memories' outbox relay (sql/0010_memory_log.sql): a thread of lh-materializer
+ * with its own PostgreSQL connection and producer. It takes the oldest queued memory changes,
+ * publishes each row's current state as memory.written on lh.events (keyed by the tenant's memory
+ * stream, lh_memory_stream_id), waits until the broker has acknowledged them all, and only then
+ * removes the queue entries it published (an entry a newer change re-queued stays). A crash
+ * between the two publishes again: the event id is derived from (memory, version), so the
+ * duplicate is dropped where events are stored. The projection (lh_project_memory) makes the
+ * events rows again in a rebuild. */
+#ifndef LH_MATERIALIZER_RELAY_H
+#define LH_MATERIALIZER_RELAY_H
+
+#include <stdint.h>
+
+#include "err.h"
+
+typedef struct lh_relay_cfg {
+	const char *pg_url;
+	const char *brokers;
+	const char *events_topic;
+	int interval_ms; /* how often an empty queue is looked at again */
+	int batch;	 /* changes taken at once */
+} lh_relay_cfg_t;
+
+typedef struct lh_relay lh_relay_t;
+
+/* Start the relay thread (cfg's strings are copied). Errors only for resources (thread,
+ * producer); PostgreSQL and the broker being down are waited out inside, with a log line. */
+lh_err_t lh_relay_start(const lh_relay_cfg_t *cfg, lh_relay_t **ret, lh_error_t *err);
+/* Stop it (a round under way finishes its flush, bounded), join and free. Accepts NULL. */
+void lh_relay_stop(lh_relay_t *r);
+/* Memory changes published and acknowledged so far. */
+uint64_t lh_relay_published(const lh_relay_t *r);
+
+#endif
