@@ -96,9 +96,10 @@ static const lh_cfg_def_t mat_table[] = {
 	 C(metrics_listen)},
 	{"materializer.memory_relay", LH_CFG_BOOL, "true", 0, 0, NULL, "LH_MEMORY_RELAY",
 	 "memory-relay", false, false,
-	 "publish every change of a memory (the memories table's outbox, sql/0010) as memory.written "
-	 "on the events topic, so that a rebuild from the log reproduces the memories; one "
-	 "materializer of a database is enough, more are harmless",
+	 "publish every change of a memory and every rolling-summary version (the tables' outboxes, "
+	 "sql/0010, sql/0011) as memory.written / summary.written on the events topic, so that a "
+	 "rebuild from the log reproduces them; one materializer of a database is enough, more "
+	 "are harmless",
 	 C(memory_relay)},
 	{"materializer.memory_relay_interval_ms", LH_CFG_INT, "500", 10, 60000, NULL, NULL,
 	 "memory-relay-interval-ms", false, false,

@@ -65,30 +65,87 @@ static bool pause_ms(lh_relay_t *r, int ms)
 	return stop;
 }
 
-/* A PostgreSQL bigint[] literal of ids ("{1,2,3}") into b. */
-static void array_literal(lh_buf_t *b, const int64_t *v, int n)
+/* What the relay publishes: a table's outbox, read and settled by two named queries. The take
+ * query's columns: 0 the entry's seq, 1 whether the row is still there, 2 tenant (or NULL),
+ * 3 plan id (or NULL: the tenant's memory stream), 4 the cause the event id derives from,
+ * 5 the event body as JSON. */
+typedef struct source {
+	const char *take, *done;
+	lh_event_type_t type;
+} source_t;
+
+static const source_t SOURCES[] = {
+	{"memory_outbox_take", "memory_outbox_done", LH_EV_MEMORY_WRITTEN},
+	{"summary_outbox_take", "summary_outbox_done", LH_EV_SUMMARY_WRITTEN},
+};
+#define NSOURCES ((int)(sizeof(SOURCES) / sizeof(SOURCES[0])))
+
+/* Publish one taken row; false when it could not be produced (logged). */
+static bool publish_row(lh_relay_t *r, const source_t *src, const lh_pg_res_t *res, int i,
+			lh_buf_t *scratch)
 {
-	lh_buf_reset(b);
-	lh_buf_appends(b, "{");
-	for (int i = 0; i < n; i++)
-		lh_buf_printf(b, "%s%lld", i ? "," : "", (long long)v[i]);
-	lh_buf_appends(b, "}");
+	json_error_t jerr;
+	lh_error_t err = {0};
+	json_t *b = json_loads(lh_pg_get(res, i, 5), 0, &jerr);
+	const char *tenant = lh_pg_isnull(res, i, 2) ? NULL : lh_pg_get(res, i, 2);
+	const char *cause = lh_pg_get(res, i, 4);
+	lh_memory_written_t mw;
+	lh_summary_written_t sw;
+	lh_event_t ev = {.v = LH_ENVELOPE_VERSION,
+			 .type = src->type,
+			 .task_no = LH_NO_TASK,
+			 .ts_us = lh_now_us(),
+			 .tenant = tenant,
+			 .actor = {.kind = "materializer", .id = "relay"}};
+	bool ok = false;
+	if (!b) {
+		lh_log_error("materializer.relay_row", jerr.text);
+		return false;
+	}
+	if (lh_pg_isnull(res, i, 3))
+		ev.plan_id = lh_memory_stream_id(tenant);
+	else if (lh_uuid_parse(lh_pg_get(res, i, 3), &ev.plan_id)) {
+		lh_log_error("materializer.relay_row", "not a plan id", "plan", lh_pg_get(res, i, 3));
+		goto out;
+	}
+	if (src->type == LH_EV_MEMORY_WRITTEN) {
+		mw = (lh_memory_written_t){
+			.memory_id = json_integer_value(json_object_get(b, "memory_id")),
+			.version = json_integer_value(json_object_get(b, "version")),
+			.row = json_object_get(b, "row")};
+		ev.body = &mw;
+	} else {
+		sw = (lh_summary_written_t){
+			.subject = json_string_value(json_object_get(b, "subject")),
+			.version = json_integer_value(json_object_get(b, "version")),
+			.row = json_object_get(b, "row")};
+		ev.body = &sw;
+	}
+	ev.id = lh_event_id_derive(&ev.plan_id, cause, strlen(cause), lh_event_type_name(src->type),
+				   0);
+	if (lh_bus_emit(r->producer, r->topic, &ev, false, scratch, NULL, &err))
+		lh_log_warn("materializer.relay_produce", err.msg);
+	else
+		ok = true;
+out:
+	json_decref(b);
+	return ok;
 }
 
-/* One round: publish up to cfg.batch queued changes. Returns how many queue entries were
- * settled (0: the queue was empty), or -1 on an error (logged; the entries stay queued). */
-static int round_once(lh_relay_t *r, lh_buf_t *scratch)
+/* One round of one source: publish up to cfg.batch queued entries. Returns how many entries
+ * were settled (0: nothing queued), or -1 on an error (logged; the entries stay queued and go
+ * again: their event ids make the copies duplicates). */
+static int round_once(lh_relay_t *r, const source_t *src, lh_buf_t *scratch)
 {
 	lh_error_t err = {0};
 	lh_pg_res_t *res = NULL;
 	char lim[16];
-	const char *p[2] = {lim, NULL};
+	const char *p[1] = {lim};
 	int n, sent = 0, rc = -1;
-	int64_t *ids = NULL, *vers = NULL;
-	lh_buf_t a, b;
+	lh_buf_t seqs;
 
 	snprintf(lim, sizeof(lim), "%d", r->cfg.batch);
-	if (lh_pg_query(r->pg, "memory_outbox_take", 1, p, NULL, NULL, &res, &err)) {
+	if (lh_pg_query(r->pg, src->take, 1, p, NULL, NULL, &res, &err)) {
 		lh_log_warn("materializer.relay_pg", err.msg);
 		return -1;
 	}
@@ -96,69 +153,34 @@ static int round_once(lh_relay_t *r, lh_buf_t *scratch)
 		lh_pg_res_free(res);
 		return 0;
 	}
-	ids = calloc((size_t)n, sizeof(*ids));
-	vers = calloc((size_t)n, sizeof(*vers));
-	if (!ids || !vers)
-		abort();
 	atomic_store(&r->failed, 0);
+	lh_buf_init(&seqs);
+	lh_buf_appends(&seqs, "{");
 	for (int i = 0; i < n; i++) {
-		int64_t id = lh_pg_get_i64(res, i, 0);
-		ids[i] = id;
-		if (lh_pg_isnull(res, i, 1)) {
-			vers[i] = INT64_MAX; /* the row is gone (a test's clean-up): nothing to say */
-			continue;
+		/* a row that is gone (a test's clean-up) has nothing to say: its entry just goes */
+		if (strcmp(lh_pg_get(res, i, 1), "t") == 0) {
+			if (!publish_row(r, src, res, i, scratch))
+				goto out;
+			sent++;
 		}
-		vers[i] = lh_pg_get_i64(res, i, 1);
-		json_error_t jerr;
-		json_t *row = json_loads(lh_pg_get(res, i, 3), 0, &jerr);
-		const char *tenant = lh_pg_get(res, i, 2);
-		lh_memory_written_t body = {.memory_id = id, .version = vers[i], .row = row};
-		lh_event_t ev = {.v = LH_ENVELOPE_VERSION,
-				 .type = LH_EV_MEMORY_WRITTEN,
-				 .plan_id = lh_memory_stream_id(tenant),
-				 .task_no = LH_NO_TASK,
-				 .ts_us = lh_now_us(),
-				 .tenant = tenant,
-				 .actor = {.kind = "materializer", .id = "relay"},
-				 .body = &body};
-		ev.id = lh_event_id_derivef(&ev.plan_id, "memory.written", 0, "m%lld:v%lld",
-					    (long long)id, (long long)vers[i]);
-		if (!row) {
-			lh_log_error("materializer.relay_row", jerr.text);
-			json_decref(row);
-			goto out;
-		}
-		if (lh_bus_emit(r->producer, r->topic, &ev, false, scratch, NULL, &err)) {
-			lh_log_warn("materializer.relay_produce", err.msg);
-			json_decref(row);
-			goto out;
-		}
-		json_decref(row);
-		sent++;
+		lh_buf_printf(&seqs, "%s%s", i ? "," : "", lh_pg_get(res, i, 0));
 	}
+	lh_buf_appends(&seqs, "}");
 	if (sent && lh_kafka_flush(r->producer, FLUSH_TIMEOUT_MS, &err)) {
 		lh_log_warn("materializer.relay_flush", err.msg);
 		goto out;
 	}
 	if (atomic_load(&r->failed))
 		goto out; /* logged by on_delivery; the whole round goes again */
-	lh_buf_init(&a);
-	lh_buf_init(&b);
-	array_literal(&a, ids, n);
-	array_literal(&b, vers, n);
-	p[0] = a.data;
-	p[1] = b.data;
-	if (lh_pg_query(r->pg, "memory_outbox_done", 2, p, NULL, NULL, NULL, &err))
-		lh_log_warn("materializer.relay_pg", err.msg); /* published again: dropped as dups */
+	p[0] = seqs.data;
+	if (lh_pg_query(r->pg, src->done, 1, p, NULL, NULL, NULL, &err))
+		lh_log_warn("materializer.relay_pg", err.msg);
 	else {
 		atomic_fetch_add(&r->published, (uint64_t)sent);
 		rc = n;
 	}
-	lh_buf_finish(&a);
-	lh_buf_finish(&b);
 out:
-	free(ids);
-	free(vers);
+	lh_buf_finish(&seqs);
 	lh_pg_res_free(res);
 	return rc;
 }
@@ -186,7 +208,11 @@ static void *run(void *arg)
 				continue;
 			}
 		}
-		got = round_once(r, &scratch);
+		got = 0;
+		for (int i = 0; i < NSOURCES && got >= 0; i++) {
+			int g = round_once(r, &SOURCES[i], &scratch);
+			got = g < 0 ? g : got + g;
+		}
 		if (got < 0) {
 			if (pause_ms(r, backoff))
 				break;

@@ -26,7 +26,7 @@
 static const char *const tables[] = {"plans",	       "plan_versions",	 "tasks",
 				     "task_dependencies", "task_attempts", "plan_decisions",
 				     "input_requests",	 "messages",	 "memories",
-				     "events"};
+				     "summaries",	 "events"};
 #define NTABLES ((int)(sizeof(tables) / sizeof(tables[0])))
 
 bool lh_mtool_schema_ok(const char *name)

@@ -274,51 +274,65 @@ END $$;
 
 -- name: mat_checksum_plans
 -- lh-materializer checksum: rows and an order-independent digest (md5 of the sorted md5s of each
--- row's text) of a table, restricted to the plans with an event read from topic $1.
+-- row's text) of a table, restricted to the plans with an event read from topic $1 (not counting
+-- the relay's memory.written and summary.written: they name plans of any topic).
 SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
   SELECT md5(x::text) h FROM plans x
-   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1
+                       AND type NOT IN ('memory.written', 'summary.written'))) s;
 
 -- name: mat_checksum_plan_versions
 SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
   SELECT md5(x::text) h FROM plan_versions x
-   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1
+                       AND type NOT IN ('memory.written', 'summary.written'))) s;
 
 -- name: mat_checksum_tasks
 SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
   SELECT md5(x::text) h FROM tasks x
-   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1
+                       AND type NOT IN ('memory.written', 'summary.written'))) s;
 
 -- name: mat_checksum_task_dependencies
 SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
   SELECT md5(x::text) h FROM task_dependencies x
-   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1
+                       AND type NOT IN ('memory.written', 'summary.written'))) s;
 
 -- name: mat_checksum_task_attempts
 SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
   SELECT md5(x::text) h FROM task_attempts x
-   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1
+                       AND type NOT IN ('memory.written', 'summary.written'))) s;
 
 -- name: mat_checksum_plan_decisions
 SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
   SELECT md5(x::text) h FROM plan_decisions x
-   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1
+                       AND type NOT IN ('memory.written', 'summary.written'))) s;
 
 -- name: mat_checksum_input_requests
 SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
   SELECT md5(x::text) h FROM input_requests x
-   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1
+                       AND type NOT IN ('memory.written', 'summary.written'))) s;
 
 -- name: mat_checksum_messages
 SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
   SELECT md5(x::text) h FROM messages x
-   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1)) s;
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1
+                       AND type NOT IN ('memory.written', 'summary.written'))) s;
 
 -- name: mat_checksum_memories
 SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
   SELECT md5(x::text) h FROM memories x
    WHERE x.id IN (SELECT (body->>'memory_id')::bigint FROM events
                    WHERE topic = $1 AND type = 'memory.written')) s;
+
+-- name: mat_checksum_summaries
+SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
+  SELECT md5(x::text) h FROM summaries x
+   WHERE x.plan_id IN (SELECT plan_id FROM events WHERE topic = $1 AND type = 'summary.written')) s;
 
 -- name: mat_checksum_events
 SELECT count(*), md5(coalesce(string_agg(h, ',' ORDER BY h), '')) FROM (
@@ -513,10 +527,12 @@ SELECT count(*) FROM gone;
 
 -- name: memory_outbox_take
 -- lh-materializer's relay (materializer/relay.c, sql/0010): the $1 oldest queued memory changes:
--- the memory's id, its current log_version and tenant (NULL: the row is gone), and the row as
--- JSON (every column but the generated tsv).
-SELECT o.memory_id, m.log_version, m.tenant,
+-- the entry's seq, whether the row is still there, the tenant, no plan (the tenant's memory
+-- stream), the event id's cause, and the event body as JSON: {memory_id, version (the row's
+-- current log_version), row (every column but the generated tsv)}.
+SELECT o.seq, m.id IS NOT NULL, m.tenant, NULL::text, 'm' || o.memory_id || ':v' || m.log_version,
        CASE WHEN m.id IS NOT NULL THEN jsonb_build_object(
+           'memory_id', m.id, 'version', m.log_version, 'row', jsonb_build_object(
            'id', m.id, 'tenant', m.tenant, 'scope', m.scope, 'plan_id', m.plan_id,
            'kind', m.kind, 'content', m.content, 'embedding', to_jsonb(m.embedding),
            'embedding_bits', m.embedding_bits::text, 'content_sha256', m.content_sha256,
@@ -524,15 +540,30 @@ SELECT o.memory_id, m.log_version, m.tenant,
            'use_count', m.use_count, 'success_count', m.success_count,
            'superseded_by', m.superseded_by, 'created_at', m.created_at,
            'updated_at', m.updated_at, 'embedder', m.embedder, 'forgotten_at', m.forgotten_at,
-           'forget_reason', m.forget_reason)::text END
+           'forget_reason', m.forget_reason))::text END
   FROM memory_outbox o LEFT JOIN memories m ON m.id = o.memory_id
  ORDER BY o.seq LIMIT $1::integer;
 
 -- name: memory_outbox_done
--- The relay published memories $1 (bigint[]) at versions $2 (bigint[]) and the broker has them:
--- their queue entries go, unless a newer change queued a newer version meanwhile.
-DELETE FROM memory_outbox o USING unnest($1::bigint[], $2::bigint[]) AS d(id, v)
- WHERE o.memory_id = d.id AND o.version <= d.v;
+-- The relay published the entries $1 (bigint[] of seq) and the broker has them. An entry a newer
+-- change re-queued meanwhile has a new seq and stays.
+DELETE FROM memory_outbox WHERE seq = ANY($1::bigint[]);
+
+-- name: summary_outbox_take
+-- The relay (sql/0011): the $1 oldest queued summary versions, in memory_outbox_take's columns;
+-- the body is {subject, version, row: {anchor, n_spans, sections, source_event, created_at}}.
+SELECT o.seq, s.plan_id IS NOT NULL, NULL::text, o.plan_id::text,
+       's' || o.subject || ':v' || o.version,
+       CASE WHEN s.plan_id IS NOT NULL THEN jsonb_build_object(
+           'subject', s.subject, 'version', s.version, 'row', jsonb_build_object(
+           'anchor', s.anchor, 'n_spans', s.n_spans, 'sections', s.sections,
+           'source_event', s.source_event, 'created_at', s.created_at))::text END
+  FROM summary_outbox o LEFT JOIN summaries s
+    ON s.plan_id = o.plan_id AND s.subject = o.subject AND s.version = o.version
+ ORDER BY o.seq LIMIT $1::integer;
+
+-- name: summary_outbox_done
+DELETE FROM summary_outbox WHERE seq = ANY($1::bigint[]);
 
 -- name: memory_used
 -- lh_memory_used: memories $1 (bigint[]) of tenant $2 were put in a context; $3 = 1 when the task

@@ -1,12 +1,14 @@
-/* 0040-memory-log: memories come from the log too (sql/0010_memory_log.sql, materializer/relay.c;
- * DESIGN.md section 6: dropping every table and replaying the log reproduces the same rows).
+/* 0040-memory-log: memories and rolling summaries come from the log too (sql/0010_memory_log.sql,
+ * sql/0011_summary_log.sql, materializer/relay.c; DESIGN.md section 6: dropping every table and
+ * replaying the log reproduces the same rows).
  *  - every change of a memory — a write, a supersede, a forget, use counts — is published by the
  *    materializer's relay as memory.written at the row's version once the change has committed,
  *    and the live projection of those events changes nothing (the outbox stays empty: no loop);
  *  - the materializer killed with SIGKILL while changes are queued: its restart publishes them;
- *  - `lh-materializer --rebuild` into a fresh schema reproduces the memories exactly (the
- *    checksum command compares memories too, ids, versions and vectors included), and the rebuilt
- *    schema's id sequence is past the replayed ids;
+ *  - two stored versions of a plan's summary are published as summary.written;
+ *  - `lh-materializer --rebuild` into a fresh schema reproduces the memories and the summary
+ *    versions exactly (the checksum command compares both, ids, versions and vectors included),
+ *    and the rebuilt schema's id sequence is past the replayed ids;
  *  - with the relay off nothing is published (the outbox keeps the changes). */
 #include <inttypes.h>
 #include <signal.h>
@@ -17,6 +19,8 @@
 #include "memory.h"
 #include "pg.h"
 #include "stack.h"
+#include "summary.h"
+#include "summary_store.h"
 #include "t.h"
 
 static ts_stack_t ts;
@@ -24,6 +28,7 @@ static lh_pg_t *pg;
 static char tenant[64], group[96], published_sql[1024];
 static int mat = -1;
 static int64_t ids[40];
+static char plan[40];
 static int nids;
 
 static void spawn_relaying(void)
@@ -74,6 +79,33 @@ static void t_relay(void)
 		 "0"); /* the live projection of its own events queued nothing again */
 }
 
+/* Two versions of a plan's rolling summary, stored as the summarize orders store them. */
+static void t_summaries(void)
+{
+	lh_error_t err = {0};
+	lh_summary_t sm;
+	int v = 0;
+	lh_id_t id = lh_uuid7_new();
+	const char *sec[LH_SUMMARY__COUNT] = {NULL, "read the runbook", NULL, "re-read /srv/a.md",
+					      "who owns billing?"};
+	lh_uuid_fmt(&id, plan);
+	lh_summary_init(&sm, 0, "keep the runbooks current");
+	T_EQ_INT(lh_summary_merge(&sm, 0, 10, sec, "opened /srv/a.md and TICKET-12", &err), LH_OK);
+	T_EQ_INT(lh_summary_store(pg, plan, "", &sm, 0, NULL, &v, &err), LH_OK);
+	T_EQ_INT(lh_summary_merge(&sm, 10, 25, sec, "closed TICKET-12", &err), LH_OK);
+	T_EQ_INT(lh_summary_store(pg, plan, "", &sm, 1, NULL, &v, &err), LH_OK);
+	T_EQ_INT(v, 2);
+	lh_summary_finish(&sm);
+	char sql[512];
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM events WHERE topic = '%sevents' AND type = 'summary.written' "
+		 "AND plan_id = $1::uuid",
+		 ts.prefix);
+	T_CHECK(ts_wait_sql(&ts, 60000, sql, plan, "2"));
+	T_EQ_STR(ts_sql1(&ts, "SELECT count(*) FROM summary_outbox WHERE plan_id = $1::uuid", plan),
+		 "0");
+}
+
 static void t_kill(void)
 {
 	lh_error_t err = {0};
@@ -109,6 +141,11 @@ static void t_rebuild(void)
 		 "l.tenant = $1 AND r::text = l::text",
 		 rb);
 	T_EQ_STR(ts_sql1(&ts, cmd, tenant), "30");
+	snprintf(cmd, sizeof(cmd),
+		 "SELECT count(*) FROM %s.summaries r JOIN public.summaries l USING (plan_id, subject, "
+		 "version) WHERE l.plan_id = $1::uuid AND r::text = l::text",
+		 rb);
+	T_EQ_STR(ts_sql1(&ts, cmd, plan), "2");
 	snprintf(cmd, sizeof(cmd),
 		 "SELECT (SELECT last_value FROM %s.memories_id_seq) >= max(id) FROM %s.memories",
 		 rb, rb);
@@ -166,6 +203,7 @@ int main(int argc, char **argv)
 		 ts.prefix);
 	spawn_relaying();
 	T_RUN(t_relay);
+	T_RUN(t_summaries);
 	T_RUN(t_kill);
 	T_RUN(t_rebuild);
 	T_RUN(t_relay_off);
