@@ -47,6 +47,7 @@ typedef struct worker_cfg {
 	char *group;
 	int64_t max_inflight;
 	int64_t max_output_bytes;
+	int64_t transcript_inline_bytes;
 	char *provider;
 	char *base_url;
 	char *model;
@@ -108,6 +109,12 @@ static const lh_cfg_def_t worker_table[] = {
 	{"worker.max_output_bytes", LH_CFG_INT, "262144", 1024, 900000, NULL, NULL, "max-output-bytes",
 	 false, false, "largest task output carried in an event; larger outputs fail the attempt",
 	 W(max_output_bytes)},
+	{"worker.transcript_inline_bytes", LH_CFG_INT, "262144", 0, LH_TRANSCRIPT_INLINE_MAX, NULL,
+	 "LH_TRANSCRIPT_INLINE_BYTES", NULL, false, false,
+	 "an attempt's conversation up to this size travels inside its attempt.succeeded / "
+	 "attempt.failed; a larger one is written to the blobs table first (a PostgreSQL write on "
+	 "the worker's loop) and the event names it",
+	 W(transcript_inline_bytes)},
 	{"llm.provider", LH_CFG_ENUM, "auto", 0, 0, "auto|scripted|openai|anthropic",
 	 "LH_LLM_PROVIDER", "provider", false, false,
 	 "auto: openai when OPENAI_API_KEY or a base URL is set, else anthropic when "
@@ -553,9 +560,10 @@ static void count_use(attempt_t *a, bool succeeded)
 	a->nrecalled_ids = 0; /* once per attempt */
 }
 
-/* The attempt's conversation for its result event (transcript.h): in a blob when the store takes
- * it (ref filled), else inline, its oldest messages left out beyond LH_TRANSCRIPT_INLINE_MAX
- * (counted in *ret_dropped, and logged). Returns the reference to drop after publishing. */
+/* The attempt's conversation for its result event (transcript.h): inline up to
+ * worker.transcript_inline_bytes; larger, in a blob when the store takes it (ref filled), else
+ * inline with its oldest messages left out beyond LH_TRANSCRIPT_INLINE_MAX (counted in
+ * *ret_dropped, and logged). Returns the reference to drop after publishing. */
 static json_t *transcript_attach(const attempt_t *a, const json_t *output, json_t **ret_msgs,
 				 const char **ret_ref, int64_t *ret_dropped,
 				 char ref[LH_BLOB_REF_LEN + 1])
@@ -568,12 +576,13 @@ static json_t *transcript_attach(const attempt_t *a, const json_t *output, json_
 		free(dumped);
 		return NULL;
 	}
-	if (lh_blob_store_offload(wk.blobs, tr, ref)) {
+	size_t size = json_dumpb(tr, NULL, 0, JSON_COMPACT);
+	if (size > (size_t)wk.cfg.transcript_inline_bytes && lh_blob_store_offload(wk.blobs, tr, ref)) {
 		free(dumped);
 		*ret_ref = ref;
 		return tr;
 	}
-	if (json_dumpb(tr, NULL, 0, JSON_COMPACT) > LH_TRANSCRIPT_INLINE_MAX) {
+	if (size > LH_TRANSCRIPT_INLINE_MAX) {
 		json_decref(tr);
 		if (!(tr = lh_transcript_json(a->msgs, a->nmsgs, final, LH_TRANSCRIPT_INLINE_MAX,
 					      &dropped))) {

@@ -3,7 +3,8 @@
  *
  * attempt.succeeded and attempt.failed carry the attempt's whole conversation, every message the
  * worker kept (not only what the last request could fit in the window): `messages`, or
- * `messages_ref` when a blob holds it (large ones, written before the event), and the
+ * `messages_ref` when a blob holds it (above worker.transcript_inline_bytes, 256 KiB, written
+ * before the event), and the
  * materializer projects it into the `messages` table (sql/0008_messages.sql). Form of one message:
  *   {"role": "system"|"user"|"assistant"|"tool", "content": text or null,
  *    "tool_calls": [{"id", "name", "arguments": the arguments' JSON text}]   (assistant, if any)

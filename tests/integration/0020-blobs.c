@@ -259,8 +259,10 @@ int main(int argc, char **argv)
 {
 	lh_error_t err = {0};
 	int rc;
-	/* every output above 64 bytes goes through a blob (inherited by the daemons) */
+	/* every output and every conversation above 64 bytes goes through a blob (inherited by the
+	 * daemons) */
 	setenv("LH_BLOB_THRESHOLD", "64", 1);
+	setenv("LH_TRANSCRIPT_INLINE_BYTES", "64", 1);
 	rc = ts_init(&ts, argc > 1 ? argv[1] : ".");
 	if (rc)
 		return rc;
