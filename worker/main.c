@@ -564,13 +564,27 @@ static void count_use(attempt_t *a, bool succeeded)
  * worker.transcript_inline_bytes; larger, in a blob when the store takes it (ref filled), else
  * inline with its oldest messages left out beyond LH_TRANSCRIPT_INLINE_MAX (counted in
  * *ret_dropped, and logged). Returns the reference to drop after publishing. */
-static json_t *transcript_attach(const attempt_t *a, const json_t *output, json_t **ret_msgs,
-				 const char **ret_ref, int64_t *ret_dropped,
+#define TRANSCRIPT_FINAL_MAX 16384 /* a longer final answer is named, not repeated: it is the output */
+
+static json_t *transcript_attach(const attempt_t *a, const json_t *output, bool output_inline,
+				 json_t **ret_msgs, const char **ret_ref, int64_t *ret_dropped,
 				 char ref[LH_BLOB_REF_LEN + 1])
 {
-	size_t dropped = 0;
+	size_t dropped = 0, out_size = output ? json_dumpb(output, NULL, 0, JSON_COMPACT) : 0;
+	/* what an inline conversation may take: the event must stay under LH_EVENT_MAX_BYTES with
+	 * an inline output and the rest of the body (64 KiB kept for those) */
+	size_t cap = LH_EVENT_MAX_BYTES - 65536, used = output_inline ? out_size : 0;
+	size_t room = used + LH_TRANSCRIPT_INLINE_MAX <= cap ? LH_TRANSCRIPT_INLINE_MAX
+			 : used < cap			    ? cap - used
+							    : 1;
 	char *dumped = output && !json_is_string(output) ? json_dumps(output, JSON_COMPACT) : NULL;
 	const char *final = json_is_string(output) ? json_string_value(output) : dumped;
+	char named[96];
+	if (final && strlen(final) > TRANSCRIPT_FINAL_MAX) {
+		snprintf(named, sizeof(named), "[the attempt's output, %zu bytes: see the task's output]",
+			 strlen(final));
+		final = named;
+	}
 	json_t *tr = a->nmsgs ? lh_transcript_json(a->msgs, a->nmsgs, final, 0, NULL) : NULL;
 	if (!tr) {
 		free(dumped);
@@ -582,10 +596,9 @@ static json_t *transcript_attach(const attempt_t *a, const json_t *output, json_
 		*ret_ref = ref;
 		return tr;
 	}
-	if (size > LH_TRANSCRIPT_INLINE_MAX) {
+	if (size > room) {
 		json_decref(tr);
-		if (!(tr = lh_transcript_json(a->msgs, a->nmsgs, final, LH_TRANSCRIPT_INLINE_MAX,
-					      &dropped))) {
+		if (!(tr = lh_transcript_json(a->msgs, a->nmsgs, final, room, &dropped))) {
 			free(dumped);
 			return NULL;
 		}
@@ -633,8 +646,8 @@ static void finish(attempt_t *a, const char *error_class, const char *msg, json_
 			s.output_ref = ref;
 		}
 		char tref[LH_BLOB_REF_LEN + 1];
-		json_t *tr = transcript_attach(a, output, &s.messages, &s.messages_ref,
-					       &s.messages_dropped, tref);
+		json_t *tr = transcript_attach(a, output, !s.output_ref, &s.messages,
+					       &s.messages_ref, &s.messages_dropped, tref);
 		ev_init(&ev, a, LH_EV_ATTEMPT_SUCCEEDED, &s);
 		/* its extract and summarize orders go out once attempt.succeeded is acknowledged
 		 * (on_delivery) */
@@ -661,7 +674,7 @@ static void finish(attempt_t *a, const char *error_class, const char *msg, json_
 					 .usage = u, .has_usage = a->calls > 0,
 					 .latency_ms = latency_ms};
 		char tref[LH_BLOB_REF_LEN + 1];
-		json_t *tr = transcript_attach(a, NULL, &f.messages, &f.messages_ref,
+		json_t *tr = transcript_attach(a, NULL, false, &f.messages, &f.messages_ref,
 					       &f.messages_dropped, tref);
 		ev_init(&ev, a, LH_EV_ATTEMPT_FAILED, &f);
 		publish(&ev, NULL);
