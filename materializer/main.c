@@ -781,7 +781,7 @@ out_added:
 
 static void on_stats(evutil_socket_t fd, short what, void *arg)
 {
-	char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24], l[24];
+	char a[24], b[24], c[24], d[24], e[24], f[24], g[24], h[24], l[24], r[24];
 	const lh_mstats_t *st = &mt.stats;
 	publish_writer_counters();
 	lh_log_info("materializer.stats", "counters", "lag_total", i64s(l, mt.lag_total), "consumed",
@@ -792,7 +792,8 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 		    i64s(e, (long long)lh_mstats_get(&st->dead_letters)), "rejected",
 		    i64s(f, (long long)lh_mstats_get(&st->rejected)), "pg_errors",
 		    i64s(g, (long long)lh_mstats_get(&st->pg_errors)), "pending",
-		    i64s(h, (long long)pending()), "state",
+		    i64s(h, (long long)pending()), "relay_published",
+		    mt.relay ? i64s(r, (long long)lh_relay_published(mt.relay)) : "off", "state",
 		    mt.failing ? "paused: postgresql unavailable" : "running");
 }
 
@@ -1125,12 +1126,12 @@ int main(int argc, char **argv)
 	if (mt.exit_code)
 		clear_batches(); /* never store past what a failed stop left behind */
 	mt.metrics = lh_mmetrics_free(mt.metrics); /* it reads the consumer's watermarks */
-	lh_relay_stop(mt.relay);
-	mt.relay = NULL;
 	mt.consumer = lh_kafka_free(mt.consumer);
 	if (lh_kafka_flush(mt.producer, (int)mt.cfg.shutdown_timeout_ms, &err))
 		lh_log_warn("materializer.flush", err.msg);
 	on_stats(-1, 0, NULL);
+	lh_relay_stop(mt.relay);
+	mt.relay = NULL;
 	rc = mt.exit_code;
 out_free_loop:
 	{

@@ -1,4 +1,4 @@
-/* relay.c — the memories' outbox relay (relay.h). */
+/* relay.c — the outbox relay of memories and rolling summaries (relay.h). */
 #include "relay.h"
 
 #include <errno.h>
