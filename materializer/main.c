@@ -24,6 +24,7 @@
 #include "config.h"
 #include "event.h"
 #include "kafka.h"
+#include "listen.h"
 #include "log.h"
 #include "relay.h"
 #include "metrics.h"
@@ -994,7 +995,7 @@ int main(int argc, char **argv)
 	if (*mt.cfg.metrics_listen) {
 		char host[256];
 		int port;
-		if (lh_mmetrics_parse_listen(mt.cfg.metrics_listen, host, sizeof(host), &port, &err)) {
+		if (lh_listen_parse(mt.cfg.metrics_listen, host, sizeof(host), &port, &err)) {
 			fprintf(stderr, "lh-materializer: %s\n", err.msg);
 			lh_log_error("materializer.bad_config", err.msg);
 			return 2;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ids.h" /* lh_mono_us */
+#include "listen.h"
 
 #define RATE_WINDOW 10 /* seconds the events/s gauge averages over */
 #define MAX_HEADERS 8192
@@ -77,73 +78,6 @@ size_t lh_mstats_lags(const lh_mstats_t *s, lh_kafka_t *consumer, const char *to
 	if (ret_unknown)
 		*ret_unknown = unknown;
 	return n;
-}
-
-lh_err_t lh_mmetrics_parse_listen(const char *s, char *ret_host, size_t host_size, int *ret_port,
-				  lh_error_t *err)
-{
-	const char *colon, *h0, *h1, *p;
-	long port = 0;
-	size_t hl;
-	if (!s || !*s)
-		return lh_error_set(err, LH_ERR_CONFIG, "metrics listen address is empty: give ADDR:PORT");
-	if (*s == '[') {
-		h0 = s + 1;
-		h1 = strchr(h0, ']');
-		if (!h1 || h1[1] != ':')
-			return lh_error_set(err, LH_ERR_CONFIG,
-					    "metrics listen address \"%.64s\": an IPv6 address is "
-					    "written [ADDR]:PORT",
-					    s);
-		colon = h1 + 1;
-	} else {
-		h0 = s;
-		colon = strrchr(s, ':');
-		if (!colon)
-			return lh_error_set(err, LH_ERR_CONFIG,
-					    "metrics listen address \"%.64s\" has no port: give "
-					    "ADDR:PORT",
-					    s);
-		h1 = colon;
-		if (memchr(h0, ':', (size_t)(h1 - h0)))
-			return lh_error_set(err, LH_ERR_CONFIG,
-					    "metrics listen address \"%.64s\": an IPv6 address is "
-					    "written [ADDR]:PORT",
-					    s);
-	}
-	hl = (size_t)(h1 - h0);
-	if (hl == 0)
-		return lh_error_set(err, LH_ERR_CONFIG,
-				    "metrics listen address \"%.64s\" has no address before the port",
-				    s);
-	if (hl >= host_size)
-		return lh_error_set(err, LH_ERR_CONFIG, "metrics listen address is too long (%zu bytes)",
-				    hl);
-	for (const char *c = h0; c < h1; c++)
-		if ((unsigned char)*c <= ' ' || *c == '/' || *c == '[' || *c == ']' ||
-		    (unsigned char)*c >= 0x7f)
-			return lh_error_set(err, LH_ERR_CONFIG,
-					    "metrics listen address \"%.64s\" holds a character not "
-					    "allowed in an address",
-					    s);
-	p = colon + 1;
-	if (!*p)
-		return lh_error_set(err, LH_ERR_CONFIG, "metrics listen address \"%.64s\" has no port", s);
-	for (const char *c = p; *c; c++) {
-		if (*c < '0' || *c > '9' || port > 65535)
-			return lh_error_set(err, LH_ERR_CONFIG,
-					    "metrics listen port \"%.16s\" is not a number from 0 to "
-					    "65535",
-					    p);
-		port = port * 10 + (*c - '0');
-	}
-	if (port > 65535)
-		return lh_error_set(err, LH_ERR_CONFIG,
-				    "metrics listen port \"%.16s\" is not a number from 0 to 65535", p);
-	memcpy(ret_host, h0, hl);
-	ret_host[hl] = 0;
-	*ret_port = (int)port;
-	return LH_OK;
 }
 
 /* --- exposition ---------------------------------------------------------------------------- */
@@ -319,7 +253,7 @@ lh_err_t lh_mmetrics_new(const char *listen, const lh_mstats_t *stats, lh_kafka_
 	struct timeval one = {1, 0};
 	lh_err_t rc;
 
-	if ((rc = lh_mmetrics_parse_listen(listen, host, sizeof(host), &port, err)))
+	if ((rc = lh_listen_parse(listen, host, sizeof(host), &port, err)))
 		return rc;
 	m = calloc(1, sizeof(*m));
 	if (!m)

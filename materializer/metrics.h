@@ -79,12 +79,6 @@ const double *lh_mstats_bucket_bounds(void);
 size_t lh_mstats_lags(const lh_mstats_t *s, lh_kafka_t *consumer, const char *topic,
 		      lh_mlag_t *out, size_t max, int *ret_unknown);
 
-/* "ADDR:PORT" (ADDR an IPv4 address or host name, or an IPv6 address in brackets: "[::1]:9400";
- * PORT 0..65535, 0 for any free port). Writes the address without brackets into ret_host
- * (host_size bytes, NUL-terminated) and the port, only on success. */
-lh_err_t lh_mmetrics_parse_listen(const char *s, char *ret_host, size_t host_size, int *ret_port,
-				  lh_error_t *err);
-
 typedef struct lh_mmetrics lh_mmetrics_t;
 
 /* Bind listen ("ADDR:PORT") and start serving GET /metrics on a thread of its own. stats,

@@ -8,7 +8,12 @@
  * in flight at once; at the cap the partitions are paused and polling goes on. */
 #include <ctype.h>
 #include <errno.h>
+#include <arpa/inet.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/http.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +31,7 @@
 #include "kafka.h"
 #include "breaker.h"
 #include "llm.h"
+#include "listen.h"
 #include "log.h"
 #include "endpoints.h"
 #include "consolidate.h"
@@ -48,6 +54,7 @@ typedef struct worker_cfg {
 	int64_t max_inflight;
 	int64_t max_output_bytes;
 	int64_t transcript_inline_bytes;
+	char *metrics_listen;
 	char *provider;
 	char *base_url;
 	char *model;
@@ -153,6 +160,13 @@ static const lh_cfg_def_t worker_table[] = {
 	{"worker.stats_interval_s", LH_CFG_INT, "30", 0, 86400, NULL, "LH_STATS_INTERVAL",
 	 "stats-interval", true, false, "seconds between stats log lines (0: never)",
 	 W(stats_interval_s)},
+	{"worker.metrics_listen", LH_CFG_STR, "", 0, 0, NULL, "LH_WORKER_METRICS_LISTEN",
+	 "metrics-listen", false, false,
+	 "ADDR:PORT to serve Prometheus GET /metrics on (attempts by outcome, in flight, tool "
+	 "calls, rate-limit waits, the token estimate's error, per-model calls and breaker "
+	 "state), from the worker's loop; [ADDR]:PORT for IPv6, port 0 for any free port "
+	 "(logged); empty: off",
+	 W(metrics_listen)},
 	{"worker.heartbeat_interval_s", LH_CFG_INT, "20", 1, 3600, NULL, "LH_HEARTBEAT_INTERVAL_S",
 	 "heartbeat-interval", false, false,
 	 "seconds between attempt.heartbeat events of each running attempt (keep it under a third "
@@ -432,6 +446,7 @@ static struct worker {
 	lh_id_t seen_ring[DEDUP_RING];
 	size_t seen_pos;
 	struct event *ev_sigint, *ev_sigterm, *ev_stats, *ev_heartbeat, *ev_commit;
+	struct evhttp *metrics; /* --metrics-listen, served from the loop; NULL = off */
 	bool commit_scheduled;
 	uint64_t orders, succeeded, failed, duplicates, dead_letters, asked, tool_calls,
 		fast_fails;
@@ -2176,6 +2191,117 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 		    lh_log_i64(i, (long long)waits), "token_estimate_error", j);
 }
 
+/* GET /metrics (Prometheus text 0.0.4), served from the loop: the worker's loop never blocks
+ * on PostgreSQL or the model (those run on other threads or are non-blocking), so reading the
+ * counters here needs no lock. */
+static void on_metrics(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer *b;
+	uint64_t waits = 0;
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+		evhttp_send_error(req, 405, "only GET");
+		return;
+	}
+	if (strcmp(evhttp_request_get_uri(req), "/metrics") != 0) {
+		evhttp_send_error(req, 404, "only /metrics");
+		return;
+	}
+	b = evbuffer_new();
+	evbuffer_add_printf(b,
+			    "# HELP lh_worker_attempts_total Attempts ended, by outcome.\n"
+			    "# TYPE lh_worker_attempts_total counter\n"
+			    "lh_worker_attempts_total{outcome=\"succeeded\"} %llu\n"
+			    "lh_worker_attempts_total{outcome=\"failed\"} %llu\n"
+			    "lh_worker_attempts_total{outcome=\"asked\"} %llu\n"
+			    "# HELP lh_worker_orders_total Work orders taken (duplicates not counted).\n"
+			    "# TYPE lh_worker_orders_total counter\n"
+			    "lh_worker_orders_total %llu\n"
+			    "# HELP lh_worker_duplicate_orders_total Re-sent orders dropped by id.\n"
+			    "# TYPE lh_worker_duplicate_orders_total counter\n"
+			    "lh_worker_duplicate_orders_total %llu\n"
+			    "# HELP lh_worker_inflight Attempts in flight.\n"
+			    "# TYPE lh_worker_inflight gauge\n"
+			    "lh_worker_inflight %lld\n"
+			    "# HELP lh_worker_tool_calls_total Tool calls made.\n"
+			    "# TYPE lh_worker_tool_calls_total counter\n"
+			    "lh_worker_tool_calls_total %llu\n",
+			    (unsigned long long)wk.succeeded, (unsigned long long)wk.failed,
+			    (unsigned long long)wk.asked, (unsigned long long)wk.orders,
+			    (unsigned long long)wk.duplicates, (long long)wk.ninflight,
+			    (unsigned long long)wk.tool_calls);
+	evbuffer_add_printf(b, "# HELP lh_worker_model_calls_total Model calls, by model.\n"
+			       "# TYPE lh_worker_model_calls_total counter\n");
+	for (size_t k = 0; k < wk.neps; k++)
+		evbuffer_add_printf(b, "lh_worker_model_calls_total{model=\"%s\"} %llu\n",
+				    wk.eps[k].model, (unsigned long long)wk.eps[k].calls);
+	evbuffer_add_printf(b, "# HELP lh_worker_breaker_open 1 while a model's circuit breaker is "
+			       "not closed.\n# TYPE lh_worker_breaker_open gauge\n");
+	for (size_t k = 0; k < wk.neps; k++) {
+		waits += wk.eps[k].limiter.waits;
+		evbuffer_add_printf(b, "lh_worker_breaker_open{model=\"%s\"} %d\n", wk.eps[k].model,
+				    wk.eps[k].breaker.state != LH_BREAKER_CLOSED);
+	}
+	evbuffer_add_printf(b,
+			    "# HELP lh_worker_rate_waits_total Calls that waited for a rate limit.\n"
+			    "# TYPE lh_worker_rate_waits_total counter\n"
+			    "lh_worker_rate_waits_total %llu\n"
+			    "# HELP lh_worker_token_estimate_error Mean |estimated - reported| / "
+			    "reported input tokens of the model calls that reported usage.\n"
+			    "# TYPE lh_worker_token_estimate_error gauge\n"
+			    "lh_worker_token_estimate_error %.6f\n"
+			    "# HELP lh_worker_token_estimate_calls_total Model calls in that mean.\n"
+			    "# TYPE lh_worker_token_estimate_calls_total counter\n"
+			    "lh_worker_token_estimate_calls_total %llu\n",
+			    (unsigned long long)waits,
+			    wk.est_error_n ? wk.est_error_sum / (double)wk.est_error_n : 0.0,
+			    (unsigned long long)wk.est_error_n);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  "text/plain; version=0.0.4");
+	evhttp_send_reply(req, 200, "OK", b);
+	evbuffer_free(b);
+}
+
+/* Serve /metrics on wk.cfg.metrics_listen from the loop; 0, else the exit status after logging
+ * why not: 2 for a malformed address, 1 when it cannot be bound. */
+static int start_metrics(void)
+{
+	char host[256], ps[24];
+	int port = 0;
+	lh_error_t err = {0};
+	struct evhttp_bound_socket *sock;
+	if (!*wk.cfg.metrics_listen)
+		return 0;
+	if (lh_listen_parse(wk.cfg.metrics_listen, host, sizeof(host), &port, &err)) {
+		lh_log_error("worker.bad_config", err.msg);
+		fprintf(stderr, "lh-worker: %s\n", err.msg);
+		return 2;
+	}
+	if (!(wk.metrics = evhttp_new(wk.base)))
+		abort();
+	evhttp_set_gencb(wk.metrics, on_metrics, NULL);
+	evhttp_set_allowed_methods(wk.metrics, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+						       EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+	evhttp_set_timeout(wk.metrics, 10);
+	if (!(sock = evhttp_bind_socket_with_handle(wk.metrics, host, (ev_uint16_t)port))) {
+		lh_log_error("worker.metrics", "could not listen on the metrics address", "listen",
+			     wk.cfg.metrics_listen);
+		fprintf(stderr, "lh-worker: could not listen on %s\n", wk.cfg.metrics_listen);
+		return 1;
+	}
+	{
+		struct sockaddr_storage sa;
+		socklen_t sl = sizeof(sa);
+		if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&sa, &sl) == 0)
+			port = ntohs(sa.ss_family == AF_INET6
+					     ? ((struct sockaddr_in6 *)&sa)->sin6_port
+					     : ((struct sockaddr_in *)&sa)->sin_port);
+	}
+	lh_log_info("worker.metrics", "serving GET /metrics", "listen", wk.cfg.metrics_listen,
+		    "port", lh_log_i64(ps, port));
+	return 0;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	lh_log_info("worker.stopping", "abandoning attempts in flight with attempt.failed");
@@ -2372,6 +2498,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lh-worker: --tier NAME is required (one of %s)\n", wk.cfg.common.tiers);
 		return 2;
 	}
+	if (*wk.cfg.metrics_listen) {
+		char mhost[256];
+		int mport;
+		if (lh_listen_parse(wk.cfg.metrics_listen, mhost, sizeof(mhost), &mport, &err)) {
+			fprintf(stderr, "lh-worker: %s\n", err.msg);
+			lh_log_error("worker.bad_config", err.msg);
+			return 2;
+		}
+	}
 	if (lh_topic(wk.cfg.common.topic_prefix, "events", wk.events_topic, &err) ||
 	    lh_topic(wk.cfg.common.topic_prefix, "dlq", wk.dlq_topic, &err) ||
 	    lh_topic_tasks(wk.cfg.common.topic_prefix, wk.cfg.tier, wk.orders_topic, &err)) {
@@ -2449,6 +2584,11 @@ int main(int argc, char **argv)
 		event_add(wk.ev_heartbeat, &tv);
 	}
 	wk.ev_commit = evtimer_new(wk.base, on_commit_tick, NULL);
+	{
+		int mrc = start_metrics();
+		if (mrc)
+			return mrc;
+	}
 	lh_log_info("worker.started", "consuming", "topic", wk.orders_topic, "group", wk.group, "id",
 		    wk.worker_id);
 	event_base_dispatch(wk.base);
@@ -2483,6 +2623,8 @@ int main(int argc, char **argv)
 	event_free(wk.ev_commit);
 	if (wk.ev_stats)
 		event_free(wk.ev_stats);
+	if (wk.metrics)
+		evhttp_free(wk.metrics);
 	event_base_free(wk.base);
 	for (int i = 0; i < MAX_PARTS; i++) {
 		free(wk.parts[i].offs);

@@ -1,4 +1,4 @@
-/* fuzz_metrics_listen.c — fuzz target for lh_mmetrics_parse_listen (materializer/metrics.c), the
+/* fuzz_metrics_listen.c — fuzz target for lh_listen_parse (common/listen.c), the
  * parser of lh-materializer's --metrics-listen ADDR:PORT.
  *
  * Properties: an accepted input gives a non-empty address without brackets, blanks, '/' or
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics.h"
+#include "listen.h"
 #include "replay.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(s, data, size);
 	s[size] = '\0';
 	memset(host, 'x', sizeof(host));
-	if (lh_mmetrics_parse_listen(s, host, sizeof(host), &port, &err) != LH_OK) {
+	if (lh_listen_parse(s, host, sizeof(host), &port, &err) != LH_OK) {
 		if (!err.msg[0] || port != -7 || host[0] != 'x')
 			abort();
 		free(s);
@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (strchr(host, ':') && s[0] != '[')
 		abort();
 	snprintf(canon, sizeof(canon), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-	if (lh_mmetrics_parse_listen(canon, again, sizeof(again), &port2, &err) != LH_OK ||
+	if (lh_listen_parse(canon, again, sizeof(again), &port2, &err) != LH_OK ||
 	    strcmp(again, host) != 0 || port2 != port)
 		abort();
 	free(s);

@@ -13,7 +13,6 @@
  *
  * Also: a malformed --metrics-listen stops the daemon with exit 2 before it connects anything,
  * and a port already taken with exit 1 and one line. */
-#include <curl/curl.h>
 #include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,39 +38,18 @@ static void nap_ms(int ms)
 	nanosleep(&t, NULL);
 }
 
-static size_t on_body(char *p, size_t sz, size_t n, void *arg)
-{
-	lh_buf_append(arg, p, sz * n);
-	return sz * n;
-}
-
 /* GET http://127.0.0.1:port/metrics into out; the HTTP status (0: no answer). */
 static long scrape(int port, lh_buf_t *out)
 {
 	char url[64];
-	long status = 0;
-	CURL *c = curl_easy_init();
-	lh_buf_reset(out);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 3000L);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
-	lh_buf_append(out, "", 1); /* NUL */
-	return status;
+	return ts_http_get(url, out);
 }
 
 /* The value of the sample line starting with `series ` (exact), or -1 when missing. */
 static long long sample(const char *text, const char *series)
 {
-	size_t n = strlen(series);
-	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
-		if (strncmp(l, series, n) == 0 && l[n] == ' ')
-			return strtoll(l + n + 1, NULL, 10);
-	return -1;
+	return (long long)ts_metric(text, series);
 }
 
 static long long lag_of(const char *text, int p)
@@ -85,24 +63,7 @@ static long long lag_of(const char *text, int p)
 /* The port in the "materializer.metrics" line of the materializer's log, -1 after 30 s. */
 static int metrics_port(const char *name)
 {
-	char path[700], line[4096];
-	for (int i = 0; i < 300; i++) {
-		FILE *f;
-		snprintf(path, sizeof(path), "%s/%s.log", ts.log_dir, name);
-		if ((f = fopen(path, "r"))) {
-			while (fgets(line, sizeof(line), f)) {
-				const char *p;
-				if (strstr(line, "\"materializer.metrics\"") &&
-				    (p = strstr(line, "\"port\":\""))) {
-					fclose(f);
-					return atoi(p + 8);
-				}
-			}
-			fclose(f);
-		}
-		nap_ms(100);
-	}
-	return -1;
+	return ts_log_port(&ts, name, "materializer.metrics", 30000);
 }
 
 static void produce(int n)
@@ -252,17 +213,9 @@ static void lag_is_real(void)
 	PQclear(r);
 	/* anything but GET /metrics is refused */
 	{
-		CURL *c = curl_easy_init();
 		char url[64];
-		long status = 0;
 		snprintf(url, sizeof(url), "http://127.0.0.1:%d/other", port);
-		curl_easy_setopt(c, CURLOPT_URL, url);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-		curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-		if (curl_easy_perform(c) == CURLE_OK)
-			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-		curl_easy_cleanup(c);
-		T_EQ_INT(status, 404);
+		T_EQ_INT(ts_http_get(url, &body), 404);
 	}
 
 	/* a second materializer on the same port: exit 1, one line */
@@ -302,12 +255,10 @@ int main(int argc, char **argv)
 	int rc = ts_init(&ts, argc > 1 ? argv[1] : ".");
 	if (rc)
 		return rc;
-	curl_global_init(CURL_GLOBAL_DEFAULT);
 	lh_topic(ts.prefix, "events", topic, NULL);
 	snprintf(group, sizeof(group), "%smaterializer", ts.prefix);
 	T_RUN(bad_listen);
 	T_RUN(lag_is_real);
 	ts_finish(&ts);
-	curl_global_cleanup();
 	return t_done();
 }

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "buf.h"
 #include "bus.h"
 #include "event.h"
@@ -324,14 +326,51 @@ bool ts_wait_log(ts_stack_t *ts, const char *name, const char *a, const char *b,
 	return scan_log(ts, name, a, b, ms, NULL, 0);
 }
 
-int ts_gateway_port(ts_stack_t *ts, const char *name)
+int ts_log_port(ts_stack_t *ts, const char *name, const char *event, int ms)
 {
-	char line[4096];
+	char line[4096], quoted[128];
 	const char *p;
-	if (!scan_log(ts, name, "\"gateway.started\"", "\"port\":\"", 20000, line, sizeof(line)))
+	snprintf(quoted, sizeof(quoted), "\"%s\"", event);
+	if (!scan_log(ts, name, quoted, "\"port\":\"", ms, line, sizeof(line)))
 		return -1;
 	p = strstr(line, "\"port\":\"");
 	return atoi(p + 8);
+}
+
+int ts_gateway_port(ts_stack_t *ts, const char *name)
+{
+	return ts_log_port(ts, name, "gateway.started", 20000);
+}
+
+static size_t on_http_body(char *p, size_t sz, size_t n, void *arg)
+{
+	lh_buf_append(arg, p, sz * n);
+	return sz * n;
+}
+
+long ts_http_get(const char *url, lh_buf_t *out)
+{
+	long status = 0;
+	CURL *c = curl_easy_init();
+	lh_buf_reset(out);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_http_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 3000L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	lh_buf_append(out, "", 1); /* NUL */
+	return status;
+}
+
+double ts_metric(const char *text, const char *series)
+{
+	size_t n = strlen(series);
+	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		if (strncmp(l, series, n) == 0 && l[n] == ' ')
+			return strtod(l + n + 1, NULL);
+	return -1;
 }
 
 int ts_count_events(ts_stack_t *ts, const char *plan, const char *type)

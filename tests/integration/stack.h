@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "buf.h"
 #include "event.h"
 #include "ids.h"
 #include "kafka.h"
@@ -81,6 +82,13 @@ int ts_spawn_worker_url(ts_stack_t *ts, const char *tier, const char *url, ...)
 /* The port a gateway spawned as process NAME with --port 0 listens on, read from the
  * "gateway.started" line of its log (waits up to 20 s); -1 when it did not start. */
 int ts_gateway_port(ts_stack_t *ts, const char *name);
+/* The "port" of the first line of NAME's log whose event is `event` (e.g. "worker.metrics"),
+ * waiting up to ms; -1 when none came. */
+int ts_log_port(ts_stack_t *ts, const char *name, const char *event, int ms);
+/* GET url into out (NUL-terminated; 3 s timeout); the HTTP status, 0 when nothing answered. */
+long ts_http_get(const char *url, lh_buf_t *out);
+/* The value of the Prometheus sample line that starts with `series ` exactly, or -1. */
+double ts_metric(const char *text, const char *series);
 /* Wait until a line of NAME's log holds a and (when not NULL) b; false after ms. */
 bool ts_wait_log(ts_stack_t *ts, const char *name, const char *a, const char *b, int ms);
 /* Count events of a plan of a type in PostgreSQL (-1 on error). */
