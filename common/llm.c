@@ -1,6 +1,7 @@
 /* llm.c — the provider-neutral parts of llm.h: dispatch, names, response cleanup, retry delay. */
 #include "llm.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,3 +124,29 @@ long lh_llm_retry_delay_ms(int retry, long retry_after_ms, uint64_t jitter_seed,
 }
 
 int64_t lh_llm_estimate_tokens(size_t bytes) { return (int64_t)((bytes + 3) / 4); }
+
+lh_err_t lh_llm_answer_json(const char *text, size_t len, const char *what, json_t **ret_root,
+			    lh_error_t *err)
+{
+	json_error_t jerr;
+	size_t start = 0, end = len;
+	while (start < end && isspace((unsigned char)text[start]))
+		start++;
+	if (end - start >= 3 && memcmp(text + start, "```", 3) == 0) {
+		const char *nl = memchr(text + start, '\n', end - start);
+		if (!nl)
+			return lh_error_set(err, LH_ERR_DECODE,
+					    "could not parse the %s: an unterminated code fence", what);
+		start = (size_t)(nl - text) + 1;
+		while (end > start && isspace((unsigned char)text[end - 1]))
+			end--;
+		if (end - start < 3 || memcmp(text + end - 3, "```", 3) != 0)
+			return lh_error_set(err, LH_ERR_DECODE,
+					    "could not parse the %s: an unterminated code fence", what);
+		end -= 3;
+	}
+	if (!(*ret_root = json_loadb(text + start, end - start, JSON_REJECT_DUPLICATES, &jerr)))
+		return lh_error_set(err, LH_ERR_DECODE, "could not parse the %s: %s", what,
+				    jerr.text);
+	return LH_OK;
+}

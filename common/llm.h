@@ -166,6 +166,14 @@ const char *lh_llm_errclass_name(lh_llm_errclass_t klass);
 const char *lh_llm_finish_name(lh_llm_finish_t finish);
 const char *lh_llm_role_name(lh_llm_role_t role);
 
+/* A model's JSON answer (len bytes), tolerating white space and one Markdown code fence around
+ * it (```json ... ```), parsed with duplicate keys refused. what names the answer in the error
+ * ("could not parse the WHAT: ..."): LH_ERR_DECODE for an unterminated fence or bad JSON. New
+ * reference in *ret_root on success. Shared by the strict answer parsers (reconcile, extract,
+ * summarize). */
+lh_err_t lh_llm_answer_json(const char *text, size_t len, const char *what, json_t **ret_root,
+			    lh_error_t *err);
+
 /* Exactly one of resp and err is non-NULL. Both are borrowed for the callback (see the top of
  * this file for taking fields out of resp). */
 typedef void (*lh_llm_done_cb)(lh_llm_resp_t *resp, const lh_llm_error_t *err, void *opaque);

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "llm.h"
 
 const char LH_RECONCILE_SYSTEM[] =
 	"You maintain an agent's long-term memory. You get new facts F1..Fn and the existing "
@@ -137,34 +138,16 @@ static long shown_number(json_t *v, char prefix)
 lh_err_t lh_reconcile_parse(const char *text, size_t len, size_t n_facts, size_t n_memories,
 			    lh_reconcile_decision_t **ret, lh_error_t *err)
 {
-	json_error_t jerr;
 	json_t *root = NULL, *arr;
 	lh_reconcile_decision_t *d = NULL;
 	bool *decided = NULL, *touched = NULL;
-	size_t start = 0, end = len;
 	lh_err_t rc = LH_ERR_DECODE;
 
 	if (n_facts == 0)
 		return lh_error_set(err, LH_ERR_INVALID, "could not parse the reconcile answer: no "
 				    "facts");
-	/* tolerate a Markdown fence: ```json ... ``` */
-	while (start < end && isspace((unsigned char)text[start]))
-		start++;
-	if (end - start >= 3 && memcmp(text + start, "```", 3) == 0) {
-		const char *nl = memchr(text + start, '\n', end - start);
-		if (!nl)
-			return lh_error_set(err, rc, "could not parse the reconcile answer: an "
-					    "unterminated code fence");
-		start = (size_t)(nl - text) + 1;
-		while (end > start && isspace((unsigned char)text[end - 1]))
-			end--;
-		if (end - start < 3 || memcmp(text + end - 3, "```", 3) != 0)
-			return lh_error_set(err, rc, "could not parse the reconcile answer: an "
-					    "unterminated code fence");
-		end -= 3;
-	}
-	if (!(root = json_loadb(text + start, end - start, JSON_REJECT_DUPLICATES, &jerr)))
-		return lh_error_set(err, rc, "could not parse the reconcile answer: %s", jerr.text);
+	if (lh_llm_answer_json(text, len, "reconcile answer", &root, err))
+		return LH_ERR_DECODE;
 	arr = json_is_object(root) ? json_object_get(root, "decisions") : NULL;
 	if (!json_is_array(arr) || json_object_size(root) != 1) {
 		lh_error_set(err, rc, "could not parse the reconcile answer: expected an object "

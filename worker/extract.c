@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "llm.h"
+#include "text.h"
+
 const char LH_EXTRACT_SYSTEM[] =
 	"You pick what an agent should remember from a task it finished. You get the task's "
 	"instructions and its output. List the durable facts a later task could need: names, "
@@ -17,24 +20,12 @@ const char LH_EXTRACT_SYSTEM[] =
 	"{\"facts\": [\"...\", \"...\"]}, at most 16 facts; {\"facts\": []} when nothing is "
 	"worth remembering.";
 
-/* Bytes of s to show, at most max, not ending inside a UTF-8 sequence. */
-static size_t cut_len(const char *s, size_t len, size_t max)
-{
-	size_t n;
-	if (len <= max)
-		return len;
-	n = max;
-	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-		n--; /* s[n] is a continuation byte: the character starts earlier */
-	return n;
-}
-
 char *lh_extract_prompt(const char *instructions, const char *output, long max_bytes)
 {
 	size_t max = max_bytes > 0 ? (size_t)max_bytes : LH_EXTRACT_MAX_SOURCE;
 	const char *in = instructions ? instructions : "", *out = output ? output : "";
 	size_t li = strlen(in), lo = strlen(out);
-	size_t ci = cut_len(in, li, max), co = cut_len(out, lo, max);
+	size_t ci = lh_utf8_head(in, li, max), co = lh_utf8_head(out, lo, max);
 	size_t cap = ci + co + 128;
 	char *p = malloc(cap);
 	int n;
@@ -58,52 +49,18 @@ void lh_extract_facts_free(char **facts, size_t n)
 	free(facts);
 }
 
-static char *trimmed(const char *s, size_t len)
-{
-	size_t a = 0, b = len;
-	char *r;
-	while (a < b && isspace((unsigned char)s[a]))
-		a++;
-	while (b > a && isspace((unsigned char)s[b - 1]))
-		b--;
-	if (a == b)
-		return NULL;
-	if (!(r = malloc(b - a + 1)))
-		abort();
-	memcpy(r, s + a, b - a);
-	r[b - a] = '\0';
-	return r;
-}
-
 lh_err_t lh_extract_parse(const char *text, size_t len, char ***ret_facts, size_t *ret_n,
 			  lh_error_t *err)
 {
-	json_error_t jerr;
 	json_t *root, *arr, *v;
-	size_t start = 0, end = len, i, n;
+	size_t i, n;
 	char **facts = NULL;
 	const lh_err_t rc = LH_ERR_DECODE;
 
 	if (!text)
 		return lh_error_set(err, rc, "could not parse the extraction answer: empty");
-	/* tolerate a Markdown fence: ```json ... ``` */
-	while (start < end && isspace((unsigned char)text[start]))
-		start++;
-	if (end - start >= 3 && memcmp(text + start, "```", 3) == 0) {
-		const char *nl = memchr(text + start, '\n', end - start);
-		if (!nl)
-			return lh_error_set(err, rc, "could not parse the extraction answer: an "
-					    "unterminated code fence");
-		start = (size_t)(nl - text) + 1;
-		while (end > start && isspace((unsigned char)text[end - 1]))
-			end--;
-		if (end - start < 3 || memcmp(text + end - 3, "```", 3) != 0)
-			return lh_error_set(err, rc, "could not parse the extraction answer: an "
-					    "unterminated code fence");
-		end -= 3;
-	}
-	if (!(root = json_loadb(text + start, end - start, JSON_REJECT_DUPLICATES, &jerr)))
-		return lh_error_set(err, rc, "could not parse the extraction answer: %s", jerr.text);
+	if (lh_llm_answer_json(text, len, "extraction answer", &root, err))
+		return LH_ERR_DECODE;
 	arr = json_is_object(root) ? json_object_get(root, "facts") : NULL;
 	if (!json_is_array(arr) || json_object_size(root) != 1) {
 		json_decref(root);
@@ -123,7 +80,7 @@ lh_err_t lh_extract_parse(const char *text, size_t len, char ***ret_facts, size_
 		const char *s = json_string_value(v);
 		size_t sl = s ? json_string_length(v) : 0;
 		if (!s || memchr(s, '\0', sl) || sl > LH_EXTRACT_MAX_FACT ||
-		    !(facts[i] = trimmed(s, sl))) {
+		    !*(facts[i] = lh_strndup_trim(s, sl))) {
 			lh_extract_facts_free(facts, n);
 			json_decref(root);
 			return lh_error_set(err, rc, "could not parse the extraction answer: fact %zu "

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "llm.h"
+#include "text.h"
+
 const char LH_SUMMARIZE_SYSTEM[] =
 	"You keep the running summary of a long-running agent plan. You get the plan's intent, "
 	"its open questions so far, and the new events since the last summary (task outputs, "
@@ -29,33 +32,6 @@ const char LH_SUMMARIZE_ATTEMPT_SYSTEM[] =
 	"verbatim\"], \"breadcrumbs\": \"how to re-fetch details (which tool, which query, which "
 	"URL); empty when nothing\", \"open_questions\": \"the questions still open; empty when "
 	"none\"}.";
-
-/* Bytes of s to show, at most max, not ending inside a UTF-8 sequence. */
-static size_t cut_len(const char *s, size_t len, size_t max)
-{
-	size_t n;
-	if (len <= max)
-		return len;
-	n = max;
-	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-		n--; /* s[n] is a continuation byte: the character starts earlier */
-	return n;
-}
-
-static char *trimmed(const char *s, size_t len)
-{
-	size_t a = 0, b = len;
-	char *r;
-	while (a < b && isspace((unsigned char)s[a]))
-		a++;
-	while (b > a && isspace((unsigned char)s[b - 1]))
-		b--;
-	if (!(r = malloc(b - a + 1)))
-		abort();
-	memcpy(r, s + a, b - a);
-	r[b - a] = '\0';
-	return r;
-}
 
 void lh_summarize_answer_finish(lh_summarize_answer_t *a)
 {
@@ -86,7 +62,7 @@ static char *section(json_t *root, const char *key, lh_error_t *err)
 			     key, LH_SUMMARIZE_MAX_SECTION);
 		return NULL;
 	}
-	return trimmed(s, n);
+	return lh_strndup_trim(s, n);
 }
 
 lh_err_t lh_summarize_parse(const char *text, size_t len, lh_summarize_answer_t *ret,
@@ -94,33 +70,17 @@ lh_err_t lh_summarize_parse(const char *text, size_t len, lh_summarize_answer_t 
 {
 	static const char *const keys[] = {"play_by_play", "artifacts", "breadcrumbs",
 					   "open_questions"};
-	json_error_t jerr;
 	json_t *root, *arr, *v;
 	const char *key;
-	size_t start = 0, end = len, i, n;
+	size_t i, n;
 	lh_summarize_answer_t a = {0};
 	lh_buf_t b;
 	const lh_err_t rc = LH_ERR_DECODE;
 
 	if (!text || !len)
 		return lh_error_set(err, rc, "could not parse the summary answer: empty");
-	while (start < end && isspace((unsigned char)text[start]))
-		start++;
-	if (end - start >= 3 && memcmp(text + start, "```", 3) == 0) {
-		const char *nl = memchr(text + start, '\n', end - start);
-		if (!nl)
-			return lh_error_set(err, rc, "could not parse the summary answer: an "
-					    "unterminated code fence");
-		start = (size_t)(nl - text) + 1;
-		while (end > start && isspace((unsigned char)text[end - 1]))
-			end--;
-		if (end - start < 3 || memcmp(text + end - 3, "```", 3) != 0)
-			return lh_error_set(err, rc, "could not parse the summary answer: an "
-					    "unterminated code fence");
-		end -= 3;
-	}
-	if (!(root = json_loadb(text + start, end - start, JSON_REJECT_DUPLICATES, &jerr)))
-		return lh_error_set(err, rc, "could not parse the summary answer: %s", jerr.text);
+	if (lh_llm_answer_json(text, len, "summary answer", &root, err))
+		return LH_ERR_DECODE;
 	if (!json_is_object(root)) {
 		json_decref(root);
 		return lh_error_set(err, rc, "could not parse the summary answer: expected an object");
@@ -170,7 +130,7 @@ lh_err_t lh_summarize_parse(const char *text, size_t len, lh_summarize_answer_t 
 		size_t sl = s ? json_string_length(v) : 0;
 		char *item = NULL;
 		if (!s || memchr(s, '\0', sl) || sl > LH_SUMMARIZE_MAX_ARTIFACT ||
-		    !*(item = trimmed(s, sl)) || strpbrk(item, "\r\n")) {
+		    !*(item = lh_strndup_trim(s, sl)) || strpbrk(item, "\r\n")) {
 			free(item);
 			lh_buf_finish(&b);
 			lh_error_set(err, rc, "could not parse the summary answer: artifact %zu is not "
@@ -211,9 +171,9 @@ char *lh_summarize_prompt(const lh_summary_t *s, int64_t from, int64_t to, const
 	const char *oq = s && s->open_questions && *s->open_questions ? s->open_questions : "(none)";
 	const char *span = span_text ? span_text : "";
 	size_t li = strlen(intent), lq = strlen(oq), ls = strlen(span);
-	size_t ci = cut_len(intent, li, LH_SUMMARIZE_MAX_CONTEXT);
-	size_t cq = cut_len(oq, lq, LH_SUMMARIZE_MAX_CONTEXT);
-	size_t cs = cut_len(span, ls, max_bytes);
+	size_t ci = lh_utf8_head(intent, li, LH_SUMMARIZE_MAX_CONTEXT);
+	size_t cq = lh_utf8_head(oq, lq, LH_SUMMARIZE_MAX_CONTEXT);
+	size_t cs = lh_utf8_head(span, ls, max_bytes);
 	lh_buf_t b;
 	lh_buf_init(&b);
 	lh_buf_printf(&b, "Plan intent:\n%.*s%s\n\nOpen questions so far:\n%.*s%s\n\n", (int)ci,
@@ -383,7 +343,7 @@ bool lh_summarize_render_event(lh_buf_t *out, int64_t offset, const char *type, 
 		if (*str(body, "reason"))
 			lh_buf_printf(&b, ": %s", str(body, "reason"));
 	}
-	n = max_event ? cut_len(b.data, b.len, max_event) : b.len;
+	n = max_event ? lh_utf8_head(b.data, b.len, max_event) : b.len;
 	lh_buf_append(out, b.data, n);
 	lh_buf_appends(out, n < b.len ? " [cut]\n" : "\n");
 	lh_buf_finish(&b);
@@ -425,7 +385,7 @@ char *lh_summarize_messages_text(const lh_llm_message_t *msgs, size_t from, size
 				      m->tool_calls[k].name ? m->tool_calls[k].name : "?",
 				      m->tool_calls[k].arguments_json ? m->tool_calls[k].arguments_json
 								       : "");
-		n = max_each ? cut_len(one.data, one.len, max_each) : one.len;
+		n = max_each ? lh_utf8_head(one.data, one.len, max_each) : one.len;
 		if (i > from && out.len + n > max_bytes)
 			break;
 		lh_buf_append(&out, one.data, n);
@@ -444,9 +404,9 @@ char *lh_summarize_attempt_prompt(const lh_summary_t *s, size_t from, size_t to,
 	const char *oq = s && s->open_questions && *s->open_questions ? s->open_questions : "(none)";
 	const char *t = text ? text : "";
 	size_t li = strlen(intent), lq = strlen(oq), lt = strlen(t);
-	size_t ci = cut_len(intent, li, LH_SUMMARIZE_MAX_CONTEXT);
-	size_t cq = cut_len(oq, lq, LH_SUMMARIZE_MAX_CONTEXT);
-	size_t ct = cut_len(t, lt, max_bytes);
+	size_t ci = lh_utf8_head(intent, li, LH_SUMMARIZE_MAX_CONTEXT);
+	size_t cq = lh_utf8_head(oq, lq, LH_SUMMARIZE_MAX_CONTEXT);
+	size_t ct = lh_utf8_head(t, lt, max_bytes);
 	lh_buf_t b;
 	lh_buf_init(&b);
 	lh_buf_printf(&b, "Task:\n%.*s%s\n\nOpen questions so far:\n%.*s%s\n\n", (int)ci, intent,
