@@ -35,28 +35,11 @@ static const char script[] =
 	"{\"match\":\"[case:ask2]\",\"times\":1,\"tool_calls\":[{\"name\":\"ask_human\","
 	"\"arguments\":{\"question\":\"Red or white?\"}}]}]}";
 
-static size_t sink(char *p, size_t size, size_t n, void *arg) { return size * n; }
-
 static long post(const char *path, const char *body, const char *key)
 {
-	CURL *c = curl_easy_init();
-	struct curl_slist *h = NULL;
-	char url[512], idem[160];
-	long status = 0;
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-	snprintf(idem, sizeof(idem), "Idempotency-Key: %s%s", ts.prefix, key);
-	h = curl_slist_append(h, "Content-Type: application/json");
-	h = curl_slist_append(h, idem);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
-	return status;
+	char idem[160];
+	snprintf(idem, sizeof(idem), "%s%s", ts.prefix, key);
+	return ts_http_post(port, path, body, idem);
 }
 
 static long respond(const char *rid, const char *route, const char *body, const char *key)

@@ -364,6 +364,32 @@ long ts_http_get(const char *url, lh_buf_t *out)
 	return status;
 }
 
+long ts_http_post(int port, const char *path, const char *json, const char *idempotency_key)
+{
+	struct curl_slist *h = NULL;
+	char url[512], idem[200];
+	long status = 0;
+	lh_buf_t out;
+	CURL *c = curl_easy_init();
+	lh_buf_init(&out);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+	snprintf(idem, sizeof(idem), "Idempotency-Key: %s", idempotency_key);
+	h = curl_slist_append(h, "Content-Type: application/json");
+	h = curl_slist_append(h, idem);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_http_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	lh_buf_finish(&out);
+	return status;
+}
+
 double ts_metric(const char *text, const char *series)
 {
 	size_t n = strlen(series);

@@ -87,6 +87,9 @@ int ts_gateway_port(ts_stack_t *ts, const char *name);
 int ts_log_port(ts_stack_t *ts, const char *name, const char *event, int ms);
 /* GET url into out (NUL-terminated; 3 s timeout); the HTTP status, 0 when nothing answered. */
 long ts_http_get(const char *url, lh_buf_t *out);
+/* POST json to http://127.0.0.1:port PATH with an Idempotency-Key; the HTTP status (0: no
+ * answer; the body is dropped). */
+long ts_http_post(int port, const char *path, const char *json, const char *idempotency_key);
 /* The value of the Prometheus sample line that starts with `series ` exactly, or -1. */
 double ts_metric(const char *text, const char *series);
 /* Wait until a line of NAME's log holds a and (when not NULL) b; false after ms. */
