@@ -585,15 +585,16 @@ static json_t *transcript_attach(const attempt_t *a, const json_t *output, bool 
 				 json_t **ret_msgs, const char **ret_ref, int64_t *ret_dropped,
 				 char ref[LH_BLOB_REF_LEN + 1])
 {
-	size_t dropped = 0, out_size = output ? json_dumpb(output, NULL, 0, JSON_COMPACT) : 0;
+	/* the output as text, serialized once: the final answer, and its size in the event */
+	char *dumped = output && !json_is_string(output) ? json_dumps(output, JSON_COMPACT) : NULL;
+	const char *final = json_is_string(output) ? json_string_value(output) : dumped;
+	size_t dropped = 0, out_size = final ? strlen(final) + 2 : 0;
 	/* what an inline conversation may take: the event must stay under LH_EVENT_MAX_BYTES with
 	 * an inline output and the rest of the body (64 KiB kept for those) */
 	size_t cap = LH_EVENT_MAX_BYTES - 65536, used = output_inline ? out_size : 0;
 	size_t room = used + LH_TRANSCRIPT_INLINE_MAX <= cap ? LH_TRANSCRIPT_INLINE_MAX
 			 : used < cap			    ? cap - used
 							    : 1;
-	char *dumped = output && !json_is_string(output) ? json_dumps(output, JSON_COMPACT) : NULL;
-	const char *final = json_is_string(output) ? json_string_value(output) : dumped;
 	char named[96];
 	if (final && strlen(final) > TRANSCRIPT_FINAL_MAX) {
 		snprintf(named, sizeof(named), "[the attempt's output, %zu bytes: see the task's output]",
