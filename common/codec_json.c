@@ -469,9 +469,14 @@ static int set_id(json_t *o, const char *key, const lh_id_t *id, bool uuid)
 	return json_object_set_new_nocheck(o, key, json_string(buf));
 }
 
+json_t *lh_event_body_to_json(const lh_event_t *ev)
+{
+	const lh_desc_t *desc = lh_event_body_desc(ev->type);
+	return desc && ev->body ? js_from_struct(desc, ev->body) : json_object();
+}
+
 json_t *lh_event_to_json(const lh_event_t *ev)
 {
-	const lh_desc_t *desc;
 	json_t *o, *v;
 	int bad = 0;
 	if (!ev)
@@ -495,9 +500,8 @@ json_t *lh_event_to_json(const lh_event_t *ev)
 					   js_from_struct(&lh_actor_desc, (const char *)&ev->actor));
 	if (!lh_id_is_zero(&ev->causation_id))
 		bad |= set_id(o, "causation_id", &ev->causation_id, false);
-	desc = lh_event_body_desc(ev->type);
-	v = desc && ev->body ? js_from_struct(desc, ev->body) : json_object();
-	bad |= json_object_set_new_nocheck(o, "body", v);
+	v = lh_event_body_to_json(ev);
+	bad |= v ? json_object_set_new_nocheck(o, "body", v) : -1;
 	if (bad) {
 		json_decref(o);
 		return NULL;

@@ -59,6 +59,8 @@ lh_event_t *lh_event_free(lh_event_t *ev);
 
 /* JSON form. lh_event_to_json returns a new reference (NULL only on out-of-memory). */
 json_t *lh_event_to_json(const lh_event_t *ev);
+/* Its body's JSON form, as in lh_event_to_json (new reference; NULL on failure). */
+json_t *lh_event_body_to_json(const lh_event_t *ev);
 /* Strict parse of the JSON form into a new event (free with lh_event_free). */
 lh_err_t lh_event_from_json(const json_t *j, lh_event_t **ret_ev, lh_error_t *err);
 

@@ -197,6 +197,49 @@ lh_err_t lh_pg_query_bin(lh_pg_t *pg, const char *name, int nparams, const char 
 	return query(pg, name, nparams, params, NULL, NULL, 1, ret_res, err);
 }
 
+lh_err_t lh_pg_copy_in(lh_pg_t *pg, const char *name, const void *data, size_t len,
+		       lh_error_t *err)
+{
+	int qi = find_query(name);
+	char what[128];
+	PGresult *r;
+	lh_err_t rc = LH_OK;
+	bool sent = true;
+	if (qi < 0)
+		return lh_error_set(err, LH_ERR_INTERNAL, "unknown named query \"%s\"", name);
+	if ((rc = do_connect(pg, err)))
+		return rc;
+	snprintf(what, sizeof(what), "query %s", name);
+	r = PQexec(pg->conn, lh_sql_queries[qi].sql); /* COPY cannot be prepared */
+	if (PQresultStatus(r) != PGRES_COPY_IN) {
+		rc = res_error(pg, r, what, err);
+		PQclear(r);
+		return rc;
+	}
+	PQclear(r);
+	/* Blocking connection: each call returns once libpq has queued or sent the bytes. */
+	for (size_t off = 0; off < len && sent;) {
+		size_t n = len - off < ((size_t)1 << 20) ? len - off : (size_t)1 << 20;
+		sent = PQputCopyData(pg->conn, (const char *)data + off, (int)n) == 1;
+		off += n;
+	}
+	if (PQputCopyEnd(pg->conn, sent ? NULL : "lh: sending the COPY data failed") != 1)
+		sent = false;
+	r = PQgetResult(pg->conn);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		rc = res_error(pg, r, what, err);
+		PQclear(r);
+	} else {
+		PQclear(r);
+		if (!sent) /* cannot happen with a COMMAND_OK; never report success without the data */
+			rc = lh_error_set(err, LH_ERR_INTERNAL, "%s: COPY data not sent", what);
+	}
+	/* a COPY has one result; read to the end so the connection is ready for the next query */
+	while (pg->conn && (r = PQgetResult(pg->conn)))
+		PQclear(r);
+	return rc;
+}
+
 int lh_pg_nrows(const lh_pg_res_t *res) { return PQntuples(res->r); }
 int lh_pg_ncols(const lh_pg_res_t *res) { return PQnfields(res->r); }
 const char *lh_pg_get(const lh_pg_res_t *res, int row, int col)

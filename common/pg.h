@@ -40,6 +40,11 @@ lh_err_t lh_pg_query(lh_pg_t *pg, const char *name, int nparams, const char *con
  * query). For large numeric arrays, where text output and parsing dominate. */
 lh_err_t lh_pg_query_bin(lh_pg_t *pg, const char *name, int nparams, const char *const *params,
 			 lh_pg_res_t **ret_res, lh_error_t *err);
+/* Run the named query, a `COPY ... FROM STDIN`, with data (len bytes, in the format the query
+ * names) as its input. Errors as lh_pg_query's (a row the server rejects is a data error with its
+ * SQLSTATE). */
+lh_err_t lh_pg_copy_in(lh_pg_t *pg, const char *name, const void *data, size_t len,
+		       lh_error_t *err);
 /* BEGIN / COMMIT / ROLLBACK. */
 lh_err_t lh_pg_begin(lh_pg_t *pg, lh_error_t *err);
 lh_err_t lh_pg_commit(lh_pg_t *pg, lh_error_t *err);

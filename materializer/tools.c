@@ -173,24 +173,26 @@ static void rb_on_message(void *opaque, const lh_kafka_msg_t *msg)
 	rebuild_t *r = opaque;
 	lh_event_t *ev = NULL;
 	lh_error_t err = {0};
-	char *json;
+	lh_mrow_t row;
+	lh_err_t rc;
 	if (r->failed || msg->partition < 0 || msg->partition >= r->nparts ||
 	    msg->offset < r->next[msg->partition] || msg->offset >= r->end[msg->partition])
 		return; /* past the end seen at start, or again */
 	r->next[msg->partition] = msg->offset + 1;
 	r->consumed++;
 	r->last_progress_us = lh_mono_us();
-	if (lh_event_decode(msg->payload, msg->len, &ev, &err)) {
+	if (lh_event_decode(msg->payload, msg->len, &ev, &err) == LH_OK) {
+		rc = lh_mbatch_row(ev, msg->topic, msg->partition, msg->offset, &row, &err);
+		lh_event_free(ev);
+	} else
+		rc = LH_ERR_SCHEMA;
+	if (rc == LH_OK)
+		lh_mbatch_add(&r->batch, msg->partition, msg->offset, &row, msg->key, msg->key_len,
+			      msg->payload, msg->len);
+	else {
 		/* the live materializer dead-lettered it: store only its offset */
 		r->undecodable++;
 		lh_mbatch_add(&r->batch, msg->partition, msg->offset, NULL, NULL, 0, NULL, 0);
-	} else {
-		json = lh_mbatch_event_json(ev, msg);
-		lh_event_free(ev);
-		if (!json)
-			abort(); /* out of memory */
-		lh_mbatch_add(&r->batch, msg->partition, msg->offset, json, msg->key, msg->key_len,
-			      msg->payload, msg->len);
 	}
 	if (r->batch.n - r->batch.done >= (size_t)r->o->batch_max_events)
 		rb_write(r);
@@ -208,7 +210,8 @@ static bool rb_reached_end(const rebuild_t *r)
 static lh_err_t rb_replay(rebuild_t *r, lh_pg_t *pg, lh_error_t *err)
 {
 	const lh_mtool_opts_t *o = r->o;
-	lh_mwriter_ops_t ops = {.reject = rb_reject, .sync_dead_letters = rb_sync, .opaque = r};
+	lh_mwriter_ops_t ops = {.reject = rb_reject, .sync_dead_letters = rb_sync, .opaque = r,
+				.check_rounds = o->check_rounds};
 	lh_kafka_opts_t ko = {.brokers = o->brokers, .client_id = "lh-materializer-rebuild",
 			      .group_id = "lh-materializer-rebuild", /* required; never joined */
 			      .on_message = rb_on_message, .opaque = r};

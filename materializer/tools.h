@@ -18,6 +18,7 @@ typedef struct lh_mtool_opts {
 	const char *events_topic;   /* borrowed */
 	const char *consumer;	    /* borrowed: the name offsets are stored under (rebuild) */
 	int64_t batch_max_events;
+	bool check_rounds; /* rebuild: materializer.check_rounds */
 	bool swap;
 	int64_t older_than_days; /* gc-blobs */
 } lh_mtool_opts_t;

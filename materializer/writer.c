@@ -42,21 +42,24 @@ static lh_err_t txn(lh_mwriter_t *w, lh_mbatch_t *b, size_t lo, size_t hi, lh_er
 {
 	lh_pg_res_t *res = NULL;
 	const char *params[3];
-	size_t nev, nparts;
+	size_t nev, nparts, staged;
 	int64_t nnew = 0, t0 = lh_mono_us();
 	lh_err_t rc;
 
-	nev = lh_mbatch_events_json(b, lo, hi, &w->events);
+	nev = lh_mbatch_copy(b, lo, hi, &w->events, &staged);
 	nparts = lh_mbatch_offsets_json(b, lo, hi, w->topic, &w->offsets);
 	if (lh_mbatch_has_skipped(b, lo, hi) && w->ops.sync_dead_letters &&
 	    (rc = w->ops.sync_dead_letters(w->ops.opaque, err)))
 		return rc;
 	params[0] = w->consumer;
-	params[1] = w->events.data;
-	params[2] = w->offsets.data;
+	params[1] = w->offsets.data;
+	params[2] = w->ops.check_rounds ? "true" : "false";
 	if ((rc = lh_pg_begin(w->pg, err)))
 		return rc;
-	if ((rc = lh_pg_query(w->pg, "materialize_batch", 3, params, NULL, NULL, &res, err)))
+	if ((rc = lh_pg_query(w->pg, "materialize_stage_open", 0, NULL, NULL, NULL, NULL, err)) ||
+	    (staged && (rc = lh_pg_copy_in(w->pg, "materialize_copy", w->events.data,
+					   w->events.len, err))) ||
+	    (rc = lh_pg_query(w->pg, "materialize_fold", 3, params, NULL, NULL, &res, err)))
 		goto out_rollback;
 	if (lh_pg_nrows(res) == 1 && !lh_pg_isnull(res, 0, 0))
 		nnew = lh_pg_get_i64(res, 0, 0);
@@ -98,7 +101,7 @@ static lh_err_t write_range(lh_mwriter_t *w, lh_mbatch_t *b, size_t lo, size_t h
 		lh_mentry_t *e = &b->v[lo];
 		char ps[24], os[24];
 		lh_error_t rerr = {0};
-		if (!e->json)
+		if (!e->row.fields)
 			return rc; /* offsets alone rejected: a bug, not the data; keep retrying */
 		lh_log_error("materializer.rejected", err->msg, "partition", lh_log_i64(ps, e->partition),
 			     "offset", lh_log_i64(os, e->offset), "action",

@@ -1,10 +1,13 @@
 /* writer.h — writes a batch to PostgreSQL: rows and offsets in one transaction.
  *
  * lh_mwriter_write stores the entries [b->done, b->n) of a batch with
- *     BEGIN; SELECT lh_materialize(consumer, events, offsets); COMMIT
- * (named query materialize_batch). lh_materialize inserts each event once by id, projects only the
- * new ones and moves the consumer's offsets forward only, so writing the same entries again — after
- * a lost COMMIT acknowledgement, a crash, or by a second materializer — changes nothing.
+ *     BEGIN; SELECT lh_mat_stage_open(); COPY lh_mat_stage FROM STDIN (FORMAT binary);
+ *     SELECT lh_mat_fold(consumer, offsets, true, check); COMMIT
+ * (named queries materialize_stage_open, materialize_copy, materialize_fold; sql/0012). The COPY
+ * carries the events as staging rows with their rounds (lh_mbatch_copy); lh_mat_fold inserts each
+ * event once by id, projects only the new ones and moves the consumer's offsets forward only, so
+ * writing the same entries again — after a lost COMMIT acknowledgement, a crash, or by a second
+ * materializer — changes nothing.
  *
  * Errors:
  *  - PostgreSQL unreachable, restarting, deadlock, serialization failure, or any error that is not
@@ -38,6 +41,9 @@ typedef struct lh_mwriter_ops {
 	/* Make every dead letter sent so far durable; LH_OK only then. */
 	lh_err_t (*sync_dead_letters)(void *opaque, lh_error_t *err);
 	void *opaque;
+	/* lh_mat_fold numbers the rounds again and raises (an error that is not about the data) if
+	 * lh_mbatch_rounds numbered them otherwise: a check for tests (materializer.check_rounds). */
+	bool check_rounds;
 } lh_mwriter_ops_t;
 
 typedef struct lh_mwriter {

@@ -1,8 +1,16 @@
 -- Named queries used by the daemons and lhctl. Each starts with "-- name: NAME"; parameters are
 -- $1..$n, always bound (never formatted into the text).
 
--- name: materialize_batch
-SELECT lh_materialize($1, $2::jsonb, $3::jsonb);
+-- name: materialize_stage_open
+SELECT lh_mat_stage_open();
+
+-- name: materialize_copy
+COPY lh_mat_stage (id, pid, typ, tno, att, ts_us, tenant, actor_kind, actor_id, causation_id, b,
+                   topic, partition, "offset", phase, rnd, step, last5, ord)
+FROM STDIN (FORMAT binary);
+
+-- name: materialize_fold
+SELECT lh_mat_fold($1, $2::jsonb, true, $3::boolean);
 
 -- name: consumer_offsets_get
 SELECT partition, next_offset FROM consumer_offsets WHERE consumer = $1 AND topic = $2;

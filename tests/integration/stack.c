@@ -36,6 +36,10 @@ int ts_init(ts_stack_t *ts, const char *build_root)
 	 * its own topic, and every test's materializer shares one database: off for all of them
 	 * (inherited), on only where a test asks for it (0040-memory-log: --memory-relay). */
 	setenv("LH_MEMORY_RELAY", "false", 1);
+	/* Every batch's rounds numbered again by PostgreSQL (sql/0012, lh_mat_rounds) and compared
+	 * with the materializer's: each test's traffic checks lh_mbatch_rounds. lh-bench turns it
+	 * off before this runs (it costs PostgreSQL time). */
+	setenv("LH_MATERIALIZER_CHECK_ROUNDS", "true", 0);
 	ts->brokers = getenv("LH_KAFKA_BROKERS");
 	ts->pg_url = getenv("LH_PG_URL");
 	if (!ts->brokers || !*ts->brokers || !ts->pg_url || !*ts->pg_url) {
