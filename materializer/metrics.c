@@ -6,20 +6,18 @@
 #include <event2/http.h>
 #include <event2/util.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
+#include "httpd.h"
 #include "ids.h" /* lh_mono_us */
-#include "listen.h"
+#include "log.h"
 
 #define RATE_WINDOW 10 /* seconds the events/s gauge averages over */
 #define MAX_HEADERS 8192
-#define REQ_TIMEOUT_S 10
 
 static const double bounds[LH_MSTATS_NBUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 						  0.1,	 0.25,	 0.5,	1.0,  2.5,   5.0};
@@ -167,10 +165,9 @@ void lh_mmetrics_render(const lh_mstats_t *s, lh_kafka_t *consumer, const char *
 
 struct lh_mmetrics {
 	struct event_base *base;
-	struct evhttp *http;
+	lh_httpd_t *httpd;
 	struct event *ev_stop, *ev_tick;
 	int stop_rfd, stop_wfd;
-	int port;
 	pthread_t thread;
 	bool running;
 	const lh_mstats_t *stats;
@@ -228,6 +225,15 @@ static void on_request(struct evhttp_request *req, void *arg)
 	evbuffer_free(b);
 }
 
+/* Connections refused over the cap (at most one line per LH_HTTPD_REFUSED_REPORT_S seconds). */
+static void on_refused(uint64_t n, int max_conns, void *arg)
+{
+	char a[24], b[24];
+	lh_log_warn("materializer.metrics_refused",
+		    "refused connections to the metrics endpoint: too many open at once", "refused",
+		    lh_log_i64(a, (long long)n), "max_connections", lh_log_i64(b, max_conns));
+}
+
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
 	lh_mmetrics_t *m = arg;
@@ -244,17 +250,12 @@ static void *run(void *arg)
 lh_err_t lh_mmetrics_new(const char *listen, const lh_mstats_t *stats, lh_kafka_t *consumer,
 			 const char *topic, lh_mmetrics_t **ret, lh_error_t *err)
 {
-	char host[256];
-	int port, fds[2];
+	int fds[2];
 	lh_mmetrics_t *m;
-	struct evhttp_bound_socket *sock;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
+	struct evhttp *http;
 	struct timeval one = {1, 0};
 	lh_err_t rc;
 
-	if ((rc = lh_listen_parse(listen, host, sizeof(host), &port, err)))
-		return rc;
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
@@ -269,25 +270,18 @@ lh_err_t lh_mmetrics_new(const char *listen, const lh_mstats_t *stats, lh_kafka_
 	m->stop_rfd = fds[0];
 	m->stop_wfd = fds[1];
 	m->base = event_base_new();
-	m->http = m->base ? evhttp_new(m->base) : NULL;
-	if (!m->http) {
+	if (!m->base) {
 		rc = lh_error_set(err, LH_ERR_NOMEM, "could not create the metrics http server");
 		goto out_free;
 	}
-	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_max_body_size(m->http, 0);
-	evhttp_set_max_headers_size(m->http, MAX_HEADERS);
-	evhttp_set_timeout(m->http, REQ_TIMEOUT_S);
-	evhttp_set_gencb(m->http, on_request, m);
-	sock = evhttp_bind_socket_with_handle(m->http, host, (ev_uint16_t)port);
-	if (!sock) {
-		rc = lh_error_set(err, LH_ERR_IO, "could not listen on %s:%d for metrics: %s", host,
-				  port, strerror(errno ? errno : EADDRINUSE));
+	if ((rc = lh_httpd_new(m->base, listen, LH_HTTPD_MAX_CONNS, LH_HTTPD_TIMEOUT_S, on_refused,
+			       m, &m->httpd, err)))
 		goto out_free;
-	}
-	if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &sl) == 0)
-		m->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-							 : ((struct sockaddr_in *)&ss)->sin_port);
+	http = lh_httpd_evhttp(m->httpd);
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_max_body_size(http, 0);
+	evhttp_set_max_headers_size(http, MAX_HEADERS);
+	evhttp_set_gencb(http, on_request, m);
 	m->ev_stop = event_new(m->base, m->stop_rfd, EV_READ, on_stop, m);
 	m->ev_tick = event_new(m->base, -1, EV_PERSIST, on_tick, m);
 	if (!m->ev_stop || !m->ev_tick) {
@@ -309,7 +303,7 @@ out_free:
 	return rc;
 }
 
-int lh_mmetrics_port(const lh_mmetrics_t *m) { return m ? m->port : -1; }
+int lh_mmetrics_port(const lh_mmetrics_t *m) { return m ? lh_httpd_port(m->httpd) : -1; }
 
 lh_mmetrics_t *lh_mmetrics_free(lh_mmetrics_t *m)
 {
@@ -325,8 +319,7 @@ lh_mmetrics_t *lh_mmetrics_free(lh_mmetrics_t *m)
 		event_free(m->ev_stop);
 	if (m->ev_tick)
 		event_free(m->ev_tick);
-	if (m->http)
-		evhttp_free(m->http);
+	m->httpd = lh_httpd_free(m->httpd);
 	if (m->base)
 		event_base_free(m->base);
 	if (m->stop_rfd >= 0)

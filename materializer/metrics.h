@@ -81,7 +81,9 @@ size_t lh_mstats_lags(const lh_mstats_t *s, lh_kafka_t *consumer, const char *to
 
 typedef struct lh_mmetrics lh_mmetrics_t;
 
-/* Bind listen ("ADDR:PORT") and start serving GET /metrics on a thread of its own. stats,
+/* Bind listen ("ADDR:PORT") and start serving GET /metrics on a thread of its own, at most
+ * LH_HTTPD_MAX_CONNS connections at once (common/httpd.h; refusals logged as
+ * materializer.metrics_refused). stats,
  * consumer and topic are borrowed until lh_mmetrics_free: free the endpoint before the
  * consumer. Returns new in *ret. */
 lh_err_t lh_mmetrics_new(const char *listen, const lh_mstats_t *stats, lh_kafka_t *consumer,
