@@ -8,12 +8,9 @@
  * in flight at once; at the cap the partitions are paused and polling goes on. */
 #include <ctype.h>
 #include <errno.h>
-#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +23,7 @@
 #include "config.h"
 #include "context.h"
 #include "http_client.h"
+#include "httpd.h"
 #include "idmap.h"
 #include "jsonschema.h"
 #include "kafka.h"
@@ -446,7 +444,7 @@ static struct worker {
 	lh_id_t seen_ring[DEDUP_RING];
 	size_t seen_pos;
 	struct event *ev_sigint, *ev_sigterm, *ev_stats, *ev_heartbeat, *ev_commit;
-	struct evhttp *metrics; /* --metrics-listen, served from the loop; NULL = off */
+	lh_httpd_t *metrics; /* --metrics-listen, served from the loop; NULL = off */
 	bool commit_scheduled;
 	uint64_t orders, succeeded, failed, duplicates, dead_letters, asked, tool_calls,
 		fast_fails;
@@ -2263,43 +2261,48 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 	evbuffer_free(b);
 }
 
-/* Serve /metrics on wk.cfg.metrics_listen from the loop; 0, else the exit status after logging
- * why not: 2 for a malformed address, 1 when it cannot be bound. */
+/* Connections to /metrics refused over the cap (at most one line per
+ * LH_HTTPD_REFUSED_REPORT_S seconds). */
+static void on_metrics_refused(uint64_t n, int max_conns, void *arg)
+{
+	char a[24], b[24];
+	lh_log_warn("worker.metrics_refused",
+		    "refused connections to the metrics endpoint: too many open at once", "refused",
+		    lh_log_i64(a, (long long)n), "max_connections", lh_log_i64(b, max_conns));
+}
+
+/* Serve /metrics on wk.cfg.metrics_listen from the loop, at most LH_HTTPD_MAX_CONNS connections
+ * at once; 0, else the exit status after logging why not: 2 for a malformed address, 1 when it
+ * cannot be bound. */
 static int start_metrics(void)
 {
-	char host[256], ps[24];
-	int port = 0;
+	char ps[24];
 	lh_error_t err = {0};
-	struct evhttp_bound_socket *sock;
+	lh_err_t rc;
+	struct evhttp *http;
 	if (!*wk.cfg.metrics_listen)
 		return 0;
-	if (lh_listen_parse(wk.cfg.metrics_listen, host, sizeof(host), &port, &err)) {
+	rc = lh_httpd_new(wk.base, wk.cfg.metrics_listen, LH_HTTPD_MAX_CONNS, LH_HTTPD_TIMEOUT_S,
+			  on_metrics_refused, NULL, &wk.metrics, &err);
+	if (rc == LH_ERR_CONFIG) {
 		lh_log_error("worker.bad_config", err.msg);
 		fprintf(stderr, "lh-worker: %s\n", err.msg);
 		return 2;
 	}
-	if (!(wk.metrics = evhttp_new(wk.base)))
+	if (rc == LH_ERR_NOMEM)
 		abort();
-	evhttp_set_gencb(wk.metrics, on_metrics, NULL);
-	evhttp_set_allowed_methods(wk.metrics, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-						       EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
-	evhttp_set_timeout(wk.metrics, 10);
-	if (!(sock = evhttp_bind_socket_with_handle(wk.metrics, host, (ev_uint16_t)port))) {
+	if (rc) {
 		lh_log_error("worker.metrics", "could not listen on the metrics address", "listen",
-			     wk.cfg.metrics_listen);
+			     wk.cfg.metrics_listen, "error", err.msg);
 		fprintf(stderr, "lh-worker: could not listen on %s\n", wk.cfg.metrics_listen);
 		return 1;
 	}
-	{
-		struct sockaddr_storage sa;
-		socklen_t sl = sizeof(sa);
-		if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&sa, &sl) == 0)
-			port = ntohs(sa.ss_family == AF_INET6
-					     ? ((struct sockaddr_in6 *)&sa)->sin6_port
-					     : ((struct sockaddr_in *)&sa)->sin_port);
-	}
+	http = lh_httpd_evhttp(wk.metrics);
+	evhttp_set_gencb(http, on_metrics, NULL);
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+						 EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
 	lh_log_info("worker.metrics", "serving GET /metrics", "listen", wk.cfg.metrics_listen,
-		    "port", lh_log_i64(ps, port));
+		    "port", lh_log_i64(ps, lh_httpd_port(wk.metrics)));
 	return 0;
 }
 
@@ -2624,8 +2627,7 @@ int main(int argc, char **argv)
 	event_free(wk.ev_commit);
 	if (wk.ev_stats)
 		event_free(wk.ev_stats);
-	if (wk.metrics)
-		evhttp_free(wk.metrics);
+	wk.metrics = lh_httpd_free(wk.metrics);
 	event_base_free(wk.base);
 	for (int i = 0; i < MAX_PARTS; i++) {
 		free(wk.parts[i].offs);
