@@ -12,7 +12,9 @@
  * than what is stored, or an endpoint on the blocked loop, fails the first half.
  *
  * Also: a malformed --metrics-listen stops the daemon with exit 2 before it connects anything,
- * and a port already taken with exit 1 and one line. */
+ * and a port already taken with exit 1 and one line. And the endpoint holds at most 64
+ * connections (common/httpd.h): 64 + 36 idle ones leave 36 refused at once, the daemon's
+ * descriptors bounded, one rate-limited log line, and a scrape answered once they close. */
 #include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +24,8 @@
 
 #include "buf.h"
 #include "bus.h"
+#include "conncap.h"
+#include "httpd.h"
 #include "stack.h"
 #include "t.h"
 
@@ -250,6 +254,36 @@ static void bad_listen(void)
 	}
 }
 
+/* cap + 36 idle connections to the endpoint; see conncap.h. Fails with the cap removed: nothing
+ * is refused within 5 s and the descriptors grow by 100. */
+static void conn_cap(void)
+{
+	ts_conncap_t cc;
+	char group_cap[128];
+	int mat, port;
+	snprintf(group_cap, sizeof(group_cap), "%s-cap", group);
+	mat = ts_spawn(&ts, "materializer-cap", "materializer/lh-materializer", "--group", group_cap,
+		       "--consumer", "metrics-cap", "--metrics-listen", "127.0.0.1:0", NULL);
+	port = ts_log_port(&ts, "materializer-cap", "materializer.metrics", 30000);
+	T_CHECK(port > 0);
+	if (port <= 0)
+		return;
+	ts_conncap_probe(ts.procs[mat].pid, port, LH_HTTPD_MAX_CONNS, 36, &cc);
+	printf("# refused %d, held %d, fds %d -> peak %d -> %d, GET at the cap %ld, after %ld\n",
+	       cc.refused, cc.held, cc.fds_before, cc.fds_peak, cc.fds_after, cc.get_at_cap,
+	       cc.get_after);
+	T_EQ_INT(cc.refused, 36);
+	T_EQ_INT(cc.held, LH_HTTPD_MAX_CONNS);
+	T_CHECK(cc.fds_before > 0 && cc.fds_peak <= cc.fds_before + LH_HTTPD_MAX_CONNS + 8);
+	T_CHECK(cc.get_at_cap != 200);
+	T_EQ_INT(cc.get_after, 200);
+	T_CHECK(cc.fds_after <= cc.fds_before + 8);
+	T_CHECK(ts_wait_log(&ts, "materializer-cap", "materializer.metrics_refused",
+			    "\"max_connections\":\"64\"", 5000));
+	ts_kill(&ts, mat, SIGTERM);
+	T_EQ_INT(ts_wait_exit(&ts, mat, 20000), 0);
+}
+
 int main(int argc, char **argv)
 {
 	int rc = ts_init(&ts, argc > 1 ? argv[1] : ".");
@@ -259,6 +293,7 @@ int main(int argc, char **argv)
 	snprintf(group, sizeof(group), "%smaterializer", ts.prefix);
 	T_RUN(bad_listen);
 	T_RUN(lag_is_real);
+	T_RUN(conn_cap);
 	ts_finish(&ts);
 	return t_done();
 }

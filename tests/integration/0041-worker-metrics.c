@@ -3,22 +3,26 @@
  * succeeded attempts are the plan's fast-tier ones, every one of its model calls reported usage
  * (so the token estimate's error is measured on each, and is a sane ratio), no breaker is open.
  * Another path is 404; a malformed address stops the worker with
- * exit 2 before it connects anything, and a port already taken with exit 1. */
+ * exit 2 before it connects anything, and a port already taken with exit 1. The endpoint holds
+ * at most 64 connections (common/httpd.h): 64 + 36 idle ones leave 36 refused at once, the
+ * worker's descriptors bounded, its loop serving, one rate-limited log line. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conncap.h"
+#include "httpd.h"
 #include "stack.h"
 #include "t.h"
 
 static ts_stack_t ts;
+static int fast = -1, port = -1; /* the fast worker serving /metrics, set by t_metrics */
 
 static void t_metrics(void)
 {
 	char url[96], plan[40], series[200];
 	lh_buf_t body;
 	lh_id_t id;
-	int port, fast;
 	double ok, calls, err;
 	const char *want;
 	lh_buf_init(&body);
@@ -77,6 +81,30 @@ static void t_metrics(void)
 	lh_buf_finish(&body);
 }
 
+/* cap + 36 idle connections to the fast worker's endpoint, served from its loop; see
+ * conncap.h. Fails with the cap removed: nothing is refused within 5 s and the descriptors grow
+ * by 100. */
+static void t_conn_cap(void)
+{
+	ts_conncap_t cc;
+	T_CHECK(fast >= 0 && port > 0);
+	if (fast < 0 || port <= 0)
+		return;
+	ts_conncap_probe(ts.procs[fast].pid, port, LH_HTTPD_MAX_CONNS, 36, &cc);
+	printf("# refused %d, held %d, fds %d -> peak %d -> %d, GET at the cap %ld, after %ld\n",
+	       cc.refused, cc.held, cc.fds_before, cc.fds_peak, cc.fds_after, cc.get_at_cap,
+	       cc.get_after);
+	T_EQ_INT(cc.refused, 36);
+	T_EQ_INT(cc.held, LH_HTTPD_MAX_CONNS);
+	T_CHECK(cc.fds_before > 0 && cc.fds_peak <= cc.fds_before + LH_HTTPD_MAX_CONNS + 8);
+	T_CHECK(cc.get_at_cap != 200);
+	T_EQ_INT(cc.get_after, 200);
+	T_CHECK(cc.fds_after <= cc.fds_before + 8);
+	T_CHECK(ts_wait_log(&ts, "worker-fast", "worker.metrics_refused",
+			    "\"max_connections\":\"64\"", 5000));
+	T_EQ_INT(ts_wait_exit(&ts, fast, 10), -1); /* still up */
+}
+
 int main(int argc, char **argv)
 {
 	int rc = ts_init(&ts, argc > 1 ? argv[1] : ".");
@@ -89,6 +117,7 @@ int main(int argc, char **argv)
 	ts_spawn_materializer(&ts);
 	ts_spawn_coordinator(&ts, NULL);
 	T_RUN(t_metrics);
+	T_RUN(t_conn_cap);
 	ts_finish(&ts);
 	return t_done();
 }
