@@ -106,7 +106,7 @@ static void t_rebuild_equals_live(void)
 	T_EQ_INT(RUN_MAT("checksum", "checksum", "--against-schema", rb), 0);
 }
 
-/* lh_materialize folds a batch set-wise (sql/0006); with batches of one event it folds one event
+/* lh_mat_fold folds a batch set-wise (sql/0006, sql/0012); with batches of one event it folds one event
  * at a time, which is the one-by-one fold. Both give the same rows on this log of 13 event
  * types (approvals, a budget pause, the plan's whole life). */
 static void t_setwise_equals_one_by_one(void)

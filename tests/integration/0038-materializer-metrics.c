@@ -148,7 +148,7 @@ static void lag_is_real(void)
 	for (int i = 0; i < 300 && !blocked; i++) {
 		r = exec1(ts.pg,
 			  "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-			  "AND pid <> pg_backend_pid() AND query LIKE '%lh_materialize%'",
+			  "AND pid <> pg_backend_pid() AND query LIKE '%lh_mat_fold%'",
 			  NULL, NULL);
 		blocked = PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) > 0;
 		PQclear(r);
