@@ -730,15 +730,76 @@ static double m_backends_cpu_s(ts_stack_t *ts, int *ret_n)
 	return sum;
 }
 
+/* url with its database replaced by db, as a key=value connection string (PQconninfoParse reads
+ * URLs and key=value strings alike). 0 on success. */
+static int m_db_url(const char *url, const char *db, lh_buf_t *out)
+{
+	char *msg = NULL;
+	PQconninfoOption *o = PQconninfoParse(url, &msg), *p;
+	if (!o) {
+		fprintf(stderr, "lh-bench: LH_PG_URL: %s", msg ? msg : "cannot be parsed\n");
+		PQfreemem(msg);
+		return -1;
+	}
+	lh_buf_reset(out);
+	for (p = o; p->keyword; p++) {
+		const char *v = strcmp(p->keyword, "dbname") == 0 ? db : p->val;
+		if (!v)
+			continue;
+		lh_buf_printf(out, "%s%s='", out->len ? " " : "", p->keyword);
+		for (const char *c = v; *c; c++) {
+			if (*c == '\'' || *c == '\\')
+				lh_buf_append(out, "\\", 1);
+			lh_buf_append(out, c, 1);
+		}
+		lh_buf_append(out, "'", 1);
+	}
+	PQconninfoFree(o);
+	return 0;
+}
+
+/* CREATE (create) or DROP (WITH FORCE) database db, connected to url's own database. */
+static int m_admin_db(const char *url, const char *db, bool create)
+{
+	PGconn *c = PQconnectdb(url);
+	char *id = NULL, sql[256];
+	PGresult *r;
+	int rc = -1;
+	if (PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "lh-bench: %s", PQerrorMessage(c));
+		goto out;
+	}
+	if (!(id = PQescapeIdentifier(c, db, strlen(db))))
+		goto out;
+	snprintf(sql, sizeof(sql), create ? "CREATE DATABASE %s" : "DROP DATABASE IF EXISTS %s "
+								     "WITH (FORCE)",
+		 id);
+	r = PQexec(c, sql);
+	if (PQresultStatus(r) == PGRES_COMMAND_OK)
+		rc = 0;
+	else
+		fprintf(stderr, "lh-bench: %s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+out:
+	PQfreemem(id);
+	PQfinish(c);
+	return rc;
+}
+
 static int bench_materialize(int argc, char **argv, const char *build_root)
 {
 	double pg_cpu0, pg_cpu1, mat_cpu0, mat_cpu1;
 	int npg0 = 0, npg1 = 0;
 	int nevents = 200000, width = 6, rate = 0, every = 50, timeout_s = 900, c, rc = 1;
 	long naive_max = -1; /* --naive-events: events the baseline inserts (-1: all, 0: skip) */
-	static const struct option opts[] = {{"events", 1, 0, 'e'}, {"width", 1, 0, 'w'},
-					      {"rate", 1, 0, 'r'}, {"timeout", 1, 0, 't'},
-					      {"naive-events", 1, 0, 'n'}, {0, 0, 0, 0}};
+	bool shared_db = false;
+	static const struct option opts[] = {{"events", 1, 0, 'e'},	 {"width", 1, 0, 'w'},
+					      {"rate", 1, 0, 'r'},	 {"timeout", 1, 0, 't'},
+					      {"naive-events", 1, 0, 'n'}, {"shared-db", 0, 0, 's'},
+					      {0, 0, 0, 0}};
+	const char *url0 = getenv("LH_PG_URL");
+	char db[64] = "";
+	lh_buf_t dburl;
 	ts_stack_t ts;
 	mplan_t *plans = NULL, warm;
 	msample_t *samples = NULL;
@@ -764,9 +825,12 @@ static int bench_materialize(int argc, char **argv, const char *build_root)
 			timeout_s = atoi(optarg);
 		else if (c == 'n')
 			naive_max = atol(optarg);
+		else if (c == 's')
+			shared_db = true;
 		else {
 			fprintf(stderr, "usage: lh-bench materialize [--events N] [--width W] "
-					"[--rate EVENTS_PER_S] [--timeout S] [--naive-events N]\n");
+					"[--rate EVENTS_PER_S] [--timeout S] [--naive-events N] "
+					"[--shared-db]\n");
 			return 2;
 		}
 	}
@@ -787,9 +851,23 @@ static int bench_materialize(int argc, char **argv, const char *build_root)
 	printf("# %d events: %d plans of %d act tasks, produced in waves of %d plans\n", nevents,
 	       nplans, width, wave);
 
+	/* A database of its own (dropped at the end), so that the figures do not depend on what
+	 * earlier runs left in LH_PG_URL's: every index is as small as on a new system. --shared-db
+	 * measures in LH_PG_URL's database instead, rows of earlier runs and all. */
+	lh_buf_init(&dburl);
+	if (!shared_db && url0 && *url0) {
+		snprintf(db, sizeof(db), "lh_bench_%ld", (long)getpid());
+		if (m_db_url(url0, db, &dburl) || m_admin_db(url0, db, true)) {
+			lh_buf_finish(&dburl);
+			rc = 1;
+			goto out_plans;
+		}
+		setenv("LH_PG_URL", dburl.data, 1);
+	}
+	printf("# database: %s\n", *db ? db : "LH_PG_URL's own (--shared-db)");
 	if ((rc = ts_init(&ts, build_root))) {
 		rc = rc == TS_SKIP ? 2 : rc;
-		goto out_plans;
+		goto out_db;
 	}
 	rc = 1;
 	lh_buf_init(&scratch);
@@ -954,6 +1032,10 @@ out_stack:
 	lh_buf_finish(&scratch);
 	lh_buf_finish(&arr);
 	ts_finish(&ts);
+out_db:
+	if (*db && m_admin_db(url0, db, false))
+		rc = 1;
+	lh_buf_finish(&dburl);
 out_plans:
 	for (int i = 0; i < nplans; i++)
 		lh_arena_free(plans[i].arena);
@@ -1349,9 +1431,11 @@ static void usage(FILE *out)
 		     "      kill -9 a coordinator holding N active tasks (no worker takes them),\n"
 		     "      restart it: recovery_first_dispatch_ms (restart to the next dispatch)\n"
 		     "  materialize [--events N] [--width W] [--rate EVENTS_PER_S] [--naive-events N]\n"
+		     "              [--shared-db]\n"
 		     "      N synthetic events through lh-materializer: materialize_events_per_s,\n"
 		     "      lag_p50_ms, lag_p99_ms (produced -> row visible), naive_events_per_s\n"
-		     "      (one autocommitted INSERT per event, same events)\n"
+		     "      (one autocommitted INSERT per event, same events); in a new database\n"
+		     "      of its own, dropped at the end, unless --shared-db (LH_PG_URL's)\n"
 		     "  worker [--orders N] [--latency-ms MS] [--max-inflight N]\n"
 		     "      one lh-worker against fakellm, N work orders produced at once:\n"
 		     "      inflight_max, completions_per_s, worker_cpu_cores, worker_rss_mib\n"
