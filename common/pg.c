@@ -116,7 +116,8 @@ lh_err_t lh_pg_exec(lh_pg_t *pg, const char *sql, lh_error_t *err)
 		return rc;
 	r = PQexec(pg->conn, sql);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
-		rc = res_error(pg, r, "statement", err);
+		/* a short one names itself: "COMMIT failed: ..." (a deferred check fails there) */
+		rc = res_error(pg, r, strlen(sql) <= 16 ? sql : "statement", err);
 		PQclear(r);
 		return rc;
 	}

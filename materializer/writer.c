@@ -56,7 +56,7 @@ static lh_err_t txn(lh_mwriter_t *w, lh_mbatch_t *b, size_t lo, size_t hi, lh_er
 	params[2] = w->ops.check_rounds ? "true" : "false";
 	if ((rc = lh_pg_begin(w->pg, err)))
 		return rc;
-	if ((rc = lh_pg_query(w->pg, "materialize_stage_open", 0, NULL, NULL, NULL, NULL, err)) ||
+	if ((rc = lh_pg_query(w->pg, "materialize_begin", 0, NULL, NULL, NULL, NULL, err)) ||
 	    (staged && (rc = lh_pg_copy_in(w->pg, "materialize_copy", w->events.data,
 					   w->events.len, err))) ||
 	    (rc = lh_pg_query(w->pg, "materialize_fold", 3, params, NULL, NULL, &res, err)))

@@ -281,8 +281,9 @@ BEGIN
                    AND t.status IN ('dispatched', 'running')
                 RETURNING xa.ord
             ), xb AS (
-                SELECT xa.*, acc.ord IS NOT NULL AS accepted
-                  FROM xa LEFT JOIN acc ON acc.ord = xa.ord
+                -- a hashed sub-plan: the staging table has no statistics, so a join here was
+                -- planned as a nested loop over both sides (quadratic in the group's results)
+                SELECT xa.*, xa.ord IN (SELECT acc.ord FROM acc) AS accepted FROM xa
             ), ta AS (
                 UPDATE task_attempts a
                    SET status = CASE WHEN NOT xb.accepted THEN 'stale'

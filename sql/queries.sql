@@ -1,8 +1,8 @@
 -- Named queries used by the daemons and lhctl. Each starts with "-- name: NAME"; parameters are
 -- $1..$n, always bound (never formatted into the text).
 
--- name: materialize_stage_open
-SELECT lh_mat_stage_open();
+-- name: materialize_begin
+SELECT lh_mat_begin();
 
 -- name: materialize_copy
 COPY lh_mat_stage (id, pid, typ, tno, att, ts_us, tenant, actor_kind, actor_id, causation_id, b,

@@ -64,6 +64,10 @@ typedef struct run {
 	lh_arena_t *orphan_arena;
 	lh_event_t orphan; /* plan.created of a plan never submitted: PostgreSQL rejects it */
 	char orphan_id[LH_UUID_STR_LEN + 1];
+	/* approval.requested of a plan never submitted: rejected at COMMIT (input_requests' key
+	 * is checked there, sql/0013) */
+	lh_event_t orphan2;
+	char orphan2_id[LH_UUID_STR_LEN + 1];
 } run_t;
 
 static const char *build_root = ".";
@@ -511,8 +515,8 @@ static void check_all(run_t *r)
 	T_EQ_INT(bad, 0);
 	/* the rejected event left no row behind (its transaction rolled back) */
 	if (r->orphan_arena) {
-		char orphan[LH_UUID_STR_LEN + 3];
-		snprintf(orphan, sizeof(orphan), "{%s}", r->orphan_id);
+		char orphan[2 * LH_UUID_STR_LEN + 4];
+		snprintf(orphan, sizeof(orphan), "{%s,%s}", r->orphan_id, r->orphan2_id);
 		res = q1(r, "events_count_by_plan", orphan);
 		T_CHECK(res && lh_pg_nrows(res) == 0);
 		lh_pg_res_free(res);
@@ -611,12 +615,15 @@ static void run_finish(run_t *r)
 	lh_pg_free(r->pg);
 }
 
-/* A valid event PostgreSQL refuses: plan.created of a plan that was never submitted violates
- * plan_versions' foreign key. The writer isolates it by bisecting and dead-letters it. */
+/* Valid events PostgreSQL refuses: plan.created of a plan that was never submitted violates
+ * plan_versions' foreign key (at the statement), an approval request of another one
+ * input_requests' (at COMMIT: deferred, sql/0013). The writer isolates each by bisecting and
+ * dead-letters it. */
 static void gen_orphan(run_t *r)
 {
 	lh_arena_t *a = r->orphan_arena = lh_arena_new(0);
 	lh_plan_created_t *pc = lh_arena_alloc(a, sizeof(*pc));
+	lh_approval_requested_t *ar;
 	lh_event_t *ev = &r->orphan;
 	pc->version = 1;
 	pc->tasks.n = 1;
@@ -634,11 +641,27 @@ static void gen_orphan(run_t *r)
 	ev->body = pc;
 	ev->id = lh_event_id_derivef(&ev->plan_id, "plan.created", 0, "orphan");
 	lh_uuid_fmt(&ev->plan_id, r->orphan_id);
+
+	ar = lh_arena_alloc(a, sizeof(*ar));
+	*ar = (lh_approval_requested_t){.request_id = "orphan-approval", .kind = "task",
+					 .question = "approve?"};
+	ev = &r->orphan2;
+	memset(ev, 0, sizeof(*ev));
+	ev->v = LH_ENVELOPE_VERSION;
+	ev->type = LH_EV_APPROVAL_REQUESTED;
+	ev->plan_id = lh_uuid7_new();
+	ev->task_no = 1;
+	ev->ts_us = lh_now_us();
+	ev->actor.kind = "coordinator";
+	ev->actor.id = "lh-test";
+	ev->body = ar;
+	ev->id = lh_event_id_derivef(&ev->plan_id, "approval.requested", 0, "orphan");
+	lh_uuid_fmt(&ev->plan_id, r->orphan2_id);
 }
 
 /* Duplicates of events already produced (attempt.succeeded among them: projecting one twice
- * would double its tokens), one message that is not an event, and one event PostgreSQL rejects,
- * amid the duplicates so that it sits inside a batch. */
+ * would double its tokens), one message that is not an event, and two events PostgreSQL
+ * rejects, amid the duplicates so that they sit inside a batch. */
 static bool produce_dups_and_garbage(run_t *r)
 {
 	lh_error_t err = {0};
@@ -649,6 +672,8 @@ static bool produce_dups_and_garbage(run_t *r)
 		if (!emit(r, &p->ev[e]))
 			return false;
 		if (d == NDUPS / 2 && !emit(r, &r->orphan))
+			return false;
+		if (d == NDUPS / 4 && !emit(r, &r->orphan2))
 			return false;
 	}
 	if (lh_kafka_produce(r->ts.producer, r->events_topic, -1, r->plans[0].id,
@@ -704,7 +729,7 @@ static void t_kill9(void)
 	T_CHECK(wait_caught_up(&r, 120000));
 	stop_mat(&r);
 	check_all(&r);
-	check_dlq(&r, 1, 1);
+	check_dlq(&r, 1, 2);
 	run_finish(&r);
 }
 
@@ -975,7 +1000,7 @@ static void t_pg_restart(void)
 	T_CHECK(wait_caught_up(&r, 120000));
 	stop_mat(&r);
 	check_all(&r);
-	check_dlq(&r, 1, 1);
+	check_dlq(&r, 1, 2);
 	run_finish(&r);
 }
 
