@@ -863,6 +863,17 @@ static int bench_materialize(int argc, char **argv, const char *build_root)
 			goto out_plans;
 		}
 		setenv("LH_PG_URL", dburl.data, 1);
+		{ /* migrated now, so the bench's own queries never race the materializer's start */
+			lh_pg_t *pg = NULL;
+			lh_error_t perr = {0};
+			if (lh_pg_connect(dburl.data, &pg, &perr) || lh_pg_migrate(pg, NULL, &perr)) {
+				fprintf(stderr, "lh-bench: migrating %s: %s\n", db, perr.msg);
+				lh_pg_free(pg);
+				rc = 1;
+				goto out_db;
+			}
+			lh_pg_free(pg);
+		}
 	}
 	printf("# database: %s\n", *db ? db : "LH_PG_URL's own (--shared-db)");
 	if ((rc = ts_init(&ts, build_root))) {
