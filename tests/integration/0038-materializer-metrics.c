@@ -14,7 +14,8 @@
  * Also: a malformed --metrics-listen stops the daemon with exit 2 before it connects anything,
  * and a port already taken with exit 1 and one line. And the endpoint holds at most 64
  * connections (common/httpd.h): 64 + 36 idle ones leave 36 refused at once, the daemon's
- * descriptors bounded, one rate-limited log line, and a scrape answered once they close. */
+ * descriptors bounded, one rate-limited log line, and a scrape answered once they close.
+ * And a writer blocked on a lock does not hold up another writer's events (idle_writer_not_starved). */
 #include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
@@ -254,6 +255,127 @@ static void bad_listen(void)
 	}
 }
 
+/* One goal.submitted to partition p (explicitly); its event id in id (hex). */
+static void produce_to(int p, char id[LH_ID_HEX_LEN + 1])
+{
+	lh_goal_submitted_t g = {.goal = "starve"};
+	lh_event_t ev = {0};
+	lh_error_t err = {0};
+	lh_buf_t b;
+	lh_buf_init(&b);
+	ev.v = LH_ENVELOPE_VERSION;
+	ev.type = LH_EV_GOAL_SUBMITTED;
+	ev.plan_id = lh_uuid7_new();
+	ev.task_no = LH_NO_TASK;
+	ev.ts_us = lh_now_us();
+	ev.actor.kind = "cli";
+	ev.actor.id = "lh-test";
+	ev.body = &g;
+	ev.id = lh_event_id_derivef(&ev.plan_id, "goal.submitted", 0, "starve");
+	lh_id_hex(&ev.id, id);
+	if (lh_event_encode(&ev, &b, &err) ||
+	    lh_kafka_produce(ts.producer, topic, p, ev.plan_id.b, 16, b.data, b.len, NULL, 0, NULL,
+			     &err) ||
+	    lh_kafka_flush(ts.producer, 20000, &err))
+		printf("FAIL: produce: %s\n", err.msg);
+	lh_buf_finish(&b);
+}
+
+static bool stored(const char *id)
+{
+	PGresult *r = exec1(ts.pg, "SELECT count(*) FROM events WHERE id = $1::uuid", id, NULL);
+	bool yes = PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) == 1;
+	PQclear(r);
+	return yes;
+}
+
+/* A writer that is busy must not hold up the others (the stall 1f19cd4 fixed; before, only the
+ * paced bench found it). Writer 0 (partition 0) waits on a row lock the test holds; a second
+ * event for partition 0 then waits in its filling batch, and the flush timer (1 ms) finds writer
+ * 0 busy. An event for partition 1 then reaches idle writer 1's batch: it must be stored while
+ * writer 0 is still blocked. With the old rule (a timer only for the first entry of an empty
+ * filling set, none after a flush that found a writer busy) it waited for writer 0 forever. */
+static void idle_writer_not_starved(void)
+{
+	char g2[128], id1[LH_ID_HEX_LEN + 1], id2[LH_ID_HEX_LEN + 1], id3[LH_ID_HEX_LEN + 1];
+	lh_error_t err = {0};
+	lh_buf_t body;
+	PGconn *lock;
+	PGresult *r;
+	int mat, port, blocked = 0;
+	bool two = false, third = false;
+	lh_buf_init(&body);
+	snprintf(g2, sizeof(g2), "%s-starve", group);
+	/* start at the end of the topic (what lag_is_real produced is not this case's) */
+	for (int p = 0; p < NPARTS; p++) {
+		int64_t hi = 0;
+		char ps[16], hs[24];
+		const char *params[4] = {g2, topic, ps, hs};
+		T_CHECK(lh_kafka_watermarks(ts.producer, topic, p, 5000, NULL, &hi, &err) == LH_OK);
+		snprintf(ps, sizeof(ps), "%d", p);
+		snprintf(hs, sizeof(hs), "%lld", (long long)hi);
+		r = PQexecParams(ts.pg,
+				 "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) "
+				 "VALUES ($1, $2, $3::integer, $4::bigint)",
+				 4, NULL, params, NULL, NULL, 0);
+		T_CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+		PQclear(r);
+	}
+	lock = PQconnectdb(ts.pg_url);
+	T_CHECK(PQstatus(lock) == CONNECTION_OK);
+	PQclear(PQexec(lock, "BEGIN"));
+	r = exec1(lock, "SELECT 1 FROM consumer_offsets WHERE consumer = $1 AND topic = $2 "
+			"AND partition = 0 FOR UPDATE",
+		  g2, topic);
+	T_CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1);
+	PQclear(r);
+
+	mat = ts_spawn(&ts, "materializer-starve", "materializer/lh-materializer", "--group", g2,
+		       "--writers", "2", "--batch-max-ms", "1", "--metrics-listen", "127.0.0.1:0",
+		       NULL);
+	port = ts_log_port(&ts, "materializer-starve", "materializer.metrics", 30000);
+	T_CHECK(port > 0);
+	T_CHECK(ts_wait_log(&ts, "materializer-starve", "materializer.assigned", NULL, 30000));
+
+	produce_to(0, id1); /* writer 0 takes it and waits for the lock */
+	for (int i = 0; i < 300 && !blocked; i++) {
+		r = exec1(ts.pg,
+			  "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+			  "AND pid <> pg_backend_pid() AND query LIKE '%lh_mat_fold%'",
+			  NULL, NULL);
+		blocked = PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) > 0;
+		PQclear(r);
+		if (!blocked)
+			nap_ms(20);
+	}
+	T_CHECK(blocked);
+	produce_to(0, id2); /* waits in writer 0's filling batch; the 1 ms timer finds 0 busy */
+	for (int i = 0; i < 500 && !two; i++) {
+		two = scrape(port, &body) == 200 &&
+		      sample(body.data, "lh_materializer_pending_events") == 2;
+		if (!two)
+			nap_ms(20);
+	}
+	T_CHECK(two);
+	produce_to(1, id3); /* idle writer 1's batch: stored although writer 0 still waits */
+	for (int i = 0; i < 500 && !third; i++) {
+		third = stored(id3);
+		if (!third)
+			nap_ms(20);
+	}
+	T_CHECK(third);
+	T_CHECK(!stored(id1) && !stored(id2)); /* writer 0 was blocked all along */
+
+	PQclear(PQexec(lock, "ROLLBACK"));
+	for (int i = 0; i < 500 && !(stored(id1) && stored(id2)); i++)
+		nap_ms(20);
+	T_CHECK(stored(id1) && stored(id2));
+	ts_kill(&ts, mat, SIGTERM);
+	T_EQ_INT(ts_wait_exit(&ts, mat, 20000), 0);
+	PQfinish(lock);
+	lh_buf_finish(&body);
+}
+
 /* cap + 36 idle connections to the endpoint; see conncap.h. Fails with the cap removed: nothing
  * is refused within 5 s and the descriptors grow by 100. */
 static void conn_cap(void)
@@ -293,6 +415,7 @@ int main(int argc, char **argv)
 	snprintf(group, sizeof(group), "%smaterializer", ts.prefix);
 	T_RUN(bad_listen);
 	T_RUN(lag_is_real);
+	T_RUN(idle_writer_not_starved);
 	T_RUN(conn_cap);
 	ts_finish(&ts);
 	return t_done();
