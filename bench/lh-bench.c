@@ -33,6 +33,7 @@
 #include <event2/event.h>
 #include <malloc.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "http_client.h"
@@ -758,6 +759,25 @@ static int m_db_url(const char *url, const char *db, lh_buf_t *out)
 	return 0;
 }
 
+/* build_root's lh-materializer --migrate-only on url; 0 when it exits 0. */
+static int m_migrate(const char *build_root, const char *url)
+{
+	char exe[1024];
+	int st = -1;
+	pid_t pid;
+	snprintf(exe, sizeof(exe), "%s/materializer/lh-materializer", build_root);
+	pid = fork();
+	if (pid == 0) {
+		execl(exe, exe, "--migrate-only", "--pg-url", url, "--log-level", "warn", (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "lh-bench: %s --migrate-only failed\n", exe);
+		return -1;
+	}
+	return 0;
+}
+
 /* CREATE (create) or DROP (WITH FORCE) database db, connected to url's own database. */
 static int m_admin_db(const char *url, const char *db, bool create)
 {
@@ -863,16 +883,11 @@ static int bench_materialize(int argc, char **argv, const char *build_root)
 			goto out_plans;
 		}
 		setenv("LH_PG_URL", dburl.data, 1);
-		{ /* migrated now, so the bench's own queries never race the materializer's start */
-			lh_pg_t *pg = NULL;
-			lh_error_t perr = {0};
-			if (lh_pg_connect(dburl.data, &pg, &perr) || lh_pg_migrate(pg, NULL, &perr)) {
-				fprintf(stderr, "lh-bench: migrating %s: %s\n", db, perr.msg);
-				lh_pg_free(pg);
-				rc = 1;
-				goto out_db;
-			}
-			lh_pg_free(pg);
+		/* migrated now (by the materializer under test: its schema), so the bench's own
+		 * queries never race the materializer's start */
+		if (m_migrate(build_root, dburl.data)) {
+			rc = 1;
+			goto out_db;
 		}
 	}
 	printf("# database: %s\n", *db ? db : "LH_PG_URL's own (--shared-db)");
