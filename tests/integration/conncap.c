@@ -104,3 +104,29 @@ void ts_conncap_probe(pid_t pid, int port, int cap, int extra, ts_conncap_t *ret
 		ret->get_after = get(port);
 	while (ret->get_after != 200 && lh_mono_us() < until && poll(NULL, 0, 100) >= 0);
 }
+
+bool ts_conncap_ok(const ts_conncap_t *cc, int cap, int extra)
+{
+	struct {
+		bool ok;
+		const char *what;
+	} c[] = {
+		{cc->refused == extra, "refused == extra"},
+		{cc->held == cap, "held == cap"},
+		{cc->fds_before > 0 && cc->fds_peak <= cc->fds_before + cap + 8,
+		 "descriptors at most cap + 8 more"},
+		{cc->get_at_cap != 200, "no 200 at the cap"},
+		{cc->get_after == 200, "a 200 after"},
+		{cc->fds_after <= cc->fds_before + 8, "descriptors back down"},
+	};
+	bool all = true;
+	printf("# refused %d, held %d, fds %d -> peak %d -> %d, GET at the cap %ld, after %ld\n",
+	       cc->refused, cc->held, cc->fds_before, cc->fds_peak, cc->fds_after, cc->get_at_cap,
+	       cc->get_after);
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+		if (!c[i].ok) {
+			printf("# connection cap: not so: %s\n", c[i].what);
+			all = false;
+		}
+	return all;
+}

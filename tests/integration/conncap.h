@@ -3,6 +3,7 @@
 #ifndef LH_TEST_CONNCAP_H
 #define LH_TEST_CONNCAP_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 typedef struct ts_conncap {
@@ -21,5 +22,11 @@ typedef struct ts_conncap {
  * while the rest are open; close them; wait (15 s at most) for the daemon's descriptors to come
  * back down, and GET /metrics again. cap + extra must stay under the listen backlog (128). */
 void ts_conncap_probe(pid_t pid, int port, int cap, int extra, ts_conncap_t *ret);
+
+/* What a capped endpoint must show after ts_conncap_probe(..., cap, extra, cc): extra refused,
+ * cap held, the descriptors bounded (8 to spare for the daemon's other work) and back down, no
+ * 200 at the cap and a 200 after. Prints the figures, and each failed condition; true when all
+ * hold. (The tests' T_ counters are per file, so this returns instead of checking.) */
+bool ts_conncap_ok(const ts_conncap_t *cc, int cap, int extra);
 
 #endif
