@@ -53,9 +53,13 @@ static const char hotel_goal[] =
 	"lh-script: {\"tasks\":[{\"id\":1,\"instructions\":\"Book the trip "
 	"[case\\u003ahotel]\",\"tier\":\"fast\"}],\"join\":\"Check\"}\n";
 
-/* The triage agent's model (a fakellm of its own): sure about the day, not about the hotel. */
+/* The triage agent's model (a fakellm of its own): sure about the day, not about the hotel. The
+ * first rule needs the asking task's instructions in the prompt (the gateway adds them once the
+ * materializer has folded the task) and a day question: whether the hotel question arrives
+ * before or after that fold, it matches only "Which hotel". */
 static const char triage_script[] =
-	"{\"rules\":[{\"match\":\"The plan's goal:\\nBook the trip\",\"content\":\"Friday\"},"
+	"{\"rules\":[{\"match\":\"The task's instructions:\\nBook the trip [case:hotel]\\n\\n"
+	"The agent asks:\\nWhich day\",\"content\":\"Friday\"},"
 	"{\"match\":\"Which day should\",\"content\":\"Tuesday at 10:00\\n\"},"
 	"{\"match\":\"Which hotel\",\"content\":\"ESCALATE\"}]}";
 
