@@ -111,7 +111,7 @@ static const lh_cfg_def_t mat_table[] = {
 	 "check-rounds", false, false,
 	 "a check for tests, not for production: PostgreSQL numbers every batch's rounds again "
 	 "(lh_mat_rounds, sql/0012) and refuses the batch if the materializer's numbering differs; "
-	 "costs about a fifth more PostgreSQL time",
+	 "costs PostgreSQL time (window functions over every batch)",
 	 C(check_rounds)},
 	{"materializer.session_timeout_ms", LH_CFG_INT, "10000", 1000, 300000, NULL, NULL,
 	 "session-timeout-ms", false, false,
