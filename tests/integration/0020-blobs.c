@@ -199,19 +199,12 @@ static void t_end_to_end(void)
  * the new schema first): the checksums of this test's plans are equal. */
 static void t_rebuild_resolves(void)
 {
-	char cmd[2048], rb[64];
+	char rb[64], group[96];
 	snprintf(rb, sizeof(rb), "rb_%.8s", ts.prefix);
-	snprintf(cmd, sizeof(cmd),
-		 "'%s/materializer/lh-materializer' --rebuild --schema %s --group %smaterializer "
-		 "--brokers '%s' --pg-url '%s' --topic-prefix %s --log-level off > /dev/null",
-		 ts.build_root, rb, ts.prefix, ts.brokers, ts.pg_url, ts.prefix);
-	T_EQ_INT(system(cmd), 0);
+	snprintf(group, sizeof(group), "%smaterializer", ts.prefix);
+	T_EQ_INT(ts_rebuild(&ts, rb, group), 0);
 	T_EQ_STR(ts_sql1(&ts, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", rb), "1");
-	snprintf(cmd, sizeof(cmd),
-		 "'%s/materializer/lh-materializer' checksum --against-schema %s --pg-url '%s' "
-		 "--topic-prefix %s --log-level off",
-		 ts.build_root, rb, ts.pg_url, ts.prefix);
-	T_EQ_INT(system(cmd), 0);
+	T_EQ_INT(ts_checksum_against(&ts, rb), 0);
 	ts_sql1(&ts, "SELECT set_config('lh.rb', $1, false)", rb);
 	PQclear(PQexec(ts.pg, "DO $$ BEGIN EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', "
 			      "current_setting('lh.rb')); END $$"));

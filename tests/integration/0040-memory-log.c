@@ -122,18 +122,11 @@ static void t_kill(void)
 
 static void t_rebuild(void)
 {
-	char cmd[2048], rb[64];
+	char cmd[2048], rb[64], group[96];
 	snprintf(rb, sizeof(rb), "rb_%.8s", ts.prefix);
-	snprintf(cmd, sizeof(cmd),
-		 "'%s/materializer/lh-materializer' --rebuild --schema %s --group %srebuild "
-		 "--brokers '%s' --pg-url '%s' --topic-prefix %s --log-level off > /dev/null",
-		 ts.build_root, rb, ts.prefix, ts.brokers, ts.pg_url, ts.prefix);
-	T_EQ_INT(system(cmd), 0);
-	snprintf(cmd, sizeof(cmd),
-		 "'%s/materializer/lh-materializer' checksum --against-schema %s --pg-url '%s' "
-		 "--topic-prefix %s --log-level off",
-		 ts.build_root, rb, ts.pg_url, ts.prefix);
-	T_EQ_INT(system(cmd), 0);
+	snprintf(group, sizeof(group), "%srebuild", ts.prefix);
+	T_EQ_INT(ts_rebuild(&ts, rb, group), 0);
+	T_EQ_INT(ts_checksum_against(&ts, rb), 0);
 	/* and directly: the tenant's rows, all 30, the same (the checksum covers every memory
 	 * this topic carries, other tests' included) */
 	snprintf(cmd, sizeof(cmd),

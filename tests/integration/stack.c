@@ -500,3 +500,23 @@ void ts_finish(ts_stack_t *ts)
 		_exit(1);
 	}
 }
+
+int ts_rebuild(ts_stack_t *ts, const char *schema, const char *group)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd),
+		 "'%s/materializer/lh-materializer' --rebuild --schema %s --group %s "
+		 "--brokers '%s' --pg-url '%s' --topic-prefix %s --log-level off > /dev/null",
+		 ts->build_root, schema, group, ts->brokers, ts->pg_url, ts->prefix);
+	return system(cmd);
+}
+
+int ts_checksum_against(ts_stack_t *ts, const char *schema)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd),
+		 "'%s/materializer/lh-materializer' checksum --against-schema %s --pg-url '%s' "
+		 "--topic-prefix %s --log-level off",
+		 ts->build_root, schema, ts->pg_url, ts->prefix);
+	return system(cmd);
+}

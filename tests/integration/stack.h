@@ -103,4 +103,10 @@ const char *ts_sql1(ts_stack_t *ts, const char *sql, const char *param);
 /* Poll until ts_sql1(sql, param) equals want, or ms pass. */
 bool ts_wait_sql(ts_stack_t *ts, int ms, const char *sql, const char *param, const char *want);
 
+/* lh-materializer --rebuild of this stack's topic into schema (storing offsets under group's
+ * consumer name), then `checksum --against-schema schema`: each returns its exit status (as
+ * system() does; 0 = done / equal). */
+int ts_rebuild(ts_stack_t *ts, const char *schema, const char *group);
+int ts_checksum_against(ts_stack_t *ts, const char *schema);
+
 #endif
