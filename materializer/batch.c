@@ -187,6 +187,7 @@ lh_err_t lh_mbatch_row(const lh_event_t *ev, const char *topic, int32_t partitio
 	char *bj = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	lh_buf_t o;
 	static const unsigned char jsonb_version = 1;
+	int phase = mat_phase(ev->type);
 	json_decref(body);
 	if (!bj)
 		return lh_error_set(err, LH_ERR_SCHEMA, "the event's body has no JSON form");
@@ -217,12 +218,12 @@ lh_err_t lh_mbatch_row(const lh_event_t *ev, const char *topic, int32_t partitio
 	put_text(&o, topic);
 	put_int4(&o, partition);
 	put_int8(&o, offset);
-	if (mat_phase(ev->type) >= 0)
-		put_int4(&o, mat_phase(ev->type));
+	if (phase >= 0)
+		put_int4(&o, phase);
 	else
 		put_null(&o);
 	*ret = (lh_mrow_t){.id = ev->id, .plan_id = ev->plan_id, .task_no = ev->task_no,
-			   .phase = mat_phase(ev->type)};
+			   .phase = phase};
 	ret->fields = lh_buf_steal(&o, &ret->len);
 	return LH_OK;
 }
