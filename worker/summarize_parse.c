@@ -164,26 +164,37 @@ void lh_summarize_answer_sections(const lh_summarize_answer_t *a,
 	ret_sections[LH_SUMMARY_OPEN_QUESTIONS] = a->open_questions;
 }
 
-char *lh_summarize_prompt(const lh_summary_t *s, int64_t from, int64_t to, const char *span_text,
-			  size_t max_bytes)
+/* The prompt both summaries share: the summary's intent under intent_label, its open questions,
+ * then head and text cut to max_bytes (UTF-8 safe). New string. */
+static char *prompt_of(const lh_summary_t *s, const char *intent_label, const char *head,
+		       const char *text, size_t max_bytes)
 {
 	const char *intent = s && s->intent ? s->intent : "";
 	const char *oq = s && s->open_questions && *s->open_questions ? s->open_questions : "(none)";
-	const char *span = span_text ? span_text : "";
-	size_t li = strlen(intent), lq = strlen(oq), ls = strlen(span);
+	const char *t = text ? text : "";
+	size_t li = strlen(intent), lq = strlen(oq), lt = strlen(t);
 	size_t ci = lh_utf8_head(intent, li, LH_SUMMARIZE_MAX_CONTEXT);
 	size_t cq = lh_utf8_head(oq, lq, LH_SUMMARIZE_MAX_CONTEXT);
-	size_t cs = lh_utf8_head(span, ls, max_bytes);
+	size_t ct = lh_utf8_head(t, lt, max_bytes);
 	lh_buf_t b;
 	lh_buf_init(&b);
-	lh_buf_printf(&b, "Plan intent:\n%.*s%s\n\nOpen questions so far:\n%.*s%s\n\n", (int)ci,
-		      intent, ci < li ? " [cut]" : "", (int)cq, oq, cq < lq ? " [cut]" : "");
-	lh_buf_printf(&b, "New events (log offsets %" PRId64 " to %" PRId64 "):\n", from, to - 1);
-	lh_buf_append(&b, span, cs);
-	if (cs < ls)
+	lh_buf_printf(&b, "%s:\n%.*s%s\n\nOpen questions so far:\n%.*s%s\n\n", intent_label,
+		      (int)ci, intent, ci < li ? " [cut]" : "", (int)cq, oq, cq < lq ? " [cut]" : "");
+	lh_buf_appends(&b, head);
+	lh_buf_append(&b, t, ct);
+	if (ct < lt)
 		lh_buf_appends(&b, " [cut]\n");
 	lh_buf_append(&b, "", 1);
 	return lh_buf_steal(&b, NULL);
+}
+
+char *lh_summarize_prompt(const lh_summary_t *s, int64_t from, int64_t to, const char *span_text,
+			  size_t max_bytes)
+{
+	char head[96];
+	snprintf(head, sizeof(head), "New events (log offsets %" PRId64 " to %" PRId64 "):\n", from,
+		 to - 1);
+	return prompt_of(s, "Plan intent", head, span_text, max_bytes);
 }
 
 #define DROPPED_MARK "[earlier spans: in the older versions of this summary]\n\n"
@@ -400,23 +411,10 @@ char *lh_summarize_messages_text(const lh_llm_message_t *msgs, size_t from, size
 char *lh_summarize_attempt_prompt(const lh_summary_t *s, size_t from, size_t to, const char *text,
 				  size_t max_bytes)
 {
-	const char *intent = s && s->intent ? s->intent : "";
-	const char *oq = s && s->open_questions && *s->open_questions ? s->open_questions : "(none)";
-	const char *t = text ? text : "";
-	size_t li = strlen(intent), lq = strlen(oq), lt = strlen(t);
-	size_t ci = lh_utf8_head(intent, li, LH_SUMMARIZE_MAX_CONTEXT);
-	size_t cq = lh_utf8_head(oq, lq, LH_SUMMARIZE_MAX_CONTEXT);
-	size_t ct = lh_utf8_head(t, lt, max_bytes);
-	lh_buf_t b;
-	lh_buf_init(&b);
-	lh_buf_printf(&b, "Task:\n%.*s%s\n\nOpen questions so far:\n%.*s%s\n\n", (int)ci, intent,
-		      ci < li ? " [cut]" : "", (int)cq, oq, cq < lq ? " [cut]" : "");
-	lh_buf_printf(&b, "New messages of this attempt (%zu to %zu):\n", from, to ? to - 1 : 0);
-	lh_buf_append(&b, t, ct);
-	if (ct < lt)
-		lh_buf_appends(&b, " [cut]\n");
-	lh_buf_append(&b, "", 1);
-	return lh_buf_steal(&b, NULL);
+	char head[96];
+	snprintf(head, sizeof(head), "New messages of this attempt (%zu to %zu):\n", from,
+		 to ? to - 1 : 0);
+	return prompt_of(s, "Task", head, text, max_bytes);
 }
 
 static char *joined(const char *a, const char *label, const char *b)
